@@ -1,0 +1,1 @@
+//! Support code of the benches crate (nothing shared yet).

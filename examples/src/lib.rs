@@ -1,0 +1,1 @@
+//! Support code of the examples crate (nothing shared yet).

@@ -1,0 +1,289 @@
+//! The `IggyConnector` trait: one contract, two modes.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::config::{ConnectorConfig, ConnectorMode};
+use crate::error::ConnectorError;
+use crate::message::{OutgoingMessage, ReceivedMessage};
+use crate::names::{GroupName, StreamName, TopicName};
+
+/// Retention of a topic: whole old segments are deleted past either limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Messages older than this may be deleted. `None` keeps them forever.
+    pub max_age: Option<Duration>,
+    /// The topic may not grow past this many bytes. `None` means no limit.
+    pub max_size_bytes: Option<u64>,
+}
+
+/// What a topic should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Its stream (created if missing).
+    pub stream: StreamName,
+    /// The topic.
+    pub topic: TopicName,
+    /// Number of partitions (1 to 1000).
+    pub partitions: u32,
+    /// Retention.
+    pub retention: Retention,
+}
+
+impl TopicSpec {
+    /// A topic with `partitions` partitions and no retention limit.
+    #[must_use]
+    pub fn new(stream: StreamName, topic: TopicName, partitions: u32) -> Self {
+        Self {
+            stream,
+            topic,
+            partitions,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// A topic as the broker has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Its stream.
+    pub stream: StreamName,
+    /// The topic.
+    pub topic: TopicName,
+    /// Number of partitions; ids are `0..partitions`.
+    pub partitions: u32,
+    /// Retention in force.
+    pub retention: Retention,
+    /// Per partition, the offset the next message will get (0 for an empty partition).
+    pub next_offsets: Vec<u64>,
+}
+
+/// Which partition a batch goes to.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Round-robin over the partitions.
+    Balanced,
+    /// This partition (0-based).
+    Partition(u32),
+    /// The partition of this key: [`crate::partition_for`] (what every Iggy client computes).
+    Key(Bytes),
+}
+
+impl fmt::Debug for Partitioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Balanced => f.write_str("Balanced"),
+            Self::Partition(p) => write!(f, "Partition({p})"),
+            Self::Key(key) => write!(f, "Key({} bytes)", key.len()),
+        }
+    }
+}
+
+/// A batch of messages for one partition of one topic.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// Target stream.
+    pub stream: StreamName,
+    /// Target topic.
+    pub topic: TopicName,
+    /// Target partition.
+    pub partitioning: Partitioning,
+    /// The messages, in order. They are appended contiguously, in this order.
+    pub messages: Vec<OutgoingMessage>,
+}
+
+impl PublishRequest {
+    /// A request for `stream`/`topic` with balanced partitioning and no messages yet.
+    #[must_use]
+    pub fn new(stream: StreamName, topic: TopicName) -> Self {
+        Self {
+            stream,
+            topic,
+            partitioning: Partitioning::Balanced,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Routes the batch by `key`.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.partitioning = Partitioning::Key(key.into());
+        self
+    }
+
+    /// Routes the batch to `partition`.
+    #[must_use]
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partitioning = Partitioning::Partition(partition);
+        self
+    }
+
+    /// Adds a message.
+    #[must_use]
+    pub fn message(mut self, message: OutgoingMessage) -> Self {
+        self.messages.push(message);
+        self
+    }
+}
+
+/// The broker's acknowledgement of a published batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishReceipt {
+    /// The partition the batch went to.
+    pub partition: u32,
+    /// The offset of its first message; the others follow contiguously.
+    pub base_offset: u64,
+    /// How many messages it held.
+    pub count: u32,
+}
+
+/// Where a read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollFrom {
+    /// The oldest retained message.
+    First,
+    /// This offset (or the oldest retained one, if it was deleted).
+    Offset(u64),
+    /// The first message appended at or after this time (µs since the Unix epoch).
+    Timestamp(u64),
+    /// Only messages appended from now on.
+    Latest,
+}
+
+/// Where a consumer group starts on partitions it has no committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// From the oldest retained message.
+    #[default]
+    Earliest,
+    /// From the messages published after the group was created.
+    Latest,
+    /// From this offset in every partition.
+    Offset(u64),
+    /// From the first message appended at or after this time (µs since the Unix epoch).
+    Timestamp(u64),
+}
+
+/// A group member's share of the partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assignment {
+    /// Increases at every rebalance of the group.
+    pub generation: u64,
+    /// The partitions this member owns.
+    pub partitions: Vec<u32>,
+}
+
+/// Reads one partition from a position, waiting at its head for new messages.
+///
+/// A subscriber has its own cursor and never reads or moves any stored consumer
+/// offset: it is what replay is built on.
+#[async_trait]
+pub trait MessageSubscriber: Send + fmt::Debug {
+    /// The next messages (at most `max`), waiting until at least one is available.
+    async fn next_batch(&mut self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError>;
+}
+
+/// A member of a consumer group.
+///
+/// Delivery is at-least-once: [`GroupConsumer::poll`] never commits; the caller
+/// commits with [`GroupConsumer::commit`] after it has handled the messages. When the
+/// group rebalances, a partition's new owner starts after that partition's last
+/// commit, so whatever was polled but not committed is delivered again.
+#[async_trait]
+pub trait GroupConsumer: Send + Sync + fmt::Debug {
+    /// The group.
+    fn group(&self) -> &GroupName;
+
+    /// The partitions this member owns now.
+    fn assignment(&self) -> Assignment;
+
+    /// The next messages from the partitions this member owns (at most `max`, in
+    /// offset order within each partition), waiting until at least one is available.
+    /// Does not commit anything.
+    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError>;
+
+    /// Stores `offset` (the last handled message) as the group's committed offset for
+    /// `partition`. Fails with [`ConnectorError::Fenced`] when the partition is no
+    /// longer assigned to this member.
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError>;
+
+    /// Leaves the group; its partitions go to the remaining members.
+    async fn leave(&self) -> Result<(), ConnectorError>;
+}
+
+/// The connection layer: a broker in this process, or a remote Iggy server.
+///
+/// Object-safe: the typed layer holds an `Arc<dyn IggyConnector>`.
+#[async_trait]
+pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
+    /// Which mode this connector implements.
+    fn mode(&self) -> ConnectorMode;
+
+    /// Opens the broker (embedded) or the connection (remote).
+    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError>;
+
+    /// Whether [`IggyConnector::connect`] succeeded and no shutdown followed.
+    fn is_connected(&self) -> bool;
+
+    /// Creates the stream and the topic when missing. An existing topic with another
+    /// partition count is reported as [`ConnectorError::TopologyMismatch`], never
+    /// recreated; its retention is updated to the one asked for.
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError>;
+
+    /// The topic, if it exists.
+    async fn topic_info(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Option<TopicInfo>, ConnectorError>;
+
+    /// Appends the batch to one partition. Returns once the broker has accepted it:
+    /// for the embedded broker, once it is written under the configured durability
+    /// policy.
+    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError>;
+
+    /// Reads at most `max` messages of one partition from `from`, without waiting and
+    /// without touching any consumer offset.
+    async fn poll(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError>;
+
+    /// A reader of one partition from `from` that waits at the head for new messages.
+    async fn subscribe(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError>;
+
+    /// Joins `group` (created when missing, starting at `start`).
+    async fn join_group(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+        start: StartPosition,
+    ) -> Result<Box<dyn GroupConsumer>, ConnectorError>;
+
+    /// The group's committed offsets, one per partition (`None` where nothing was
+    /// committed yet).
+    async fn committed_offsets(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<Vec<Option<u64>>, ConnectorError>;
+
+    /// Flushes and closes. Data acknowledged before is kept; calls afterwards fail with
+    /// [`ConnectorError::NotConnected`].
+    async fn shutdown(&self) -> Result<(), ConnectorError>;
+}

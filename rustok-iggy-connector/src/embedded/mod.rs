@@ -1,0 +1,5 @@
+//! The embedded broker: storage engine, broker state, and the connector over them.
+
+mod storage;
+
+pub use storage::StorageError;

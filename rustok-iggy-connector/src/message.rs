@@ -1,0 +1,396 @@
+//! Messages as the connector sees them: bytes, an id, user headers.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Kind codes of Iggy user-header values (the same numbers the Iggy protocol uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderKind {
+    /// Opaque bytes.
+    Raw,
+    /// UTF-8 text.
+    String,
+    /// One byte, 0 or 1.
+    Bool,
+    /// Little-endian `u64`.
+    Uint64,
+    /// Little-endian `i64`.
+    Int64,
+    /// Any other kind code defined by Iggy (kept as it came).
+    Other(u8),
+}
+
+impl HeaderKind {
+    /// The wire code of this kind.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Raw => 1,
+            Self::String => 2,
+            Self::Bool => 3,
+            Self::Int64 => 7,
+            Self::Uint64 => 12,
+            Self::Other(code) => code,
+        }
+    }
+
+    /// The kind for a wire code.
+    #[must_use]
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Raw,
+            2 => Self::String,
+            3 => Self::Bool,
+            7 => Self::Int64,
+            12 => Self::Uint64,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Longest header key or value, in bytes (a limit of the Iggy wire format).
+pub const MAX_HEADER_FIELD_LENGTH: usize = 255;
+
+/// A user-header value: a kind and its bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderValue {
+    kind: HeaderKind,
+    bytes: Bytes,
+}
+
+impl HeaderValue {
+    /// A text value.
+    pub fn string(value: impl Into<String>) -> Self {
+        Self {
+            kind: HeaderKind::String,
+            bytes: Bytes::from(value.into()),
+        }
+    }
+
+    /// An opaque byte value.
+    pub fn raw(value: impl Into<Bytes>) -> Self {
+        Self {
+            kind: HeaderKind::Raw,
+            bytes: value.into(),
+        }
+    }
+
+    /// A `u64` value.
+    #[must_use]
+    pub fn u64(value: u64) -> Self {
+        Self {
+            kind: HeaderKind::Uint64,
+            bytes: Bytes::copy_from_slice(&value.to_le_bytes()),
+        }
+    }
+
+    /// A value of any kind, from its bytes as they travel on the wire.
+    #[must_use]
+    pub fn from_parts(kind: HeaderKind, bytes: Bytes) -> Self {
+        Self { kind, bytes }
+    }
+
+    /// The value's kind.
+    #[must_use]
+    pub fn kind(&self) -> HeaderKind {
+        self.kind
+    }
+
+    /// The value's bytes as they travel on the wire.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The value as text, if it is a text value.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self.kind {
+            HeaderKind::String => std::str::from_utf8(&self.bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as a `u64`, if it is one.
+    #[must_use]
+    pub fn as_u64(&self) -> Option<u64> {
+        match self.kind {
+            HeaderKind::Uint64 => Some(u64::from_le_bytes(self.bytes.as_ref().try_into().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_str() {
+            Some(text) => fmt::Debug::fmt(text, f),
+            None => write!(f, "{:?}({} bytes)", self.kind, self.bytes.len()),
+        }
+    }
+}
+
+/// Why a header was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// A key or value is empty or longer than 255 bytes.
+    #[error("header {key:?}: keys and values must be 1 to 255 bytes long (got {len})")]
+    Length {
+        /// The header key (possibly cut).
+        key: String,
+        /// The offending length.
+        len: usize,
+    },
+}
+
+/// User headers of a message: ordered text keys with typed values.
+///
+/// Keys and values are 1 to 255 bytes (a limit of the Iggy wire format). Setting an
+/// existing key replaces its value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(String, HeaderValue)>,
+}
+
+impl Headers {
+    /// No headers.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value of the same key.
+    pub fn insert(
+        &mut self,
+        key: impl Into<String>,
+        value: HeaderValue,
+    ) -> Result<(), HeaderError> {
+        let key = key.into();
+        for len in [key.len(), value.as_bytes().len()] {
+            if len == 0 || len > MAX_HEADER_FIELD_LENGTH {
+                return Err(HeaderError::Length {
+                    key: key.chars().take(64).collect(),
+                    len,
+                });
+            }
+        }
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((key, value)),
+        }
+        Ok(())
+    }
+
+    /// Sets a text header.
+    pub fn insert_str(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), HeaderError> {
+        self.insert(key, HeaderValue::string(value))
+    }
+
+    /// The value of `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&HeaderValue> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The text value of `key`, if it is text.
+    #[must_use]
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(HeaderValue::as_str)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<HeaderValue> {
+        let index = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.remove(index).1)
+    }
+
+    /// The entries in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// How many headers there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Encodes the headers in the Iggy user-header TLV format:
+    /// `[key_kind u8][key_len u32][key][value_kind u8][value_len u32][value]` per entry.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(k, v)| 10 + k.len() + v.as_bytes().len())
+            .sum()
+    }
+
+    /// Appends the TLV encoding (see [`Headers::encoded_len`]) to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        for (key, value) in &self.entries {
+            out.push(HeaderKind::String.code());
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.push(value.kind.code());
+            out.extend_from_slice(&(value.as_bytes().len() as u32).to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+
+    /// Decodes the TLV user-header format. Keys that are not text are kept with their
+    /// bytes read as lossy UTF-8.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::WireError> {
+        iggy_binary_protocol::validate_user_headers(bytes)?;
+        let mut headers = Self::new();
+        for entry in iggy_binary_protocol::WireUserHeaderIterator::new(bytes) {
+            let key = String::from_utf8_lossy(entry.key).into_owned();
+            let value = HeaderValue::from_parts(
+                HeaderKind::from_code(entry.value_kind.0),
+                Bytes::copy_from_slice(entry.value),
+            );
+            headers.entries.push((key, value));
+        }
+        Ok(headers)
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// A message to publish.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The message id (for typed events, the event id). 0 asks the connector to mint a
+    /// random UUIDv4, as the Iggy SDK does.
+    pub id: u128,
+    /// The payload bytes.
+    pub payload: Bytes,
+    /// User headers.
+    pub headers: Headers,
+}
+
+impl OutgoingMessage {
+    /// A message with `payload`, a fresh id and no headers.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            id: 0,
+            payload: payload.into(),
+            headers: Headers::new(),
+        }
+    }
+
+    /// Sets the id.
+    #[must_use]
+    pub fn with_id(mut self, id: u128) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the headers.
+    #[must_use]
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+impl fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingMessage")
+            .field("id", &format_args!("{:032x}", self.id))
+            .field("payload_len", &self.payload.len())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// A message read from a partition.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The partition it was read from (0-based).
+    pub partition: u32,
+    /// Its offset in that partition.
+    pub offset: u64,
+    /// Its id.
+    pub id: u128,
+    /// When the broker appended it (µs since the Unix epoch).
+    pub timestamp: u64,
+    /// When the producer created it (µs since the Unix epoch).
+    pub origin_timestamp: u64,
+    /// The payload bytes.
+    pub payload: Bytes,
+    /// User headers.
+    pub headers: Headers,
+}
+
+impl fmt::Debug for ReceivedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceivedMessage")
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("id", &format_args!("{:032x}", self.id))
+            .field("timestamp", &self.timestamp)
+            .field("payload_len", &self.payload.len())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_roundtrip_through_the_wire_format() {
+        let mut headers = Headers::new();
+        headers.insert_str("event_type", "order.placed").unwrap();
+        headers.insert("attempt", HeaderValue::u64(3)).unwrap();
+        headers
+            .insert("blob", HeaderValue::raw(vec![0u8, 1, 2]))
+            .unwrap();
+        let mut out = Vec::new();
+        headers.encode_into(&mut out);
+        assert_eq!(out.len(), headers.encoded_len());
+        let decoded = Headers::decode(&out).unwrap();
+        assert_eq!(decoded, headers);
+        assert_eq!(decoded.get_str("event_type"), Some("order.placed"));
+        assert_eq!(
+            decoded.get("attempt").and_then(HeaderValue::as_u64),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn header_limits_are_enforced() {
+        let mut headers = Headers::new();
+        assert!(headers.insert_str("", "x").is_err());
+        assert!(headers.insert_str("k", "").is_err());
+        assert!(headers.insert_str("k", "v".repeat(256)).is_err());
+        headers.insert_str("k", "v".repeat(255)).unwrap();
+        headers.insert_str("k", "w").unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers.get_str("k"), Some("w"));
+    }
+
+    #[test]
+    fn debug_never_prints_payloads() {
+        let message = OutgoingMessage::new(&b"secret-card-number"[..]);
+        assert!(!format!("{message:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,1 @@
+//! `#[derive(IggyEvent)]` for rustok-iggy.
