@@ -94,35 +94,61 @@ pub(crate) fn validate(record: &[u8], verify: bool) -> Result<BatchHeader, WireE
             "bytes after the end of the batch record",
         )));
     }
+    // A message's offset is the record's base offset plus its delta: the deltas must
+    // be 0, 1, 2, ... (what every Iggy client sends), or stored messages would claim
+    // offsets of other records and reads by offset would return the wrong ones.
+    let in_sequence = batch
+        .iter()
+        .zip(0u32..)
+        .all(|(view, index)| view.header.offset_delta == index);
+    if !in_sequence {
+        return Err(WireError::Validation(std::borrow::Cow::Borrowed(
+            "message offset deltas must be 0, 1, 2, ... in order",
+        )));
+    }
     Ok(batch.header)
 }
 
 /// Decodes the messages of a stored (or polled) record whose offsets fall in
-/// `[from, to)`, appending them to `out`.
+/// `[from, to)`, appending them to `out`. Payloads are slices of `record` (no copy).
 pub(crate) fn decode_messages(
-    record: &[u8],
+    record: Bytes,
     from: u64,
     to: u64,
     out: &mut Vec<ReceivedMessage>,
 ) -> Result<(), WireError> {
-    let batch: BatchRef<'_> = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
+    let batch: BatchRef<'_> = decode_batch_slice_with(&record, BatchIntegrity::LayoutOnly)?;
     let header = batch.header;
-    for view in batch.iter() {
-        let offset = header.base_offset + u64::from(view.header.offset_delta);
+    for framed in batch.iter_with_offsets() {
+        let view = framed.message;
+        let offset = header
+            .base_offset
+            .checked_add(u64::from(view.header.offset_delta))
+            .ok_or(WireError::Validation(std::borrow::Cow::Borrowed(
+                "a message offset is past the largest offset",
+            )))?;
         if offset < from {
             continue;
         }
         if offset >= to {
             break;
         }
+        let payload_start = BATCH_HEADER_SIZE + framed.start + BATCH_MESSAGE_HEADER_SIZE;
+        let payload_end = payload_start + view.payload.len();
         out.push(ReceivedMessage {
             partition: u32::try_from(header.partition_id).unwrap_or(u32::MAX),
             offset,
             id: view.header.id,
             timestamp: header.base_timestamp,
-            origin_timestamp: header.origin_timestamp + u64::from(view.header.timestamp_delta),
-            payload: Bytes::copy_from_slice(view.payload),
-            headers: Headers::decode(view.user_headers)?,
+            origin_timestamp: header
+                .origin_timestamp
+                .saturating_add(u64::from(view.header.timestamp_delta)),
+            payload: record.slice(payload_start..payload_end),
+            headers: if view.user_headers.is_empty() {
+                Headers::new()
+            } else {
+                Headers::decode(view.user_headers)?
+            },
         });
     }
     Ok(())
@@ -138,7 +164,9 @@ pub(crate) fn slice(
 ) -> Result<Option<(Vec<u8>, u32)>, WireError> {
     let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
     let header = batch.header;
-    let last = header.base_offset + u64::from(header.message_count);
+    let last = header
+        .base_offset
+        .saturating_add(u64::from(header.message_count));
     if from <= header.base_offset && to >= last {
         return Ok(Some((record.to_vec(), header.message_count)));
     }
@@ -194,7 +222,7 @@ mod tests {
         assert_eq!(batch.header.partition_id, 2);
 
         let mut out = Vec::new();
-        decode_messages(&record, 0, u64::MAX, &mut out).unwrap();
+        decode_messages(record.clone().into(), 0, u64::MAX, &mut out).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(out[1].offset, 41);
         assert_eq!(out[1].id, 2);
@@ -207,7 +235,7 @@ mod tests {
     fn zero_ids_are_minted() {
         let record = encode_batch(&[OutgoingMessage::new(&b"x"[..])], 1);
         let mut out = Vec::new();
-        decode_messages(&record, 0, u64::MAX, &mut out).unwrap();
+        decode_messages(record.clone().into(), 0, u64::MAX, &mut out).unwrap();
         assert_ne!(out[0].id, 0);
     }
 
@@ -220,7 +248,7 @@ mod tests {
         let batch = decode_batch_slice(&sliced).unwrap();
         assert_eq!(batch.header.base_offset, 10);
         let mut out = Vec::new();
-        decode_messages(&sliced, 0, u64::MAX, &mut out).unwrap();
+        decode_messages(sliced.into(), 0, u64::MAX, &mut out).unwrap();
         assert_eq!(
             out.iter().map(|m| m.offset).collect::<Vec<_>>(),
             vec![12, 13]

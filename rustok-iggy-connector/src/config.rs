@@ -59,10 +59,17 @@ impl Default for ConnectorConfig {
 
 impl ConnectorConfig {
     /// An embedded configuration with its data in `data_dir`.
+    ///
+    /// The TCP listener is **off** in this configuration (the connector's own calls
+    /// never use sockets, and a fixed port would clash between brokers of one
+    /// machine); turn it on with `config.embedded.tcp_enabled = true`. The
+    /// deserialized and `Default` configurations have it on.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             embedded: EmbeddedConnectorConfig {
                 data_dir: data_dir.into(),
+                tcp_enabled: false,
+                http_enabled: false,
                 ..EmbeddedConnectorConfig::default()
             },
             ..Self::default()
@@ -131,6 +138,30 @@ pub struct EmbeddedConnectorConfig {
     pub fsync_interval_ms: u64,
     /// A segment file is closed and a new one started past this many bytes.
     pub segment_size_bytes: u64,
+    /// Start the TCP listener that speaks the Iggy binary protocol, so that the
+    /// official `iggy` SDK, `iggy-cli` and other processes can use this broker.
+    pub tcp_enabled: bool,
+    /// The address the listener binds (an IP address, or `localhost`). The default,
+    /// `127.0.0.1`, accepts connections from this machine only.
+    pub tcp_address: String,
+    /// The listener's port; 0 picks a free ephemeral port (ask
+    /// `EmbeddedConnector::tcp_address` for the one bound).
+    pub tcp_port: u16,
+    /// Start the HTTP endpoint: `GET /ping`, `/health` (JSON) and `/metrics`
+    /// (Prometheus text).
+    pub http_enabled: bool,
+    /// The address the HTTP endpoint binds; `127.0.0.1` by default.
+    pub http_address: String,
+    /// The HTTP endpoint's port; 0 picks a free one (ask
+    /// `EmbeddedConnector::http_address`).
+    pub http_port: u16,
+    /// Name of the root user (id 0) of the listener. Default `iggy`.
+    pub root_username: String,
+    /// Password of the root user. The default, `iggy`, is Iggy's well-known
+    /// development password: **change it** before the listener is reachable by
+    /// anyone else (set `tcp_address` to a non-loopback address only with a
+    /// strong password). It is never written to disk or logged.
+    pub root_password: Secret,
 }
 
 impl Default for EmbeddedConnectorConfig {
@@ -141,6 +172,14 @@ impl Default for EmbeddedConnectorConfig {
             durability: DurabilityPolicy::Interval,
             fsync_interval_ms: 1000,
             segment_size_bytes: 1024 * 1024 * 1024,
+            tcp_enabled: true,
+            tcp_address: "127.0.0.1".to_owned(),
+            tcp_port: 8090,
+            http_enabled: true,
+            http_address: "127.0.0.1".to_owned(),
+            http_port: 3000,
+            root_username: "iggy".to_owned(),
+            root_password: Secret::new("iggy"),
         }
     }
 }
@@ -180,7 +219,72 @@ impl EmbeddedConnectorConfig {
                 ),
             ));
         }
+        if self.tcp_enabled {
+            self.validate_listener()?;
+        }
+        if self.http_enabled {
+            self.http_socket_address()?;
+        }
         Ok(())
+    }
+
+    /// The listener settings: an address, and root credentials within Iggy's
+    /// limits (user name 3 to 50 characters, password 3 to 100).
+    fn validate_listener(&self) -> Result<(), ConnectorError> {
+        if self.tcp_address != "localhost" && self.tcp_address.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ConnectorError::config(
+                "embedded.tcp_address",
+                format!(
+                    "{:?} is not an IP address; allowed: an IPv4 or IPv6 address, or localhost",
+                    self.tcp_address
+                ),
+            ));
+        }
+        let name_len = self.root_username.chars().count();
+        if !(3..=50).contains(&name_len) || self.root_username.chars().any(char::is_control) {
+            return Err(ConnectorError::config(
+                "embedded.root_username",
+                format!("must be 3 to 50 characters without control characters, not {name_len}"),
+            ));
+        }
+        let password_len = self.root_password.expose().chars().count();
+        if !(3..=100).contains(&password_len) {
+            return Err(ConnectorError::config(
+                "embedded.root_password",
+                format!("must be 3 to 100 characters, not {password_len}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The socket address of the listener (`tcp_address`:`tcp_port`).
+    pub fn tcp_socket_address(&self) -> Result<std::net::SocketAddr, ConnectorError> {
+        use std::net::ToSocketAddrs;
+        (self.tcp_address.as_str(), self.tcp_port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                ConnectorError::config(
+                    "embedded.tcp_address",
+                    format!("cannot resolve {:?}", self.tcp_address),
+                )
+            })
+    }
+
+    /// The socket address the HTTP endpoint binds.
+    pub fn http_socket_address(&self) -> Result<std::net::SocketAddr, ConnectorError> {
+        let ip = match self.http_address.as_str() {
+            "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+            other => other.parse().map_err(|_| {
+                ConnectorError::config(
+                    "embedded.http_address",
+                    format!("{other:?} is not an IP address; allowed: an IPv4 or IPv6 address, or localhost"),
+                )
+            })?,
+        };
+        Ok(std::net::SocketAddr::new(ip, self.http_port))
     }
 }
 
@@ -356,9 +460,47 @@ mod tests {
     }
 
     #[test]
+    fn listener_defaults_and_limits() {
+        let embedded = EmbeddedConnectorConfig::default();
+        assert!(embedded.tcp_enabled);
+        assert_eq!(embedded.tcp_port, 8090);
+        assert_eq!(embedded.root_username, "iggy");
+        assert_eq!(embedded.root_password.expose(), "iggy");
+        let hidden = EmbeddedConnectorConfig {
+            root_password: Secret::new("hunter2"),
+            ..EmbeddedConnectorConfig::default()
+        };
+        assert!(!format!("{hidden:?}").contains("hunter2"));
+        let mut config = ConnectorConfig::default();
+        config.embedded.root_password = Secret::new("ab");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("embedded.root_password"), "{err}");
+        config.embedded.root_password = Secret::new("abc");
+        config.embedded.root_username = "x".repeat(51);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("embedded.root_username"), "{err}");
+        config.embedded.root_username = "admin".into();
+        config.embedded.tcp_address = "not an ip".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("embedded.tcp_address"), "{err}");
+        config.embedded.tcp_enabled = false;
+        config.validate().unwrap();
+        let parsed: EmbeddedConnectorConfig =
+            serde_json::from_str(r#"{"tcp_port": 0, "root_password": "s3cret!"}"#).unwrap();
+        assert_eq!(parsed.tcp_port, 0);
+        assert_eq!(
+            parsed.tcp_socket_address().unwrap().to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(serde_json::from_str::<EmbeddedConnectorConfig>(r#"{"tcp_prot": 1}"#).is_err());
+    }
+
+    #[test]
     fn secrets_do_not_leak_in_debug() {
-        let mut config = RemoteConnectorConfig::default();
-        config.password = Secret::new("hunter2");
+        let config = RemoteConnectorConfig {
+            password: Secret::new("hunter2"),
+            ..RemoteConnectorConfig::default()
+        };
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

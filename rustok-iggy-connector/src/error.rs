@@ -59,6 +59,20 @@ pub enum ConnectorError {
         /// The stream.
         stream: String,
     },
+    /// A stream, topic or group of that name already exists.
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists {
+        /// `stream`, `topic` or `consumer group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Another broker (in this or another process) holds the data directory.
+    #[error("the data directory {} is in use by another broker (its .lock file is held)", path.display())]
+    DataDirInUse {
+        /// The data directory.
+        path: std::path::PathBuf,
+    },
     /// The topic does not exist.
     #[error("topic {topic:?} does not exist in stream {stream:?}")]
     TopicNotFound {

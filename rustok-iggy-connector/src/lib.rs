@@ -15,11 +15,18 @@ mod config;
 mod connector;
 mod error;
 mod message;
+mod metrics;
 mod names;
 mod partition;
 
+#[cfg(all(feature = "embedded", any(test, feature = "fuzz")))]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 #[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "remote")]
+mod remote;
 
 pub use batch::{MAX_PAYLOAD_SIZE, now_micros};
 pub use config::{
@@ -36,8 +43,11 @@ pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, OutgoingMessage,
     ReceivedMessage,
 };
+pub use metrics::{Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};
 pub use partition::partition_for;
 
 #[cfg(feature = "embedded")]
-pub use embedded::StorageError;
+pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};
+#[cfg(feature = "remote")]
+pub use remote::RemoteConnector;

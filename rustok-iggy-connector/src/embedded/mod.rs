@@ -1,5 +1,10 @@
 //! The embedded broker: storage engine, broker state, and the connector over them.
 
-mod storage;
+mod broker;
+mod connector;
+mod http;
+pub(crate) mod storage;
+mod wire;
 
+pub use connector::{EmbeddedConnector, VerifySummary};
 pub use storage::StorageError;

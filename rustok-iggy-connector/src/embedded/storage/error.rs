@@ -31,6 +31,34 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A stored record read back for a poll does not decode (the file changed under
+    /// the log, or was damaged after the log was opened).
+    #[error("corrupt record in {path} at byte {position}: {source}")]
+    CorruptRecord {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the record starts.
+        position: u64,
+        /// Why it does not decode.
+        #[source]
+        source: iggy_binary_protocol::WireError,
+    },
+    /// Appending `count` more messages would overflow the 64-bit offset space.
+    #[error("offset overflow: next offset {next_offset} cannot advance by {count} messages")]
+    OffsetOverflow {
+        /// The partition's next offset.
+        next_offset: u64,
+        /// The message count of the refused batch.
+        count: u32,
+    },
+    /// An earlier write or fsync failed in a way that leaves the tail of the
+    /// segment in an unknown state; the log refuses writes until it is reopened
+    /// (recovery then truncates whatever is not a whole, valid record).
+    #[error("{path}: an earlier write failure left the log unwritable; reopen it to recover")]
+    Poisoned {
+        /// The segment file that failed.
+        path: PathBuf,
+    },
 }
 
 impl StorageError {

@@ -1,0 +1,771 @@
+//! The broker: streams → topics → partitions, consumer offsets and groups, persisted
+//! metadata. The in-process connector and the TCP front end both call it directly.
+
+mod groups;
+mod partition;
+mod persist;
+mod topic;
+mod users;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use self::groups::Group;
+pub(crate) use self::partition::{ConsumerKey, Partition};
+use self::topic::Groups;
+pub(crate) use self::topic::{GroupRef, Topic};
+pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
+use crate::batch;
+use crate::config::Durability;
+use crate::connector::{Assignment, Retention, TopicSpec};
+use crate::error::ConnectorError;
+use crate::names::{GroupName, StreamName, TopicName};
+
+use super::storage::LogConfig;
+
+const METADATA_FILE: &str = "metadata.json";
+const LOCK_FILE: &str = ".lock";
+const FORMAT_VERSION: u32 = 1;
+/// Most partitions a topic may have.
+pub(crate) const MAX_PARTITIONS: u32 = 1000;
+
+/// Settings of the broker.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerConfig {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) durability: Durability,
+    pub(crate) segment_size_bytes: u64,
+}
+
+/// A stream or topic named by id or by name (the Iggy protocol allows both).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ident<'a> {
+    Id(u32),
+    Name(&'a str),
+}
+
+/// What the broker knows of a stream.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamInfo {
+    pub(crate) id: u32,
+    pub(crate) name: StreamName,
+    pub(crate) created_at: u64,
+    pub(crate) topics: Vec<Arc<Topic>>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    name: StreamName,
+    created_at: u64,
+    topics: BTreeMap<u32, Arc<Topic>>,
+    next_topic_id: u32,
+}
+
+impl Stream {
+    fn find_topic(&self, topic: Ident<'_>) -> Option<&Arc<Topic>> {
+        match topic {
+            Ident::Id(id) => self.topics.get(&id),
+            Ident::Name(name) => self.topics.values().find(|t| t.name.as_str() == name),
+        }
+    }
+
+    fn info(&self) -> StreamInfo {
+        StreamInfo {
+            id: self.id,
+            name: self.name.clone(),
+            created_at: self.created_at,
+            topics: self.topics.values().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    streams: BTreeMap<u32, Stream>,
+    next_stream_id: u32,
+}
+
+impl State {
+    fn find_stream(&self, stream: Ident<'_>) -> Option<&Stream> {
+        match stream {
+            Ident::Id(id) => self.streams.get(&id),
+            Ident::Name(name) => self.streams.values().find(|s| s.name.as_str() == name),
+        }
+    }
+
+    fn find_stream_mut(&mut self, stream: Ident<'_>) -> Option<&mut Stream> {
+        match stream {
+            Ident::Id(id) => self.streams.get_mut(&id),
+            Ident::Name(name) => self.streams.values_mut().find(|s| s.name.as_str() == name),
+        }
+    }
+}
+
+// ---- the metadata file -------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MetadataFile {
+    format: u32,
+    next_stream_id: u32,
+    streams: Vec<StreamMeta>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StreamMeta {
+    id: u32,
+    name: StreamName,
+    created_at: u64,
+    next_topic_id: u32,
+    topics: Vec<TopicMeta>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    id: u32,
+    name: TopicName,
+    created_at: u64,
+    partitions: u32,
+    #[serde(default)]
+    max_age_micros: Option<u64>,
+    #[serde(default)]
+    max_size_bytes: Option<u64>,
+    next_group_id: u32,
+    groups: Vec<GroupMeta>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupMeta {
+    id: u32,
+    name: GroupName,
+}
+
+/// The embedded broker.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    root: PathBuf,
+    config: BrokerConfig,
+    /// Held while the broker is open; released by `close` (even if handles remain).
+    lock: std::sync::Mutex<Option<File>>,
+    state: RwLock<State>,
+    next_member: AtomicU64,
+    closed: AtomicBool,
+    started_at: u64,
+}
+
+fn stream_dir(root: &Path, stream: u32) -> PathBuf {
+    root.join("streams").join(stream.to_string())
+}
+
+fn topic_dir(root: &Path, stream: u32, topic: u32) -> PathBuf {
+    stream_dir(root, stream)
+        .join("topics")
+        .join(topic.to_string())
+}
+
+fn partition_dir(root: &Path, stream: u32, topic: u32, partition: u32) -> PathBuf {
+    topic_dir(root, stream, topic)
+        .join("partitions")
+        .join(partition.to_string())
+}
+
+fn io_err(context: &str, path: &Path, source: std::io::Error) -> ConnectorError {
+    ConnectorError::io(format!("{context} {}", path.display()), source)
+}
+
+impl Broker {
+    /// Opens the broker in `config.data_dir` (created if missing), recovering every
+    /// partition. Only one broker may hold a data directory at a time.
+    pub(crate) fn open(config: BrokerConfig) -> Result<Self, ConnectorError> {
+        let root = config.data_dir.clone();
+        create_private_dir(&root)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err("open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(ConnectorError::DataDirInUse { path: root });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
+        }
+        let broker = Self {
+            root: root.clone(),
+            config,
+            lock: std::sync::Mutex::new(Some(lock)),
+            state: RwLock::new(State::default()),
+            next_member: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            started_at: batch::now_micros(),
+        };
+        broker.load()?;
+        Ok(broker)
+    }
+
+    fn load(&self) -> Result<(), ConnectorError> {
+        let Some(meta) = persist::read_json::<MetadataFile>(&self.root.join(METADATA_FILE))? else {
+            return Ok(());
+        };
+        if meta.format != FORMAT_VERSION {
+            return Err(ConnectorError::config(
+                "embedded.data_dir",
+                format!(
+                    "{} has metadata format {}, this version reads format {FORMAT_VERSION}",
+                    self.root.display(),
+                    meta.format
+                ),
+            ));
+        }
+        let mut state = self.write_state();
+        state.next_stream_id = meta.next_stream_id;
+        for s in meta.streams {
+            let mut topics = BTreeMap::new();
+            for t in s.topics {
+                let partitions = (0..t.partitions)
+                    .map(|p| self.open_partition(s.id, t.id, p).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut groups = Groups {
+                    next_id: t.next_group_id,
+                    ..Groups::default()
+                };
+                for g in t.groups {
+                    groups.by_id.insert(g.id, Group::new(g.id, g.name));
+                }
+                let retention = Retention {
+                    max_age: t.max_age_micros.map(Duration::from_micros),
+                    max_size_bytes: t.max_size_bytes,
+                };
+                let topic = Topic::new(
+                    t.id,
+                    s.id,
+                    s.name.clone(),
+                    t.name,
+                    t.created_at,
+                    partitions,
+                    retention,
+                    groups,
+                );
+                topics.insert(t.id, Arc::new(topic));
+            }
+            state.streams.insert(
+                s.id,
+                Stream {
+                    id: s.id,
+                    name: s.name,
+                    created_at: s.created_at,
+                    topics,
+                    next_topic_id: s.next_topic_id,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn open_partition(
+        &self,
+        stream: u32,
+        topic: u32,
+        partition: u32,
+    ) -> Result<Partition, ConnectorError> {
+        let dir = partition_dir(&self.root, stream, topic, partition);
+        let config = LogConfig {
+            partition_id: partition,
+            segment_size_bytes: self.config.segment_size_bytes,
+            durability: self.config.durability,
+        };
+        Ok(Partition::open(
+            &dir,
+            config,
+            self.config.durability != Durability::Never,
+        )?)
+    }
+
+    fn save(&self, state: &State) -> Result<(), ConnectorError> {
+        let meta = MetadataFile {
+            format: FORMAT_VERSION,
+            next_stream_id: state.next_stream_id,
+            streams: state
+                .streams
+                .values()
+                .map(|s| StreamMeta {
+                    id: s.id,
+                    name: s.name.clone(),
+                    created_at: s.created_at,
+                    next_topic_id: s.next_topic_id,
+                    topics: s
+                        .topics
+                        .values()
+                        .map(|t| {
+                            let retention = t.retention();
+                            let groups = t.groups();
+                            TopicMeta {
+                                id: t.id,
+                                name: t.name.clone(),
+                                created_at: t.created_at,
+                                partitions: t.partitions_count(),
+                                max_age_micros: retention
+                                    .max_age
+                                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                                max_size_bytes: retention.max_size_bytes,
+                                next_group_id: groups.next_id,
+                                groups: groups
+                                    .by_id
+                                    .values()
+                                    .map(|g| GroupMeta {
+                                        id: g.id,
+                                        name: g.name.clone(),
+                                    })
+                                    .collect(),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        // Metadata changes are rare: always fsync them.
+        persist::write_json(&self.root.join(METADATA_FILE), &meta, true)?;
+        Ok(())
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn ensure_open(&self) -> Result<(), ConnectorError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(ConnectorError::NotConnected)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// When the broker was opened (µs since the Unix epoch).
+    pub(crate) fn started_at(&self) -> u64 {
+        self.started_at
+    }
+
+    /// A fresh id for a group member (an in-process consumer or a TCP connection).
+    pub(crate) fn next_member_id(&self) -> u64 {
+        self.next_member.fetch_add(1, Ordering::Relaxed)
+    }
+
+    // ---- streams --------------------------------------------------------------------
+
+    /// Creates a stream.
+    pub(crate) fn create_stream(&self, name: StreamName) -> Result<StreamInfo, ConnectorError> {
+        self.ensure_open()?;
+        let mut state = self.write_state();
+        if state.find_stream(Ident::Name(name.as_str())).is_some() {
+            return Err(ConnectorError::AlreadyExists {
+                what: "stream",
+                name: name.to_string(),
+            });
+        }
+        let id = state.next_stream_id;
+        state.next_stream_id += 1;
+        let stream = Stream {
+            id,
+            name,
+            created_at: batch::now_micros(),
+            topics: BTreeMap::new(),
+            next_topic_id: 0,
+        };
+        let info = stream.info();
+        state.streams.insert(id, stream);
+        if let Err(e) = self.save(&state) {
+            state.streams.remove(&id);
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// The stream, if it exists.
+    pub(crate) fn stream(&self, stream: Ident<'_>) -> Option<StreamInfo> {
+        self.read_state().find_stream(stream).map(Stream::info)
+    }
+
+    /// Every stream, by id.
+    pub(crate) fn streams(&self) -> Vec<StreamInfo> {
+        self.read_state()
+            .streams
+            .values()
+            .map(Stream::info)
+            .collect()
+    }
+
+    /// Deletes a stream with all its topics and data.
+    pub(crate) fn delete_stream(&self, stream: Ident<'_>) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let mut state = self.write_state();
+        let id = state
+            .find_stream(stream)
+            .map(|s| s.id)
+            .ok_or_else(|| not_found_stream(stream))?;
+        state.streams.remove(&id);
+        self.save(&state)?;
+        drop(state);
+        remove_dir(&stream_dir(&self.root, id))
+    }
+
+    // ---- topics ---------------------------------------------------------------------
+
+    /// Creates a topic with `partitions` partitions in an existing stream.
+    pub(crate) fn create_topic(
+        &self,
+        stream: Ident<'_>,
+        name: TopicName,
+        partitions: u32,
+        retention: Retention,
+    ) -> Result<Arc<Topic>, ConnectorError> {
+        self.ensure_open()?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+            )));
+        }
+        let mut state = self.write_state();
+        let s = state
+            .find_stream(stream)
+            .ok_or_else(|| not_found_stream(stream))?;
+        if s.find_topic(Ident::Name(name.as_str())).is_some() {
+            return Err(ConnectorError::AlreadyExists {
+                what: "topic",
+                name: name.to_string(),
+            });
+        }
+        let (stream_id, stream_name, topic_id) = (s.id, s.name.clone(), s.next_topic_id);
+        let parts = (0..partitions)
+            .map(|p| self.open_partition(stream_id, topic_id, p).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = Arc::new(Topic::new(
+            topic_id,
+            stream_id,
+            stream_name,
+            name,
+            batch::now_micros(),
+            parts,
+            retention,
+            Groups::default(),
+        ));
+        let s = state
+            .find_stream_mut(Ident::Id(stream_id))
+            .ok_or_else(|| not_found_stream(stream))?;
+        s.next_topic_id += 1;
+        s.topics.insert(topic_id, Arc::clone(&topic));
+        self.save(&state)?;
+        Ok(topic)
+    }
+
+    /// The topic, or a typed error naming what is missing.
+    pub(crate) fn topic(
+        &self,
+        stream: Ident<'_>,
+        topic: Ident<'_>,
+    ) -> Result<Arc<Topic>, ConnectorError> {
+        self.ensure_open()?;
+        let state = self.read_state();
+        let s = state
+            .find_stream(stream)
+            .ok_or_else(|| not_found_stream(stream))?;
+        s.find_topic(topic)
+            .cloned()
+            .ok_or_else(|| ConnectorError::TopicNotFound {
+                stream: s.name.to_string(),
+                topic: ident_text(topic),
+            })
+    }
+
+    /// The topic, if both it and its stream exist.
+    pub(crate) fn find_topic(&self, stream: Ident<'_>, topic: Ident<'_>) -> Option<Arc<Topic>> {
+        self.read_state()
+            .find_stream(stream)
+            .and_then(|s| s.find_topic(topic).cloned())
+    }
+
+    /// Deletes a topic with its data.
+    pub(crate) fn delete_topic(
+        &self,
+        stream: Ident<'_>,
+        topic: Ident<'_>,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let mut state = self.write_state();
+        let s = state
+            .find_stream_mut(stream)
+            .ok_or_else(|| not_found_stream(stream))?;
+        let stream_id = s.id;
+        let t = s
+            .find_topic(topic)
+            .map(|t| t.id)
+            .ok_or_else(|| ConnectorError::TopicNotFound {
+                stream: s.name.to_string(),
+                topic: ident_text(topic),
+            })?;
+        s.topics.remove(&t);
+        self.save(&state)?;
+        drop(state);
+        remove_dir(&topic_dir(&self.root, stream_id, t))
+    }
+
+    /// Sets a topic's retention (persisted).
+    pub(crate) fn set_retention(
+        &self,
+        topic: &Topic,
+        retention: Retention,
+    ) -> Result<(), ConnectorError> {
+        let state = self.write_state();
+        *topic
+            .retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = retention;
+        self.save(&state)
+    }
+
+    /// Creates the stream and topic of `spec` when missing; checks the partition
+    /// count and applies the retention of an existing one.
+    pub(crate) fn ensure_topic(&self, spec: &TopicSpec) -> Result<Arc<Topic>, ConnectorError> {
+        let stream = Ident::Name(spec.stream.as_str());
+        if self.stream(stream).is_none() {
+            match self.create_stream(spec.stream.clone()) {
+                Ok(_) | Err(ConnectorError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let topic = match self.find_topic(stream, Ident::Name(spec.topic.as_str())) {
+            Some(topic) => topic,
+            None => {
+                match self.create_topic(stream, spec.topic.clone(), spec.partitions, spec.retention)
+                {
+                    Ok(topic) => return Ok(topic),
+                    Err(ConnectorError::AlreadyExists { .. }) => {
+                        self.topic(stream, Ident::Name(spec.topic.as_str()))?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if topic.partitions_count() != spec.partitions {
+            return Err(ConnectorError::TopologyMismatch {
+                stream: spec.stream.to_string(),
+                topic: spec.topic.to_string(),
+                message: format!(
+                    "the topic has {} partitions, {} were asked for; it is not recreated (that would lose data)",
+                    topic.partitions_count(),
+                    spec.partitions
+                ),
+            });
+        }
+        if topic.retention() != spec.retention {
+            self.set_retention(&topic, spec.retention)?;
+        }
+        Ok(topic)
+    }
+
+    // ---- messages -------------------------------------------------------------------
+
+    /// Appends a batch record (whose layout the caller validated) to a partition of
+    /// `topic`; returns the base offset.
+    pub(crate) fn append(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        record: &mut [u8],
+    ) -> Result<u64, ConnectorError> {
+        self.ensure_open()?;
+        let partition = topic.partition(partition)?;
+        Ok(partition.append(record, batch::now_micros())?)
+    }
+
+    // ---- consumer groups ------------------------------------------------------------
+
+    /// Creates a consumer group on `topic`; returns its id.
+    pub(crate) fn create_group(
+        &self,
+        topic: &Topic,
+        name: GroupName,
+    ) -> Result<u32, ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let mut groups = topic.groups();
+        if groups.find(GroupRef::Name(name.as_str())).is_some() {
+            return Err(ConnectorError::AlreadyExists {
+                what: "consumer group",
+                name: name.to_string(),
+            });
+        }
+        let id = groups.next_id;
+        groups.next_id += 1;
+        groups.by_id.insert(id, Group::new(id, name));
+        drop(groups);
+        self.save(&state)?;
+        Ok(id)
+    }
+
+    /// Deletes a consumer group and its stored offsets.
+    pub(crate) fn delete_group(
+        &self,
+        topic: &Topic,
+        group: GroupRef<'_>,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let mut groups = topic.groups();
+        let id = groups
+            .find(group)
+            .map(|g| g.id)
+            .ok_or_else(|| topic.group_not_found(&group_text(group)))?;
+        groups.by_id.remove(&id);
+        drop(groups);
+        self.save(&state)?;
+        drop(state);
+        for partition in &topic.partitions {
+            partition.delete_offset(ConsumerKey::Group(id))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `member` to the group and rebalances; returns its assignment.
+    pub(crate) fn join_group(
+        &self,
+        topic: &Topic,
+        group: GroupRef<'_>,
+        member: u64,
+    ) -> Result<Assignment, ConnectorError> {
+        self.ensure_open()?;
+        let mut groups = topic.groups();
+        let g = groups
+            .find_mut(group)
+            .ok_or_else(|| topic.group_not_found(&group_text(group)))?;
+        g.join(member, topic.partitions_count());
+        Ok(g.assignment(member).unwrap_or_default())
+    }
+
+    /// Removes `member` from the group and rebalances; returns whether it was one.
+    pub(crate) fn leave_group(
+        &self,
+        topic: &Topic,
+        group: GroupRef<'_>,
+        member: u64,
+    ) -> Result<bool, ConnectorError> {
+        let mut groups = topic.groups();
+        let g = groups
+            .find_mut(group)
+            .ok_or_else(|| topic.group_not_found(&group_text(group)))?;
+        Ok(g.leave(member, topic.partitions_count()))
+    }
+
+    /// Every topic of every stream.
+    pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.read_state()
+            .streams
+            .values()
+            .flat_map(|s| s.topics.values().cloned())
+            .collect()
+    }
+
+    // ---- maintenance ----------------------------------------------------------------
+
+    /// Group commit and retention: fsyncs partitions whose interval passed and deletes
+    /// segments past each topic's retention. Called periodically by the connector.
+    pub(crate) fn maintain(&self, retention: bool) {
+        let now = Instant::now();
+        let now_micros = batch::now_micros();
+        for topic in self.all_topics() {
+            let limits = topic.retention();
+            for partition in &topic.partitions {
+                if let Err(e) = partition.sync_if_due(now) {
+                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "group commit failed");
+                }
+                if retention && (limits.max_age.is_some() || limits.max_size_bytes.is_some()) {
+                    let per_partition = limits
+                        .max_size_bytes
+                        .map(|b| b / u64::from(topic.partitions_count().max(1)));
+                    if let Err(e) =
+                        partition.apply_retention(now_micros, limits.max_age, per_partition)
+                    {
+                        tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "retention failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forces every partition to stable storage and refuses further calls.
+    pub(crate) fn close(&self) -> Result<(), ConnectorError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for topic in self.all_topics() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.sync() {
+                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "final fsync failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Release the data directory for the next broker.
+        self.lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
+
+fn not_found_stream(stream: Ident<'_>) -> ConnectorError {
+    ConnectorError::StreamNotFound {
+        stream: ident_text(stream),
+    }
+}
+
+fn ident_text(ident: Ident<'_>) -> String {
+    match ident {
+        Ident::Id(id) => format!("#{id}"),
+        Ident::Name(name) => name.to_owned(),
+    }
+}
+
+fn group_text(group: GroupRef<'_>) -> String {
+    match group {
+        GroupRef::Id(id) => format!("#{id}"),
+        GroupRef::Name(name) => name.to_owned(),
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<(), ConnectorError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", dir, e)),
+    }
+}
+
+/// Creates `dir` (and parents) readable by the owner only.
+fn create_private_dir(dir: &Path) -> Result<(), ConnectorError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("create data directory", dir, e))
+}

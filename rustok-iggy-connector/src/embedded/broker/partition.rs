@@ -1,0 +1,230 @@
+//! One partition: its log, the watch that wakes readers at the head, and its stored
+//! consumer offsets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::persist;
+use crate::embedded::StorageError;
+use crate::embedded::storage::report::VerifyReport;
+use crate::embedded::storage::{LogConfig, LogStats, PartitionLog, RecoveryReport};
+
+/// Whose stored offset: a plain consumer (by numeric id) or a consumer group (by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConsumerKey {
+    /// A single consumer.
+    Consumer(u32),
+    /// A consumer group.
+    Group(u32),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredOffsets {
+    #[serde(default)]
+    consumers: BTreeMap<u32, u64>,
+    #[serde(default)]
+    groups: BTreeMap<u32, u64>,
+}
+
+impl StoredOffsets {
+    fn map(&mut self, key: ConsumerKey) -> (&mut BTreeMap<u32, u64>, u32) {
+        match key {
+            ConsumerKey::Consumer(id) => (&mut self.consumers, id),
+            ConsumerKey::Group(id) => (&mut self.groups, id),
+        }
+    }
+}
+
+const OFFSETS_FILE: &str = "offsets.json";
+
+/// A partition of a topic.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) id: u32,
+    dir: PathBuf,
+    log: RwLock<PartitionLog>,
+    head: watch::Sender<u64>,
+    offsets: Mutex<StoredOffsets>,
+    sync_offsets: bool,
+}
+
+impl Partition {
+    /// Opens (and recovers) the partition stored in `dir`.
+    pub(crate) fn open(
+        dir: &Path,
+        config: LogConfig,
+        sync_offsets: bool,
+    ) -> Result<Self, StorageError> {
+        let id = config.partition_id;
+        let log = PartitionLog::open(dir, config)?;
+        let report = log.recovery_report();
+        log_recovery(dir, report);
+        let offsets = persist::read_json(&dir.join(OFFSETS_FILE))?.unwrap_or_default();
+        let (head, _) = watch::channel(log.next_offset());
+        Ok(Self {
+            id,
+            dir: dir.to_owned(),
+            log: RwLock::new(log),
+            head,
+            offsets: Mutex::new(offsets),
+            sync_offsets,
+        })
+    }
+
+    fn log_read(&self) -> std::sync::RwLockReadGuard<'_, PartitionLog> {
+        self.log
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn log_write(&self) -> std::sync::RwLockWriteGuard<'_, PartitionLog> {
+        self.log
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends a validated batch record; returns its base offset. Readers waiting at
+    /// the head are woken.
+    pub(crate) fn append(
+        &self,
+        record: &mut [u8],
+        timestamp_micros: u64,
+    ) -> Result<u64, StorageError> {
+        let mut log = self.log_write();
+        let base = log.append(record, timestamp_micros)?;
+        let next = log.next_offset();
+        drop(log);
+        self.head.send_replace(next);
+        Ok(base)
+    }
+
+    /// Stored records covering `[from, from + max_messages)`.
+    pub(crate) fn read(
+        &self,
+        from: u64,
+        max_messages: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.log_read().read(from, max_messages, max_bytes)
+    }
+
+    /// The offset the next message will get.
+    pub(crate) fn next_offset(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// The oldest stored offset.
+    pub(crate) fn first_offset(&self) -> u64 {
+        self.log_read().first_offset()
+    }
+
+    /// The first offset appended at or after `timestamp_micros`.
+    pub(crate) fn offset_at_timestamp(&self, timestamp_micros: u64) -> Option<u64> {
+        self.log_read().offset_at_timestamp(timestamp_micros)
+    }
+
+    /// A receiver of the next offset, changed at every append.
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// The stored offset of `key` (the last message it handled).
+    pub(crate) fn stored_offset(&self, key: ConsumerKey) -> Option<u64> {
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, id) = offsets.map(key);
+        map.get(&id).copied()
+    }
+
+    /// Stores `offset` for `key`, durably (atomic file replace).
+    pub(crate) fn store_offset(&self, key: ConsumerKey, offset: u64) -> Result<(), StorageError> {
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, id) = offsets.map(key);
+        if map.get(&id) == Some(&offset) {
+            return Ok(());
+        }
+        map.insert(id, offset);
+        persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets)
+    }
+
+    /// Deletes the stored offset of `key`; returns whether there was one.
+    pub(crate) fn delete_offset(&self, key: ConsumerKey) -> Result<bool, StorageError> {
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, id) = offsets.map(key);
+        if map.remove(&id).is_none() {
+            return Ok(false);
+        }
+        persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets)?;
+        Ok(true)
+    }
+
+    /// fsyncs the log when the group-commit interval has passed.
+    pub(crate) fn sync_if_due(&self, now: Instant) -> Result<(), StorageError> {
+        if self.log_read().sync_due(now) {
+            self.log_write().sync()?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the log.
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
+        self.log_write().sync()
+    }
+
+    /// Deletes old segments past the retention limits.
+    pub(crate) fn apply_retention(
+        &self,
+        now_micros: u64,
+        max_age: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let report = self
+            .log_write()
+            .apply_retention(now_micros, max_age, max_bytes)?;
+        tracing::debug!(partition = self.id, ?report, "retention applied");
+        Ok(())
+    }
+
+    /// Deletes every message; offsets are not reused.
+    pub(crate) fn purge(&self) -> Result<(), StorageError> {
+        self.log_write().purge()
+    }
+
+    /// Walks every record checking both checksum levels.
+    pub(crate) fn verify(&self) -> Result<VerifyReport, StorageError> {
+        self.log_read().verify()
+    }
+
+    /// Segment, byte and message counts.
+    pub(crate) fn stats(&self) -> LogStats {
+        self.log_read().stats()
+    }
+}
+
+fn log_recovery(dir: &Path, report: &RecoveryReport) {
+    if report.is_clean() {
+        tracing::debug!(dir = %dir.display(), segments = report.segments, "partition opened");
+    } else {
+        tracing::warn!(
+            dir = %dir.display(),
+            truncated_bytes = report.truncated_bytes,
+            dropped_records = report.dropped_records,
+            indexes_rebuilt = report.indexes_rebuilt,
+            damage = ?report.damage,
+            "partition recovered: a torn or damaged tail was cut, earlier records kept"
+        );
+    }
+}

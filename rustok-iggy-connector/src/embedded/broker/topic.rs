@@ -1,0 +1,152 @@
+//! A topic: its partitions, retention and consumer groups.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::groups::Group;
+use super::partition::Partition;
+use crate::connector::{Retention, TopicInfo};
+use crate::error::ConnectorError;
+use crate::names::{GroupName, StreamName, TopicName};
+
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    pub(crate) by_id: BTreeMap<u32, Group>,
+    pub(crate) next_id: u32,
+}
+
+impl Groups {
+    pub(crate) fn find(&self, group: GroupRef<'_>) -> Option<&Group> {
+        match group {
+            GroupRef::Id(id) => self.by_id.get(&id),
+            GroupRef::Name(name) => self.by_id.values().find(|g| g.name.as_str() == name),
+        }
+    }
+
+    pub(crate) fn find_mut(&mut self, group: GroupRef<'_>) -> Option<&mut Group> {
+        match group {
+            GroupRef::Id(id) => self.by_id.get_mut(&id),
+            GroupRef::Name(name) => self.by_id.values_mut().find(|g| g.name.as_str() == name),
+        }
+    }
+}
+
+/// A group named by id or by name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GroupRef<'a> {
+    Id(u32),
+    Name(&'a str),
+}
+
+/// A topic of a stream.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) id: u32,
+    pub(crate) stream_id: u32,
+    pub(crate) stream_name: StreamName,
+    pub(crate) name: TopicName,
+    pub(crate) created_at: u64,
+    pub(crate) partitions: Vec<Arc<Partition>>,
+    pub(crate) retention: Mutex<Retention>,
+    pub(crate) groups: Mutex<Groups>,
+    round_robin: AtomicU32,
+}
+
+impl Topic {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u32,
+        stream_id: u32,
+        stream_name: StreamName,
+        name: TopicName,
+        created_at: u64,
+        partitions: Vec<Arc<Partition>>,
+        retention: Retention,
+        groups: Groups,
+    ) -> Self {
+        Self {
+            id,
+            stream_id,
+            stream_name,
+            name,
+            created_at,
+            partitions,
+            retention: Mutex::new(retention),
+            groups: Mutex::new(groups),
+            round_robin: AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn partitions_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    /// The partition with this id, or a typed error naming the valid range.
+    pub(crate) fn partition(&self, id: u32) -> Result<&Arc<Partition>, ConnectorError> {
+        self.partitions
+            .get(id as usize)
+            .ok_or_else(|| ConnectorError::PartitionNotFound {
+                stream: self.stream_name.to_string(),
+                topic: self.name.to_string(),
+                partition: id,
+                partitions: self.partitions_count(),
+            })
+    }
+
+    /// The next partition in round-robin order.
+    pub(crate) fn next_balanced(&self) -> u32 {
+        let n = self.partitions_count().max(1);
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % n
+    }
+
+    pub(crate) fn retention(&self) -> Retention {
+        *self
+            .retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn groups(&self) -> MutexGuard<'_, Groups> {
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The id of the group named `name`.
+    pub(crate) fn group_id(&self, name: &GroupName) -> Option<u32> {
+        self.groups()
+            .find(GroupRef::Name(name.as_str()))
+            .map(|g| g.id)
+    }
+
+    pub(crate) fn group_not_found(&self, group: &str) -> ConnectorError {
+        ConnectorError::GroupNotFound {
+            stream: self.stream_name.to_string(),
+            topic: self.name.to_string(),
+            group: group.to_owned(),
+        }
+    }
+
+    /// Sum of the partitions' sizes and message counts.
+    pub(crate) fn totals(&self) -> (u64, u64, u32) {
+        self.partitions
+            .iter()
+            .fold((0, 0, 0), |(size, messages, segments), p| {
+                let stats = p.stats();
+                (
+                    size + stats.size_bytes,
+                    messages + stats.messages,
+                    segments + stats.segments,
+                )
+            })
+    }
+
+    pub(crate) fn info(&self) -> TopicInfo {
+        TopicInfo {
+            stream: self.stream_name.clone(),
+            topic: self.name.clone(),
+            partitions: self.partitions_count(),
+            retention: self.retention(),
+            next_offsets: self.partitions.iter().map(|p| p.next_offset()).collect(),
+        }
+    }
+}

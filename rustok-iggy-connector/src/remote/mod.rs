@@ -1,0 +1,531 @@
+//! `RemoteConnector`: the `IggyConnector` over an Iggy server or cluster, through the
+//! official `iggy` SDK (every byte on the wire is the SDK's).
+
+mod client;
+mod consumer;
+mod convert;
+mod session;
+mod subscriber;
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use iggy::prelude::{
+    ConsumerGroupClient, Identifier, MessageClient, Partitioning as IggyPartitioning, StreamClient,
+    TopicClient, TopicCreateOptions, TopicUpdateOptions, UserClient,
+};
+
+use self::client::{is_already_exists, is_group_not_found, sdk_error};
+use self::session::{At, Session, ident, topic_error};
+use crate::batch;
+use crate::config::{ConnectorConfig, ConnectorMode};
+use crate::connector::{
+    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec,
+};
+use crate::error::ConnectorError;
+use crate::message::ReceivedMessage;
+use crate::names::{GroupName, StreamName, TopicName};
+use crate::partition::partition_for;
+
+/// Most partitions a topic may have (the embedded broker's limit too).
+const MAX_PARTITIONS: u32 = 1000;
+
+/// The remote mode: an Iggy server or cluster reached through the official `iggy`
+/// SDK (TCP, optionally TLS, or QUIC).
+///
+/// - `connect` tries `remote.addresses` in order, each for at most
+///   `remote.connect_timeout_ms`, and signs in with the personal access token when
+///   one is set, else with user name and password. Wrong credentials fail with
+///   [`ConnectorError::Auth`], an unreachable server with
+///   [`ConnectorError::Connection`]. A lost connection is re-established by the SDK
+///   (`reconnection_retries` passes, `reconnection_interval_ms` apart; 0 retries
+///   turns reconnection off), which signs in again. It redials the address in use
+///   and the nodes the cluster's roster names; the other configured addresses are
+///   tried at `connect` and for each new group member's connection.
+/// - Publishing resolves the partition here (the key hash every Iggy client uses,
+///   or a round-robin), so the receipt names the exact partition; the event id is
+///   the Iggy message id; headers are Iggy user headers.
+/// - Replay (`poll`, `subscribe`) reads with an explicit offset or timestamp and a
+///   client-side cursor, so no stored consumer offset is read or moved.
+/// - Each group member ([`IggyConnector::join_group`]) has its own connection and
+///   commits only when told to (after the handler acked), re-checking with the
+///   server that it still owns the partition. After a reconnect it joins again and
+///   resumes after the group's committed offsets: committed events are not
+///   delivered again, un-committed ones are. A member asks the server for its
+///   assignment at every poll round and every commit (one extra round trip each):
+///   that is what makes a commit on a partition it lost fail with
+///   [`ConnectorError::Fenced`], and a partition it lost and got back restart after
+///   the committed offset.
+///
+/// A group member's `poll` and a subscriber's `next_batch` are cancel-safe: the SDK
+/// completes an exchange that was started even when the caller stops waiting, and
+/// cursors move only when messages are returned. Cancelling any other call leaves
+/// nothing that repeating the call does not finish.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use rustok_iggy_connector::*;
+///
+/// // A server to talk to: here an embedded broker's Iggy TCP listener.
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut server_config = ConnectorConfig::embedded(dir.path());
+/// server_config.embedded.tcp_enabled = true;
+/// server_config.embedded.tcp_port = 0;
+/// let server = EmbeddedConnector::new();
+/// server.connect(&server_config).await?;
+///
+/// // Remote mode is a configuration: the address and the credentials.
+/// let mut config = ConnectorConfig { mode: ConnectorMode::Remote, ..ConnectorConfig::default() };
+/// config.remote.addresses = vec![server.tcp_address().unwrap().to_string()];
+/// config.remote.username = "iggy".into();
+/// config.remote.password = Secret::new("iggy");
+/// let connector = RemoteConnector::new();
+/// connector.connect(&config).await?;
+///
+/// let (stream, topic) = (StreamName::new("shop")?, TopicName::new("orders")?);
+/// connector.ensure_topic(&TopicSpec::new(stream.clone(), topic.clone(), 2)).await?;
+/// let receipt = connector
+///     .publish(PublishRequest::new(stream.clone(), topic.clone())
+///         .key(&b"tenant-1"[..])
+///         .message(OutgoingMessage::new(&b"hello"[..])))
+///     .await?;
+/// assert_eq!(receipt.partition, partition_for(b"tenant-1", 2));
+/// let read = connector.poll(&stream, &topic, receipt.partition, PollFrom::First, 10).await?;
+/// assert_eq!(&read[0].payload[..], b"hello");
+/// connector.shutdown().await?;
+/// server.shutdown().await?;
+/// # Ok::<(), ConnectorError>(()) });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f) }
+/// ```
+#[derive(Default)]
+pub struct RemoteConnector {
+    session: RwLock<Option<Arc<Session>>>,
+}
+
+impl fmt::Debug for RemoteConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let session = self.session.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("RemoteConnector")
+            .field("session", &*session)
+            .finish()
+    }
+}
+
+impl RemoteConnector {
+    /// A connector that is not connected yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The address of the server the connector reached (the first of
+    /// `remote.addresses` that answered).
+    pub fn server_address(&self) -> Result<String, ConnectorError> {
+        Ok(self.session()?.addresses[0].clone())
+    }
+
+    fn session(&self) -> Result<Arc<Session>, ConnectorError> {
+        self.session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Arc::clone)
+            .ok_or(ConnectorError::NotConnected)
+    }
+
+    async fn create_stream_if_missing(
+        session: &Session,
+        stream: &StreamName,
+        id: &Identifier,
+    ) -> Result<(), ConnectorError> {
+        let exists = match session.client.get_stream(id).await {
+            Ok(found) => found.is_some(),
+            Err(e) if client::is_stream_not_found(&e) => false,
+            Err(e) => return Err(sdk_error(format!("describe stream {stream}"), e)),
+        };
+        if !exists {
+            match session.client.create_stream(stream.as_str()).await {
+                Ok(_) => tracing::info!(%stream, "stream created"),
+                Err(e) if is_already_exists(&e) => {}
+                Err(e) => return Err(sdk_error(format!("create stream {stream}"), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mismatch(spec: &TopicSpec, partitions: u32) -> ConnectorError {
+    ConnectorError::TopologyMismatch {
+        stream: spec.stream.to_string(),
+        topic: spec.topic.to_string(),
+        message: format!(
+            "the topic has {partitions} partitions, {} were asked for; it is not recreated (that would lose data)",
+            spec.partitions
+        ),
+    }
+}
+
+#[async_trait]
+impl IggyConnector for RemoteConnector {
+    fn mode(&self) -> ConnectorMode {
+        ConnectorMode::Remote
+    }
+
+    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
+        // The remote section is checked whatever `mode` says: this connector is remote.
+        ConnectorConfig {
+            mode: ConnectorMode::Remote,
+            ..config.clone()
+        }
+        .validate()?;
+        client::check_config(&config.remote)?;
+        if self.is_connected() {
+            return Err(ConnectorError::AlreadyConnected);
+        }
+        let (client, reached) = client::open(&config.remote, &config.remote.addresses).await?;
+        // Later connections (group members) try the address that answered first.
+        let mut addresses = vec![reached.clone()];
+        addresses.extend(
+            config
+                .remote
+                .addresses
+                .iter()
+                .filter(|a| **a != reached)
+                .cloned(),
+        );
+        let session = Arc::new(Session::new(client, config.remote.clone(), addresses));
+        let raced = {
+            let mut slot = self.session.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_some() {
+                true
+            } else {
+                *slot = Some(Arc::clone(&session));
+                false
+            }
+        };
+        if raced {
+            client::shutdown_quietly(&session.client).await;
+            return Err(ConnectorError::AlreadyConnected);
+        }
+        Ok(())
+    }
+
+    fn is_connected(&self) -> bool {
+        self.session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {}",
+                spec.partitions
+            )));
+        }
+        let session = self.session()?;
+        let (s, t) = (ident(spec.stream.as_str())?, ident(spec.topic.as_str())?);
+        Self::create_stream_if_missing(&session, &spec.stream, &s).await?;
+        let details = match session.describe(&spec.stream, &spec.topic).await? {
+            Some(details) => details,
+            None => {
+                let options = TopicCreateOptions {
+                    partitions_count: Some(spec.partitions),
+                    message_expiry: Some(convert::message_expiry(&spec.retention)),
+                    max_topic_size: Some(convert::max_topic_size(&spec.retention)),
+                    ..TopicCreateOptions::default()
+                };
+                match session
+                    .client
+                    .create_topic(&s, spec.topic.as_str(), &options)
+                    .await
+                {
+                    Ok(created) => {
+                        tracing::info!(stream = %spec.stream, topic = %spec.topic, partitions = spec.partitions, "topic created");
+                        // The creation reply may omit the partitions; read it back.
+                        match session.describe(&spec.stream, &spec.topic).await? {
+                            Some(details) => details,
+                            None => created,
+                        }
+                    }
+                    Err(e) if is_already_exists(&e) => session
+                        .describe(&spec.stream, &spec.topic)
+                        .await?
+                        .ok_or_else(|| ConnectorError::TopicNotFound {
+                            stream: spec.stream.to_string(),
+                            topic: spec.topic.to_string(),
+                        })?,
+                    Err(e) => {
+                        return Err(topic_error(
+                            format!("create topic {}/{}", spec.stream, spec.topic),
+                            e,
+                            &spec.stream,
+                            &spec.topic,
+                            None,
+                        ));
+                    }
+                }
+            }
+        };
+        if details.partitions_count != spec.partitions {
+            return Err(mismatch(spec, details.partitions_count));
+        }
+        if convert::same_retention(&convert::retention_of(&details), &spec.retention) {
+            return Ok(convert::topic_info(&spec.stream, &spec.topic, &details));
+        }
+        let options = TopicUpdateOptions {
+            message_expiry: Some(convert::message_expiry(&spec.retention)),
+            max_topic_size: Some(convert::max_topic_size(&spec.retention)),
+            ..TopicUpdateOptions::default()
+        };
+        session
+            .client
+            .update_topic(&s, &t, spec.topic.as_str(), &options)
+            .await
+            .map_err(|e| {
+                topic_error(
+                    format!("update the retention of {}/{}", spec.stream, spec.topic),
+                    e,
+                    &spec.stream,
+                    &spec.topic,
+                    None,
+                )
+            })?;
+        let details = session
+            .describe(&spec.stream, &spec.topic)
+            .await?
+            .ok_or_else(|| ConnectorError::TopicNotFound {
+                stream: spec.stream.to_string(),
+                topic: spec.topic.to_string(),
+            })?;
+        Ok(convert::topic_info(&spec.stream, &spec.topic, &details))
+    }
+
+    async fn topic_info(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Option<TopicInfo>, ConnectorError> {
+        let session = self.session()?;
+        Ok(session
+            .describe(stream, topic)
+            .await?
+            .map(|details| convert::topic_info(stream, topic, &details)))
+    }
+
+    /// Returns once the server acknowledged the batch (its durability is the
+    /// server's policy). A batch whose acknowledgement was lost with the
+    /// connection fails here although the server may have appended it: publishing
+    /// again may then store it twice (consumers deduplicate by event id).
+    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
+        if request.messages.is_empty() {
+            return Err(ConnectorError::InvalidRequest(
+                "a batch needs at least one message".into(),
+            ));
+        }
+        if let Some(m) = request
+            .messages
+            .iter()
+            .find(|m| m.payload.len() > batch::MAX_PAYLOAD_SIZE)
+        {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "a payload of {} bytes exceeds the limit of {} bytes",
+                m.payload.len(),
+                batch::MAX_PAYLOAD_SIZE
+            )));
+        }
+        let session = self.session()?;
+        let (stream, topic) = (&request.stream, &request.topic);
+        let meta = session.require(stream, topic).await?;
+        let (partition, partitions) = match &request.partitioning {
+            Partitioning::Balanced => (meta.next_balanced(), meta.partitions),
+            Partitioning::Key(key) => (partition_for(key, meta.partitions), meta.partitions),
+            Partitioning::Partition(p) => (*p, session.check_partition(stream, topic, *p).await?),
+        };
+        let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
+        let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
+        let response = session
+            .client
+            .send_messages(
+                &s,
+                &t,
+                &IggyPartitioning::partition_id(partition),
+                &mut messages,
+            )
+            .await
+            .map_err(|e| {
+                if client::is_topic_not_found(&e) || client::is_stream_not_found(&e) {
+                    session.forget(stream, topic);
+                }
+                match topic_error(
+                    format!("publish to {stream}/{topic} partition {partition}"),
+                    e,
+                    stream,
+                    topic,
+                    Some((partition, partitions)),
+                ) {
+                    ConnectorError::Iggy { context, source } => ConnectorError::Publish {
+                        message: format!("{context}: {source}"),
+                        source: Some(Box::new(source)),
+                    },
+                    other => other,
+                }
+            })?;
+        let count = request.messages.len() as u32;
+        let base_offset = match response
+            .confirmations
+            .iter()
+            .find(|c| c.partition_id == partition)
+            .or(response.confirmations.first())
+        {
+            Some(confirmation) => confirmation.base_offset,
+            None => {
+                // A server that confirms without offsets: the batch is the newest
+                // of the partition unless another producer appended meanwhile.
+                let at = At {
+                    stream,
+                    topic,
+                    partition,
+                    partitions,
+                };
+                let head = session::head_offset(&session.client, at).await?;
+                tracing::debug!(%stream, %topic, partition, "the server sent no offset; the receipt's offset is read back");
+                head.saturating_sub(u64::from(count))
+            }
+        };
+        Ok(PublishReceipt {
+            partition,
+            base_offset,
+            count,
+        })
+    }
+
+    async fn poll(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let session = self.session()?;
+        let partitions = session.check_partition(stream, topic, partition).await?;
+        if max == 0 || from == PollFrom::Latest {
+            return Ok(Vec::new());
+        }
+        let start = match from {
+            PollFrom::Offset(offset) => Some(offset),
+            _ => None,
+        };
+        let at = At {
+            stream,
+            topic,
+            partition,
+            partitions,
+        };
+        session
+            .replay(at, convert::strategy(from), start, max)
+            .await
+    }
+
+    async fn subscribe(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
+        let session = self.session()?;
+        let partitions = session.check_partition(stream, topic, partition).await?;
+        let subscriber = subscriber::RemoteSubscriber::open(
+            session,
+            stream.clone(),
+            topic.clone(),
+            (partition, partitions),
+            from,
+        )
+        .await?;
+        Ok(Box::new(subscriber))
+    }
+
+    async fn join_group(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+        start: StartPosition,
+    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
+        let session = self.session()?;
+        let member = consumer::join(&session, stream, topic, group, start).await?;
+        Ok(Box::new(member))
+    }
+
+    async fn committed_offsets(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<Vec<Option<u64>>, ConnectorError> {
+        let session = self.session()?;
+        let meta = session.require(stream, topic).await?;
+        let (s, t, g) = (
+            ident(stream.as_str())?,
+            ident(topic.as_str())?,
+            ident(group.as_str())?,
+        );
+        let group_not_found = || ConnectorError::GroupNotFound {
+            stream: stream.to_string(),
+            topic: topic.to_string(),
+            group: group.to_string(),
+        };
+        match session.client.get_consumer_group(&s, &t, &g).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(group_not_found()),
+            Err(e) if is_group_not_found(&e) => return Err(group_not_found()),
+            Err(e) => return Err(topic_error("describe the group", e, stream, topic, None)),
+        }
+        let mut offsets = Vec::with_capacity(meta.partitions as usize);
+        for partition in 0..meta.partitions {
+            let stored = consumer::stored_group_offset(&session.client, &s, &t, &g, partition)
+                .await
+                .map_err(|e| {
+                    if is_group_not_found(&e) {
+                        group_not_found()
+                    } else {
+                        topic_error("read a committed offset", e, stream, topic, None)
+                    }
+                })?;
+            offsets.push(stored);
+        }
+        Ok(offsets)
+    }
+
+    /// Leaves every group joined through this connector (their pending `poll`s fail
+    /// with [`ConnectorError::ShuttingDown`]), signs out and closes the connections.
+    async fn shutdown(&self) -> Result<(), ConnectorError> {
+        let session = self
+            .session
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(session) = session else {
+            return Ok(());
+        };
+        session.closed.send_replace(true);
+        for member in session.take_members() {
+            if let Err(error) = member.leave_now().await {
+                tracing::warn!(%error, "leaving a group at shutdown failed");
+            }
+        }
+        if let Err(error) = session.client.logout_user().await {
+            tracing::debug!(%error, "signing out at shutdown failed");
+        }
+        client::shutdown_quietly(&session.client).await;
+        tracing::info!("remote connector closed");
+        Ok(())
+    }
+}

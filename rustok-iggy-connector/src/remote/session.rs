@@ -1,0 +1,388 @@
+//! One connection of the remote connector to the server: the SDK client, the topic
+//! metadata it caches, and the group members it opened.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use iggy::prelude::{
+    Consumer, Identifier, IggyClient, IggyError, MessageClient, PollingStrategy, StreamClient,
+    TopicClient, TopicDetails,
+};
+use tokio::sync::watch;
+
+use super::client::{is_partition_not_found, is_stream_not_found, is_topic_not_found, sdk_error};
+use super::consumer::MemberInner;
+use super::convert;
+use crate::config::RemoteConnectorConfig;
+use crate::error::ConnectorError;
+use crate::message::ReceivedMessage;
+use crate::names::{StreamName, TopicName};
+
+/// The consumer id of replay reads. Replay polls name an explicit offset (or
+/// timestamp) and never auto-commit, so nothing is ever stored under it.
+const REPLAY_CONSUMER_ID: u32 = 0x7275_7374;
+
+/// What the connector remembers about a topic.
+#[derive(Debug)]
+pub(super) struct TopicMeta {
+    /// Partition count, as the server last described it.
+    pub(super) partitions: u32,
+    /// Cursor of balanced publishing (client-side round-robin).
+    balanced: AtomicU32,
+}
+
+impl TopicMeta {
+    /// The next partition of balanced publishing.
+    pub(super) fn next_balanced(&self) -> u32 {
+        self.balanced.fetch_add(1, Ordering::Relaxed) % self.partitions.max(1)
+    }
+}
+
+/// A live connection.
+pub(super) struct Session {
+    pub(super) client: IggyClient,
+    pub(super) config: RemoteConnectorConfig,
+    /// The configured addresses, the one that answered first.
+    pub(super) addresses: Vec<String>,
+    topics: Mutex<HashMap<(String, String), Arc<TopicMeta>>>,
+    members: Mutex<Vec<Weak<MemberInner>>>,
+    pub(super) closed: watch::Sender<bool>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("addresses", &self.addresses)
+            .field("protocol", &self.config.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SDK identifier of a stream, topic or group name.
+pub(super) fn ident(name: &str) -> Result<Identifier, ConnectorError> {
+    Identifier::named(name).map_err(|e| sdk_error(format!("name {name:?}"), e))
+}
+
+/// The typed error of a failed call on `stream`/`topic` (and `partition`, with the
+/// topic's partition count).
+pub(super) fn topic_error(
+    context: impl Into<String>,
+    error: IggyError,
+    stream: &StreamName,
+    topic: &TopicName,
+    partition: Option<(u32, u32)>,
+) -> ConnectorError {
+    if is_stream_not_found(&error) {
+        return ConnectorError::StreamNotFound {
+            stream: stream.to_string(),
+        };
+    }
+    if is_topic_not_found(&error) {
+        return ConnectorError::TopicNotFound {
+            stream: stream.to_string(),
+            topic: topic.to_string(),
+        };
+    }
+    if let (true, Some((partition, partitions))) = (is_partition_not_found(&error), partition) {
+        return ConnectorError::PartitionNotFound {
+            stream: stream.to_string(),
+            topic: topic.to_string(),
+            partition,
+            partitions,
+        };
+    }
+    sdk_error(context, error)
+}
+
+/// One partition of a topic, with the topic's partition count (for errors).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At<'a> {
+    pub(super) stream: &'a StreamName,
+    pub(super) topic: &'a TopicName,
+    pub(super) partition: u32,
+    pub(super) partitions: u32,
+}
+
+impl At<'_> {
+    /// The typed error of a failed call on this partition.
+    pub(super) fn error(&self, context: &str, error: IggyError) -> ConnectorError {
+        topic_error(
+            format!(
+                "{context} {}/{} partition {}",
+                self.stream, self.topic, self.partition
+            ),
+            error,
+            self.stream,
+            self.topic,
+            Some((self.partition, self.partitions)),
+        )
+    }
+}
+
+/// Polls one partition with an explicit strategy, never committing. `from` (the
+/// offset asked for, if any) drops earlier messages of a whole-batch reply.
+pub(super) async fn poll_partition(
+    client: &IggyClient,
+    consumer: &Consumer,
+    at: At<'_>,
+    strategy: PollingStrategy,
+    from: Option<u64>,
+    max: u32,
+) -> Result<PolledPartition, IggyError> {
+    let (s, t) = (
+        Identifier::named(at.stream.as_str())?,
+        Identifier::named(at.topic.as_str())?,
+    );
+    let polled = client
+        .poll_messages(
+            &s,
+            &t,
+            Some(at.partition),
+            consumer,
+            &strategy,
+            max.max(1),
+            false,
+        )
+        .await?;
+    Ok(PolledPartition {
+        partition_id: polled.partition_id,
+        messages: polled.messages,
+        from,
+        max,
+    })
+}
+
+/// A poll reply, before conversion.
+pub(super) struct PolledPartition {
+    /// The partition id of the reply (a sentinel on a fenced group poll).
+    pub(super) partition_id: u32,
+    messages: Vec<iggy::prelude::IggyMessage>,
+    from: Option<u64>,
+    max: u32,
+}
+
+impl PolledPartition {
+    /// Whether the reply carries no message.
+    pub(super) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The messages of `partition`.
+    pub(super) fn into_messages(
+        self,
+        partition: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        convert::received(partition, self.messages, self.from, self.max)
+    }
+}
+
+impl Session {
+    pub(super) fn new(
+        client: IggyClient,
+        config: RemoteConnectorConfig,
+        addresses: Vec<String>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            addresses,
+            topics: Mutex::new(HashMap::new()),
+            members: Mutex::new(Vec::new()),
+            closed: watch::channel(false).0,
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Keeps track of a group member so that shutdown can make it leave.
+    pub(super) fn register_member(&self, member: &Arc<MemberInner>) {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|m| m.strong_count() > 0);
+        members.push(Arc::downgrade(member));
+    }
+
+    /// The group members still alive.
+    pub(super) fn take_members(&self) -> Vec<Arc<MemberInner>> {
+        std::mem::take(&mut *self.members.lock().unwrap_or_else(PoisonError::into_inner))
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    fn remember(&self, stream: &StreamName, topic: &TopicName, partitions: u32) -> Arc<TopicMeta> {
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (stream.to_string(), topic.to_string());
+        match topics.get(&key) {
+            Some(meta) if meta.partitions == partitions => Arc::clone(meta),
+            _ => {
+                let meta = Arc::new(TopicMeta {
+                    partitions,
+                    balanced: AtomicU32::new(0),
+                });
+                topics.insert(key, Arc::clone(&meta));
+                meta
+            }
+        }
+    }
+
+    pub(super) fn forget(&self, stream: &StreamName, topic: &TopicName) {
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(stream.to_string(), topic.to_string()));
+    }
+
+    fn cached(&self, stream: &StreamName, topic: &TopicName) -> Option<Arc<TopicMeta>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(stream.to_string(), topic.to_string()))
+            .cloned()
+    }
+
+    /// The topic as the server describes it, `None` when it or its stream is
+    /// missing. Refreshes the cached partition count.
+    pub(super) async fn describe(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Option<TopicDetails>, ConnectorError> {
+        let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
+        match self.client.get_topic(&s, &t).await {
+            Ok(Some(details)) => {
+                self.remember(stream, topic, details.partitions_count);
+                Ok(Some(details))
+            }
+            Ok(None) => {
+                self.forget(stream, topic);
+                Ok(None)
+            }
+            Err(e) if is_stream_not_found(&e) || is_topic_not_found(&e) => {
+                self.forget(stream, topic);
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error(format!("describe topic {stream}/{topic}"), e)),
+        }
+    }
+
+    /// The topic's metadata (cached), or the typed error naming what is missing.
+    pub(super) async fn require(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Arc<TopicMeta>, ConnectorError> {
+        if let Some(meta) = self.cached(stream, topic) {
+            return Ok(meta);
+        }
+        self.require_fresh(stream, topic).await
+    }
+
+    async fn require_fresh(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Arc<TopicMeta>, ConnectorError> {
+        if self.describe(stream, topic).await?.is_some()
+            && let Some(meta) = self.cached(stream, topic)
+        {
+            return Ok(meta);
+        }
+        let s = ident(stream.as_str())?;
+        let stream_exists = match self.client.get_stream(&s).await {
+            Ok(found) => found.is_some(),
+            Err(e) if is_stream_not_found(&e) => false,
+            Err(e) => return Err(sdk_error(format!("describe stream {stream}"), e)),
+        };
+        Err(if stream_exists {
+            ConnectorError::TopicNotFound {
+                stream: stream.to_string(),
+                topic: topic.to_string(),
+            }
+        } else {
+            ConnectorError::StreamNotFound {
+                stream: stream.to_string(),
+            }
+        })
+    }
+
+    /// Checks that `partition` exists (re-reading the topic once when the cached
+    /// count says it does not); returns the topic's partition count.
+    pub(super) async fn check_partition(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+    ) -> Result<u32, ConnectorError> {
+        let mut meta = self.require(stream, topic).await?;
+        if partition >= meta.partitions {
+            meta = self.require_fresh(stream, topic).await?;
+        }
+        if partition >= meta.partitions {
+            return Err(ConnectorError::PartitionNotFound {
+                stream: stream.to_string(),
+                topic: topic.to_string(),
+                partition,
+                partitions: meta.partitions,
+            });
+        }
+        Ok(meta.partitions)
+    }
+
+    /// Reads with the replay identity: explicit strategy, no commit.
+    pub(super) async fn replay(
+        &self,
+        at: At<'_>,
+        strategy: PollingStrategy,
+        from: Option<u64>,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        read_plain(&self.client, at, strategy, from, max).await
+    }
+}
+
+/// Reads one partition under the replay identity (explicit strategy, no commit).
+pub(super) async fn read_plain(
+    client: &IggyClient,
+    at: At<'_>,
+    strategy: PollingStrategy,
+    from: Option<u64>,
+    max: u32,
+) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+    let consumer = Consumer::new(
+        Identifier::numeric(REPLAY_CONSUMER_ID).map_err(|e| sdk_error("replay consumer id", e))?,
+    );
+    poll_partition(client, &consumer, at, strategy, from, max)
+        .await
+        .map_err(|e| at.error("poll", e))?
+        .into_messages(at.partition)
+}
+
+/// The offset the next message of the partition will get.
+pub(super) async fn head_offset(client: &IggyClient, at: At<'_>) -> Result<u64, ConnectorError> {
+    let last = read_plain(client, at, PollingStrategy::last(), None, 1).await?;
+    Ok(last.last().map_or(0, |m| m.offset + 1))
+}
+
+/// The offset of the first message appended at or after `micros`, or the head.
+pub(super) async fn offset_at(
+    client: &IggyClient,
+    at: At<'_>,
+    micros: u64,
+) -> Result<u64, ConnectorError> {
+    let first = read_plain(
+        client,
+        at,
+        PollingStrategy::timestamp(micros.into()),
+        None,
+        1,
+    )
+    .await?;
+    match first.first() {
+        Some(message) => Ok(message.offset),
+        None => head_offset(client, at).await,
+    }
+}

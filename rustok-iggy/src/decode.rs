@@ -1,0 +1,104 @@
+//! Turning a received message into a typed event.
+
+use rustok_iggy_connector::ReceivedMessage;
+
+use crate::codec::Codec;
+use crate::error::DecodeFailure;
+use crate::event::IggyEvent;
+use crate::metadata::header;
+use crate::upcast::Upcasters;
+
+/// Turns a received message into an `E`, or says why not (and which event type the
+/// message named).
+pub(crate) type Decoder<E> = std::sync::Arc<
+    dyn Fn(&ReceivedMessage) -> Result<(E, DecodedInfo), (DecodeFailure, Option<String>)>
+        + Send
+        + Sync,
+>;
+
+/// What the headers said about a decoded event.
+#[derive(Debug)]
+pub(crate) struct DecodedInfo {
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u32,
+}
+
+/// Decodes `message` as an `E`, checking the event type and schema version its
+/// headers name against what `E` knows. On failure, returns the reason and the event
+/// type the message named.
+pub(crate) fn decode_message<E: IggyEvent>(
+    message: &ReceivedMessage,
+    upcasters: &Upcasters<E>,
+) -> Result<(E, DecodedInfo), (DecodeFailure, Option<String>)> {
+    let headers = &message.headers;
+    let named_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
+    let fail = |failure: DecodeFailure| (failure, named_type.clone());
+
+    let codec = match headers.get(header::CODEC) {
+        None => E::CODEC,
+        Some(value) => value
+            .as_str()
+            .and_then(|s| s.parse::<Codec>().ok())
+            .ok_or_else(|| {
+                fail(DecodeFailure::InvalidHeader {
+                    name: header::CODEC,
+                })
+            })?,
+    };
+    let known = match &named_type {
+        Some(event_type) => E::EVENT_TYPES
+            .iter()
+            .find(|info| info.event_type == event_type)
+            .ok_or_else(|| {
+                fail(DecodeFailure::UnknownEventType {
+                    event_type: event_type.clone(),
+                    known: E::EVENT_TYPES
+                        .iter()
+                        .map(|info| info.event_type)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            })?,
+        None => match E::EVENT_TYPES {
+            [only] => only,
+            _ => {
+                return Err(fail(DecodeFailure::InvalidHeader {
+                    name: header::EVENT_TYPE,
+                }));
+            }
+        },
+    };
+    let schema_version = match headers.get(header::SCHEMA_VERSION) {
+        None => known.version,
+        Some(value) => value
+            .as_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .ok_or_else(|| {
+                fail(DecodeFailure::InvalidHeader {
+                    name: header::SCHEMA_VERSION,
+                })
+            })?,
+    };
+    if schema_version > known.version {
+        return Err(fail(DecodeFailure::NewerSchemaVersion {
+            event_type: known.event_type.to_owned(),
+            version: schema_version,
+            known: known.version,
+        }));
+    }
+    let decoded = if schema_version < known.version {
+        upcasters.upcast(known.event_type, schema_version, codec, &message.payload)
+    } else {
+        None
+    };
+    let event = decoded
+        .unwrap_or_else(|| codec.decode_value::<E>(known.event_type, &message.payload))
+        .map_err(|e| fail(DecodeFailure::Codec(e)))?;
+    Ok((
+        event,
+        DecodedInfo {
+            event_type: known.event_type.to_owned(),
+            schema_version,
+        },
+    ))
+}

@@ -1,0 +1,164 @@
+//! Retry policy of the handler runner.
+
+use std::time::Duration;
+
+/// How a failed handler is retried before its event goes to the dead-letter topic.
+///
+/// Delay before attempt `n + 1` (after `n` failures): `initial_backoff * multiplier^(n-1)`,
+/// capped at `max_backoff`, then "full jitter" scaled into `[delay/2, delay]` so that many
+/// consumers do not retry in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay after the first failure.
+    pub initial_backoff: Duration,
+    /// Growth of the delay per failure.
+    pub multiplier: f64,
+    /// Upper bound of the delay.
+    pub max_backoff: Duration,
+    /// Randomize delays (half to full delay).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(30),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: the first failure dead-letters the event.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// `max_attempts` attempts with a fixed delay and no jitter (handy in tests).
+    #[must_use]
+    pub fn fixed(max_attempts: u32, delay: Duration) -> Self {
+        Self {
+            max_attempts,
+            initial_backoff: delay,
+            multiplier: 1.0,
+            max_backoff: delay,
+            jitter: false,
+        }
+    }
+
+    /// The delay after `failures` failures (1-based), or `None` when no attempt is
+    /// left.
+    #[must_use]
+    pub fn backoff(&self, failures: u32) -> Option<Duration> {
+        if failures >= self.max_attempts {
+            return None;
+        }
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial_backoff.as_secs_f64() * self.multiplier.max(1.0).powi(exponent);
+        let capped = base.min(self.max_backoff.as_secs_f64());
+        let delay = if self.jitter {
+            capped * (0.5 + 0.5 * random_unit())
+        } else {
+            capped
+        };
+        Some(Duration::from_secs_f64(delay.max(0.0)))
+    }
+}
+
+/// A uniform number in `[0, 1)` from the process's random UUID source.
+fn random_unit() -> f64 {
+    let bits = (uuid::Uuid::new_v4().as_u128() >> 75) as u64; // 53 random bits
+    bits as f64 / (1u64 << 53) as f64
+}
+
+/// The error a handler returns: retried, or dead-lettered at once.
+#[derive(Debug)]
+pub struct HandlerError {
+    retryable: bool,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HandlerError {
+    /// A failure worth retrying (a timeout, an unavailable dependency).
+    pub fn retryable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            retryable: true,
+            source: source.into(),
+        }
+    }
+
+    /// A failure that will not go away (a validation error): dead-lettered at once.
+    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            retryable: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether it may be retried.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for HandlerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_capped_and_bounded_by_attempts() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_backoff: Duration::from_millis(500),
+            jitter: false,
+        };
+        let delays: Vec<_> = (1..=5).map(|n| policy.backoff(n)).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Some(Duration::from_millis(100)),
+                Some(Duration::from_millis(200)),
+                Some(Duration::from_millis(400)),
+                Some(Duration::from_millis(500)),
+                None
+            ]
+        );
+        assert_eq!(RetryPolicy::none().backoff(1), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full() {
+        let policy = RetryPolicy::default();
+        for _ in 0..1000 {
+            let d = policy.backoff(2).unwrap();
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `Transport<E>`: publish typed events and subscribe to them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustok_iggy_connector::{
+    GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, Retention,
+    StartPosition, StreamName, TopicName, TopicSpec, now_micros, partition_for,
+};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::event::IggyEvent;
+use crate::metadata::{EventMetadata, header};
+use crate::subscription::{Events, Subscription, SubscriptionOptions};
+use crate::upcast::Upcasters;
+
+/// Where a [`Transport`] puts its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// The stream, unless the event names its own (`#[iggy(stream = "...")]`).
+    pub stream: StreamName,
+    /// Partitions of the topic when it is created.
+    pub partitions: u32,
+    /// Retention of the topic.
+    pub retention: Retention,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            stream: StreamName::new("rustok").unwrap_or_else(|_| unreachable!()),
+            partitions: 8,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// The broker's receipt for one published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The partition it went to.
+    pub partition: u32,
+    /// Its offset there.
+    pub offset: u64,
+    /// Its event id.
+    pub event_id: Uuid,
+}
+
+/// Publishes and consumes events of type `E` on `E`'s topic.
+///
+/// Cheap to clone; clones share the connector.
+pub struct Transport<E> {
+    connector: Arc<dyn IggyConnector>,
+    stream: StreamName,
+    topic: TopicName,
+    partitions: u32,
+    upcasters: Arc<Upcasters<E>>,
+}
+
+impl<E> Clone for Transport<E> {
+    fn clone(&self) -> Self {
+        Self {
+            connector: Arc::clone(&self.connector),
+            stream: self.stream.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            upcasters: Arc::clone(&self.upcasters),
+        }
+    }
+}
+
+impl<E> fmt::Debug for Transport<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("stream", &self.stream)
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions)
+            .field("mode", &self.connector.mode())
+            .finish()
+    }
+}
+
+/// Key of an event with its metadata: the event's own key, else the tenant.
+fn routing<E: IggyEvent>(event: &E, metadata: &EventMetadata, partitions: u32) -> Option<u32> {
+    match event.partition_key() {
+        Some(key) => Some(partition_for(&key, partitions)),
+        None => metadata
+            .tenant_id
+            .as_deref()
+            .map(|tenant| partition_for(tenant.as_bytes(), partitions)),
+    }
+}
+
+impl<E: IggyEvent> Transport<E> {
+    /// A transport for `E` over a connected `connector`; creates `E`'s stream and topic
+    /// when missing (an existing topic with another partition count is an error).
+    pub async fn new(
+        connector: Arc<dyn IggyConnector>,
+        options: TransportOptions,
+    ) -> Result<Self, Error> {
+        let stream = match E::STREAM {
+            Some(stream) => StreamName::new(stream)?,
+            None => options.stream,
+        };
+        let topic = TopicName::new(E::TOPIC)?;
+        let info = connector
+            .ensure_topic(&TopicSpec {
+                stream: stream.clone(),
+                topic: topic.clone(),
+                partitions: options.partitions,
+                retention: options.retention,
+            })
+            .await?;
+        Ok(Self {
+            connector,
+            stream,
+            topic,
+            partitions: info.partitions,
+            upcasters: Arc::new(Upcasters::new()),
+        })
+    }
+
+    /// Reads events written at older schema versions through `upcasters` (see
+    /// [`Upcasters`]).
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: Upcasters<E>) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    pub(crate) fn upcasters(&self) -> &Arc<Upcasters<E>> {
+        &self.upcasters
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &StreamName {
+        &self.stream
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
+    }
+
+    /// Number of partitions of the topic.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The connector underneath.
+    pub fn connector(&self) -> &Arc<dyn IggyConnector> {
+        &self.connector
+    }
+
+    /// Builds the message for `event`: payload, id, and the headers every consumer
+    /// relies on.
+    pub(crate) fn message(
+        &self,
+        event: &E,
+        metadata: &EventMetadata,
+    ) -> Result<(OutgoingMessage, Uuid), Error> {
+        let payload = event.encode()?;
+        let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
+        let mut headers = Headers::new();
+        headers.insert_str(header::EVENT_TYPE, event.event_type())?;
+        headers.insert_str(header::SCHEMA_VERSION, event.schema_version().to_string())?;
+        headers.insert_str(header::CODEC, E::CODEC.as_str())?;
+        headers.insert_str(header::EVENT_ID, id.to_string())?;
+        headers.insert_str(header::OCCURRED_AT, now_micros().to_string())?;
+        metadata.write(&mut headers)?;
+        Ok((
+            OutgoingMessage {
+                id: id.as_u128(),
+                payload: Bytes::from(payload),
+                headers,
+            },
+            id,
+        ))
+    }
+
+    /// Publishes one event. Returns when the broker has accepted it (embedded: written
+    /// under the configured durability policy). Events with the same key keep their
+    /// publish order for every consumer.
+    ///
+    /// If this returns an error the event may or may not be stored; publishing it
+    /// again may store it twice (consumers deduplicate by event id).
+    pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
+        self.publish_with(event, &EventMetadata::default()).await
+    }
+
+    /// Publishes one event with metadata (correlation, causation, tenant, actor, trace
+    /// context). An event without a key of its own is partitioned by the tenant id.
+    pub async fn publish_with(
+        &self,
+        event: &E,
+        metadata: &EventMetadata,
+    ) -> Result<Receipt, Error> {
+        let (message, event_id) = self.message(event, metadata)?;
+        let partitioning = match routing(event, metadata, self.partitions) {
+            Some(partition) => Partitioning::Partition(partition),
+            None => Partitioning::Balanced,
+        };
+        let receipt = self
+            .connector
+            .publish(PublishRequest {
+                stream: self.stream.clone(),
+                topic: self.topic.clone(),
+                partitioning,
+                messages: vec![message],
+            })
+            .await?;
+        Ok(Receipt {
+            partition: receipt.partition,
+            offset: receipt.base_offset,
+            event_id,
+        })
+    }
+
+    /// Publishes events in one call per partition; receipts come back in input order.
+    /// Events with the same key keep their relative order; events without a key go
+    /// together to one partition (round-robin across calls).
+    ///
+    /// Not atomic across partitions: on error, the batches of some partitions may be
+    /// stored already.
+    pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
+        let metadata = EventMetadata::default();
+        let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
+        let mut ids = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let (message, id) = self.message(event, &metadata)?;
+            ids.push(id);
+            let target = routing(event, &metadata, self.partitions);
+            match buckets.iter_mut().find(|(t, _, _)| *t == target) {
+                Some((_, indexes, messages)) => {
+                    indexes.push(index);
+                    messages.push(message);
+                }
+                None => buckets.push((target, vec![index], vec![message])),
+            }
+        }
+        let mut receipts = vec![None; events.len()];
+        for (target, indexes, messages) in buckets {
+            let partitioning = target.map_or(Partitioning::Balanced, Partitioning::Partition);
+            let receipt = self
+                .connector
+                .publish(PublishRequest {
+                    stream: self.stream.clone(),
+                    topic: self.topic.clone(),
+                    partitioning,
+                    messages,
+                })
+                .await?;
+            for (position, index) in indexes.into_iter().enumerate() {
+                receipts[index] = Some(Receipt {
+                    partition: receipt.partition,
+                    offset: receipt.base_offset + position as u64,
+                    event_id: ids[index],
+                });
+            }
+        }
+        Ok(receipts.into_iter().flatten().collect())
+    }
+
+    /// Joins consumer group `group` (created from the earliest event when new) and
+    /// returns its [`Subscription`]. Subscribers of the same group, in this process or
+    /// others, split the partitions.
+    pub async fn subscribe(&self, group: &str) -> Result<Subscription<E>, Error> {
+        self.subscribe_with(
+            group,
+            StartPosition::Earliest,
+            SubscriptionOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Transport::subscribe`] with a start position (used only when the group is
+    /// created; an existing group resumes after its commits) and options.
+    pub async fn subscribe_with(
+        &self,
+        group: &str,
+        start: StartPosition,
+        options: SubscriptionOptions,
+    ) -> Result<Subscription<E>, Error> {
+        let group = GroupName::new(group)?;
+        let consumer = self
+            .connector
+            .join_group(&self.stream, &self.topic, &group, start)
+            .await?;
+        Ok(Subscription::new(
+            self.topic.to_string(),
+            Arc::from(consumer),
+            options,
+            Arc::clone(&self.upcasters),
+        ))
+    }
+
+    /// The plain events of consumer group `group`, each acknowledged when the next
+    /// one is asked for (see [`Events`]).
+    pub async fn events(&self, group: &str) -> Result<Events<E>, Error> {
+        Ok(Events::new(self.subscribe(group).await?))
+    }
+}

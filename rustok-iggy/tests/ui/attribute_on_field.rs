@@ -1,0 +1,11 @@
+use rustok_iggy::IggyEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "orders")]
+struct OrderPlaced {
+    #[iggy(key)]
+    tenant_id: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use rustok_iggy::IggyEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "orders")]
+enum OrderEvent {}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use rustok_iggy::IggyEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "")]
+struct OrderPlaced {
+    tenant_id: String,
+}
+
+fn main() {}

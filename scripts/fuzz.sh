@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target (or the ones named) for a bounded time each and
+# prints how many inputs each one tried.
+#
+#   scripts/fuzz.sh                      # every target, 60 s each
+#   FUZZ_SECONDS=600 scripts/fuzz.sh segment_recovery
+#
+# Needs cargo-fuzz (installed from crates.io when missing). It runs on the stable
+# toolchain without a sanitizer (`-s none`): the crates forbid `unsafe`, so
+# AddressSanitizer would find nothing the Rust checks do not; debug assertions (and
+# with them overflow checks) are on (`-a`). Inputs that found new coverage are kept
+# in fuzz/corpus/<target> (not checked in); fuzz/seeds/<target> holds the checked-in
+# seeds (written by `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`).
+#
+# When a target crashes, libFuzzer saves the input as
+# fuzz/artifacts/<target>/crash-<sha1> and this script exits non-zero. To turn it
+# into a regression test:
+#   1. reproduce:  cargo fuzz run -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
+#   2. minimize:   cargo fuzz tmin -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
+#   3. check the minimized input in as
+#        rustok-iggy-connector/fuzz-regressions/<target>/<short-name>
+#      (config_yaml: rustok-iggy/fuzz-regressions/config_yaml/<short-name>): the
+#      unit tests `every_regression_input_passes` replay every file there through
+#      the same entry point as the target, so `cargo test` fails until it is fixed;
+#   4. fix the code, and add a focused unit test next to the fixed code when the
+#      input alone does not say what was wrong.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${FUZZ_SECONDS:-60}"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+# The segment target writes a few files per input: keep them in memory.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    export TMPDIR=/dev/shm
+fi
+
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
+fi
+
+summary=()
+status=0
+for target in "${targets[@]}"; do
+    corpus="fuzz/corpus/${target}"
+    seeds="fuzz/seeds/${target}"
+    mkdir -p "${corpus}" "${seeds}"
+    log="$(mktemp)"
+    echo "== ${target}: ${seconds} s"
+    set +e
+    cargo fuzz run --fuzz-dir fuzz -s none -a "${target}" "${corpus}" "${seeds}" -- \
+        -max_total_time="${seconds}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        >"${log}" 2>&1
+    code=$?
+    set -e
+    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "${log}" || true
+    if [ "${code}" -ne 0 ]; then
+        status=1
+        echo "!! ${target} failed (exit ${code}): see fuzz/artifacts/${target}/ and the steps at the top of scripts/fuzz.sh"
+        tail -40 "${log}"
+    fi
+    runs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "${log}" | tail -1 | grep -o '[0-9]*$' || echo '?')"
+    summary+=("${target}: ${runs} inputs in ${seconds} s")
+    rm -f "${log}"
+done
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit "${status}"

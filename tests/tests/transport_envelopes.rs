@@ -1,0 +1,113 @@
+//! `EventTransport` with envelopes, on the embedded connector.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rustok_iggy::{
+    Codec, Error, EventEnvelope, EventTransport, IggyConfig, IggyConnector, IggyTransport,
+    ReliabilityLevel, TopicName,
+};
+use tests::{embedded_config, open_embedded, within};
+
+fn config(codec: Codec) -> IggyConfig {
+    let mut config = IggyConfig {
+        serialization: codec,
+        ..IggyConfig::default()
+    };
+    config.topology.domain_partitions = 3;
+    config
+        .topology
+        .routes
+        .insert("order.".into(), TopicName::new("orders").unwrap());
+    config
+}
+
+async fn roundtrip(codec: Codec) {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let transport: Arc<dyn EventTransport> = Arc::new(IggyTransport::with_connector(
+        connector.clone(),
+        config(codec),
+    ));
+    assert_eq!(transport.reliability_level(), ReliabilityLevel::Streaming);
+
+    let mut sent = Vec::new();
+    for i in 0..6u64 {
+        let mut envelope = EventEnvelope::new(
+            "order.placed",
+            serde_json::json!({"order": i, "lines": [{"sku": "A-1", "qty": 2}], "note": null, "ratio": 0.5, "delta": -3}),
+        )
+        .with_tenant(if i % 2 == 0 { "acme" } else { "globex" });
+        envelope.correlation_id = Some(format!("corr-{i}"));
+        envelope.causation_id = Some("cmd-1".into());
+        envelope.actor_id = Some("user-9".into());
+        envelope.traceparent =
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        envelope.schema_version = 3;
+        sent.push(envelope);
+    }
+    transport.publish(sent[0].clone()).await.unwrap();
+    transport.publish_batch(sent[1..].to_vec()).await.unwrap();
+    // A type without a route goes to the default topic.
+    transport
+        .publish(EventEnvelope::new(
+            "user.created",
+            serde_json::json!({"id": 1}),
+        ))
+        .await
+        .unwrap();
+
+    let iggy = transport
+        .as_any()
+        .downcast_ref::<IggyTransport>()
+        .expect("downcast");
+    let mut stream = iggy
+        .subscribe("projections", &TopicName::new("orders").unwrap())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    for _ in 0..6 {
+        let envelope = within("envelope", stream.next()).await.unwrap().unwrap();
+        transport.acknowledge(envelope.id).await.unwrap();
+        received.push(envelope);
+    }
+    for tenant in ["acme", "globex"] {
+        let want: Vec<_> = sent
+            .iter()
+            .filter(|e| e.tenant_id.as_deref() == Some(tenant))
+            .cloned()
+            .collect();
+        let got: Vec<_> = received
+            .iter()
+            .filter(|e| e.tenant_id.as_deref() == Some(tenant))
+            .cloned()
+            .collect();
+        assert_eq!(
+            got, want,
+            "{tenant}: every field survives, in order ({codec})"
+        );
+    }
+    let again = transport.acknowledge(received[0].id).await.unwrap_err();
+    assert!(matches!(again, Error::NotPending(id) if id == received[0].id));
+
+    let mut other = iggy
+        .subscribe("projections", &TopicName::new("domain").unwrap())
+        .await
+        .unwrap();
+    let user = within("default topic", other.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.event_type, "user.created");
+    connector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn envelopes_roundtrip_with_json() {
+    roundtrip(Codec::Json).await;
+}
+
+#[tokio::test]
+async fn envelopes_roundtrip_with_postcard() {
+    roundtrip(Codec::Postcard).await;
+}
