@@ -94,19 +94,27 @@ pub(crate) fn validate(record: &[u8], verify: bool) -> Result<BatchHeader, WireE
             "bytes after the end of the batch record",
         )));
     }
-    // A message's offset is the record's base offset plus its delta: the deltas must
-    // be 0, 1, 2, ... (what every Iggy client sends), or stored messages would claim
-    // offsets of other records and reads by offset would return the wrong ones.
+    Ok(batch.header)
+}
+
+/// Checks that the message offset deltas of a whole (not sliced) record are 0, 1,
+/// 2, ... in order: what every Iggy client sends, and what a stored record must hold,
+/// since a message's offset is the record's base offset plus its delta (otherwise
+/// its messages would claim the offsets of other records, and reads by offset would
+/// return the wrong ones).
+pub(crate) fn check_offset_deltas(record: &[u8]) -> Result<(), WireError> {
+    let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
     let in_sequence = batch
         .iter()
         .zip(0u32..)
         .all(|(view, index)| view.header.offset_delta == index);
-    if !in_sequence {
-        return Err(WireError::Validation(std::borrow::Cow::Borrowed(
+    if in_sequence {
+        Ok(())
+    } else {
+        Err(WireError::Validation(std::borrow::Cow::Borrowed(
             "message offset deltas must be 0, 1, 2, ... in order",
-        )));
+        )))
     }
-    Ok(batch.header)
 }
 
 /// Decodes the messages of a stored (or polled) record whose offsets fall in
@@ -174,7 +182,12 @@ pub(crate) fn slice(
     let mut out = vec![0u8; BATCH_HEADER_SIZE];
     let mut count = 0u32;
     for framed in batch.iter_with_offsets() {
-        let offset = header.base_offset + u64::from(framed.message.header.offset_delta);
+        let offset = header
+            .base_offset
+            .checked_add(u64::from(framed.message.header.offset_delta))
+            .ok_or(WireError::Validation(std::borrow::Cow::Borrowed(
+                "a message offset is past the largest offset",
+            )))?;
         if offset < from {
             continue;
         }

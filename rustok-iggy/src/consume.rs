@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use rustok_iggy_connector::StartPosition;
+use rustok_iggy_connector::{Metrics, StartPosition, metric_names};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetterConfig, DeadLetters, Failure};
 use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
+use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
 use crate::subscription::{Delivery, DeliveryInfo, SubscriptionOptions};
 use crate::transport::Transport;
@@ -164,12 +165,15 @@ impl<E: IggyEvent> Transport<E> {
                 let (tx, rx) = mpsc::channel(options.queue_per_partition.max(1));
                 tasks.spawn(partition_worker(
                     rx,
-                    Arc::clone(&handler),
-                    dead_letters.clone(),
-                    options.retry,
-                    Arc::clone(&group_name),
-                    Arc::clone(&counters),
-                    stopped.clone(),
+                    Worker {
+                        handler: Arc::clone(&handler),
+                        dead_letters: dead_letters.clone(),
+                        retry: options.retry,
+                        group: Arc::clone(&group_name),
+                        topic: self.topic().to_string(),
+                        counters: Arc::clone(&counters),
+                        stopped: stopped.clone(),
+                    },
                 ));
                 tx
             });
@@ -204,19 +208,36 @@ impl<E: IggyEvent> Transport<E> {
     }
 }
 
-async fn partition_worker<E, H, F>(
-    mut queue: mpsc::Receiver<Work<E>>,
+/// What a partition worker needs.
+struct Worker<H> {
     handler: Arc<H>,
     dead_letters: DeadLetters,
     retry: RetryPolicy,
     group: Arc<str>,
+    topic: String,
     counters: Arc<Counters>,
-    mut stopped: watch::Receiver<bool>,
-) where
+    stopped: watch::Receiver<bool>,
+}
+
+async fn partition_worker<E, H, F>(mut queue: mpsc::Receiver<Work<E>>, worker: Worker<H>)
+where
     E: IggyEvent,
     H: Fn(Received<E>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
+    let Worker {
+        handler,
+        dead_letters,
+        retry,
+        group,
+        topic,
+        counters,
+        mut stopped,
+    } = worker;
+    let labels = [
+        ("messaging_destination_name", topic.as_str()),
+        ("messaging_consumer_group_name", &*group),
+    ];
     while let Some(work) = queue.recv().await {
         match work {
             Work::Undecodable(mut error) => {
@@ -235,6 +256,7 @@ async fn partition_worker<E, H, F>(
                 match dead_letters.write(failure).await {
                     Ok(()) => {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
                         if let Err(e) = raw.ack().await {
                             tracing::warn!(error = %e, "acknowledging a dead-lettered event failed; it will come again");
                         }
@@ -254,13 +276,14 @@ async fn partition_worker<E, H, F>(
                 let span = tracing::info_span!(
                     "handle",
                     messaging.system = "iggy",
-                    messaging.destination.name = %dead_letters_source(&dead_letters),
+                    messaging.destination.name = %topic,
                     messaging.consumer.group.name = %group,
                     messaging.message.id = %received.info.event_id,
                     partition = received.info.partition,
                     offset = received.info.offset,
                     event_type = %received.info.event_type,
                     traceparent = received.info.metadata.traceparent.as_deref().unwrap_or(""),
+                    trace_id = received.info.metadata.traceparent.as_deref().and_then(trace_id).unwrap_or(""),
                 );
                 let mut failures = 0u32;
                 let outcome = loop {
@@ -270,7 +293,14 @@ async fn partition_worker<E, H, F>(
                         info.attempt += failures;
                         attempt.info = Arc::new(info);
                     }
-                    match handler(attempt).instrument(span.clone()).await {
+                    let started = std::time::Instant::now();
+                    let result = handler(attempt).instrument(span.clone()).await;
+                    Metrics::global().observe(
+                        metric_names::PROCESS_DURATION,
+                        &labels,
+                        started.elapsed(),
+                    );
+                    match result {
                         Ok(()) => break Ok(()),
                         Err(error) => {
                             failures += 1;
@@ -282,6 +312,7 @@ async fn partition_worker<E, H, F>(
                             match delay {
                                 Some(delay) => {
                                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                                    Metrics::global().add(metric_names::RETRIED, &labels, 1);
                                     tracing::debug!(parent: &span, error = %error, ?delay, failures, "handler failed; retrying");
                                     tokio::select! {
                                         () = tokio::time::sleep(delay) => {}
@@ -315,6 +346,7 @@ async fn partition_worker<E, H, F>(
                         match dead_letters.write(failure).await {
                             Ok(()) => {
                                 counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                                Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
                                 tracing::warn!(parent: &span, error = %error, attempts = failures, "event dead-lettered");
                                 if let Err(e) = raw.ack().await {
                                     tracing::warn!(parent: &span, error = %e, "acknowledging a dead-lettered event failed; it will come again");
@@ -330,8 +362,4 @@ async fn partition_worker<E, H, F>(
             }
         }
     }
-}
-
-fn dead_letters_source(dead_letters: &DeadLetters) -> String {
-    dead_letters.topic().to_string()
 }

@@ -306,28 +306,31 @@ impl DeadLetters {
 
     /// Dead letters stored (what retention kept).
     pub async fn depth(&self) -> Result<u64, Error> {
-        let info = self.connector.topic_info(&self.stream, &self.topic).await?;
-        let mut depth = 0;
-        if let Some(info) = info {
-            for (partition, next) in info.next_offsets.iter().enumerate() {
-                if *next == 0 {
-                    continue;
-                }
-                let first = self
-                    .connector
-                    .poll(
-                        &self.stream,
-                        &self.topic,
-                        partition as u32,
-                        PollFrom::First,
-                        1,
-                    )
-                    .await?;
-                depth += first.first().map_or(0, |m| next - m.offset);
-            }
-        }
-        Ok(depth)
+        stored_messages(self.connector.as_ref(), &self.stream, &self.topic).await
     }
+}
+
+/// Messages stored in `topic` (0 when it does not exist): per partition, the next
+/// offset minus the oldest retained one.
+pub(crate) async fn stored_messages(
+    connector: &dyn IggyConnector,
+    stream: &StreamName,
+    topic: &TopicName,
+) -> Result<u64, Error> {
+    let Some(info) = connector.topic_info(stream, topic).await? else {
+        return Ok(0);
+    };
+    let mut stored = 0;
+    for (partition, next) in info.next_offsets.iter().enumerate() {
+        if *next == 0 {
+            continue;
+        }
+        let first = connector
+            .poll(stream, topic, partition as u32, PollFrom::First, 1)
+            .await?;
+        stored += first.first().map_or(0, |m| next - m.offset);
+    }
+    Ok(stored)
 }
 
 fn parse(message: &ReceivedMessage) -> DeadLetter {

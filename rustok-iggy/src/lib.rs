@@ -29,6 +29,7 @@ mod decode;
 mod envelope;
 mod error;
 mod event;
+mod health;
 mod key;
 mod metadata;
 mod replay;
@@ -53,8 +54,9 @@ pub use envelope::{
 };
 pub use error::{DecodeError, DecodeFailure, Error};
 pub use event::{EventTypeInfo, IggyEvent};
+pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
-pub use metadata::{EventMetadata, header};
+pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
 pub use retry::{HandlerError, RetryPolicy};
 #[cfg(feature = "embedded")]

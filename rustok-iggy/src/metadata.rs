@@ -31,6 +31,25 @@ pub mod header {
     pub const OCCURRED_AT: &str = "occurred_at";
 }
 
+/// A fresh W3C `traceparent` (version 00, random trace and span ids, sampled).
+#[must_use]
+pub fn new_traceparent() -> String {
+    let trace = Uuid::new_v4().as_u128();
+    let span = (Uuid::new_v4().as_u128() as u64) | 1;
+    format!("00-{trace:032x}-{span:016x}-01")
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+#[must_use]
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (Some(version), Some(trace), Some(span)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (version.len() == 2 && trace.len() == 32 && span.len() == 16).then_some(trace)
+}
+
 /// Metadata published with an event, all optional.
 ///
 /// Every field travels as a user header (see [`header`]); values are limited to 255
@@ -47,7 +66,8 @@ pub struct EventMetadata {
     pub tenant_id: Option<String>,
     /// Actor id.
     pub actor_id: Option<String>,
-    /// W3C `traceparent`.
+    /// W3C `traceparent`; when not set, publishing starts a new trace so that every
+    /// message carries one (consumers' `handle` spans record it).
     pub traceparent: Option<String>,
     /// W3C `tracestate`.
     pub tracestate: Option<String>,

@@ -12,7 +12,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
-use rustok_iggy_connector::{ConnectorError, GroupConsumer, Headers, ReceivedMessage};
+use rustok_iggy_connector::{
+    ConnectorError, GroupConsumer, Headers, Metrics, ReceivedMessage, metric_names, now_micros,
+};
 use tokio::time::{Instant, Sleep};
 use uuid::Uuid;
 
@@ -55,8 +57,25 @@ enum OnDrop {
     Settle,
 }
 
+/// The topic and group of a subscription, as metric labels.
+#[derive(Debug)]
+struct Labels {
+    topic: String,
+    group: String,
+}
+
+impl Labels {
+    fn pairs(&self) -> [(&'static str, &str); 2] {
+        [
+            ("messaging_destination_name", self.topic.as_str()),
+            ("messaging_consumer_group_name", self.group.as_str()),
+        ]
+    }
+}
+
 /// The acknowledgement side of one delivery.
 struct AckHandle {
+    labels: Arc<Labels>,
     acks: Arc<AckState>,
     consumer: Arc<dyn GroupConsumer>,
     message: Option<ReceivedMessage>,
@@ -78,6 +97,7 @@ impl AckHandle {
         let Some(message) = self.message.take() else {
             return Ok(());
         };
+        Metrics::global().add(metric_names::ACKED, &self.labels.pairs(), 1);
         if let Some(offset) = self.acks.settle(message.partition, message.offset) {
             match self.consumer.commit(message.partition, offset).await {
                 Ok(()) => {}
@@ -93,6 +113,7 @@ impl AckHandle {
 
     fn nack(mut self, delay: Duration) {
         if let Some(message) = self.message.take() {
+            Metrics::global().add(metric_names::NACKED, &self.labels.pairs(), 1);
             self.acks.requeue(message, self.attempt + 1, delay);
         }
     }
@@ -242,6 +263,7 @@ type Fetch = BoxFuture<'static, Result<Vec<ReceivedMessage>, ConnectorError>>;
 /// offset and the cause; the stream goes on after it.
 pub struct Subscription<E> {
     topic: String,
+    labels: Arc<Labels>,
     consumer: Arc<dyn GroupConsumer>,
     acks: Arc<AckState>,
     buffer: VecDeque<ReceivedMessage>,
@@ -283,6 +305,10 @@ impl<E: Send + 'static> Subscription<E> {
         decoder: Decoder<E>,
     ) -> Self {
         Self {
+            labels: Arc::new(Labels {
+                topic: topic.clone(),
+                group: consumer.group().to_string(),
+            }),
             topic,
             generation: consumer.assignment().generation,
             consumer,
@@ -319,6 +345,7 @@ impl<E: Send + 'static> Subscription<E> {
 
     fn handle(&self, message: ReceivedMessage, attempt: u32, on_drop: OnDrop) -> AckHandle {
         AckHandle {
+            labels: Arc::clone(&self.labels),
             acks: Arc::clone(&self.acks),
             consumer: Arc::clone(&self.consumer),
             message: Some(message),
@@ -328,6 +355,22 @@ impl<E: Send + 'static> Subscription<E> {
     }
 
     fn deliver(&self, message: ReceivedMessage, attempt: u32) -> Result<Delivery<E>, Error> {
+        let metrics = Metrics::global();
+        let labels = self.labels.pairs();
+        metrics.add(metric_names::CONSUMED_MESSAGES, &labels, 1);
+        metrics.add(
+            metric_names::CONSUMED_BYTES,
+            &labels,
+            message.payload.len() as u64,
+        );
+        if attempt == 1 {
+            let age = now_micros().saturating_sub(message.timestamp);
+            metrics.observe(
+                metric_names::END_TO_END_LATENCY,
+                &labels,
+                Duration::from_micros(age),
+            );
+        }
         match (self.decoder)(&message) {
             Ok((event, decoded)) => {
                 let DecodedInfo {

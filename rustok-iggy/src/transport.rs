@@ -2,17 +2,20 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, Retention,
-    StartPosition, StreamName, TopicName, TopicSpec, now_micros, partition_for,
+    GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishRequest,
+    Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names, now_micros,
+    partition_for,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::Error;
 use crate::event::IggyEvent;
-use crate::metadata::{EventMetadata, header};
+use crate::metadata::{EventMetadata, header, new_traceparent};
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
@@ -170,6 +173,9 @@ impl<E: IggyEvent> Transport<E> {
         headers.insert_str(header::EVENT_ID, id.to_string())?;
         headers.insert_str(header::OCCURRED_AT, now_micros().to_string())?;
         metadata.write(&mut headers)?;
+        if metadata.traceparent.is_none() {
+            headers.insert_str(header::TRACEPARENT, new_traceparent())?;
+        }
         Ok((
             OutgoingMessage {
                 id: id.as_u128(),
@@ -178,6 +184,33 @@ impl<E: IggyEvent> Transport<E> {
             },
             id,
         ))
+    }
+
+    /// Publishes through the connector and records the publish metrics.
+    async fn send(
+        &self,
+        request: PublishRequest,
+    ) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
+        let count = request.messages.len() as u64;
+        let bytes: u64 = request
+            .messages
+            .iter()
+            .map(|m| m.payload.len() as u64)
+            .sum();
+        let started = Instant::now();
+        let result = self.connector.publish(request).await;
+        let metrics = Metrics::global();
+        let topic = [("messaging_destination_name", self.topic.as_str())];
+        metrics.observe(
+            metric_names::OPERATION_DURATION,
+            &[("messaging_operation_name", "publish")],
+            started.elapsed(),
+        );
+        if result.is_ok() {
+            metrics.add(metric_names::SENT_MESSAGES, &topic, count);
+            metrics.add(metric_names::SENT_BYTES, &topic, bytes);
+        }
+        Ok(result?)
     }
 
     /// Publishes one event. Returns when the broker has accepted it (embedded: written
@@ -202,14 +235,23 @@ impl<E: IggyEvent> Transport<E> {
             Some(partition) => Partitioning::Partition(partition),
             None => Partitioning::Balanced,
         };
+        let span = tracing::debug_span!(
+            "publish",
+            messaging.system = "iggy",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.topic,
+            messaging.message.id = %event_id,
+            event_type = event.event_type(),
+            traceparent = message.headers.get_str(header::TRACEPARENT).unwrap_or_default(),
+        );
         let receipt = self
-            .connector
-            .publish(PublishRequest {
+            .send(PublishRequest {
                 stream: self.stream.clone(),
                 topic: self.topic.clone(),
                 partitioning,
                 messages: vec![message],
             })
+            .instrument(span)
             .await?;
         Ok(Receipt {
             partition: receipt.partition,
@@ -244,8 +286,7 @@ impl<E: IggyEvent> Transport<E> {
         for (target, indexes, messages) in buckets {
             let partitioning = target.map_or(Partitioning::Balanced, Partitioning::Partition);
             let receipt = self
-                .connector
-                .publish(PublishRequest {
+                .send(PublishRequest {
                     stream: self.stream.clone(),
                     topic: self.topic.clone(),
                     partitioning,

@@ -27,7 +27,7 @@ use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
 
-use super::storage::LogConfig;
+use super::storage::{LogConfig, StorageError};
 
 const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
@@ -231,6 +231,18 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
+                if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+                    // A damaged count would otherwise create up to 2^32 partitions.
+                    return Err(StorageError::Corrupt {
+                        path: self.root.join(METADATA_FILE),
+                        position: 0,
+                        reason: format!(
+                            "topic {} of stream {} has {} partitions; allowed: 1 to {MAX_PARTITIONS}",
+                            t.id, s.id, t.partitions
+                        ),
+                    }
+                    .into());
+                }
                 let partitions = (0..t.partitions)
                     .map(|p| self.open_partition(s.id, t.id, p).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -471,7 +483,14 @@ impl Broker {
             .ok_or_else(|| not_found_stream(stream))?;
         s.next_topic_id += 1;
         s.topics.insert(topic_id, Arc::clone(&topic));
-        self.save(&state)?;
+        if let Err(e) = self.save(&state) {
+            // Not in the metadata file, so gone after a restart: it must not take
+            // publishes now (they would be acknowledged, then lost).
+            if let Some(s) = state.find_stream_mut(Ident::Id(stream_id)) {
+                s.topics.remove(&topic_id);
+            }
+            return Err(e);
+        }
         Ok(topic)
     }
 
@@ -616,7 +635,11 @@ impl Broker {
         groups.next_id += 1;
         groups.by_id.insert(id, Group::new(id, name));
         drop(groups);
-        self.save(&state)?;
+        if let Err(e) = self.save(&state) {
+            // Not in the metadata file: its commits would be orphaned by a restart.
+            topic.groups().by_id.remove(&id);
+            return Err(e);
+        }
         Ok(id)
     }
 

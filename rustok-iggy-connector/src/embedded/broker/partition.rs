@@ -32,6 +32,33 @@ struct StoredOffsets {
 }
 
 impl StoredOffsets {
+    /// A stored offset names the last message its consumer handled. One at or past
+    /// the log's next offset names a message the log no longer has: its tail was lost
+    /// (a torn or damaged tail cut at recovery, data not yet fsynced when the power
+    /// went, a segment removed by hand) after the offset was stored. The next appends
+    /// reuse those offsets, so the stored offset is lowered to the last offset the
+    /// log still covers; left as it was, the consumer would skip the new messages.
+    /// Returns how many offsets were lowered.
+    fn clamp_to(&mut self, next_offset: u64) -> usize {
+        let mut lowered = 0;
+        for map in [&mut self.consumers, &mut self.groups] {
+            map.retain(|_, offset| {
+                if *offset < next_offset {
+                    return true;
+                }
+                lowered += 1;
+                match next_offset.checked_sub(1) {
+                    Some(last) => {
+                        *offset = last;
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
+        lowered
+    }
+
     fn map(&mut self, key: ConsumerKey) -> (&mut BTreeMap<u32, u64>, u32) {
         match key {
             ConsumerKey::Consumer(id) => (&mut self.consumers, id),
@@ -64,7 +91,18 @@ impl Partition {
         let log = PartitionLog::open(dir, config)?;
         let report = log.recovery_report();
         log_recovery(dir, report);
-        let offsets = persist::read_json(&dir.join(OFFSETS_FILE))?.unwrap_or_default();
+        let mut offsets: StoredOffsets =
+            persist::read_json(&dir.join(OFFSETS_FILE))?.unwrap_or_default();
+        let lowered = offsets.clamp_to(log.next_offset());
+        if lowered > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                next_offset = log.next_offset(),
+                lowered,
+                "stored consumer offsets were past the end of the log (its tail was lost); \
+                 they now point at its last message"
+            );
+        }
         let (head, _) = watch::channel(log.next_offset());
         Ok(Self {
             id,
@@ -153,8 +191,19 @@ impl Partition {
         if map.get(&id) == Some(&offset) {
             return Ok(());
         }
-        map.insert(id, offset);
-        persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets)
+        let previous = map.insert(id, offset);
+        let written =
+            persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets);
+        if written.is_err() {
+            // Not stored: a rebalance must not start from it, nor a later write of
+            // another offset persist it.
+            let (map, id) = offsets.map(key);
+            match previous {
+                Some(previous) => map.insert(id, previous),
+                None => map.remove(&id),
+            };
+        }
+        written
     }
 
     /// Deletes the stored offset of `key`; returns whether there was one.

@@ -758,3 +758,47 @@ fn a_record_larger_than_the_segment_size_gets_a_segment_of_its_own() {
     assert!(log.recovery_report().is_clean());
     assert_eq!(read_all(&log), records);
 }
+
+#[test]
+fn a_damaged_message_count_in_a_closed_segment_is_not_trusted() {
+    // Found by the segment_recovery fuzz target: the index of segment 0 agrees with
+    // its data file, but its last record's message count was changed. Trusting it
+    // made segment 0 overlap segment 6 and the whole log refuse to open.
+    let (dir, log, records) = six_records();
+    drop(log);
+    let len = record_len();
+    let path = seg(dir.path(), 0, "log");
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let at = len + iggy_binary_protocol::batch::BATCH_MESSAGE_COUNT_OFFSET as u64;
+    file.write_all_at(&13u32.to_le_bytes(), at).unwrap();
+    drop(file);
+
+    let log = reopen(dir.path());
+    let report = log.recovery_report().clone();
+    assert_eq!(report.damage.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.damage[0].base_offset, report.damage[0].position),
+        (0, len)
+    );
+    assert_eq!(report.truncated_bytes, len);
+    let kept: Vec<Vec<u8>> = [&records[..1], &records[2..]].concat();
+    assert_eq!(read_all(&log), kept);
+    assert_eq!(log.next_offset(), 18);
+}
+
+#[test]
+fn records_whose_offset_deltas_are_out_of_sequence_are_refused() {
+    // Found by the batch_decode fuzz target: a record whose second message claims
+    // offset delta 1024 would be stored, and read back at the wrong offset.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20, Durability::Never)).unwrap();
+    let mut r = record("d", 2);
+    let first_frame = 48 + "d-0".len();
+    let delta_at = 256 + first_frame + 24;
+    r[delta_at..delta_at + 4].copy_from_slice(&1024u32.to_le_bytes());
+    let err = log.append(&mut r, 1).unwrap_err();
+    assert!(matches!(err, StorageError::MalformedBatch(_)), "{err}");
+    assert_eq!(log.next_offset(), 0);
+    assert_eq!(fs::metadata(seg(dir.path(), 0, "log")).unwrap().len(), 0);
+    assert_eq!(log.append(&mut record("d", 2), 1).unwrap(), 0);
+}

@@ -8,7 +8,7 @@ use iggy_binary_protocol::batch::BatchHeader;
 
 use super::segment::{self, Segment};
 use super::{PartitionLog, StorageError};
-use crate::batch::stamp;
+use crate::batch::{check_offset_deltas, stamp};
 use crate::config::Durability;
 
 /// The largest segment size: positions in the offset index are 32-bit.
@@ -30,7 +30,8 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`StorageError::MalformedBatch`] when the header does not decode, its length is
-    /// not the record's length, or it holds no message (nothing is written);
+    /// not the record's length, it holds no message, or its message offset deltas are
+    /// not 0, 1, 2, ... (nothing is written);
     /// [`StorageError::OffsetOverflow`]; [`StorageError::Io`] when the write or fsync
     /// failed. A failed write is cut off again; if even that fails, or an fsync
     /// failed, the log is poisoned and refuses appends ([`StorageError::Poisoned`])
@@ -52,6 +53,7 @@ impl PartitionLog {
         if header.message_count == 0 {
             return Err(malformed("a batch must hold at least one message"));
         }
+        check_offset_deltas(record).map_err(StorageError::MalformedBatch)?;
         let base_offset = self.next_offset;
         let end_offset = base_offset
             .checked_add(u64::from(header.message_count))
