@@ -239,6 +239,11 @@ where
         ("messaging_consumer_group_name", &*group),
     ];
     while let Some(work) = queue.recv().await {
+        if *stopped.borrow() {
+            // Shutting down: finish only the event in hand; queued ones stay
+            // unacknowledged and are delivered again later.
+            break;
+        }
         match work {
             Work::Undecodable(mut error) => {
                 let Some(raw) = error.take_delivery() else {
@@ -253,17 +258,11 @@ where
                     error: error.failure.to_string(),
                     attempts: raw.attempt(),
                 };
-                match dead_letters.write(failure).await {
-                    Ok(()) => {
-                        counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                        Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
-                        if let Err(e) = raw.ack().await {
-                            tracing::warn!(error = %e, "acknowledging a dead-lettered event failed; it will come again");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, partition = message.partition, offset = message.offset, "dead-letter write failed; the event stays unacknowledged");
-                        raw.nack(std::time::Duration::from_secs(1));
+                if dead_letter(&dead_letters, failure, &retry, &mut stopped).await {
+                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
+                    if let Err(e) = raw.ack().await {
+                        tracing::warn!(error = %e, "acknowledging a dead-lettered event failed; it will come again");
                     }
                 }
             }
@@ -343,21 +342,52 @@ where
                             error: error.to_string(),
                             attempts: failures,
                         };
-                        match dead_letters.write(failure).await {
-                            Ok(()) => {
-                                counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                                Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
-                                tracing::warn!(parent: &span, error = %error, attempts = failures, "event dead-lettered");
-                                if let Err(e) = raw.ack().await {
-                                    tracing::warn!(parent: &span, error = %e, "acknowledging a dead-lettered event failed; it will come again");
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(parent: &span, error = %e, "dead-letter write failed; the event stays unacknowledged");
-                                raw.nack(std::time::Duration::from_secs(1));
+                        if dead_letter(&dead_letters, failure, &retry, &mut stopped).await {
+                            counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            Metrics::global().add(metric_names::DEAD_LETTERED, &labels, 1);
+                            tracing::warn!(parent: &span, error = %error, attempts = failures, "event dead-lettered");
+                            if let Err(e) = raw.ack().await {
+                                tracing::warn!(parent: &span, error = %e, "acknowledging a dead-lettered event failed; it will come again");
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a dead letter, retrying failed writes with the retry policy's backoff
+/// (the partition waits: per-key order holds) until it succeeds or the runner stops.
+/// Returns whether it was written; when not, the event stays unacknowledged and is
+/// delivered again later.
+async fn dead_letter(
+    dead_letters: &DeadLetters,
+    failure: Failure<'_>,
+    retry: &RetryPolicy,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut failures = 0u32;
+    loop {
+        match dead_letters.write(failure.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                failures += 1;
+                let delay = retry
+                    .backoff(failures.min(retry.max_attempts.saturating_sub(1)).max(1))
+                    .unwrap_or(retry.max_backoff)
+                    .max(std::time::Duration::from_millis(10));
+                tracing::error!(
+                    error = %e,
+                    partition = failure.message.partition,
+                    offset = failure.message.offset,
+                    failures,
+                    ?delay,
+                    "dead-letter write failed; retrying (the partition waits)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stopped.wait_for(|s| *s) => return false,
                 }
             }
         }

@@ -126,6 +126,7 @@ fn cut(text: &str) -> String {
 }
 
 /// What went wrong with one event, to be dead-lettered.
+#[derive(Clone)]
 pub(crate) struct Failure<'a> {
     pub(crate) message: &'a ReceivedMessage,
     pub(crate) group: &'a str,
