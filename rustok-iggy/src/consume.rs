@@ -16,7 +16,7 @@ use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
 use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
-use crate::subscription::{Delivery, DeliveryInfo, SubscriptionOptions};
+use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
 use crate::transport::Transport;
 
 /// Settings of [`Transport::consume`].
@@ -136,76 +136,141 @@ impl<E: IggyEvent> Transport<E> {
             &options.dead_letter,
         )
         .await?;
-        let mut subscription = self
+        let subscription = self
             .subscribe_with(group, options.start, options.subscription)
             .await?;
-        let handler = Arc::new(handler);
-        let counters = Arc::new(Counters::default());
-        let (stop, stopped) = watch::channel(false);
-        let mut workers: HashMap<u32, mpsc::Sender<Work<E>>> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        let group_name: Arc<str> = Arc::from(group);
-        tokio::pin!(shutdown);
-
-        let outcome = loop {
-            let item = tokio::select! {
-                biased;
-                () = &mut shutdown => break Ok(()),
-                item = subscription.next() => item,
-            };
-            let (partition, work) = match item {
-                None => break Ok(()),
-                Some(Ok(delivery)) => {
-                    (delivery.info().partition, Work::Deliver(Box::new(delivery)))
-                }
-                Some(Err(Error::Decode(e))) => (e.partition, Work::Undecodable(e)),
-                Some(Err(e)) => break Err(e),
-            };
-            let sender = workers.entry(partition).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(options.queue_per_partition.max(1));
-                tasks.spawn(partition_worker(
-                    rx,
-                    Worker {
-                        handler: Arc::clone(&handler),
-                        dead_letters: dead_letters.clone(),
-                        retry: options.retry,
-                        group: Arc::clone(&group_name),
-                        topic: self.topic().to_string(),
-                        counters: Arc::clone(&counters),
-                        stopped: stopped.clone(),
-                    },
-                ));
-                tx
-            });
-            let send = tokio::select! {
-                biased;
-                () = &mut shutdown => break Ok(()),
-                sent = sender.send(work) => sent,
-            };
-            if send.is_err() {
-                break Err(Error::Connector(
-                    rustok_iggy_connector::ConnectorError::ShuttingDown,
-                ));
-            }
-        };
-
-        // Drain: no new work; each worker finishes the event in hand.
-        stop.send_replace(true);
-        drop(workers);
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                tracing::error!(error = %e, "a partition worker panicked");
-            }
-        }
-        let closed = subscription.close().await;
-        outcome?;
-        closed?;
-        Ok(ConsumeReport {
-            handled: counters.handled.load(Ordering::Relaxed),
-            retried: counters.retried.load(Ordering::Relaxed),
-            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-        })
+        run(
+            subscription,
+            dead_letters,
+            group,
+            options,
+            shutdown,
+            handler,
+        )
+        .await
     }
+}
+
+impl crate::envelope::IggyTransport {
+    /// The handler runner of [`Transport::consume`] for envelopes of `topic`: the
+    /// same retries, dead-letter topic (`<topic>.dlq`), ordering and shutdown. Events
+    /// are acknowledged by the runner; [`crate::EventTransport::acknowledge`] is not
+    /// needed.
+    pub async fn consume<H, F>(
+        &self,
+        group: &str,
+        topic: &rustok_iggy_connector::TopicName,
+        options: ConsumeOptions,
+        shutdown: impl Future<Output = ()> + Send,
+        handler: H,
+    ) -> Result<ConsumeReport, Error>
+    where
+        H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let (subscription, partitions) = self
+            .envelope_subscription(group, topic, options.start, options.subscription)
+            .await?;
+        let dead_letters = DeadLetters::open(
+            Arc::clone(self.connector()),
+            self.stream_name().clone(),
+            topic.clone(),
+            partitions,
+            &options.dead_letter,
+        )
+        .await?;
+        run(
+            subscription,
+            dead_letters,
+            group,
+            options,
+            shutdown,
+            handler,
+        )
+        .await
+    }
+}
+
+/// The runner: dispatches deliveries to one worker per partition until `shutdown`,
+/// then drains, commits and leaves.
+async fn run<E, H, F>(
+    mut subscription: Subscription<E>,
+    dead_letters: DeadLetters,
+    group: &str,
+    options: ConsumeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: H,
+) -> Result<ConsumeReport, Error>
+where
+    E: Send + Sync + 'static,
+    H: Fn(Received<E>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let topic = dead_letters.source().to_string();
+    let handler = Arc::new(handler);
+    let counters = Arc::new(Counters::default());
+    let (stop, stopped) = watch::channel(false);
+    let mut workers: HashMap<u32, mpsc::Sender<Work<E>>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let group_name: Arc<str> = Arc::from(group);
+    tokio::pin!(shutdown);
+
+    let outcome = loop {
+        let item = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            item = subscription.next() => item,
+        };
+        let (partition, work) = match item {
+            None => break Ok(()),
+            Some(Ok(delivery)) => (delivery.info().partition, Work::Deliver(Box::new(delivery))),
+            Some(Err(Error::Decode(e))) => (e.partition, Work::Undecodable(e)),
+            Some(Err(e)) => break Err(e),
+        };
+        let sender = workers.entry(partition).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(options.queue_per_partition.max(1));
+            tasks.spawn(partition_worker(
+                rx,
+                Worker {
+                    handler: Arc::clone(&handler),
+                    dead_letters: dead_letters.clone(),
+                    retry: options.retry,
+                    group: Arc::clone(&group_name),
+                    topic: topic.clone(),
+                    counters: Arc::clone(&counters),
+                    stopped: stopped.clone(),
+                },
+            ));
+            tx
+        });
+        let send = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            sent = sender.send(work) => sent,
+        };
+        if send.is_err() {
+            break Err(Error::Connector(
+                rustok_iggy_connector::ConnectorError::ShuttingDown,
+            ));
+        }
+    };
+
+    // Drain: no new work; each worker finishes the event in hand.
+    stop.send_replace(true);
+    drop(workers);
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "a partition worker panicked");
+        }
+    }
+    let closed = subscription.close().await;
+    outcome?;
+    closed?;
+    Ok(ConsumeReport {
+        handled: counters.handled.load(Ordering::Relaxed),
+        retried: counters.retried.load(Ordering::Relaxed),
+        dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+    })
 }
 
 /// What a partition worker needs.
@@ -221,7 +286,7 @@ struct Worker<H> {
 
 async fn partition_worker<E, H, F>(mut queue: mpsc::Receiver<Work<E>>, worker: Worker<H>)
 where
-    E: IggyEvent,
+    E: Send + Sync + 'static,
     H: Fn(Received<E>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {

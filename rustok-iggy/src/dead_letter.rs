@@ -155,8 +155,10 @@ impl fmt::Debug for DeadLetters {
 }
 
 impl DeadLetters {
-    /// Ensures the dead-letter topic of `source` (same partition count).
-    pub(crate) async fn open(
+    /// The dead letters of `source` in `stream`; the dead-letter topic (named by
+    /// `config`, `<source>.dlq` by default, with `partitions` partitions) is created
+    /// when missing.
+    pub async fn open(
         connector: Arc<dyn IggyConnector>,
         stream: StreamName,
         source: TopicName,
@@ -197,6 +199,11 @@ impl DeadLetters {
             config,
         )
         .await
+    }
+
+    /// The topic whose dead letters these are.
+    pub fn source(&self) -> &TopicName {
+        &self.source
     }
 
     /// The dead-letter topic.

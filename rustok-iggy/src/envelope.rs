@@ -289,13 +289,18 @@ impl IggyTransport {
         &self.connector
     }
 
+    /// The stream envelopes go to (`topology.stream_name`).
+    pub fn stream_name(&self) -> &rustok_iggy_connector::StreamName {
+        &self.config.topology.stream_name
+    }
+
     /// The topic envelopes of `event_type` go to.
     pub fn topic_for(&self, event_type: &str) -> &TopicName {
         self.config.topology.topic_for(event_type)
     }
 
     /// Partition count of `topic`, creating it on first use.
-    async fn partitions(&self, topic: &TopicName) -> Result<u32, Error> {
+    pub(crate) async fn partitions(&self, topic: &TopicName) -> Result<u32, Error> {
         if let Some(&n) = self
             .partitions
             .lock()
@@ -320,7 +325,7 @@ impl IggyTransport {
         Ok(info.partitions)
     }
 
-    fn message(&self, envelope: &EventEnvelope) -> Result<OutgoingMessage, Error> {
+    pub(crate) fn message(&self, envelope: &EventEnvelope) -> Result<OutgoingMessage, Error> {
         let codec = self.config.serialization;
         let mut headers = Headers::new();
         headers.insert_str(header::EVENT_TYPE, envelope.event_type.as_str())?;
@@ -368,28 +373,43 @@ impl IggyTransport {
         Ok(())
     }
 
+    /// A subscription of `group` to the envelopes of `topic` (created when missing),
+    /// and the topic's partition count.
+    pub(crate) async fn envelope_subscription(
+        &self,
+        group: &str,
+        topic: &TopicName,
+        start: StartPosition,
+        options: SubscriptionOptions,
+    ) -> Result<(Subscription<EventEnvelope>, u32), Error> {
+        let partitions = self.partitions(topic).await?;
+        let group = GroupName::new(group)?;
+        let consumer = self
+            .connector
+            .join_group(&self.config.topology.stream_name, topic, &group, start)
+            .await?;
+        let subscription = Subscription::with_decoder(
+            topic.to_string(),
+            Arc::from(consumer),
+            options,
+            Arc::new(decode_envelope),
+        );
+        Ok((subscription, partitions))
+    }
+
     /// Receives envelopes of `topic` in consumer group `group` (created from the
     /// earliest message when new). Each received envelope stays pending until
     /// [`EventTransport::acknowledge`] is called with its id; only acknowledged
     /// envelopes are committed (at-least-once, as [`crate::Subscription`]).
     pub async fn subscribe(&self, group: &str, topic: &TopicName) -> Result<EnvelopeStream, Error> {
-        self.partitions(topic).await?;
-        let group = GroupName::new(group)?;
-        let consumer = self
-            .connector
-            .join_group(
-                &self.config.topology.stream_name,
+        let (subscription, _) = self
+            .envelope_subscription(
+                group,
                 topic,
-                &group,
                 StartPosition::Earliest,
+                SubscriptionOptions::default(),
             )
             .await?;
-        let subscription = Subscription::with_decoder(
-            topic.to_string(),
-            Arc::from(consumer),
-            SubscriptionOptions::default(),
-            Arc::new(decode_envelope),
-        );
         Ok(EnvelopeStream {
             subscription,
             pending: Arc::clone(&self.pending),

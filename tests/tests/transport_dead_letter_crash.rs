@@ -131,7 +131,7 @@ impl IggyConnector for Shared {
         stream: &StreamName,
         topic: &TopicName,
         group: &GroupName,
-        start: rustok_iggy_connector::StartPosition,
+        start: StartPosition,
     ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
         let inner = self.0.inner.join_group(stream, topic, group, start).await?;
         Ok(Box::new(FaultyMember {

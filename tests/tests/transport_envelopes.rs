@@ -111,3 +111,79 @@ async fn envelopes_roundtrip_with_json() {
 async fn envelopes_roundtrip_with_postcard() {
     roundtrip(Codec::Postcard).await;
 }
+
+#[tokio::test]
+async fn the_handler_runner_serves_envelopes_too() {
+    use rustok_iggy::{ConsumeOptions, DeadLetterConfig, HandlerError, RetryPolicy};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let transport = IggyTransport::with_connector(connector.clone(), config(Codec::Postcard));
+    for i in 0..3 {
+        transport
+            .publish(
+                EventEnvelope::new("order.placed", serde_json::json!({ "n": i }))
+                    .with_tenant("acme"),
+            )
+            .await
+            .unwrap();
+    }
+    let orders = TopicName::new("orders").unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let stop = Arc::clone(&done);
+    let options = ConsumeOptions {
+        retry: RetryPolicy::fixed(2, std::time::Duration::from_millis(1)),
+        ..ConsumeOptions::default()
+    };
+    let report = {
+        let attempts = Arc::clone(&attempts);
+        within(
+            "envelope runner",
+            transport.consume(
+                "projector",
+                &orders,
+                options,
+                async move { stop.notified().await },
+                move |envelope| {
+                    let (attempts, done) = (Arc::clone(&attempts), Arc::clone(&done));
+                    async move {
+                        let n = envelope.payload["n"].as_u64().unwrap();
+                        if n == 2 {
+                            done.notify_one();
+                        }
+                        if n == 1 {
+                            attempts.fetch_add(1, Ordering::SeqCst);
+                            return Err(HandlerError::retryable("projection store unavailable"));
+                        }
+                        Ok(())
+                    }
+                },
+            ),
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        (report.handled, report.retried, report.dead_lettered),
+        (2, 1, 1)
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    let dead = rustok_iggy::DeadLetters::open(
+        connector.clone(),
+        transport.stream_name().clone(),
+        orders.clone(),
+        3,
+        &DeadLetterConfig::default(),
+    )
+    .await
+    .unwrap()
+    .list(10)
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_type.as_deref(), Some("order.placed"));
+    assert_eq!(dead[0].error, "projection store unavailable");
+    connector.shutdown().await.unwrap();
+}
