@@ -103,3 +103,66 @@ impl<E: 'static> Upcasters<E> {
             .map(|upcaster| upcaster(codec, event_type, bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct V1 {
+        tenant: String,
+        seq: u64,
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Current {
+        tenant: String,
+        seq: u64,
+        currency: &'static str,
+    }
+
+    fn upcasters() -> Upcasters<Current> {
+        Upcasters::new().register("order_placed", 1, |v1: V1| Current {
+            tenant: v1.tenant,
+            seq: v1.seq,
+            currency: "EUR",
+        })
+    }
+
+    /// Bytes an old producer wrote: they must stay readable. A change here is a
+    /// deliberate, versioned act.
+    const V1_POSTCARD: [u8; 5] = [0x03, b'o', b'l', b'd', 0x07];
+    const V1_JSON: &str = r#"{"tenant":"old","seq":7}"#;
+
+    #[test]
+    fn old_encoded_events_stay_readable() {
+        let expected = Current {
+            tenant: "old".into(),
+            seq: 7,
+            currency: "EUR",
+        };
+        let upcasters = upcasters();
+        let from_postcard = upcasters.upcast("order_placed", 1, Codec::Postcard, &V1_POSTCARD);
+        assert_eq!(from_postcard.map(Result::ok), Some(Some(expected)));
+        let from_json = upcasters.upcast("order_placed", 1, Codec::Json, V1_JSON.as_bytes());
+        assert_eq!(from_json.map(|r| r.map(|c| c.seq).ok()), Some(Some(7)));
+        assert!(
+            upcasters
+                .upcast("order_placed", 2, Codec::Json, b"{}")
+                .is_none()
+        );
+        assert!(
+            upcasters
+                .upcast("order_shipped", 1, Codec::Json, b"{}")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_payload_that_is_not_the_old_type_is_a_codec_error() {
+        let result = upcasters().upcast("order_placed", 1, Codec::Postcard, &[0xFF]);
+        assert!(matches!(result, Some(Err(CodecError::Decode { .. }))));
+    }
+}
