@@ -18,7 +18,7 @@ fn xorshift(state: &mut u64) -> u64 {
 #[tokio::test]
 async fn acknowledged_batches_survive_sigkill() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    for round in 0..3 {
+    for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-publisher"))
             .arg(dir.path())
