@@ -6,9 +6,9 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh segment_recovery
 #
 # Needs cargo-fuzz (installed from crates.io when missing). It runs on the stable
-# toolchain without a sanitizer (`-s none`): the crates forbid `unsafe`, so
-# AddressSanitizer would find nothing the Rust checks do not; debug assertions (and
-# with them overflow checks) are on (`-a`). Inputs that found new coverage are kept
+# toolchain without a sanitizer by default (`-s none`; the project's crates forbid
+# `unsafe`, see FUZZ_SANITIZER below); debug assertions (and with them overflow
+# checks) are on (`-a`). Inputs that found new coverage are kept
 # in fuzz/corpus/<target> (not checked in); fuzz/seeds/<target> holds the checked-in
 # seeds (written by `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`).
 #
@@ -18,16 +18,23 @@
 #   1. reproduce:  cargo fuzz run -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
 #   2. minimize:   cargo fuzz tmin -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
 #   3. check the minimized input in as
-#        rustok-iggy-connector/fuzz-regressions/<target>/<short-name>
-#      (config_yaml: rustok-iggy/fuzz-regressions/config_yaml/<short-name>): the
-#      unit tests `every_regression_input_passes` replay every file there through
-#      the same entry point as the target, so `cargo test` fails until it is fixed;
+#        rustok-iggy-connector/fuzz-regressions/<target>/<what-it-is>
+#      the unit test `__fuzz::tests::every_regression_input_passes` replays every
+#      file there through the target's entry point, so `cargo test` fails until it
+#      is fixed (config_yaml: add the text to a test in rustok-iggy/src/config.rs);
 #   4. fix the code, and add a focused unit test next to the fixed code when the
 #      input alone does not say what was wrong.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
+# FUZZ_SANITIZER=address runs under AddressSanitizer, for the `unsafe` inside
+# dependencies (unsafe-libyaml under the YAML parser, bytes): it needs nightly flags,
+# which RUSTC_BOOTSTRAP=1 allows on the stable toolchain; builds take a few minutes.
+sanitizer="${FUZZ_SANITIZER:-none}"
+if [ "${sanitizer}" != "none" ]; then
+    export RUSTC_BOOTSTRAP=1
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -53,7 +60,7 @@ for target in "${targets[@]}"; do
     log="$(mktemp)"
     echo "== ${target}: ${seconds} s"
     set +e
-    cargo fuzz run --fuzz-dir fuzz -s none -a "${target}" "${corpus}" "${seeds}" -- \
+    cargo fuzz run --fuzz-dir fuzz -s "${sanitizer}" -a "${target}" "${corpus}" "${seeds}" -- \
         -max_total_time="${seconds}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         >"${log}" 2>&1
     code=$?

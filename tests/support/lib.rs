@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests.
 
 pub mod conformance;
+pub mod faults;
 pub mod wire;
 
 use std::future::Future;

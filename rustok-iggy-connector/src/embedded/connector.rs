@@ -655,7 +655,7 @@ impl GroupConsumer for EmbeddedGroupMember {
                         let partition = self.topic.partitions.get(p as usize)?;
                         let next = partition
                             .stored_offset(ConsumerKey::Group(self.group_id))
-                            .map_or(0, |o| o + 1);
+                            .map_or(0, |o| o.saturating_add(1));
                         Some((p, next))
                     })
                     .collect();
