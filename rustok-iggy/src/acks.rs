@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use rustok_iggy_connector::ReceivedMessage;
+use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage};
 use tokio::time::Instant;
 
 #[derive(Debug, Default)]
@@ -43,6 +43,8 @@ struct Inner {
     partitions: HashMap<u32, PartitionAcks>,
     in_flight: usize,
     redeliver: VecDeque<Redelivery>,
+    /// Commit points waiting for the committer, per partition.
+    pending: HashMap<u32, u64>,
     closed: bool,
 }
 
@@ -52,6 +54,10 @@ pub(crate) struct AckState {
     inner: Mutex<Inner>,
     /// Wakes the subscription when capacity frees up or a redelivery is queued.
     pub(crate) waker: AtomicWaker,
+    /// Wakes the background committer.
+    pub(crate) commit_wake: tokio::sync::Notify,
+    /// Serializes commits, so that a partition's committed offset only grows.
+    commit_lock: tokio::sync::Mutex<()>,
 }
 
 impl AckState {
@@ -129,10 +135,54 @@ impl AckState {
         self.lock().in_flight
     }
 
+    /// Asks the committer to store `offset` for `partition` (the largest request
+    /// wins) and wakes it.
+    pub(crate) fn request_commit(&self, partition: u32, offset: u64) {
+        let mut inner = self.lock();
+        let entry = inner.pending.entry(partition).or_insert(offset);
+        *entry = (*entry).max(offset);
+        drop(inner);
+        self.commit_wake.notify_one();
+    }
+
+    /// Stores every requested commit point. Commits are serialized and each takes the
+    /// latest point of its partition, so acknowledgements that arrive while a commit
+    /// is in flight are covered by the next one (group commit). A fenced partition is
+    /// forgotten; on any other failure the point is kept for the next attempt.
+    pub(crate) async fn commit_pending(
+        &self,
+        consumer: &dyn GroupConsumer,
+    ) -> Result<(), ConnectorError> {
+        let _serialized = self.commit_lock.lock().await;
+        let pending: Vec<(u32, u64)> = std::mem::take(&mut self.lock().pending)
+            .into_iter()
+            .collect();
+        let mut first_error = None;
+        for (partition, offset) in pending {
+            match consumer.commit(partition, offset).await {
+                Ok(()) => {}
+                Err(ConnectorError::Fenced { .. }) => self.forget_partition(partition),
+                Err(e) => {
+                    let mut inner = self.lock();
+                    let entry = inner.pending.entry(partition).or_insert(offset);
+                    *entry = (*entry).max(offset);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether the subscription is closed (or dropped).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Forgets a partition this member lost: its outstanding deliveries belong to the
     /// new owner now, which starts after the last commit.
     pub(crate) fn forget_partition(&self, partition: u32) {
         let mut inner = self.lock();
+        inner.pending.remove(&partition);
         if let Some(p) = inner.partitions.remove(&partition) {
             inner.in_flight = inner.in_flight.saturating_sub(p.outstanding.len());
         }
@@ -146,6 +196,8 @@ impl AckState {
         let mut inner = self.lock();
         inner.closed = true;
         inner.redeliver.clear();
+        drop(inner);
+        self.commit_wake.notify_one();
     }
 
     /// The commit point of every partition that has one.

@@ -83,7 +83,11 @@ impl Codec {
     ) -> Result<Vec<u8>, CodecError> {
         let encoded = match self {
             Self::Json => serde_json::to_vec(value).map_err(box_error),
-            Self::Postcard => postcard::to_stdvec(value).map_err(box_error),
+            // Sized first (a cheap pass that writes nothing): growing the buffer from
+            // empty costs more than the encoding itself.
+            Self::Postcard => postcard::experimental::serialized_size(value)
+                .and_then(|size| postcard::to_extend(value, Vec::with_capacity(size)))
+                .map_err(box_error),
         };
         encoded.map_err(|source| CodecError::Encode {
             event_type: event_type.to_owned(),

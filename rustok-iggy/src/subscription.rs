@@ -77,7 +77,6 @@ impl Labels {
 struct AckHandle {
     labels: Arc<Labels>,
     acks: Arc<AckState>,
-    consumer: Arc<dyn GroupConsumer>,
     message: Option<ReceivedMessage>,
     attempt: u32,
     on_drop: OnDrop,
@@ -99,14 +98,7 @@ impl AckHandle {
         };
         Metrics::global().add(metric_names::ACKED, &self.labels.pairs(), 1);
         if let Some(offset) = self.acks.settle(message.partition, message.offset) {
-            match self.consumer.commit(message.partition, offset).await {
-                Ok(()) => {}
-                Err(e @ ConnectorError::Fenced { .. }) => {
-                    self.acks.forget_partition(message.partition);
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.acks.request_commit(message.partition, offset);
         }
         Ok(())
     }
@@ -127,7 +119,9 @@ impl Drop for AckHandle {
                 // The commit point moves on; the next commit (or the subscription's
                 // close) stores it.
                 OnDrop::Settle => {
-                    self.acks.settle(message.partition, message.offset);
+                    if let Some(offset) = self.acks.settle(message.partition, message.offset) {
+                        self.acks.request_commit(message.partition, offset);
+                    }
                 }
             }
         }
@@ -174,9 +168,12 @@ impl<E> Delivery<E> {
     /// Acknowledges the delivery: the group's committed offset for its partition moves
     /// past it as soon as every earlier delivery of that partition is acknowledged too.
     ///
-    /// Fails with [`ConnectorError::Fenced`] (inside [`Error::Connector`]) when the
-    /// partition was reassigned to another member meanwhile; that member receives
-    /// the event again (at-least-once).
+    /// The commit itself is made right after, in the background, one at a time per
+    /// subscription: acknowledgements that arrive while a commit is in flight are
+    /// covered by the next one. [`Subscription::commit`] waits until every
+    /// acknowledgement is committed; [`Subscription::close`] does that too. If the
+    /// partition was reassigned to another member meanwhile, its commit is refused
+    /// and that member receives the event again (at-least-once).
     pub async fn ack(self) -> Result<(), Error> {
         self.handle.ack().await
     }
@@ -304,6 +301,11 @@ impl<E: Send + 'static> Subscription<E> {
         options: SubscriptionOptions,
         decoder: Decoder<E>,
     ) -> Self {
+        let acks = Arc::new(AckState::default());
+        tokio::spawn(commit_in_background(
+            Arc::clone(&acks),
+            Arc::clone(&consumer),
+        ));
         Self {
             labels: Arc::new(Labels {
                 topic: topic.clone(),
@@ -312,7 +314,7 @@ impl<E: Send + 'static> Subscription<E> {
             topic,
             generation: consumer.assignment().generation,
             consumer,
-            acks: Arc::new(AckState::default()),
+            acks,
             buffer: VecDeque::new(),
             fetch: None,
             timer: None,
@@ -326,6 +328,12 @@ impl<E: Send + 'static> Subscription<E> {
         self.consumer.assignment().partitions
     }
 
+    /// Waits until every acknowledgement made so far is committed.
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.acks.commit_pending(self.consumer.as_ref()).await?;
+        Ok(())
+    }
+
     /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
     /// are delivered again to the remaining members.
     pub async fn close(self) -> Result<(), Error> {
@@ -333,12 +341,10 @@ impl<E: Send + 'static> Subscription<E> {
         let owned = self.consumer.assignment().partitions;
         for (partition, offset) in self.acks.commit_points() {
             if owned.contains(&partition) {
-                match self.consumer.commit(partition, offset).await {
-                    Ok(()) | Err(ConnectorError::Fenced { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.acks.request_commit(partition, offset);
             }
         }
+        self.acks.commit_pending(self.consumer.as_ref()).await?;
         self.consumer.leave().await?;
         Ok(())
     }
@@ -347,7 +353,6 @@ impl<E: Send + 'static> Subscription<E> {
         AckHandle {
             labels: Arc::clone(&self.labels),
             acks: Arc::clone(&self.acks),
-            consumer: Arc::clone(&self.consumer),
             message: Some(message),
             attempt,
             on_drop,
@@ -478,6 +483,21 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+/// Stores acknowledged offsets as they come, coalescing those that arrive while a
+/// commit is in flight, until the subscription is closed or dropped.
+async fn commit_in_background(acks: Arc<AckState>, consumer: Arc<dyn GroupConsumer>) {
+    loop {
+        acks.commit_wake.notified().await;
+        let closed = acks.is_closed();
+        if let Err(e) = acks.commit_pending(consumer.as_ref()).await {
+            tracing::warn!(group = %consumer.group(), error = %e, "commit failed; retried with the next acknowledgement");
+        }
+        if closed {
+            return;
         }
     }
 }

@@ -421,6 +421,7 @@ async fn health_degrades_with_lag(mut h: Harness) {
     for _ in 0..5 {
         next(&mut subscription).await.ack().await.unwrap();
     }
+    subscription.commit().await.unwrap();
     let report = orders.health("g", &thresholds).await.unwrap();
     assert_eq!(
         report.status,

@@ -243,10 +243,11 @@ async fn a_crash_between_the_dead_letter_and_the_commit_loses_nothing() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        committed,
-        vec![Some(0)],
-        "job 0 was committed before the crash, job 1 was not"
+    // Commits run in the background, so job 0's may or may not have landed before
+    // the crash; job 1's never did (its acknowledgement came after the dead letter).
+    assert!(
+        matches!(committed[..], [None] | [Some(0)]),
+        "committed {committed:?}"
     );
 
     // Run 2, after the restart: job 1 comes again and is dead-lettered again.

@@ -126,6 +126,7 @@ async fn unacked_events_are_redelivered_after_a_restart() {
         d0.ack().await.unwrap();
         d3.ack().await.unwrap();
         d1.ack().await.unwrap();
+        subscription.commit().await.unwrap();
         let committed = connector
             .committed_offsets(
                 orders.stream(),

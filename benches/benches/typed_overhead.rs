@@ -1,0 +1,210 @@
+//! What does the typed layer cost over raw bytes?
+//!
+//! Per codec, on the embedded broker in-process, batches of 1000 medium events
+//! (`OrderShipped`), one partition:
+//! - `publish/<codec>/typed`: `Transport<E>::publish_batch` (encode, event id,
+//!   headers, routing, one append);
+//! - `publish/<codec>/raw_encode`: what a program does by hand with the connector:
+//!   encode each event with the same codec, one `IggyConnector::publish`;
+//! - `publish/<codec>/raw_bytes`: the same payload bytes, encoded beforehand, in one
+//!   `IggyConnector::publish` (the storage alone);
+//! - `consume/<codec>/typed`: `Subscription<E>` (fetch 1000, decode, check the
+//!   headers, hand out, `ack` each delivery, which commits the group offset);
+//! - `consume/<codec>/raw_decode`: `GroupConsumer::poll(1000)`, decode each payload,
+//!   one commit per batch;
+//! - `consume/<codec>/raw_bytes`: `GroupConsumer::poll(1000)` and one commit per
+//!   batch, no decoding.
+//!
+//! Run with: cargo bench -p benches --bench typed_overhead
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::brokers::{self, Broker};
+use benches::events::{OrderShipped, ShippedJson, ShippedPostcard, order_shipped};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use rustok_iggy::{
+    DurabilityPolicy, GroupName, IggyConnector, IggyEvent, StartPosition, StreamName,
+    SubscriptionOptions, Transport, TransportOptions,
+};
+use rustok_iggy_connector::{OutgoingMessage, PublishRequest, TopicName};
+use tokio::runtime::Runtime;
+
+const BATCH: usize = 1000;
+/// Events stored for the consume benches; each consumer group reads them once.
+const STORED: u64 = 100_000;
+
+fn options(stream: &str) -> TransportOptions {
+    TransportOptions {
+        stream: StreamName::new(stream).expect("a stream name"),
+        partitions: 1,
+        ..TransportOptions::default()
+    }
+}
+
+fn encoded<E: IggyEvent>(events: &[E]) -> Vec<OutgoingMessage> {
+    events
+        .iter()
+        .zip(1u128..)
+        .map(|(event, id)| OutgoingMessage::new(event.encode().expect("encode")).with_id(id))
+        .collect()
+}
+
+fn case<E: IggyEvent>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    connector: &Arc<dyn IggyConnector>,
+    wrap: fn(OrderShipped) -> E,
+) {
+    let codec = E::CODEC.as_str();
+    let events: Vec<E> = (0..BATCH as u64).map(|i| wrap(order_shipped(i))).collect();
+    let messages = encoded(&events);
+    let mut group = c.benchmark_group("typed_overhead");
+    group.throughput(Throughput::Elements(BATCH as u64));
+
+    // Publishing.
+    let transport = rt
+        .block_on(Transport::<E>::new(
+            Arc::clone(connector),
+            options("publish"),
+        ))
+        .expect("transport");
+    let (stream, raw_topic) = brokers::names("publish", &format!("raw-{codec}"));
+    rt.block_on(brokers::topic(connector.as_ref(), &stream, &raw_topic));
+    group.bench_function(BenchmarkId::new(format!("publish/{codec}"), "typed"), |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(transport.publish_batch(&events).await.expect("publish")) });
+    });
+    group.bench_function(
+        BenchmarkId::new(format!("publish/{codec}"), "raw_encode"),
+        |b| {
+            b.to_async(rt).iter(|| async {
+                let request = PublishRequest {
+                    messages: encoded(&events),
+                    ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
+                };
+                black_box(connector.publish(request).await.expect("publish"))
+            });
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new(format!("publish/{codec}"), "raw_bytes"),
+        |b| {
+            b.to_async(rt).iter_batched(
+                || PublishRequest {
+                    messages: messages.clone(),
+                    ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
+                },
+                |request| async { black_box(connector.publish(request).await.expect("publish")) },
+                BatchSize::SmallInput,
+            );
+        },
+    );
+
+    // Consuming: STORED events of each kind, read by a fresh group per pass.
+    let transport = rt
+        .block_on(Transport::<E>::new(
+            Arc::clone(connector),
+            options("consume"),
+        ))
+        .expect("transport");
+    let (stream, raw_topic) = brokers::names("consume", &format!("raw-{codec}"));
+    rt.block_on(async {
+        brokers::topic(connector.as_ref(), &stream, &raw_topic).await;
+        for _ in 0..STORED / BATCH as u64 {
+            transport.publish_batch(&events).await.expect("publish");
+            let request = PublishRequest {
+                messages: messages.clone(),
+                ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
+            };
+            connector.publish(request).await.expect("publish");
+        }
+    });
+    group.bench_function(BenchmarkId::new(format!("consume/{codec}"), "typed"), |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let transport = transport.clone();
+            async move {
+                let mut left = iters * BATCH as u64;
+                let mut elapsed = Duration::ZERO;
+                while left > 0 {
+                    let take = left.min(STORED);
+                    let options = SubscriptionOptions {
+                        batch_size: BATCH as u32,
+                        max_in_flight: 4 * BATCH,
+                    };
+                    let mut subscription = transport
+                        .subscribe_with(&benches::unique("typed"), StartPosition::Earliest, options)
+                        .await
+                        .expect("subscribe");
+                    let start = Instant::now();
+                    for _ in 0..take {
+                        let delivery = subscription.next().await.expect("open").expect("event");
+                        black_box(delivery.event());
+                        delivery.ack().await.expect("ack");
+                    }
+                    elapsed += start.elapsed();
+                    subscription.close().await.expect("close");
+                    left -= take;
+                }
+                elapsed
+            }
+        });
+    });
+    for (variant, decode) in [("raw_decode", true), ("raw_bytes", false)] {
+        group.bench_function(BenchmarkId::new(format!("consume/{codec}"), variant), |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let connector = Arc::clone(connector);
+                let (stream, topic): (StreamName, TopicName) = (stream.clone(), raw_topic.clone());
+                async move {
+                    let mut left = iters * BATCH as u64;
+                    let mut elapsed = Duration::ZERO;
+                    while left > 0 {
+                        let take = left.min(STORED);
+                        let group = GroupName::new(benches::unique("raw")).expect("a group name");
+                        let member = connector
+                            .join_group(&stream, &topic, &group, StartPosition::Earliest)
+                            .await
+                            .expect("join");
+                        let start = Instant::now();
+                        let mut got = 0;
+                        while got < take {
+                            let messages = member.poll(BATCH as u32).await.expect("poll");
+                            if decode {
+                                for message in &messages {
+                                    black_box(E::decode(&message.payload).expect("decode"));
+                                }
+                            }
+                            let last = messages.last().expect("at least one message");
+                            member.commit(0, last.offset).await.expect("commit");
+                            got += messages.len() as u64;
+                            black_box(messages);
+                        }
+                        elapsed += start.elapsed();
+                        member.leave().await.expect("leave");
+                        left -= take;
+                    }
+                    elapsed
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+fn typed_overhead(c: &mut Criterion) {
+    let rt = benches::runtime();
+    let broker = rt.block_on(Broker::start(DurabilityPolicy::Never, false));
+    let connector = broker.shared();
+    case::<ShippedJson>(c, &rt, &connector, ShippedJson);
+    case::<ShippedPostcard>(c, &rt, &connector, ShippedPostcard);
+    rt.block_on(broker.shutdown());
+}
+
+criterion_group! {
+    name = benches;
+    config = benches::criterion();
+    targets = typed_overhead
+}
+criterion_main!(benches);
