@@ -7,8 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rustok_iggy_connector::{
     GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishRequest,
-    Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names, now_micros,
-    partition_for,
+    Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names, partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -86,7 +85,11 @@ impl<E> fmt::Debug for Transport<E> {
 }
 
 /// Key of an event with its metadata: the event's own key, else the tenant.
-fn routing<E: IggyEvent>(event: &E, metadata: &EventMetadata, partitions: u32) -> Option<u32> {
+pub(crate) fn routing<E: IggyEvent>(
+    event: &E,
+    metadata: &EventMetadata,
+    partitions: u32,
+) -> Option<u32> {
     match event.partition_key() {
         Some(key) => Some(partition_for(&key, partitions)),
         None => metadata
@@ -158,11 +161,14 @@ impl<E: IggyEvent> Transport<E> {
     }
 
     /// Builds the message for `event`: payload, id, and the headers every consumer
-    /// relies on.
+    /// relies on. `trace` is the `traceparent` used when `metadata` has none (one per
+    /// publish call: a batch is one operation). The creation time travels as the
+    /// Iggy message's origin timestamp.
     pub(crate) fn message(
         &self,
         event: &E,
         metadata: &EventMetadata,
+        trace: &str,
     ) -> Result<(OutgoingMessage, Uuid), Error> {
         let payload = event.encode()?;
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
@@ -171,10 +177,9 @@ impl<E: IggyEvent> Transport<E> {
         headers.insert_str(header::SCHEMA_VERSION, event.schema_version().to_string())?;
         headers.insert_str(header::CODEC, E::CODEC.as_str())?;
         headers.insert_str(header::EVENT_ID, id.to_string())?;
-        headers.insert_str(header::OCCURRED_AT, now_micros().to_string())?;
         metadata.write(&mut headers)?;
         if metadata.traceparent.is_none() {
-            headers.insert_str(header::TRACEPARENT, new_traceparent())?;
+            headers.insert_str(header::TRACEPARENT, trace)?;
         }
         Ok((
             OutgoingMessage {
@@ -230,7 +235,7 @@ impl<E: IggyEvent> Transport<E> {
         event: &E,
         metadata: &EventMetadata,
     ) -> Result<Receipt, Error> {
-        let (message, event_id) = self.message(event, metadata)?;
+        let (message, event_id) = self.message(event, metadata, &new_traceparent())?;
         let partitioning = match routing(event, metadata, self.partitions) {
             Some(partition) => Partitioning::Partition(partition),
             None => Partitioning::Balanced,
@@ -268,10 +273,11 @@ impl<E: IggyEvent> Transport<E> {
     /// stored already.
     pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
         let metadata = EventMetadata::default();
+        let trace = new_traceparent();
         let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
         let mut ids = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            let (message, id) = self.message(event, &metadata)?;
+            let (message, id) = self.message(event, &metadata, &trace)?;
             ids.push(id);
             let target = routing(event, &metadata, self.partitions);
             match buckets.iter_mut().find(|(t, _, _)| *t == target) {
