@@ -43,7 +43,7 @@ pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, OutgoingMessage,
     ReceivedMessage,
 };
-pub use metrics::{Metrics, names as metric_names};
+pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};
 pub use partition::partition_for;
 

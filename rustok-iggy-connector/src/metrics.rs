@@ -98,6 +98,40 @@ impl<T: Default> Family<T> {
     }
 }
 
+/// A counter resolved once (name and labels), to add to without a lookup.
+#[derive(Debug, Clone)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// Adds `by`.
+    pub fn add(&self, by: u64) {
+        self.0.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// A histogram resolved once (name and labels), to record into without a lookup.
+#[derive(Debug, Clone)]
+pub struct HistogramHandle(Arc<Histogram>);
+
+impl HistogramHandle {
+    /// Records a duration.
+    pub fn observe(&self, duration: std::time::Duration) {
+        record(&self.0, duration);
+    }
+}
+
+fn record(histogram: &Histogram, duration: std::time::Duration) {
+    let seconds = duration.as_secs_f64();
+    if let Some(bucket) = BUCKETS.iter().position(|&upper| seconds <= upper) {
+        histogram.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+    histogram.count.fetch_add(1, Ordering::Relaxed);
+    histogram.sum_nanos.fetch_add(
+        u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -149,16 +183,21 @@ impl Metrics {
         labels: &[(&'static str, &str)],
         duration: std::time::Duration,
     ) {
-        let histogram = family(&self.histograms, name).get(labels);
-        let seconds = duration.as_secs_f64();
-        if let Some(bucket) = BUCKETS.iter().position(|&upper| seconds <= upper) {
-            histogram.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        }
-        histogram.count.fetch_add(1, Ordering::Relaxed);
-        histogram.sum_nanos.fetch_add(
-            u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        record(&family(&self.histograms, name).get(labels), duration);
+    }
+
+    /// The counter `name` with `labels`, for hot paths that add to it often.
+    pub fn counter_handle(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        Counter(family(&self.counters, name).get(labels))
+    }
+
+    /// The histogram `name` with `labels`, for hot paths that record often.
+    pub fn histogram_handle(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> HistogramHandle {
+        HistogramHandle(family(&self.histograms, name).get(labels))
     }
 
     /// The value of a counter (0 when never recorded).

@@ -13,7 +13,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 use rustok_iggy_connector::{
-    ConnectorError, GroupConsumer, Headers, Metrics, ReceivedMessage, metric_names, now_micros,
+    ConnectorError, Counter, GroupConsumer, Headers, HistogramHandle, Metrics, ReceivedMessage,
+    metric_names, now_micros,
 };
 use tokio::time::{Instant, Sleep};
 use uuid::Uuid;
@@ -57,19 +58,30 @@ enum OnDrop {
     Settle,
 }
 
-/// The topic and group of a subscription, as metric labels.
+/// The metrics of a subscription, resolved once for its topic and group.
 #[derive(Debug)]
 struct Labels {
-    topic: String,
-    group: String,
+    consumed: Counter,
+    consumed_bytes: Counter,
+    end_to_end: HistogramHandle,
+    acked: Counter,
+    nacked: Counter,
 }
 
 impl Labels {
-    fn pairs(&self) -> [(&'static str, &str); 2] {
-        [
-            ("messaging_destination_name", self.topic.as_str()),
-            ("messaging_consumer_group_name", self.group.as_str()),
-        ]
+    fn new(topic: &str, group: &str) -> Self {
+        let metrics = Metrics::global();
+        let labels = [
+            ("messaging_destination_name", topic),
+            ("messaging_consumer_group_name", group),
+        ];
+        Self {
+            consumed: metrics.counter_handle(metric_names::CONSUMED_MESSAGES, &labels),
+            consumed_bytes: metrics.counter_handle(metric_names::CONSUMED_BYTES, &labels),
+            end_to_end: metrics.histogram_handle(metric_names::END_TO_END_LATENCY, &labels),
+            acked: metrics.counter_handle(metric_names::ACKED, &labels),
+            nacked: metrics.counter_handle(metric_names::NACKED, &labels),
+        }
     }
 }
 
@@ -96,7 +108,7 @@ impl AckHandle {
         let Some(message) = self.message.take() else {
             return Ok(());
         };
-        Metrics::global().add(metric_names::ACKED, &self.labels.pairs(), 1);
+        self.labels.acked.add(1);
         if let Some(offset) = self.acks.settle(message.partition, message.offset) {
             self.acks.request_commit(message.partition, offset);
         }
@@ -105,7 +117,7 @@ impl AckHandle {
 
     fn nack(mut self, delay: Duration) {
         if let Some(message) = self.message.take() {
-            Metrics::global().add(metric_names::NACKED, &self.labels.pairs(), 1);
+            self.labels.nacked.add(1);
             self.acks.requeue(message, self.attempt + 1, delay);
         }
     }
@@ -307,10 +319,7 @@ impl<E: Send + 'static> Subscription<E> {
             Arc::clone(&consumer),
         ));
         Self {
-            labels: Arc::new(Labels {
-                topic: topic.clone(),
-                group: consumer.group().to_string(),
-            }),
+            labels: Arc::new(Labels::new(&topic, consumer.group().as_str())),
             topic,
             generation: consumer.assignment().generation,
             consumer,
@@ -360,21 +369,11 @@ impl<E: Send + 'static> Subscription<E> {
     }
 
     fn deliver(&self, message: ReceivedMessage, attempt: u32) -> Result<Delivery<E>, Error> {
-        let metrics = Metrics::global();
-        let labels = self.labels.pairs();
-        metrics.add(metric_names::CONSUMED_MESSAGES, &labels, 1);
-        metrics.add(
-            metric_names::CONSUMED_BYTES,
-            &labels,
-            message.payload.len() as u64,
-        );
+        self.labels.consumed.add(1);
+        self.labels.consumed_bytes.add(message.payload.len() as u64);
         if attempt == 1 {
             let age = now_micros().saturating_sub(message.timestamp);
-            metrics.observe(
-                metric_names::END_TO_END_LATENCY,
-                &labels,
-                Duration::from_micros(age),
-            );
+            self.labels.end_to_end.observe(Duration::from_micros(age));
         }
         match (self.decoder)(&message) {
             Ok((event, decoded)) => {
