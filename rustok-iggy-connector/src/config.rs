@@ -360,6 +360,14 @@ pub struct RemoteConnectorConfig {
     pub reconnection_interval_ms: u64,
     /// Interval of the keep-alive ping, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// Connections the connector keeps to the server for partition-scoped calls
+    /// (publishing and replay reads); 1 to 64, default 2. The Iggy protocol carries one
+    /// request at a time per connection, so calls on different partitions run in
+    /// parallel only on different connections: partition `p` always uses connection
+    /// `p % pool_size` (its calls stay in order), and connection 0 also carries the
+    /// metadata calls. Each connection reconnects on its own. Group members open
+    /// their own connection besides these.
+    pub pool_size: u32,
 }
 
 impl Default for RemoteConnectorConfig {
@@ -377,9 +385,15 @@ impl Default for RemoteConnectorConfig {
             reconnection_retries: 10,
             reconnection_interval_ms: 1_000,
             heartbeat_interval_ms: 5_000,
+            pool_size: DEFAULT_POOL_SIZE,
         }
     }
 }
+
+/// The default of [`RemoteConnectorConfig::pool_size`].
+const DEFAULT_POOL_SIZE: u32 = 2;
+/// The largest [`RemoteConnectorConfig::pool_size`].
+const MAX_POOL_SIZE: u32 = 64;
 
 impl RemoteConnectorConfig {
     fn validate(&self) -> Result<(), ConnectorError> {
@@ -410,6 +424,15 @@ impl RemoteConnectorConfig {
             return Err(ConnectorError::config(
                 "remote.connect_timeout_ms",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return Err(ConnectorError::config(
+                "remote.pool_size",
+                format!(
+                    "{} is out of range; allowed: 1 to {MAX_POOL_SIZE}",
+                    self.pool_size
+                ),
             ));
         }
         Ok(())

@@ -25,6 +25,8 @@ mod partition;
 pub mod __fuzz;
 #[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "embedded")]
+mod ops;
 #[cfg(feature = "remote")]
 mod remote;
 
@@ -48,6 +50,12 @@ pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, va
 pub use partition::partition_for;
 
 #[cfg(feature = "embedded")]
-pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};
+pub use embedded::{
+    BackupMode, BackupSummary, EmbeddedConnector, StorageError, VerifySummary, backup_data_dir,
+    restore_data_dir, verify_data_dir,
+};
 #[cfg(feature = "remote")]
 pub use remote::RemoteConnector;
+
+#[cfg(all(feature = "embedded", feature = "remote"))]
+pub use ops::{MigrateOptions, MigrateProgress, MigrateReport, default_progress_file, migrate};

@@ -32,6 +32,9 @@ pub enum Error {
     /// Metadata does not fit in a user header (values are 1 to 255 bytes).
     #[error("invalid event metadata: {0}")]
     InvalidMetadata(#[from] HeaderError),
+    /// A publish through a batching publisher failed (see [`crate::BatchError`]).
+    #[error(transparent)]
+    Batch(#[from] crate::batching::BatchError),
 }
 
 /// Why a received message could not be decoded.

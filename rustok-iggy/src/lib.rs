@@ -20,6 +20,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod acks;
+mod batching;
 mod codec;
 mod config;
 mod connect;
@@ -44,6 +45,10 @@ pub mod __private;
 
 pub use rustok_iggy_connector as connector;
 
+pub use batching::{
+    Backpressure, BatchError, BatchingEventTransport, BatchingOptions, BatchingPublisher,
+    BatchingTransport, PendingEvent, PendingReceipt,
+};
 pub use codec::{Codec, CodecError, UnknownCodec};
 pub use config::{ConfigError, IggyConfig, RetentionConfig, TopologyConfig};
 pub use connect::connect;

@@ -4,8 +4,14 @@
 mod client;
 mod consumer;
 mod convert;
+// Only the migration tool (embedded → remote) copies stored messages.
+#[cfg(feature = "embedded")]
+mod copy;
 mod session;
 mod subscriber;
+
+#[cfg(feature = "embedded")]
+pub(crate) use self::copy::CopiedMessage;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -44,6 +50,12 @@ const MAX_PARTITIONS: u32 = 1000;
 ///   turns reconnection off), which signs in again. It redials the address in use
 ///   and the nodes the cluster's roster names; the other configured addresses are
 ///   tried at `connect` and for each new group member's connection.
+/// - The connector keeps `remote.pool_size` connections (default 2): the Iggy
+///   protocol carries one request at a time per connection, so the calls of
+///   partition `p` (publishing, replay reads) go to connection `p % pool_size`:
+///   one partition's calls keep their order, different partitions' calls run in
+///   parallel. Connection 0 also carries the metadata calls. Every connection is
+///   opened at `connect` (all or none) and re-established by the SDK on its own.
 /// - Publishing resolves the partition here (the key hash every Iggy client uses,
 ///   or a round-robin), so the receipt names the exact partition; the event id is
 ///   the Iggy message id; headers are Iggy user headers.
@@ -196,7 +208,28 @@ impl IggyConnector for RemoteConnector {
                 .filter(|a| **a != reached)
                 .cloned(),
         );
-        let session = Arc::new(Session::new(client, config.remote.clone(), addresses));
+        // The rest of the pool: more connections to the server that answered (each
+        // reconnects on its own, as connection 0 does).
+        let extra = config.remote.pool_size.saturating_sub(1) as usize;
+        let opened = futures::future::join_all(
+            (0..extra).map(|_| client::open(&config.remote, &addresses[..1])),
+        )
+        .await;
+        let mut pool = Vec::with_capacity(extra);
+        let mut failure = None;
+        for result in opened {
+            match result {
+                Ok((extra_client, _)) => pool.push(extra_client),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        if let Some(error) = failure {
+            for extra_client in pool.iter().chain(std::iter::once(&client)) {
+                client::shutdown_quietly(extra_client).await;
+            }
+            return Err(error);
+        }
+        let session = Arc::new(Session::new(client, pool, config.remote.clone(), addresses));
         let raced = {
             let mut slot = self.session.write().unwrap_or_else(PoisonError::into_inner);
             if slot.is_some() {
@@ -207,7 +240,9 @@ impl IggyConnector for RemoteConnector {
             }
         };
         if raced {
-            client::shutdown_quietly(&session.client).await;
+            for connection in session.connections() {
+                client::shutdown_quietly(connection).await;
+            }
             return Err(ConnectorError::AlreadyConnected);
         }
         Ok(())
@@ -349,7 +384,7 @@ impl IggyConnector for RemoteConnector {
         let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
         let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
         let response = session
-            .client
+            .connection(partition)
             .send_messages(
                 &s,
                 &t,
@@ -392,7 +427,7 @@ impl IggyConnector for RemoteConnector {
                     partition,
                     partitions,
                 };
-                let head = session::head_offset(&session.client, at).await?;
+                let head = session::head_offset(session.connection(partition), at).await?;
                 tracing::debug!(%stream, %topic, partition, "the server sent no offset; the receipt's offset is read back");
                 head.saturating_sub(u64::from(count))
             }
@@ -521,10 +556,12 @@ impl IggyConnector for RemoteConnector {
                 tracing::warn!(%error, "leaving a group at shutdown failed");
             }
         }
-        if let Err(error) = session.client.logout_user().await {
-            tracing::debug!(%error, "signing out at shutdown failed");
+        for connection in session.connections() {
+            if let Err(error) = connection.logout_user().await {
+                tracing::debug!(%error, "signing out at shutdown failed");
+            }
+            client::shutdown_quietly(connection).await;
         }
-        client::shutdown_quietly(&session.client).await;
         tracing::info!("remote connector closed");
         Ok(())
     }

@@ -40,9 +40,13 @@ impl TopicMeta {
     }
 }
 
-/// A live connection.
+/// A live connection pool.
 pub(super) struct Session {
+    /// Connection 0: metadata calls, and the partition-scoped calls of the
+    /// partitions it serves.
     pub(super) client: IggyClient,
+    /// Connections 1.. of the pool (`remote.pool_size - 1` of them).
+    pool: Vec<IggyClient>,
     pub(super) config: RemoteConnectorConfig,
     /// The configured addresses, the one that answered first.
     pub(super) addresses: Vec<String>,
@@ -56,6 +60,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("addresses", &self.addresses)
             .field("protocol", &self.config.protocol)
+            .field("pool_size", &self.pool_size())
             .finish_non_exhaustive()
     }
 }
@@ -179,19 +184,43 @@ impl PolledPartition {
 }
 
 impl Session {
+    /// A session over connection 0 (`client`) and the other connections of the pool.
     pub(super) fn new(
         client: IggyClient,
+        pool: Vec<IggyClient>,
         config: RemoteConnectorConfig,
         addresses: Vec<String>,
     ) -> Self {
         Self {
             client,
+            pool,
             config,
             addresses,
             topics: Mutex::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
             closed: watch::channel(false).0,
         }
+    }
+
+    /// How many connections the pool has.
+    pub(super) fn pool_size(&self) -> usize {
+        self.pool.len() + 1
+    }
+
+    /// The connection that carries the calls of `partition`: connection
+    /// `partition % pool_size`, so the calls of one partition stay in order while
+    /// those of different partitions can run in parallel.
+    pub(super) fn connection(&self, partition: u32) -> &IggyClient {
+        let index = partition as usize % self.pool_size();
+        match index.checked_sub(1) {
+            Some(i) => self.pool.get(i).unwrap_or(&self.client),
+            None => &self.client,
+        }
+    }
+
+    /// Every connection of the pool, connection 0 first.
+    pub(super) fn connections(&self) -> impl Iterator<Item = &IggyClient> {
+        std::iter::once(&self.client).chain(&self.pool)
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -340,7 +369,7 @@ impl Session {
         from: Option<u64>,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        read_plain(&self.client, at, strategy, from, max).await
+        read_plain(self.connection(at.partition), at, strategy, from, max).await
     }
 }
 

@@ -103,7 +103,7 @@ impl RemoteSubscriber {
                     partition: partition.0,
                     partitions: partition.1,
                 };
-                Cursor::At(super::session::head_offset(&session.client, at).await?)
+                Cursor::At(super::session::head_offset(session.connection(partition.0), at).await?)
             }
             PollFrom::Offset(offset) => Cursor::At(offset),
             PollFrom::First | PollFrom::Timestamp(_) => Cursor::Start(from),

@@ -3,7 +3,8 @@
 
 mod groups;
 mod partition;
-mod persist;
+pub(crate) mod persist;
+mod snapshot;
 mod topic;
 mod users;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
 pub(crate) use self::partition::{ConsumerKey, Partition};
+pub(crate) use self::snapshot::{OFFSETS_FILE, PartitionLocation, layout, write_file};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
@@ -31,6 +33,9 @@ use super::storage::{LogConfig, StorageError};
 
 const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
+/// How often, and how long apart, a held data-directory lock is tried again.
+const LOCK_ATTEMPTS: u32 = 20;
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 const FORMAT_VERSION: u32 = 1;
 /// Most partitions a topic may have.
 pub(crate) const MAX_PARTITIONS: u32 = 1000;
@@ -192,12 +197,22 @@ impl Broker {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err("open", &lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(ConnectorError::DataDirInUse { path: root });
+        // A lock released a moment ago can still be held by a child process forked
+        // in between (it shares the open file until it execs): retry briefly before
+        // reporting the directory as in use.
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(ConnectorError::DataDirInUse { path: root });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
         }
         let broker = Self {
             root: root.clone(),
@@ -303,7 +318,15 @@ impl Broker {
     }
 
     fn save(&self, state: &State) -> Result<(), ConnectorError> {
-        let meta = MetadataFile {
+        let meta = Self::metadata(state);
+        // Metadata changes are rare: always fsync them.
+        persist::write_json(&self.root.join(METADATA_FILE), &meta, true)?;
+        Ok(())
+    }
+
+    /// The metadata file's contents for `state`.
+    fn metadata(state: &State) -> MetadataFile {
+        MetadataFile {
             format: FORMAT_VERSION,
             next_stream_id: state.next_stream_id,
             streams: state
@@ -343,10 +366,7 @@ impl Broker {
                         .collect(),
                 })
                 .collect(),
-        };
-        // Metadata changes are rare: always fsync them.
-        persist::write_json(&self.root.join(METADATA_FILE), &meta, true)?;
-        Ok(())
+        }
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -114,7 +114,8 @@ impl Partition {
         })
     }
 
-    fn log_read(&self) -> std::sync::RwLockReadGuard<'_, PartitionLog> {
+    /// The log, shared: appends wait while a guard is held.
+    pub(crate) fn log_read(&self) -> std::sync::RwLockReadGuard<'_, PartitionLog> {
         self.log
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -179,6 +180,19 @@ impl Partition {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (map, id) = offsets.map(key);
         map.get(&id).copied()
+    }
+
+    /// The stored offsets as the partition's `offsets.json` holds them.
+    pub(crate) fn offsets_json(&self) -> Result<Vec<u8>, StorageError> {
+        let offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        serde_json::to_vec_pretty(&*offsets).map_err(|e| StorageError::Corrupt {
+            path: self.dir.join(OFFSETS_FILE),
+            position: 0,
+            reason: format!("cannot serialize: {e}"),
+        })
     }
 
     /// Stores `offset` for `key`, durably (atomic file replace).

@@ -1,8 +1,10 @@
 //! Atomic persistence of small metadata files: write a temporary file, fsync it,
-//! rename it over the old one, fsync the directory.
+//! rename it over the old one, fsync the directory. The files are readable and
+//! writable by the owner only (mode 0o600): `users.json` holds password hashes.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -24,7 +26,7 @@ pub(crate) fn write_json<T: Serialize>(
         reason: format!("cannot serialize: {e}"),
     })?;
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    let mut file = create_private(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
     file.write_all(&bytes)
         .map_err(|e| StorageError::io("write", &tmp, e))?;
     if sync {
@@ -37,6 +39,19 @@ pub(crate) fn write_json<T: Serialize>(
         sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     }
     Ok(())
+}
+
+/// Opens `path` for writing like `File::create`, creating it with mode 0o600. (A
+/// file that already exists keeps its mode; the temporary files are created here,
+/// so they are 0o600 too, and renaming one over an older, looser file replaces
+/// that file's mode as well.)
+fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
@@ -75,6 +90,21 @@ mod tests {
         write_json(&path, &vec![4u32], false).unwrap();
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), Some(vec![4]));
         assert!(!path.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn files_are_owner_only_and_tighten_older_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.json");
+        write_json(&path, &vec![1u32], false).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // A file written by an older version, readable by everyone.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        write_json(&path, &vec![2u32], true).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), Some(vec![2]));
     }
 
     #[test]

@@ -25,9 +25,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, generate_salt};
+use argon2::password_hash::phc::{Output, PasswordHash};
+use argon2::password_hash::{PasswordHasher, generate_salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,7 +35,7 @@ use super::persist;
 use crate::batch;
 use crate::embedded::StorageError;
 
-const USERS_FILE: &str = "users.json";
+pub(super) const USERS_FILE: &str = "users.json";
 const FORMAT_VERSION: u32 = 1;
 /// Id of the root user.
 pub(crate) const ROOT_USER_ID: u32 = 0;
@@ -193,12 +193,70 @@ fn hash_password(password: &str) -> Result<String, UserError> {
         .map_err(|e| UserError::Hash(e.to_string()))
 }
 
+/// Argon2 working memory kept from one verification to the next: 19 MiB each with
+/// the default parameters, at most [`KEPT_WORK_MEMORY`] kept.
+///
+/// Letting Argon2 allocate its own memory for every verification made the
+/// process grow by about 19 MiB per failed login under a storm of them (the
+/// allocator does not reuse those 64-byte-aligned blocks well across threads),
+/// even with few verifications at once; reused buffers keep memory flat.
+static WORK_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+/// As many buffers as the listener runs verifications at once.
+const KEPT_WORK_MEMORY: usize = 4;
+
+/// Runs `f` on `blocks` zeroed Argon2 blocks taken from [`WORK_MEMORY`].
+fn with_work_memory<R>(blocks: usize, f: impl FnOnce(&mut [Block]) -> R) -> Option<R> {
+    let mut memory = WORK_MEMORY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+        .unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let result = memory.get_mut(..blocks).map(f);
+    // Nothing derived from a password stays in memory.
+    memory.fill(Block::new());
+    let mut kept = WORK_MEMORY.lock().unwrap_or_else(PoisonError::into_inner);
+    if kept.len() < KEPT_WORK_MEMORY {
+        kept.push(memory);
+    }
+    result
+}
+
+/// Whether `password` matches the PHC string `phc` (what
+/// `PasswordVerifier::verify_password` does, with reused working memory).
 fn verify_hash(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let Some(out) = buffer.get_mut(..expected.len()) else {
+        return false;
+    };
+    let hashed = with_work_memory(argon2.params().block_count(), |memory| {
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), out, memory)
             .is_ok()
-    })
+    });
+    // `Output` compares in constant time.
+    hashed == Some(true) && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
 /// Checks the length limits of Iggy for a user name.
@@ -271,7 +329,13 @@ impl Users {
     pub(crate) fn verify_password(&self, username: &str, password: &str) -> Option<u32> {
         if username == self.root.username {
             let digest = keyed_digest(&self.root.key, password.as_bytes());
-            return constant_time_eq(&digest, &self.root.digest).then_some(ROOT_USER_ID);
+            if constant_time_eq(&digest, &self.root.digest) {
+                return Some(ROOT_USER_ID);
+            }
+            // A failure takes the time of an Argon2 verification, as for every
+            // other name: a fast refusal would tell which name is the root's.
+            self.spend_verification_time(password);
+            return None;
         }
         let stored = self
             .lock()
@@ -285,13 +349,18 @@ impl Users {
             }
             None => {
                 // Spend the same time as for an existing user.
-                let dummy = self
-                    .dummy_hash
-                    .get_or_init(|| hash_password("not a password").unwrap_or_default());
-                let _ = verify_hash(password, dummy);
+                self.spend_verification_time(password);
                 None
             }
         }
+    }
+
+    /// Verifies `password` against a hash of nothing, for the time it takes.
+    fn spend_verification_time(&self, password: &str) {
+        let dummy = self
+            .dummy_hash
+            .get_or_init(|| hash_password("not a password").unwrap_or_default());
+        let _ = verify_hash(password, dummy);
     }
 
     /// The user id a personal access token belongs to, if it is valid and not

@@ -53,6 +53,7 @@ pub(crate) mod report;
 mod retention;
 mod scan;
 mod segment;
+mod snapshot;
 mod writer;
 
 #[cfg(test)]
@@ -66,6 +67,7 @@ use std::time::Instant;
 
 pub use error::StorageError;
 pub(crate) use report::{LogStats, RecoveryReport};
+pub(crate) use snapshot::{CopyStats, LogSnapshot, copy_live, verify_dir};
 
 use crate::config::Durability;
 use segment::Segment;

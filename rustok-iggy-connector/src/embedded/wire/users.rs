@@ -41,6 +41,29 @@ use crate::embedded::broker::{UserError, UserInfo, UserRef};
 const STATUS_ACTIVE: u8 = 1;
 const STATUS_INACTIVE: u8 = 2;
 
+/// Most Argon2 computations (logins, user creations, password changes) running at
+/// once, process-wide. Each takes about 19 MiB while it runs: without a bound, a
+/// storm of failed logins from many connections (no login needed to send one) made
+/// memory grow by 19 MiB per concurrent attempt, up to the blocking pool's 512
+/// threads. The others wait their turn (first come, first served).
+const MAX_CONCURRENT_HASHES: usize = 4;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
+/// Runs a password hash or verification off the runtime's worker threads, at most
+/// [`MAX_CONCURRENT_HASHES`] at once. `None` if the task panicked.
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    // The semaphore is never closed: `acquire` cannot fail. The permit moves into
+    // the blocking task, so it is held until the hash is done even if the caller
+    // stops waiting.
+    let permit = HASHING.acquire().await.ok();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .ok()
+}
+
 enum Credentials {
     Password {
         username: String,
@@ -85,14 +108,13 @@ pub(crate) async fn login(
     let is_token = matches!(credentials, Credentials::Token(_));
     let users = Arc::clone(&shared.users);
     // Argon2 is slow on purpose: keep it off the runtime's worker threads.
-    let user_id = tokio::task::spawn_blocking(move || match credentials {
+    let user_id = hashing(move || match credentials {
         Credentials::Password { username, password } => {
             users.verify_password(&username, password.expose_secret())
         }
         Credentials::Token(token) => users.verify_token(token.expose_secret()),
     })
     .await
-    .ok()
     .flatten();
     let Some(user_id) = user_id else {
         tracing::info!(client = session.client_id, peer = %session.address, "login refused: invalid credentials");
@@ -232,11 +254,9 @@ pub(crate) async fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> 
     let users = Arc::clone(&shared.users);
     let username = request.username.as_str().to_owned();
     let password = SecretString::from(request.password);
-    let user = tokio::task::spawn_blocking(move || {
-        users.create(&username, password.expose_secret(), active)
-    })
-    .await
-    .map_err(|_| Status::ERROR)??;
+    let user = hashing(move || users.create(&username, password.expose_secret(), active))
+        .await
+        .ok_or(Status::ERROR)??;
     details(&user)?.encode(out);
     Ok(())
 }
@@ -261,7 +281,7 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
     );
     let current = SecretString::from(request.current_password);
     let new = SecretString::from(request.new_password);
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         users.change_password(
             UserRef::Id(target.id),
             current.expose_secret(),
@@ -269,7 +289,7 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
         )
     })
     .await
-    .map_err(|_| Status::ERROR)??;
+    .ok_or(Status::ERROR)??;
     Ok(())
 }
 

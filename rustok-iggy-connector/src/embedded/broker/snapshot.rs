@@ -1,0 +1,170 @@
+//! A consistent copy of the broker's data while it runs, and the layout of a data
+//! directory read without opening a broker on it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::users::USERS_FILE;
+use super::{Broker, METADATA_FILE, MetadataFile, Topic, partition_dir, persist};
+use crate::embedded::storage::{CopyStats, LogSnapshot};
+use crate::error::ConnectorError;
+use crate::names::{StreamName, TopicName};
+
+/// Name of a partition's stored consumer offsets (see `partition.rs`).
+pub(crate) const OFFSETS_FILE: &str = "offsets.json";
+
+/// One partition of a snapshot.
+#[derive(Debug)]
+pub(crate) struct PartitionSnapshot {
+    pub(crate) stream: StreamName,
+    pub(crate) topic: TopicName,
+    /// The partition's directory, relative to the data directory.
+    relative: PathBuf,
+    log: LogSnapshot,
+    offsets: Vec<u8>,
+}
+
+impl PartitionSnapshot {
+    /// The next offset of the partition at the snapshot point.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.log.next_offset()
+    }
+}
+
+/// The whole broker at one point in time: metadata, users, and every partition's
+/// log and stored offsets.
+#[derive(Debug)]
+pub(crate) struct BrokerSnapshot {
+    metadata: Vec<u8>,
+    users: Option<Vec<u8>>,
+    pub(crate) partitions: Vec<PartitionSnapshot>,
+}
+
+impl Broker {
+    /// Freezes the broker's state at one point: the metadata, every partition's log
+    /// length and stored offsets, all taken while metadata changes and every append
+    /// wait (for as long as it takes to note lengths and open files again: no data
+    /// is copied under the locks). [`BrokerSnapshot::write_to`] copies it later.
+    pub(crate) fn snapshot(&self) -> Result<BrokerSnapshot, ConnectorError> {
+        self.ensure_open()?;
+        let state = self.read_state();
+        let metadata = serde_json::to_vec_pretty(&Self::metadata(&state)).map_err(|e| {
+            ConnectorError::InvalidRequest(format!("cannot serialize the metadata: {e}"))
+        })?;
+        let users_path = self.root.join(USERS_FILE);
+        let users = match fs::read(&users_path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(ConnectorError::io(
+                    format!("read {}", users_path.display()),
+                    e,
+                ));
+            }
+        };
+        let topics: Vec<Arc<Topic>> = state
+            .streams
+            .values()
+            .flat_map(|s| s.topics.values().cloned())
+            .collect();
+        // Every partition's log held at once: one point in time for all of them.
+        let held: Vec<_> = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p, p.log_read())))
+            .collect();
+        let mut partitions = Vec::with_capacity(held.len());
+        for (topic, partition, log) in &held {
+            partitions.push(PartitionSnapshot {
+                stream: topic.stream_name.clone(),
+                topic: topic.name.clone(),
+                relative: partition_dir(Path::new(""), topic.stream_id, topic.id, partition.id),
+                log: log.snapshot()?,
+                offsets: partition.offsets_json()?,
+            });
+        }
+        drop(held);
+        drop(state);
+        Ok(BrokerSnapshot {
+            metadata,
+            users,
+            partitions,
+        })
+    }
+}
+
+impl BrokerSnapshot {
+    /// Writes the snapshot as a data directory in `dir` (which must be empty or
+    /// missing), fsynced; returns the totals.
+    pub(crate) fn write_to(&self, dir: &Path) -> Result<CopyStats, ConnectorError> {
+        fs::create_dir_all(dir)
+            .map_err(|e| ConnectorError::io(format!("create {}", dir.display()), e))?;
+        let mut total = CopyStats::default();
+        for partition in &self.partitions {
+            let target = dir.join(&partition.relative);
+            let stats = partition.log.write_to(&target)?;
+            write_file(&target.join(OFFSETS_FILE), &partition.offsets)?;
+            total.segments += stats.segments;
+            total.bytes += stats.bytes;
+            total.messages += stats.messages;
+        }
+        if let Some(users) = &self.users {
+            write_file(&dir.join(USERS_FILE), users)?;
+        }
+        // The metadata last: a directory without it is not a data directory.
+        write_file(&dir.join(METADATA_FILE), &self.metadata)?;
+        Ok(total)
+    }
+}
+
+/// Writes `bytes` to a new file readable by the owner only (as the broker's own
+/// metadata files are), fsynced.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConnectorError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ConnectorError::io(format!("create {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ConnectorError::io(format!("write {}", path.display()), e))
+}
+
+/// One partition of a data directory, as its metadata names it.
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionLocation {
+    pub(crate) stream: StreamName,
+    pub(crate) topic: TopicName,
+    pub(crate) partition: u32,
+    /// Its directory, relative to the data directory.
+    pub(crate) relative: PathBuf,
+    /// The ids of the topic's consumer groups.
+    pub(crate) groups: Vec<u32>,
+}
+
+/// The partitions of the data directory `root`, from its `metadata.json`, without
+/// opening a broker; `None` when there is no metadata file (not a data directory).
+pub(crate) fn layout(root: &Path) -> Result<Option<Vec<PartitionLocation>>, ConnectorError> {
+    let Some(meta) = persist::read_json::<MetadataFile>(&root.join(METADATA_FILE))? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for stream in &meta.streams {
+        for topic in &stream.topics {
+            for partition in 0..topic.partitions {
+                out.push(PartitionLocation {
+                    stream: stream.name.clone(),
+                    topic: topic.name.clone(),
+                    partition,
+                    relative: partition_dir(Path::new(""), stream.id, topic.id, partition),
+                    groups: topic.groups.iter().map(|g| g.id).collect(),
+                });
+            }
+        }
+    }
+    Ok(Some(out))
+}
