@@ -210,48 +210,8 @@ impl Metrics {
     /// Everything recorded, in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, family) in self
-            .counters
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            header(&mut out, name, "counter");
-            for (labels, value) in family
-                .series
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                let _ = writeln!(
-                    out,
-                    "{name}{} {}",
-                    render_labels(labels, None),
-                    value.load(Ordering::Relaxed)
-                );
-            }
-        }
-        for (name, family) in self
-            .gauges
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            header(&mut out, name, "gauge");
-            for (labels, value) in family
-                .series
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                let _ = writeln!(
-                    out,
-                    "{name}{} {}",
-                    render_labels(labels, None),
-                    value.load(Ordering::Relaxed)
-                );
-            }
-        }
+        render_values(&mut out, &self.counters, "counter");
+        render_values(&mut out, &self.gauges, "gauge");
         for (name, family) in self
             .histograms
             .read()
@@ -286,6 +246,34 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// Renders every series of counter or gauge families.
+fn render_values(
+    out: &mut String,
+    families: &RwLock<BTreeMap<&'static str, Arc<Family<AtomicU64>>>>,
+    kind: &str,
+) {
+    for (name, family) in families
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        header(out, name, kind);
+        for (labels, value) in family
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "{name}{} {}",
+                render_labels(labels, None),
+                value.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
