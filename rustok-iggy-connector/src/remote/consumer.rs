@@ -396,7 +396,7 @@ impl GroupConsumer for RemoteGroupMember {
                 let mut next = HashMap::with_capacity(synced.assignment.partitions.len());
                 for &partition in &synced.assignment.partitions {
                     let stored = inner.stored_offset(partition).await?;
-                    next.insert(partition, stored.map_or(0, |o| o + 1));
+                    next.insert(partition, stored.map_or(0, |o| o.saturating_add(1)));
                 }
                 *cursors = Cursors {
                     key: Some(key),
