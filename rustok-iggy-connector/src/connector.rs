@@ -121,6 +121,19 @@ impl PublishRequest {
         self
     }
 
+    /// Refuses an empty batch and payloads over the Iggy limit (what every
+    /// connector checks before sending).
+    pub fn validate(&self) -> Result<(), ConnectorError> {
+        if self.messages.is_empty() {
+            return Err(ConnectorError::InvalidRequest(
+                "a batch needs at least one message".into(),
+            ));
+        }
+        self.messages
+            .iter()
+            .try_for_each(OutgoingMessage::check_size)
+    }
+
     /// Adds a message.
     #[must_use]
     pub fn message(mut self, message: OutgoingMessage) -> Self {

@@ -295,6 +295,18 @@ impl OutgoingMessage {
         }
     }
 
+    /// Refuses a payload over [`crate::MAX_PAYLOAD_SIZE`] (the Iggy limit).
+    pub fn check_size(&self) -> Result<(), crate::ConnectorError> {
+        if self.payload.len() > crate::MAX_PAYLOAD_SIZE {
+            return Err(crate::ConnectorError::InvalidRequest(format!(
+                "a payload of {} bytes exceeds the limit of {} bytes",
+                self.payload.len(),
+                crate::MAX_PAYLOAD_SIZE
+            )));
+        }
+        Ok(())
+    }
+
     /// Sets the id.
     #[must_use]
     pub fn with_id(mut self, id: u128) -> Self {

@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorError, IggyConnector, MAX_PAYLOAD_SIZE, Metrics, OutgoingMessage, Partitioning,
-    PublishReceipt, PublishRequest, StreamName, TopicName, metric_names, partition_for,
+    ConnectorError, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishReceipt,
+    PublishRequest, StreamName, TopicName, metric_names, partition_for,
 };
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
@@ -490,13 +490,7 @@ impl BatchingPublisher {
         partition: Option<u32>,
         message: OutgoingMessage,
     ) -> Result<PendingReceipt, BatchError> {
-        if message.payload.len() > MAX_PAYLOAD_SIZE {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a payload of {} bytes exceeds the limit of {MAX_PAYLOAD_SIZE} bytes",
-                message.payload.len()
-            ))
-            .into());
-        }
+        message.check_size()?;
         let slot = match partition {
             None => lanes.partitions,
             Some(p) if p < lanes.partitions => p,

@@ -369,22 +369,7 @@ impl IggyConnector for EmbeddedConnector {
     }
 
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
-        if request.messages.is_empty() {
-            return Err(ConnectorError::InvalidRequest(
-                "a batch needs at least one message".into(),
-            ));
-        }
-        if let Some(m) = request
-            .messages
-            .iter()
-            .find(|m| m.payload.len() > batch::MAX_PAYLOAD_SIZE)
-        {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a payload of {} bytes exceeds the limit of {} bytes",
-                m.payload.len(),
-                batch::MAX_PAYLOAD_SIZE
-            )));
-        }
+        request.validate()?;
         let (broker, topic) = self.topic(&request.stream, &request.topic)?;
         let partition = match &request.partitioning {
             Partitioning::Balanced => topic.next_balanced(),

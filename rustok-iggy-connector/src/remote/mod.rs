@@ -357,22 +357,7 @@ impl IggyConnector for RemoteConnector {
     /// connection fails here although the server may have appended it: publishing
     /// again may then store it twice (consumers deduplicate by event id).
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
-        if request.messages.is_empty() {
-            return Err(ConnectorError::InvalidRequest(
-                "a batch needs at least one message".into(),
-            ));
-        }
-        if let Some(m) = request
-            .messages
-            .iter()
-            .find(|m| m.payload.len() > batch::MAX_PAYLOAD_SIZE)
-        {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a payload of {} bytes exceeds the limit of {} bytes",
-                m.payload.len(),
-                batch::MAX_PAYLOAD_SIZE
-            )));
-        }
+        request.validate()?;
         let session = self.session()?;
         let (stream, topic) = (&request.stream, &request.topic);
         let meta = session.require(stream, topic).await?;
