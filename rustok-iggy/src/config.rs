@@ -1,6 +1,6 @@
 //! `IggyConfig`: the `events.iggy` section of the application's configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rustok_iggy_connector::{
@@ -57,6 +57,10 @@ pub struct TopologyConfig {
     /// Envelope routing: event-type prefix → topic (`EventTransport`). The longest
     /// matching prefix wins; `order.` matches `order.placed`.
     pub routes: BTreeMap<String, TopicName>,
+    /// Topics of system (platform) events rather than domain events, typed or
+    /// envelopes: they are created with `retention.system_max_age_days` instead of
+    /// the domain limits.
+    pub system_topics: BTreeSet<TopicName>,
 }
 
 impl Default for TopologyConfig {
@@ -67,6 +71,7 @@ impl Default for TopologyConfig {
             replication_factor: 1,
             default_topic: TopicName::new("domain").unwrap_or_else(|_| unreachable!()),
             routes: BTreeMap::new(),
+            system_topics: BTreeSet::new(),
         }
     }
 }
@@ -121,6 +126,15 @@ impl RetentionConfig {
             max_size_bytes: self
                 .domain_max_size_gb
                 .map(|gb| gb.saturating_mul(1_000_000_000)),
+        }
+    }
+
+    /// Retention of system topics (`topology.system_topics`).
+    #[must_use]
+    pub fn system(&self) -> Retention {
+        Retention {
+            max_age: days(self.system_max_age_days),
+            max_size_bytes: None,
         }
     }
 
@@ -248,6 +262,17 @@ impl IggyConfig {
                 message: other.to_string(),
             },
         })
+    }
+
+    /// The retention `topic` is created with: `retention.system_max_age_days` for
+    /// a topic of `topology.system_topics`, the domain limits for the others.
+    #[must_use]
+    pub fn retention_of(&self, topic: &TopicName) -> Retention {
+        if self.topology.system_topics.contains(topic) {
+            self.retention.system()
+        } else {
+            self.retention.domain()
+        }
     }
 
     /// The connector part of the configuration.

@@ -1,6 +1,8 @@
 //! Health of a transport: connection, topology, consumer lag, dead letters.
 
-use rustok_iggy_connector::{GroupName, Metrics, metric_names};
+use rustok_iggy_connector::{
+    GroupName, IggyConnector, Metrics, StreamName, TopicName, metric_names,
+};
 use serde::Serialize;
 
 use crate::dead_letter::{DeadLetterConfig, default_topic, stored_messages};
@@ -75,9 +77,29 @@ impl<E: IggyEvent> Transport<E> {
         group: &str,
         thresholds: &HealthThresholds,
     ) -> Result<HealthReport, Error> {
+        check(
+            self.connector().as_ref(),
+            self.stream(),
+            self.topic(),
+            group,
+            thresholds,
+        )
+        .await
+    }
+}
+
+/// The health of `group` on `stream`/`topic` (see [`Transport::health`]).
+pub(crate) async fn check(
+    connector: &dyn IggyConnector,
+    stream: &StreamName,
+    topic: &TopicName,
+    group: &str,
+    thresholds: &HealthThresholds,
+) -> Result<HealthReport, Error> {
+    {
         let mut checks = Vec::new();
         let mut lag = Vec::new();
-        if !self.connector().is_connected() {
+        if !connector.is_connected() {
             checks.push(HealthCheck {
                 name: "connection",
                 status: HealthStatus::Unhealthy,
@@ -88,35 +110,25 @@ impl<E: IggyEvent> Transport<E> {
         checks.push(HealthCheck {
             name: "connection",
             status: HealthStatus::Healthy,
-            detail: format!("{} mode", self.connector().mode()),
+            detail: format!("{} mode", connector.mode()),
         });
-        let Some(info) = self
-            .connector()
-            .topic_info(self.stream(), self.topic())
-            .await?
-        else {
+        let Some(info) = connector.topic_info(stream, topic).await? else {
             checks.push(HealthCheck {
                 name: "topology",
                 status: HealthStatus::Unhealthy,
-                detail: format!("topic {}/{} is missing", self.stream(), self.topic()),
+                detail: format!("topic {}/{} is missing", stream, topic),
             });
             return Ok(report(checks, lag));
         };
         checks.push(HealthCheck {
             name: "topology",
             status: HealthStatus::Healthy,
-            detail: format!(
-                "{}/{} with {} partitions",
-                self.stream(),
-                self.topic(),
-                info.partitions
-            ),
+            detail: format!("{}/{} with {} partitions", stream, topic, info.partitions),
         });
 
         let group_name = GroupName::new(group)?;
-        let committed = match self
-            .connector()
-            .committed_offsets(self.stream(), self.topic(), &group_name)
+        let committed = match connector
+            .committed_offsets(stream, topic, &group_name)
             .await
         {
             Ok(committed) => committed,
@@ -135,7 +147,7 @@ impl<E: IggyEvent> Transport<E> {
             Metrics::global().set(
                 metric_names::CONSUMER_LAG,
                 &[
-                    ("messaging_destination_name", self.topic().as_str()),
+                    ("messaging_destination_name", topic.as_str()),
                     ("messaging_consumer_group_name", group),
                     ("partition", &partition.to_string()),
                 ],
@@ -164,8 +176,8 @@ impl<E: IggyEvent> Transport<E> {
             .dead_letter
             .topic
             .clone()
-            .unwrap_or_else(|| default_topic(self.topic()));
-        let depth = stored_messages(self.connector().as_ref(), self.stream(), &dlq).await?;
+            .unwrap_or_else(|| default_topic(topic));
+        let depth = stored_messages(connector, stream, &dlq).await?;
         checks.push(HealthCheck {
             name: "dead_letters",
             status: if depth > thresholds.dead_letters_degraded {

@@ -55,7 +55,8 @@ pub use connect::connect;
 pub use consume::{ConsumeOptions, ConsumeReport, Received};
 pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
 pub use envelope::{
-    EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel,
+    AckId, EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope,
+    ReliabilityLevel,
 };
 pub use error::{DecodeError, DecodeFailure, Error};
 pub use event::{EventTypeInfo, IggyEvent};

@@ -99,6 +99,36 @@ pub(crate) fn routing<E: IggyEvent>(
     }
 }
 
+/// Publishes `request` through `connector` and records the publish metrics
+/// (operation duration; sent messages and bytes on success): what every publish of
+/// the typed and the envelope layer goes through.
+pub(crate) async fn send(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
+    let count = request.messages.len() as u64;
+    let bytes: u64 = request
+        .messages
+        .iter()
+        .map(|m| m.payload.len() as u64)
+        .sum();
+    let topic_name = request.topic.clone();
+    let started = Instant::now();
+    let result = connector.publish(request).await;
+    let metrics = Metrics::global();
+    let topic = [("messaging_destination_name", topic_name.as_str())];
+    metrics.observe(
+        metric_names::OPERATION_DURATION,
+        &[("messaging_operation_name", "publish")],
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        metrics.add(metric_names::SENT_MESSAGES, &topic, count);
+        metrics.add(metric_names::SENT_BYTES, &topic, bytes);
+    }
+    Ok(result?)
+}
+
 impl<E: IggyEvent> Transport<E> {
     /// A transport for `E` over a connected `connector`; creates `E`'s stream and topic
     /// when missing (an existing topic with another partition count is an error).
@@ -196,26 +226,7 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         request: PublishRequest,
     ) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
-        let count = request.messages.len() as u64;
-        let bytes: u64 = request
-            .messages
-            .iter()
-            .map(|m| m.payload.len() as u64)
-            .sum();
-        let started = Instant::now();
-        let result = self.connector.publish(request).await;
-        let metrics = Metrics::global();
-        let topic = [("messaging_destination_name", self.topic.as_str())];
-        metrics.observe(
-            metric_names::OPERATION_DURATION,
-            &[("messaging_operation_name", "publish")],
-            started.elapsed(),
-        );
-        if result.is_ok() {
-            metrics.add(metric_names::SENT_MESSAGES, &topic, count);
-            metrics.add(metric_names::SENT_BYTES, &topic, bytes);
-        }
-        Ok(result?)
+        send(self.connector.as_ref(), request).await
     }
 
     /// Publishes one event. Returns when the broker has accepted it (embedded: written

@@ -792,7 +792,7 @@ async fn envelopes_through_a_batching_event_transport() {
         } else {
             assert!(ids.remove(&envelope.id));
         }
-        platform.acknowledge(envelope.id).await.unwrap();
+        platform.acknowledge(envelope.ack_id).await.unwrap();
     }
     assert!(ids.is_empty());
     assert_eq!(ordered, batch_ids);
