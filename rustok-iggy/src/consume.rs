@@ -128,14 +128,7 @@ impl<E: IggyEvent> Transport<E> {
         H: Fn(Received<E>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream().clone(),
-            self.topic().clone(),
-            self.partitions(),
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
         let subscription = self
             .subscribe_with(group, options.start, options.subscription)
             .await?;
@@ -168,17 +161,10 @@ impl crate::envelope::IggyTransport {
         H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let (subscription, partitions) = self
+        let (subscription, _) = self
             .envelope_subscription(group, topic, options.start, options.subscription)
             .await?;
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream_name().clone(),
-            topic.clone(),
-            partitions,
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
         run(
             subscription,
             dead_letters,

@@ -5,7 +5,7 @@ use rustok_iggy_connector::{
 };
 use serde::Serialize;
 
-use crate::dead_letter::{DeadLetterConfig, default_topic, stored_messages};
+use crate::dead_letter::{DeadLetterConfig, default_topic, open_letters};
 use crate::error::Error;
 use crate::event::IggyEvent;
 use crate::transport::Transport;
@@ -177,7 +177,7 @@ pub(crate) async fn check(
             .topic
             .clone()
             .unwrap_or_else(|| default_topic(topic));
-        let depth = stored_messages(connector, stream, &dlq).await?;
+        let depth = open_letters(connector, stream, &dlq).await?;
         checks.push(HealthCheck {
             name: "dead_letters",
             status: if depth > thresholds.dead_letters_degraded {

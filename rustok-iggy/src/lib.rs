@@ -50,10 +50,12 @@ pub use batching::{
     BatchingTransport, PendingEvent, PendingReceipt,
 };
 pub use codec::{Codec, CodecError, UnknownCodec};
-pub use config::{ConfigError, IggyConfig, RetentionConfig, TopologyConfig};
+pub use config::{ConfigError, ConfigWarning, IggyConfig, RetentionConfig, TopologyConfig};
 pub use connect::connect;
 pub use consume::{ConsumeOptions, ConsumeReport, Received};
-pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
+pub use dead_letter::{
+    DEFAULT_DEAD_LETTER_RETENTION, DeadLetter, DeadLetterConfig, DeadLetters, dlq_header,
+};
 pub use envelope::{
     AckId, EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope,
     ReliabilityLevel,

@@ -462,5 +462,8 @@ fn an_envelope_publish_has_a_span() {
         line.contains("messaging.destination.name=spanned"),
         "{line}"
     );
-    assert!(line.contains("traceparent=") && line.contains("00-"), "{line}");
+    assert!(
+        line.contains("traceparent=") && line.contains("00-"),
+        "{line}"
+    );
 }
