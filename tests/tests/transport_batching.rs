@@ -82,6 +82,12 @@ impl IggyConnector for Observed {
     fn is_connected(&self) -> bool {
         self.inner.is_connected()
     }
+    async fn ping(
+        &self,
+        timeout: Duration,
+    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
+        self.inner.ping(timeout).await
+    }
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         self.inner.ensure_topic(spec).await
     }
