@@ -194,7 +194,6 @@ impl IggyConnector for RemoteConnector {
             ..config.clone()
         }
         .validate()?;
-        client::check_config(&config.remote)?;
         if self.is_connected() {
             return Err(ConnectorError::AlreadyConnected);
         }
