@@ -411,8 +411,10 @@ impl DeadLetters {
     ///
     /// Guarantee: a letter is settled only after its re-publish was accepted, so
     /// none is lost. A crash between the two may publish the letters of the batch in
-    /// hand (at most 1,000) again on the next call, and so may a re-drive running at
-    /// the same time in another process; consumers deduplicate by event id.
+    /// hand (at most 1,000, consecutive letters of one original partition) again on
+    /// the next call, and so may a re-drive running at the same time in another
+    /// process; consumers deduplicate by event id. A letter whose origin is not a
+    /// valid stream and topic is left open (dismiss it).
     /// Re-drives through one `DeadLetters` (and its clones) run one at a time. The
     /// topic is read a batch at a time, up to the letters stored when the call began.
     pub async fn redrive(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
@@ -487,19 +489,29 @@ impl DeadLetters {
                 if chosen.is_empty() {
                     continue;
                 }
-                if how == Settlement::Redriven {
-                    self.republish(&chosen).await?;
-                }
-                self.tombstones(partition, &chosen, how).await?;
-                count += chosen.len();
+                count += match how {
+                    Settlement::Redriven => self.redrive_letters(partition, &chosen).await?,
+                    Settlement::Dismissed => {
+                        self.tombstones(partition, &chosen, how).await?;
+                        chosen.len()
+                    }
+                };
             }
         }
         Ok(count)
     }
 
-    /// Publishes `letters` to their original partitions, consecutive letters of one
-    /// partition in one request, in order.
-    async fn republish(&self, letters: &[DeadLetter]) -> Result<(), Error> {
+    /// Publishes `letters` (of dead-letter partition `partition`) to their original
+    /// partitions, consecutive letters of one partition in one request, in order, and
+    /// settles each run once its publish was accepted. A letter whose origin is not a
+    /// valid stream and topic (written by hand, say) is left open, with a warning: it
+    /// can be dismissed. Returns how many were re-driven.
+    async fn redrive_letters(
+        &self,
+        partition: u32,
+        letters: &[DeadLetter],
+    ) -> Result<usize, Error> {
+        let mut redriven = 0;
         let mut start = 0;
         while let Some(first) = letters.get(start) {
             let same = |l: &DeadLetter| {
@@ -507,10 +519,24 @@ impl DeadLetters {
                     && l.original_topic == first.original_topic
                     && l.original_partition == first.original_partition
             };
-            let run = letters[start..].iter().take_while(|l| same(l)).count();
-            let stream = StreamName::new(first.original_stream.as_str())?;
-            let topic = TopicName::new(first.original_topic.as_str())?;
-            let messages = letters[start..start + run]
+            let run =
+                &letters[start..start + letters[start..].iter().take_while(|l| same(l)).count()];
+            start += run.len();
+            let (Ok(stream), Ok(topic)) = (
+                StreamName::new(first.original_stream.as_str()),
+                TopicName::new(first.original_topic.as_str()),
+            ) else {
+                tracing::warn!(
+                    dlq = %self.topic,
+                    partition,
+                    offsets = ?run.iter().map(|l| l.dlq_offset).collect::<Vec<_>>(),
+                    original_stream = %first.original_stream,
+                    original_topic = %first.original_topic,
+                    "dead letters without a valid origin are not re-driven (dismiss them)"
+                );
+                continue;
+            };
+            let messages = run
                 .iter()
                 .map(|letter| OutgoingMessage {
                     id: letter.event_id.as_u128(),
@@ -526,9 +552,11 @@ impl DeadLetters {
                     messages,
                 })
                 .await?;
-            start += run;
+            self.tombstones(partition, run, Settlement::Redriven)
+                .await?;
+            redriven += run.len();
         }
-        Ok(())
+        Ok(redriven)
     }
 
     /// Appends a tombstone for each of `letters` (all of `partition`).

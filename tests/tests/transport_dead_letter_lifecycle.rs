@@ -10,6 +10,7 @@ use rustok_iggy::{
     ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, HealthStatus, HealthThresholds,
     RetryPolicy,
 };
+use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, Target, read_all, run};
 use tests::within;
@@ -336,6 +337,46 @@ async fn dead_letter_retention_comes_from_the_configuration(mut h: Harness) {
     h.finish().await;
 }
 
+/// A message in the dead-letter topic that names no valid origin (written there by
+/// hand) does not stop the others from being re-driven; it stays open until it is
+/// dismissed.
+async fn a_letter_without_an_origin_is_left_open(mut h: Harness) {
+    let invoices = invoices(&mut h, "no-origin").await;
+    dead_letter_all(&invoices, 2).await;
+    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+        .await
+        .unwrap();
+    h.connector
+        .publish(
+            PublishRequest::new(invoices.stream().clone(), letters.topic().clone())
+                .partition(0)
+                .message(OutgoingMessage::new(&b"by hand"[..])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(letters.depth().await.unwrap(), 3);
+    assert_eq!(
+        letters.redrive(|_| true).await.unwrap(),
+        2,
+        "{:?}",
+        h.target
+    );
+    let open = letters.list(10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].original_stream, "");
+    assert_eq!(letters.redrive(|_| true).await.unwrap(), 0);
+    assert_eq!(
+        letters
+            .dismiss(|l| l.original_stream.is_empty())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(letters.depth().await.unwrap(), 0);
+    assert_eq!(stored(&h, &invoices).await, 4);
+    h.finish().await;
+}
+
 macro_rules! both_modes {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -357,4 +398,5 @@ both_modes!(
     a_letter_that_fails_again_is_redriven_again,
     redrive_streams_a_large_topic,
     dead_letter_retention_comes_from_the_configuration,
+    a_letter_without_an_origin_is_left_open,
 );
