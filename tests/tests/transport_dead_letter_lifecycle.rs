@@ -12,7 +12,7 @@ use rustok_iggy::{
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
-use tests::conformance::{Harness, Target, read_all, run};
+use tests::conformance::{Harness, read_all};
 use tests::within;
 use tokio::sync::Notify;
 
@@ -377,21 +377,7 @@ async fn a_letter_without_an_origin_is_left_open(mut h: Harness) {
     h.finish().await;
 }
 
-macro_rules! both_modes {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Embedded, super::$case).await; } )*
-        }
-        mod listener {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Listener, super::$case).await; } )*
-        }
-        mod external {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::External, super::$case).await; } )*
-        }
-    };
-}
-
-both_modes!(
+tests::both_modes!(
     redrive_twice_publishes_once,
     depth_and_health_count_open_letters_only,
     dismissed_letters_are_never_redriven,

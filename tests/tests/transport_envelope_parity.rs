@@ -15,7 +15,7 @@ use rustok_iggy::{
     StreamName, TopicName,
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
-use tests::conformance::{Harness, Target, run};
+use tests::conformance::Harness;
 use tests::within;
 
 fn config(stream: StreamName, topic: &str, partitions: u32) -> IggyConfig {
@@ -384,21 +384,7 @@ async fn publishes_carry_a_traceparent_and_are_counted(mut h: Harness) {
     h.finish().await;
 }
 
-macro_rules! both_modes {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Embedded, super::$case).await; } )*
-        }
-        mod listener {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Listener, super::$case).await; } )*
-        }
-        mod external {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::External, super::$case).await; } )*
-        }
-    };
-}
-
-both_modes!(
+tests::both_modes!(
     two_groups_settle_their_own_delivery,
     one_id_at_two_offsets_is_acknowledged_per_offset,
     nack_delivers_again_under_a_new_ack_id,

@@ -13,7 +13,7 @@ use rustok_iggy::{
     IggyConnector, RetryPolicy, StreamName,
 };
 use serde::{Deserialize, Serialize};
-use tests::conformance::{Harness, Target, open_remote, remote_config, run};
+use tests::conformance::{Harness, open_remote, remote_config};
 use tests::wire::{PASSWORD, USERNAME};
 use tests::within;
 
@@ -180,21 +180,7 @@ async fn a_missing_topic_is_unhealthy(mut h: Harness) {
     h.finish().await;
 }
 
-macro_rules! both_modes {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Embedded, super::$case).await; } )*
-        }
-        mod listener {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Listener, super::$case).await; } )*
-        }
-        mod external {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::External, super::$case).await; } )*
-        }
-    };
-}
-
-both_modes!(
+tests::both_modes!(
     healthy_then_degraded_then_unhealthy_by_lag,
     dead_letters_degrade,
     a_missing_topic_is_unhealthy,

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{ReplayFrom, ReplayUntil};
 use serde::{Deserialize, Serialize};
-use tests::conformance::{Harness, Target, run};
+use tests::conformance::Harness;
 use tests::within;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
@@ -166,21 +166,7 @@ async fn events_published_after_the_start_are_not_waited_for(mut h: Harness) {
     h.finish().await;
 }
 
-macro_rules! both_modes {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Embedded, super::$case).await; } )*
-        }
-        mod listener {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::Listener, super::$case).await; } )*
-        }
-        mod external {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Target::External, super::$case).await; } )*
-        }
-    };
-}
-
-both_modes!(
+tests::both_modes!(
     from_the_head_ends_empty,
     past_the_head_ends_empty,
     from_a_time_after_the_last_event_ends_empty,
