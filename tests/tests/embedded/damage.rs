@@ -3,7 +3,7 @@
 //! whole record that is still on disk is read back intact, offsets are never handed
 //! out twice to a consumer that has seen them, and what cannot be repaired is a
 //! typed error naming the file (never a panic), with the data left as it was.
-//! Write faults (read-only directory, full disk) are in `connector_embedded_faults.rs`.
+//! Write faults (read-only directory, full disk) are in `faults.rs`.
 
 use std::fs;
 

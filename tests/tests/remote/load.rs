@@ -1,4 +1,4 @@
-//! Load over TCP (issue 9, item 5): 8 producers and 4 consumer-group members, all
+//! Load over TCP: 8 producers and 4 consumer-group members, all
 //! `RemoteConnector`s, against an embedded broker running as a separate process
 //! (`load-broker`), whose resident memory is read from `/proc/<pid>/status` during
 //! and after the run. Three members join at the start, the fourth once a quarter
@@ -15,7 +15,7 @@
 //! CI runs 100,000 events. The full run:
 //!
 //! ```sh
-//! RUSTOK_IGGY_LOAD_EVENTS=1000000 cargo test --release -p tests --test load_tcp -- --nocapture
+//! RUSTOK_IGGY_LOAD_EVENTS=1000000 cargo test --release -p tests --test remote load:: -- --nocapture
 //! ```
 //!
 //! Every wait is bounded: the whole run by [`deadline`], each step by

@@ -8,7 +8,7 @@
 //! a printed reason only when neither works. A full disk is a 192 KiB tmpfs when
 //! `mount` is allowed (skipped with a printed reason otherwise); the same write paths
 //! are always tested through `/dev/full`, where every write fails with ENOSPC.
-//! Damage done to a stopped broker's files is in `connector_embedded_damage.rs`.
+//! Damage done to a stopped broker's files is in `damage.rs`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -7,7 +7,7 @@
 //! deliberate change, run
 //!
 //! ```text
-//! UPDATE_GOLDEN=1 cargo test -p rustok-iggy --test codec_golden
+//! UPDATE_GOLDEN=1 cargo test -p rustok-iggy --test events codec_golden
 //! ```
 //!
 //! and review the diff of `rustok-iggy/tests/golden/`. JSON files hold the exact bytes;

@@ -8,13 +8,9 @@
 //!   `IGGY_TEST_ADDRESS` (with `IGGY_TEST_USERNAME` / `IGGY_TEST_PASSWORD`); prints
 //!   "skipped" when the variable is unset.
 
-#[path = "conformance/connection.rs"]
 mod connection;
-#[path = "conformance/groups.rs"]
 mod groups;
-#[path = "conformance/messages.rs"]
 mod messages;
-#[path = "conformance/topology.rs"]
 mod topology;
 
 use connection::*;
