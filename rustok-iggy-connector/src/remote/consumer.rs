@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::client::{self, is_already_exists, is_group_not_found, is_membership_error, sdk_error};
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
-use super::subscriber::Backoff;
+use super::subscriber::{Backoff, unless_closed};
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -376,8 +376,65 @@ impl GroupConsumer for RemoteGroupMember {
         self.inner.cached_assignment()
     }
 
-    /// Cancel-safe: the cursors move only when messages are returned.
+    /// Cancel-safe: the cursors move only when messages are returned. Fails with
+    /// [`ConnectorError::ShuttingDown`] once the connector shuts down, whenever the
+    /// shutdown lands.
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let polled = self.poll_until_closed(max).await;
+        unless_closed(polled, &self.inner.closed)
+    }
+
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
+        let inner = &*self.inner;
+        if partition >= inner.partitions {
+            return Err(ConnectorError::PartitionNotFound {
+                stream: inner.stream.to_string(),
+                topic: inner.topic.to_string(),
+                partition,
+                partitions: inner.partitions,
+            });
+        }
+        if *inner.closed.borrow() {
+            return Err(ConnectorError::ShuttingDown);
+        }
+        if inner.left.load(Ordering::Acquire) {
+            return Err(inner.fenced(partition));
+        }
+        let synced = inner.current().await?;
+        if !synced.assignment.partitions.contains(&partition) {
+            return Err(ConnectorError::Fenced {
+                group: inner.group.to_string(),
+                partition,
+                generation: synced.assignment.generation,
+            });
+        }
+        let (s, t, g) = inner.ids()?;
+        match inner
+            .client
+            .store_consumer_offset(&Consumer::group(g), &s, &t, Some(partition), offset)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_membership_error(&e) => Err(inner.fenced(partition)),
+            Err(e) => Err(sdk_error(
+                format!(
+                    "commit offset {offset} of partition {partition} for group {:?}",
+                    inner.group.as_str()
+                ),
+                e,
+            )),
+        }
+    }
+
+    async fn leave(&self) -> Result<(), ConnectorError> {
+        self.inner.leave_now().await
+    }
+}
+
+impl RemoteGroupMember {
+    /// The poll; [`GroupConsumer::poll`] reports its failures after a shutdown as
+    /// the shutdown.
+    async fn poll_until_closed(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let inner = &*self.inner;
         let max = max.max(1);
         let mut cursors = inner.cursors.lock().await;
@@ -447,52 +504,6 @@ impl GroupConsumer for RemoteGroupMember {
             }
             backoff.wait(&mut closed).await?;
         }
-    }
-
-    async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
-        let inner = &*self.inner;
-        if partition >= inner.partitions {
-            return Err(ConnectorError::PartitionNotFound {
-                stream: inner.stream.to_string(),
-                topic: inner.topic.to_string(),
-                partition,
-                partitions: inner.partitions,
-            });
-        }
-        if *inner.closed.borrow() {
-            return Err(ConnectorError::ShuttingDown);
-        }
-        if inner.left.load(Ordering::Acquire) {
-            return Err(inner.fenced(partition));
-        }
-        let synced = inner.current().await?;
-        if !synced.assignment.partitions.contains(&partition) {
-            return Err(ConnectorError::Fenced {
-                group: inner.group.to_string(),
-                partition,
-                generation: synced.assignment.generation,
-            });
-        }
-        let (s, t, g) = inner.ids()?;
-        match inner
-            .client
-            .store_consumer_offset(&Consumer::group(g), &s, &t, Some(partition), offset)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if is_membership_error(&e) => Err(inner.fenced(partition)),
-            Err(e) => Err(sdk_error(
-                format!(
-                    "commit offset {offset} of partition {partition} for group {:?}",
-                    inner.group.as_str()
-                ),
-                e,
-            )),
-        }
-    }
-
-    async fn leave(&self) -> Result<(), ConnectorError> {
-        self.inner.leave_now().await
     }
 }
 

@@ -54,6 +54,21 @@ impl Backoff {
     }
 }
 
+/// `result`, or [`ConnectorError::ShuttingDown`] when it failed after the connector
+/// closed. The shutdown signs out and closes the connections under the requests in
+/// flight: what those requests then fail with (`ClientShutdown`, `Unauthenticated`,
+/// "already left") is the shutdown, which a waiting read reports the same whether it
+/// landed before the request, during it or while the reader waited.
+pub(super) fn unless_closed<T>(
+    result: Result<T, ConnectorError>,
+    closed: &watch::Receiver<bool>,
+) -> Result<T, ConnectorError> {
+    match result {
+        Err(_) if *closed.borrow() => Err(ConnectorError::ShuttingDown),
+        other => other,
+    }
+}
+
 /// Where the cursor stands.
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
@@ -122,8 +137,22 @@ impl RemoteSubscriber {
 
 #[async_trait]
 impl MessageSubscriber for RemoteSubscriber {
-    /// Cancel-safe: the cursor moves only when a batch is returned.
+    /// Cancel-safe: the cursor moves only when a batch is returned. Fails with
+    /// [`ConnectorError::ShuttingDown`] once the connector shuts down, whenever the
+    /// shutdown lands.
     async fn next_batch(&mut self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let batch = self.next_batch_until_closed(max).await;
+        unless_closed(batch, &self.closed)
+    }
+}
+
+impl RemoteSubscriber {
+    /// The read; [`MessageSubscriber::next_batch`] reports its failures after a
+    /// shutdown as the shutdown.
+    async fn next_batch_until_closed(
+        &mut self,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let max = max.max(1);
         let mut backoff = Backoff::new();
         loop {

@@ -9,3 +9,4 @@ mod conformance;
 mod faults;
 mod load;
 mod partition_agreement;
+mod shutdown_race;
