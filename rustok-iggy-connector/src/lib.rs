@@ -7,6 +7,9 @@
 //! - **remote** (feature `remote`): `RemoteConnector` talks to an Iggy server or
 //!   cluster through the official `iggy` SDK.
 //!
+//! [`ops`] holds the operations on data directories (backup, restore, verify,
+//! migrate to a remote server); the `rustok-iggy-server` crate is their command line.
+//!
 //! Most users depend on `rustok-iggy`, which re-exports what they need from here.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -22,7 +25,7 @@ mod partition;
 #[cfg(feature = "embedded")]
 mod embedded;
 #[cfg(feature = "embedded")]
-mod ops;
+pub mod ops;
 #[cfg(feature = "remote")]
 mod remote;
 
@@ -46,12 +49,6 @@ pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, va
 pub use partition::partition_for;
 
 #[cfg(feature = "embedded")]
-pub use embedded::{
-    BackupMode, BackupSummary, EmbeddedConnector, StorageError, VerifySummary, backup_data_dir,
-    restore_data_dir, verify_data_dir,
-};
+pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};
 #[cfg(feature = "remote")]
 pub use remote::RemoteConnector;
-
-#[cfg(all(feature = "embedded", feature = "remote"))]
-pub use ops::{MigrateOptions, MigrateProgress, MigrateReport, default_progress_file, migrate};

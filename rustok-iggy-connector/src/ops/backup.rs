@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::broker::{self, OFFSETS_FILE, PartitionLocation, persist};
-use super::connector::{EmbeddedConnector, VerifySummary};
-use super::storage::{self, CopyStats};
 use crate::batch::now_micros;
+use crate::embedded::broker::{self, OFFSETS_FILE, PartitionLocation, persist};
+use crate::embedded::storage::{self, CopyStats};
+use crate::embedded::{EmbeddedConnector, VerifySummary};
 use crate::error::ConnectorError;
 
 const MANIFEST_FILE: &str = "backup.json";
