@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use rustok_iggy_storage::Durability;
@@ -151,7 +152,9 @@ pub struct EmbeddedConnectorConfig {
     /// Password of the root user. The default, `iggy`, is Iggy's well-known
     /// development password: **change it** before the listener is reachable by
     /// anyone else (set `tcp_address` to a non-loopback address only with a
-    /// strong password). It is never written to disk or logged.
+    /// strong password). It is never written to disk or logged, and skipped when
+    /// the configuration is serialized.
+    #[serde(skip_serializing)]
     pub root_password: Secret,
 }
 
@@ -279,33 +282,45 @@ impl EmbeddedConnectorConfig {
     }
 }
 
-/// A secret string (a password or a token): `Debug` and `Display` never print it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string (a password or a token), kept in a [`secrecy::SecretString`]:
+/// `Debug` never prints it, its memory is zeroized when it is dropped, and it does
+/// not implement `Serialize`, so no configuration can write it back out (the
+/// configurations skip their secret fields when serialized). It deserializes from a
+/// plain string.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
+        Self(SecretString::from(secret.into()))
     }
 
     /// The secret itself.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Whether it is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.expose_secret().is_empty()
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+        f.write_str(if self.is_empty() { "\"\"" } else { "\"***\"" })
     }
 }
 
@@ -332,9 +347,12 @@ pub struct RemoteConnectorConfig {
     pub protocol: RemoteProtocol,
     /// User name.
     pub username: String,
-    /// Password.
+    /// Password (skipped when the configuration is serialized).
+    #[serde(skip_serializing)]
     pub password: Secret,
-    /// A personal access token; used instead of user name and password when set.
+    /// A personal access token; used instead of user name and password when set
+    /// (skipped when the configuration is serialized).
+    #[serde(skip_serializing)]
     pub personal_access_token: Secret,
     /// Use TLS.
     pub tls_enabled: bool,
@@ -516,5 +534,49 @@ mod tests {
             ..RemoteConnectorConfig::default()
         };
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    /// Whether `T` implements `Serialize`, decided at compile time: the inherent
+    /// method exists only when it does, and wins over the trait's fallback.
+    struct Probe<T>(std::marker::PhantomData<T>);
+
+    trait NotSerialize {
+        fn serializable(&self) -> bool {
+            false
+        }
+    }
+
+    impl<T> NotSerialize for Probe<T> {}
+
+    impl<T: Serialize> Probe<T> {
+        #[allow(
+            dead_code,
+            reason = "called only when T implements Serialize, which the test refutes"
+        )]
+        fn serializable(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_secret_cannot_be_serialized() {
+        assert!(
+            !Probe::<Secret>(std::marker::PhantomData).serializable(),
+            "Secret implements Serialize"
+        );
+    }
+
+    #[test]
+    fn a_serialized_configuration_holds_no_secret() {
+        let mut config = ConnectorConfig::default();
+        config.embedded.root_password = Secret::new("root-hunter2");
+        config.remote.password = Secret::new("remote-hunter2");
+        config.remote.personal_access_token = Secret::new("token-hunter2");
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        // What was written reads back, with the secrets at their defaults.
+        let back: ConnectorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.embedded.root_password, Secret::new("iggy"));
+        assert!(back.remote.password.is_empty());
     }
 }
