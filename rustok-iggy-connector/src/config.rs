@@ -147,6 +147,13 @@ pub struct EmbeddedConnectorConfig {
     /// The HTTP endpoint's port; 0 picks a free one (ask
     /// `EmbeddedConnector::http_address`).
     pub http_port: u16,
+    /// Connections the HTTP endpoint serves at once (default 64). Past it, new
+    /// connections wait in the listen queue until one ends.
+    pub http_max_connections: u32,
+    /// How long one HTTP connection may last, in milliseconds (default 10,000): it
+    /// carries one request, and reading that request and writing the whole answer
+    /// must fit, so a client that sends slowly or never reads is cut off.
+    pub http_timeout_ms: u64,
     /// Name of the root user (id 0) of the listener. Default `iggy`.
     pub root_username: String,
     /// Password of the root user. The default, `iggy`, is Iggy's well-known
@@ -172,6 +179,8 @@ impl Default for EmbeddedConnectorConfig {
             http_enabled: true,
             http_address: "127.0.0.1".to_owned(),
             http_port: 3000,
+            http_max_connections: 64,
+            http_timeout_ms: 10_000,
             root_username: "iggy".to_owned(),
             root_password: Secret::new("iggy"),
         }
@@ -218,6 +227,18 @@ impl EmbeddedConnectorConfig {
         }
         if self.http_enabled {
             self.http_socket_address()?;
+            if self.http_max_connections == 0 {
+                return Err(ConnectorError::config(
+                    "embedded.http_max_connections",
+                    "0 would serve nobody; allowed: at least 1",
+                ));
+            }
+            if self.http_timeout_ms == 0 {
+                return Err(ConnectorError::config(
+                    "embedded.http_timeout_ms",
+                    "0 would cut every connection; allowed: at least 1",
+                ));
+            }
         }
         Ok(())
     }

@@ -318,7 +318,7 @@ impl IggyConnector for EmbeddedConnector {
             None
         };
         let http = if embedded.http_enabled {
-            match HttpServer::start(embedded.http_socket_address()?, Arc::clone(&broker)) {
+            match HttpServer::start(embedded, Arc::clone(&broker)) {
                 Ok(http) => Some(http),
                 Err(e) => {
                     if let Some(wire) = wire {
