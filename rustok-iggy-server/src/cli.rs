@@ -114,6 +114,12 @@ pub(crate) struct ServeArgs {
     /// No HTTP endpoint
     #[arg(long)]
     pub(crate) no_http: bool,
+    /// HTTP connections served at once; past it, new ones wait their turn
+    #[arg(long, value_name = "N", env = "RUSTOK_IGGY_HTTP_MAX_CONNECTIONS", default_value_t = defaults().http_max_connections)]
+    pub(crate) http_max_connections: u32,
+    /// How long one HTTP connection may last (reading its request, writing the answer), in milliseconds
+    #[arg(long, value_name = "MS", env = "RUSTOK_IGGY_HTTP_TIMEOUT_MS", default_value_t = defaults().http_timeout_ms)]
+    pub(crate) http_timeout_ms: u64,
     /// When appended data is fsynced (every policy survives a killed process; they differ on power loss)
     #[arg(long, value_name = "POLICY", env = "RUSTOK_IGGY_DURABILITY", value_enum, default_value_t = Policy::from(defaults().durability))]
     pub(crate) durability: Policy,
@@ -145,6 +151,8 @@ impl ServeArgs {
         embedded.tcp_port = self.port;
         embedded.http_port = self.http_port;
         embedded.http_enabled = !self.no_http;
+        embedded.http_max_connections = self.http_max_connections;
+        embedded.http_timeout_ms = self.http_timeout_ms;
         embedded.durability = self.durability.into();
         embedded.fsync_interval_ms = self.fsync_interval_ms;
         embedded.segment_size_bytes = self.segment_size_bytes;
@@ -297,6 +305,15 @@ mod tests {
         assert_eq!(config.embedded.http_port, 0);
         let config = serve(&["--no-http"]).config().unwrap();
         assert!(!config.embedded.http_enabled);
+        let config = serve(&["--http-max-connections", "8", "--http-timeout-ms=2500"])
+            .config()
+            .unwrap();
+        assert_eq!(config.embedded.http_max_connections, 8);
+        assert_eq!(config.embedded.http_timeout_ms, 2500);
+        let err = serve(&["--http-max-connections", "0"])
+            .config()
+            .unwrap_err();
+        assert!(err.contains("http_max_connections"), "{err}");
         let err = parse(&["--http-port", "x"]).unwrap_err().to_string();
         assert!(err.contains("--http-port"), "{err}");
     }

@@ -33,6 +33,8 @@ fn help_lists_every_option_with_its_variable_and_hides_password_values() {
         "--http-port",
         "RUSTOK_IGGY_HTTP_PORT",
         "--no-http",
+        "RUSTOK_IGGY_HTTP_MAX_CONNECTIONS",
+        "RUSTOK_IGGY_HTTP_TIMEOUT_MS",
         "--durability",
         "every_batch",
         "RUSTOK_IGGY_DURABILITY",
