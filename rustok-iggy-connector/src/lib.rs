@@ -29,7 +29,7 @@ pub mod ops;
 #[cfg(feature = "remote")]
 mod remote;
 
-pub use batch::{MAX_PAYLOAD_SIZE, now_micros};
+pub use batch::now_micros;
 pub use config::{
     ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
     RemoteConnectorConfig, RemoteProtocol, Secret,
@@ -41,8 +41,8 @@ pub use connector::{
 pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;
 pub use message::{
-    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, OutgoingMessage,
-    ReceivedMessage,
+    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
+    OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

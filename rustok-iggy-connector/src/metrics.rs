@@ -65,22 +65,6 @@ pub mod names {
     /// Messages a group has not committed yet, per partition (gauge).
     pub const CONSUMER_LAG: &str = "rustok_iggy_consumer_lag";
 
-    /// Every name with its kind.
-    pub(crate) const ALL: [(&str, super::Kind); 12] = [
-        (SENT_MESSAGES, super::Kind::Counter),
-        (CONSUMED_MESSAGES, super::Kind::Counter),
-        (OPERATION_DURATION, super::Kind::Histogram),
-        (PROCESS_DURATION, super::Kind::Histogram),
-        (SENT_BYTES, super::Kind::Counter),
-        (CONSUMED_BYTES, super::Kind::Counter),
-        (ACKED, super::Kind::Counter),
-        (NACKED, super::Kind::Counter),
-        (RETRIED, super::Kind::Counter),
-        (DEAD_LETTERED, super::Kind::Counter),
-        (END_TO_END_LATENCY, super::Kind::Histogram),
-        (CONSUMER_LAG, super::Kind::Gauge),
-    ];
-
     pub(crate) fn help(name: &str) -> &'static str {
         match name {
             SENT_MESSAGES => "Messages published.",
@@ -100,8 +84,24 @@ pub mod names {
     }
 }
 
+/// Every metric name of [`names`] with its kind.
+const ALL: [(&str, Kind); 12] = [
+    (names::SENT_MESSAGES, Kind::Counter),
+    (names::CONSUMED_MESSAGES, Kind::Counter),
+    (names::OPERATION_DURATION, Kind::Histogram),
+    (names::PROCESS_DURATION, Kind::Histogram),
+    (names::SENT_BYTES, Kind::Counter),
+    (names::CONSUMED_BYTES, Kind::Counter),
+    (names::ACKED, Kind::Counter),
+    (names::NACKED, Kind::Counter),
+    (names::RETRIED, Kind::Counter),
+    (names::DEAD_LETTERED, Kind::Counter),
+    (names::END_TO_END_LATENCY, Kind::Histogram),
+    (names::CONSUMER_LAG, Kind::Gauge),
+];
+
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Kind {
+enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -109,7 +109,7 @@ pub(crate) enum Kind {
 
 /// Gives the help texts of [`names`] to `recorder`.
 fn describe(recorder: &dyn Recorder) {
-    for (name, kind) in names::ALL {
+    for (name, kind) in ALL {
         let key = KeyName::from_const_str(name);
         let help = SharedString::const_str(names::help(name));
         match kind {

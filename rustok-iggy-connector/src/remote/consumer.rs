@@ -18,11 +18,11 @@ use iggy_binary_protocol::codes::SYNC_CONSUMER_GROUP_CODE;
 use iggy_binary_protocol::requests::consumer_groups::SyncConsumerGroupRequest;
 use iggy_binary_protocol::responses::consumer_groups::SyncConsumerGroupResponse;
 use iggy_binary_protocol::{WireDecode, WireEncode, WireIdentifier};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::backoff::Backoff;
 use super::client::{self, is_already_exists, is_group_not_found, is_membership_error, sdk_error};
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
-use super::subscriber::Backoff;
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -47,7 +47,7 @@ struct Synced {
     assignment: Assignment,
 }
 
-/// The shared part of a member (the connector keeps a weak reference to make it
+/// The shared part of a member (a task of its own holds a weak reference to make it
 /// leave at shutdown).
 pub(crate) struct MemberInner {
     client: IggyClient,
@@ -60,6 +60,8 @@ pub(crate) struct MemberInner {
     epoch: AtomicU64,
     left: AtomicBool,
     closed: watch::Receiver<bool>,
+    /// Never sent: dropped with the member, it ends the member's shutdown task.
+    _dropped: oneshot::Sender<()>,
 }
 
 impl fmt::Debug for MemberInner {
@@ -259,6 +261,7 @@ pub(super) async fn join(
 ) -> Result<RemoteGroupMember, ConnectorError> {
     let meta = session.require(stream, topic).await?;
     let (client, _) = client::open(&session.config, &session.addresses).await?;
+    let (dropped_tx, dropped) = oneshot::channel();
     let inner = Arc::new(MemberInner {
         client,
         stream: stream.clone(),
@@ -270,14 +273,37 @@ pub(super) async fn join(
         epoch: AtomicU64::new(0),
         left: AtomicBool::new(false),
         closed: session.closed.subscribe(),
+        _dropped: dropped_tx,
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
         inner.left.store(true, Ordering::Release);
         return Err(error);
     }
-    session.register_member(&inner);
+    leave_at_close(&inner, session, dropped);
     Ok(RemoteGroupMember { inner })
+}
+
+/// Makes the member leave its group when the session closes (shutdown waits for it
+/// through the session's departure token); the task ends early when the member is
+/// dropped (its `Drop` leaves on its own).
+fn leave_at_close(inner: &Arc<MemberInner>, session: &Session, dropped: oneshot::Receiver<()>) {
+    let member = Arc::downgrade(inner);
+    let mut closed = session.closed.subscribe();
+    let departure = session.departure();
+    tokio::spawn(async move {
+        let _departure = departure;
+        tokio::select! {
+            () = async { drop(closed.wait_for(|closed| *closed).await) } => {
+                if let Some(inner) = member.upgrade()
+                    && let Err(error) = inner.leave_now().await
+                {
+                    tracing::warn!(%error, "leaving a group at shutdown failed");
+                }
+            }
+            _ = dropped => {}
+        }
+    });
 }
 
 async fn set_up(inner: &MemberInner, start: StartPosition) -> Result<(), ConnectorError> {

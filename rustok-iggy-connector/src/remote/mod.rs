@@ -1,6 +1,7 @@
 //! `RemoteConnector`: the `IggyConnector` over an Iggy server or cluster, through the
 //! official `iggy` SDK (every byte on the wire is the SDK's).
 
+mod backoff;
 mod client;
 mod consumer;
 mod convert;
@@ -536,11 +537,8 @@ impl IggyConnector for RemoteConnector {
             return Ok(());
         };
         session.closed.send_replace(true);
-        for member in session.take_members() {
-            if let Err(error) = member.leave_now().await {
-                tracing::warn!(%error, "leaving a group at shutdown failed");
-            }
-        }
+        // Every member leaves its group on the closed signal.
+        session.departed().await;
         for connection in session.connections() {
             if let Err(error) = connection.logout_user().await {
                 tracing::debug!(%error, "signing out at shutdown failed");
