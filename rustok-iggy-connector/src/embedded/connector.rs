@@ -17,13 +17,12 @@ use super::wire::WireServer;
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode, Durability};
 use crate::connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PollFrom, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec,
 };
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
 
 /// Most bytes of records one read gathers.
 const MAX_READ_BYTES: usize = 8 * 1024 * 1024;
@@ -371,11 +370,9 @@ impl IggyConnector for EmbeddedConnector {
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
         request.validate()?;
         let (broker, topic) = self.topic(&request.stream, &request.topic)?;
-        let partition = match &request.partitioning {
-            Partitioning::Balanced => topic.next_balanced(),
-            Partitioning::Partition(p) => *p,
-            Partitioning::Key(key) => partition_for(key, topic.partitions_count()),
-        };
+        let partition = request
+            .partitioning
+            .resolve(topic.partitions_count(), topic.round_robin());
         let mut record = batch::encode_batch(&request.messages, batch::now_micros());
         let base_offset = broker.append(&topic, partition, &mut record)?;
         Ok(PublishReceipt {

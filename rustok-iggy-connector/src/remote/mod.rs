@@ -34,7 +34,6 @@ use crate::connector::{
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
 
 /// Most partitions a topic may have (the embedded broker's limit too).
 const MAX_PARTITIONS: u32 = 1000;
@@ -362,11 +361,14 @@ impl IggyConnector for RemoteConnector {
         let session = self.session()?;
         let (stream, topic) = (&request.stream, &request.topic);
         let meta = session.require(stream, topic).await?;
-        let (partition, partitions) = match &request.partitioning {
-            Partitioning::Balanced => (meta.next_balanced(), meta.partitions),
-            Partitioning::Key(key) => (partition_for(key, meta.partitions), meta.partitions),
-            Partitioning::Partition(p) => (*p, session.check_partition(stream, topic, *p).await?),
+        let partitions = match &request.partitioning {
+            // The cached count may be stale for an explicit partition: ask.
+            Partitioning::Partition(p) => session.check_partition(stream, topic, *p).await?,
+            Partitioning::Balanced | Partitioning::Key(_) => meta.partitions,
         };
+        let partition = request
+            .partitioning
+            .resolve(meta.partitions, &meta.balanced);
         let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
         let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
         let response = session

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use iggy::prelude::{
@@ -18,6 +17,7 @@ use crate::config::RemoteConnectorConfig;
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{StreamName, TopicName};
+use crate::partition::RoundRobin;
 
 /// The consumer id of replay reads. Replay polls name an explicit offset (or
 /// timestamp) and never auto-commit, so nothing is ever stored under it.
@@ -29,15 +29,10 @@ pub(super) struct TopicMeta {
     /// Partition count, as the server last described it.
     pub(super) partitions: u32,
     /// Cursor of balanced publishing (client-side round-robin).
-    balanced: AtomicU32,
+    pub(super) balanced: RoundRobin,
 }
 
-impl TopicMeta {
-    /// The next partition of balanced publishing.
-    pub(super) fn next_balanced(&self) -> u32 {
-        self.balanced.fetch_add(1, Ordering::Relaxed) % self.partitions.max(1)
-    }
-}
+impl TopicMeta {}
 
 /// A live connection pool.
 pub(super) struct Session {
@@ -248,7 +243,7 @@ impl Session {
             _ => {
                 let meta = Arc::new(TopicMeta {
                     partitions,
-                    balanced: AtomicU32::new(0),
+                    balanced: RoundRobin::new(),
                 });
                 topics.insert(key, Arc::clone(&meta));
                 meta
