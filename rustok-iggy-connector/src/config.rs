@@ -11,6 +11,7 @@ pub use rustok_iggy_storage::Durability;
 
 use crate::error::ConnectorError;
 use crate::names::StreamName;
+use crate::partition::MAX_PARTITIONS;
 
 /// Where the broker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,10 +82,13 @@ impl ConnectorConfig {
 
     /// Checks the values that serde cannot (ranges, combinations).
     pub fn validate(&self) -> Result<(), ConnectorError> {
-        if self.partitions == 0 || self.partitions > 1000 {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
             return Err(ConnectorError::config(
                 "partitions",
-                format!("{} is out of range; allowed: 1 to 1000", self.partitions),
+                format!(
+                    "{} is out of range; allowed: 1 to {MAX_PARTITIONS}",
+                    self.partitions
+                ),
             ));
         }
         self.embedded.validate()?;

@@ -10,7 +10,7 @@ use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::error::ConnectorError;
 use crate::message::{OutgoingMessage, ReceivedMessage};
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::{RoundRobin, partition_for};
+use crate::partition::{RoundRobin, check_partition_count, partition_for};
 
 /// Retention of a topic: whole old segments are deleted past either limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,7 +28,7 @@ pub struct TopicSpec {
     pub stream: StreamName,
     /// The topic.
     pub topic: TopicName,
-    /// Number of partitions (1 to 1000).
+    /// Number of partitions (1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)).
     pub partitions: u32,
     /// Retention.
     pub retention: Retention,
@@ -44,6 +44,15 @@ impl TopicSpec {
             partitions,
             retention: Retention::default(),
         }
+    }
+
+    /// Checks what the type cannot: 1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS) partitions. Every
+    /// connector checks a spec with this before it creates or compares a topic.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] naming the count and the allowed range.
+    pub fn validate(&self) -> Result<(), ConnectorError> {
+        check_partition_count(self.partitions)
     }
 }
 
@@ -368,5 +377,21 @@ mod tests {
             Partitioning::from(iggy_binary_protocol::WirePartitioning::PartitionId(2)),
             Partitioning::Partition(2)
         );
+    }
+
+    #[test]
+    fn one_check_bounds_the_partition_count() {
+        let stream = StreamName::new("s").unwrap();
+        let topic = TopicName::new("t").unwrap();
+        let spec = |n| TopicSpec::new(stream.clone(), topic.clone(), n);
+        assert!(spec(1).validate().is_ok());
+        assert!(spec(crate::MAX_PARTITIONS).validate().is_ok());
+        for bad in [0, crate::MAX_PARTITIONS + 1] {
+            let err = spec(bad).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("1 to 1000") && err.contains(&bad.to_string()),
+                "{err}"
+            );
+        }
     }
 }

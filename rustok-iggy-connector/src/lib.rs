@@ -46,7 +46,7 @@ pub use message::{
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};
-pub use partition::{RoundRobin, partition_for};
+pub use partition::{MAX_PARTITIONS, RoundRobin, partition_for};
 
 #[cfg(feature = "embedded")]
 pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};

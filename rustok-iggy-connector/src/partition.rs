@@ -1,9 +1,26 @@
-//! Which partition a batch goes to: key → partition (the same function the Iggy server
-//! and SDK use), and the round-robin of balanced publishing.
+//! Partitions: how many a topic may have, and which one a batch goes to (key →
+//! partition, the same function the Iggy server and SDK use, and the round-robin of
+//! balanced publishing).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use twox_hash::XxHash32;
+
+use crate::error::ConnectorError;
+
+/// The most partitions a topic may have (the Iggy server's limit).
+pub const MAX_PARTITIONS: u32 = 1000;
+
+/// The partition-count rule of a topic, wherever one is created.
+pub(crate) fn check_partition_count(partitions: u32) -> Result<(), ConnectorError> {
+    if (1..=MAX_PARTITIONS).contains(&partitions) {
+        Ok(())
+    } else {
+        Err(ConnectorError::InvalidRequest(format!(
+            "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+        )))
+    }
+}
 
 /// The partition (0-based) that messages with partition key `key` belong to, among
 /// `partitions_count` partitions.

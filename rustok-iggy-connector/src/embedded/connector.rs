@@ -353,6 +353,7 @@ impl IggyConnector for EmbeddedConnector {
     }
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        spec.validate()?;
         Ok(self.broker()?.ensure_topic(spec)?.info())
     }
 

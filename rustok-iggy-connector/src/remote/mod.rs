@@ -35,9 +35,6 @@ use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
 
-/// Most partitions a topic may have (the embedded broker's limit too).
-const MAX_PARTITIONS: u32 = 1000;
-
 /// The remote mode: an Iggy server or cluster reached through the official `iggy`
 /// SDK (TCP, optionally TLS, or QUIC).
 ///
@@ -256,12 +253,7 @@ impl IggyConnector for RemoteConnector {
     }
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {}",
-                spec.partitions
-            )));
-        }
+        spec.validate()?;
         let session = self.session()?;
         let (s, t) = (ident(spec.stream.as_str())?, ident(spec.topic.as_str())?);
         Self::create_stream_if_missing(&session, &spec.stream, &s).await?;
