@@ -17,6 +17,7 @@ mod batch;
 mod config;
 mod connector;
 mod error;
+mod member;
 mod message;
 mod metrics;
 mod names;

@@ -4,7 +4,6 @@
 //! (session), so two members in one process are two members for the server too, and
 //! a member's polls never queue behind another's.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -25,19 +24,9 @@ use super::client::{self, is_already_exists, is_group_not_found, is_membership_e
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
+use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-
-/// Where a member's reads stand within one assignment.
-#[derive(Debug, Default)]
-struct Cursors {
-    /// (membership epoch, group generation) the cursors belong to.
-    key: Option<(u64, u64)>,
-    /// Next offset to read, per owned partition.
-    next: HashMap<u32, u64>,
-    /// Round-robin start among the owned partitions.
-    turn: usize,
-}
 
 /// The membership as last synced: `epoch` counts this member's joins (a reconnect
 /// makes the server forget the member, which then joins again).
@@ -55,7 +44,8 @@ pub(crate) struct MemberInner {
     topic: TopicName,
     group: GroupName,
     partitions: u32,
-    cursors: tokio::sync::Mutex<Cursors>,
+    /// Set for one (membership epoch, group generation).
+    cursors: tokio::sync::Mutex<Cursors<(u64, u64)>>,
     assignment: std::sync::Mutex<Assignment>,
     epoch: AtomicU64,
     left: AtomicBool,
@@ -349,7 +339,7 @@ async fn initialize_offsets(
                 session::offset_at(&inner.client, at, micros).await?
             }
         };
-        let Some(last_handled) = first_to_read.checked_sub(1) else {
+        let Some(last_handled) = start_to_store(first_to_read) else {
             continue;
         };
         match inner
@@ -387,23 +377,9 @@ pub(super) struct RemoteGroupMember {
     inner: Arc<MemberInner>,
 }
 
-#[async_trait]
-impl GroupConsumer for RemoteGroupMember {
-    fn group(&self) -> &GroupName {
-        &self.inner.group
-    }
-
-    /// The assignment as of this member's last exchange with the server (every
-    /// `poll` and `commit` refreshes it).
-    fn assignment(&self) -> Assignment {
-        if self.inner.left.load(Ordering::Acquire) {
-            return Assignment::default();
-        }
-        self.inner.cached_assignment()
-    }
-
-    /// Cancel-safe: the cursors move only when messages are returned.
-    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+impl RemoteGroupMember {
+    /// One poll over the owned partitions, each from this member's cursor.
+    async fn poll_owned(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let inner = &*self.inner;
         let max = max.max(1);
         let mut cursors = inner.cursors.lock().await;
@@ -416,26 +392,16 @@ impl GroupConsumer for RemoteGroupMember {
             }
             let synced = inner.current().await?;
             let key = (synced.epoch, synced.assignment.generation);
-            if cursors.key != Some(key) {
-                // A new assignment: every owned partition restarts after the group's
-                // last commit (un-committed deliveries are redelivered).
-                let mut next = HashMap::with_capacity(synced.assignment.partitions.len());
+            if !cursors.is_for(&key) {
+                let mut committed = Vec::with_capacity(synced.assignment.partitions.len());
                 for &partition in &synced.assignment.partitions {
-                    let stored = inner.stored_offset(partition).await?;
-                    next.insert(partition, stored.map_or(0, |o| o.saturating_add(1)));
+                    committed.push((partition, inner.stored_offset(partition).await?));
                 }
-                *cursors = Cursors {
-                    key: Some(key),
-                    next,
-                    turn: 0,
-                };
+                cursors.reset(key, committed);
             }
-            let owned = &synced.assignment.partitions;
             let mut out = Vec::new();
             let mut advanced = Vec::new();
-            for i in 0..owned.len() {
-                let partition = owned[(cursors.turn + i) % owned.len()];
-                let from = cursors.next.get(&partition).copied().unwrap_or(0);
+            for (partition, from) in cursors.round(&synced.assignment.partitions) {
                 let polled = poll_partition(
                     &inner.client,
                     &consumer,
@@ -466,12 +432,44 @@ impl GroupConsumer for RemoteGroupMember {
                     }
                 }
             }
-            cursors.turn = cursors.turn.wrapping_add(1);
             if !out.is_empty() {
-                cursors.next.extend(advanced);
+                cursors.finish_round(advanced);
                 return Ok(out);
             }
+            cursors.finish_round([]);
             backoff.wait(&mut closed).await?;
+        }
+    }
+}
+
+#[async_trait]
+impl GroupConsumer for RemoteGroupMember {
+    fn group(&self) -> &GroupName {
+        &self.inner.group
+    }
+
+    /// The assignment as of this member's last exchange with the server (every
+    /// `poll` and `commit` refreshes it).
+    fn assignment(&self) -> Assignment {
+        if self.inner.left.load(Ordering::Acquire) {
+            return Assignment::default();
+        }
+        self.inner.cached_assignment()
+    }
+
+    /// Cancel-safe: the cursors move only when messages are returned. Fails with
+    /// [`ConnectorError::ShuttingDown`] once the connector shuts down, also when the
+    /// shutdown closed this member's connection under a call of the poll.
+    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        match self.poll_owned(max).await {
+            Err(error)
+                if *self.inner.closed.borrow()
+                    && !matches!(error, ConnectorError::ShuttingDown) =>
+            {
+                tracing::debug!(%error, "a poll failed while the connector shut down");
+                Err(ConnectorError::ShuttingDown)
+            }
+            polled => polled,
         }
     }
 
