@@ -17,6 +17,7 @@ mod batch;
 mod config;
 mod connector;
 mod error;
+#[cfg(any(feature = "embedded", feature = "remote"))]
 mod member;
 mod message;
 mod metrics;

@@ -248,6 +248,7 @@ impl Metrics {
     }
 }
 
+#[cfg(feature = "embedded")]
 /// `{a="1",b="2"}` with values escaped; `le` appended for histogram buckets.
 pub(crate) fn render_labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
     let mut parts: Vec<String> = labels
@@ -264,6 +265,7 @@ pub(crate) fn render_labels(labels: &[(&'static str, String)], le: Option<&str>)
     }
 }
 
+#[cfg(feature = "embedded")]
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -348,6 +350,7 @@ mod tests {
         assert_eq!(value, &DebugValue::Histogram(vec![0.004.into()]));
     }
 
+    #[cfg(feature = "embedded")]
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(
