@@ -42,6 +42,7 @@ def strip_comments(text):
 
 def expand_use(body):
     """`a::{b, c::{d}}` -> ['a::b', 'a::c::d']"""
+    body = re.sub(r'\s+as\s+\w+', '', body)
     body = re.sub(r'\s+', '', body)
     def rec(prefix, s):
         res = []
@@ -76,8 +77,7 @@ for mod, path in modules.items():
             external.add((mod + '::' if mod else '') + m.group(2))
 
 def resolve(current, path, relative=False):
-    parts = [p.split(' as ')[0] for p in path.split('::')]
-    parts = [re.sub(r'as\w+$', '', p) for p in parts]
+    parts = path.split('::')
     if relative and parts[0] not in ('crate', 'super', 'self'):
         child = (current + '::' if current else '') + parts[0]
         if child in modules or child in external:
@@ -113,11 +113,10 @@ raw_reexports = {}
 for mod, path in modules.items():
     text = strip_comments(strip_tests(open(path).read()))
     for m in re.finditer(r'\bpub(?:\([^)]*\))?\s+use\s+([^;]+);', text):
+        for renamed in re.finditer(r'([\w:]+)\s+as\s+(\w+)', m.group(1)):
+            raw_reexports.setdefault(mod, {})[renamed.group(2)] = renamed.group(1)
         for p in expand_use(m.group(1)):
-            name = p.split('::')[-1]
-            if 'as' in name and re.match(r'.+as\w+$', name):
-                name = re.sub(r'^.*as', '', name)
-            raw_reexports.setdefault(mod, {})[name] = p
+            raw_reexports.setdefault(mod, {})[p.split('::')[-1]] = p
 reexports = {}
 for _ in range(5):
     for mod, names in raw_reexports.items():
@@ -144,6 +143,12 @@ for mod, path in modules.items():
     for m in re.finditer(r'\b((?:crate|super|self)(?:::\w+)+)', text):
         t = resolve(mod, m.group(1))
         if t is not None: targets.add(t)
+    # Inline paths through a child module (`consumer::join(...)`).
+    for m in re.finditer(r'(?<![:\w])([a-z_]\w*(?:::\w+)+)', text):
+        first = m.group(1).split('::')[0]
+        if (mod + '::' if mod else '') + first in modules:
+            t = resolve(mod, 'self::' + m.group(1))
+            if t is not None: targets.add(t)
     targets.discard(mod)
     edges[mod] = targets
 
