@@ -89,6 +89,7 @@ impl EmbeddedConnector {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use rustok_iggy_connector::ops::verify_data_dir;
     /// use rustok_iggy_connector::*;
     ///
     /// let dir = tempfile::tempdir().unwrap();

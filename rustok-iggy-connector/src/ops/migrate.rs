@@ -165,6 +165,7 @@ struct Run<'a, F> {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use rustok_iggy_connector::ops::{MigrateOptions, migrate};
 /// use rustok_iggy_connector::*;
 ///
 /// // An embedded data directory with one event (no broker may hold it)...
