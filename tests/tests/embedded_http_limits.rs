@@ -136,6 +136,33 @@ async fn a_client_that_never_finishes_its_request_is_cut_off() {
     connector.shutdown().await.unwrap();
 }
 
+/// Connections past the cap wait their turn: two hundred clients at once, four
+/// served at a time, every one answered.
+#[tokio::test]
+async fn connections_past_the_cap_wait_their_turn_and_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (connector, address) = broker(dir.path(), |config| {
+        config.embedded.http_max_connections = 4;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{address}/ping");
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let request = client.get(&url).send();
+            tokio::spawn(async move {
+                let response = request.await?;
+                Ok::<_, reqwest::Error>((response.status().as_u16(), response.text().await?))
+            })
+        })
+        .collect();
+    for request in requests {
+        let answer = within("GET /ping", request).await.unwrap().unwrap();
+        assert_eq!(answer, (200, "pong\n".to_owned()));
+    }
+    connector.shutdown().await.unwrap();
+}
+
 /// Shutdown ends the connections the endpoint holds (a request finished after it is
 /// not answered) and closes the port.
 #[tokio::test]

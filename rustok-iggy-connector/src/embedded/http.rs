@@ -23,7 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -34,6 +34,9 @@ use crate::metrics::{Metrics, render_labels};
 
 /// The largest request head read (hyper's smallest allowed buffer).
 const MAX_HEAD: usize = 8 * 1024;
+/// Connections the kernel queues while every slot is busy (a burst past it waits for
+/// the clients' SYN retries).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// A running HTTP endpoint.
 #[derive(Debug)]
@@ -50,16 +53,21 @@ impl HttpServer {
         broker: Arc<Broker>,
     ) -> Result<Self, ConnectorError> {
         let address = config.http_socket_address()?;
-        let std_listener = std::net::TcpListener::bind(address)
+        let bind = || -> std::io::Result<TcpListener> {
+            let socket = if address.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(address)?;
+            socket.listen(LISTEN_BACKLOG)
+        };
+        let listener = bind()
             .map_err(|e| ConnectorError::io(format!("bind the HTTP endpoint on {address}"), e))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| ConnectorError::io("configure the HTTP listener", e))?;
-        let local_addr = std_listener
+        let local_addr = listener
             .local_addr()
             .map_err(|e| ConnectorError::io("read the HTTP listener address", e))?;
-        let listener = TcpListener::from_std(std_listener)
-            .map_err(|e| ConnectorError::io("register the HTTP listener", e))?;
         let (stop, stopped) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(
             usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
