@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::batch::now_micros;
-use crate::embedded::broker::{self, OFFSETS_FILE, PartitionLocation, persist};
+use crate::embedded::broker::persist;
+use crate::embedded::broker::snapshot::{self, OFFSETS_FILE, PartitionLocation};
 use crate::embedded::storage::{self, CopyStats};
 use crate::embedded::{EmbeddedConnector, VerifySummary};
 use crate::error::ConnectorError;
@@ -225,7 +226,7 @@ fn try_lock(root: &Path) -> Result<Option<Option<fs::File>>, ConnectorError> {
 }
 
 fn layout_of(root: &Path) -> Result<Vec<PartitionLocation>, ConnectorError> {
-    broker::layout(root)?.ok_or_else(|| {
+    snapshot::layout(root)?.ok_or_else(|| {
         ConnectorError::config(
             "data_dir",
             format!(
@@ -325,7 +326,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConnectorError> {
 /// Copies a small file (owner-only, fsynced) if it exists.
 fn copy_small(from: &Path, to: &Path) -> Result<(), ConnectorError> {
     if let Some(bytes) = read_optional(from)? {
-        broker::write_file(to, &bytes)?;
+        snapshot::write_file(to, &bytes)?;
     }
     Ok(())
 }

@@ -7,12 +7,9 @@ mod consumer;
 mod convert;
 // Only the migration tool (embedded → remote) copies stored messages.
 #[cfg(feature = "embedded")]
-mod copy;
+pub(crate) mod copy;
 mod session;
 mod subscriber;
-
-#[cfg(feature = "embedded")]
-pub(crate) use self::copy::CopiedMessage;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -4,7 +4,7 @@
 mod groups;
 mod partition;
 pub(crate) mod persist;
-mod snapshot;
+pub(crate) mod snapshot;
 mod topic;
 mod users;
 
@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
 pub(crate) use self::partition::{ConsumerKey, Partition};
-pub(crate) use self::snapshot::{OFFSETS_FILE, PartitionLocation, layout, write_file};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
