@@ -13,9 +13,6 @@ use crate::WireError;
 #[cfg(feature = "embedded")]
 use crate::message::{Headers, OutgoingMessage, ReceivedMessage};
 
-/// Largest payload of one message (the Iggy limit).
-pub const MAX_PAYLOAD_SIZE: usize = 64 * 1000 * 1000;
-
 /// Microseconds since the Unix epoch, now.
 #[must_use]
 pub fn now_micros() -> u64 {

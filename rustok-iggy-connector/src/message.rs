@@ -4,6 +4,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
+/// Largest payload of one message (the Iggy limit).
+pub const MAX_PAYLOAD_SIZE: usize = 64 * 1000 * 1000;
+
 /// Kind codes of Iggy user-header values (the same numbers the Iggy protocol uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -295,13 +298,13 @@ impl OutgoingMessage {
         }
     }
 
-    /// Refuses a payload over [`crate::MAX_PAYLOAD_SIZE`] (the Iggy limit).
+    /// Refuses a payload over [`MAX_PAYLOAD_SIZE`] (the Iggy limit).
     pub fn check_size(&self) -> Result<(), crate::ConnectorError> {
-        if self.payload.len() > crate::MAX_PAYLOAD_SIZE {
+        if self.payload.len() > MAX_PAYLOAD_SIZE {
             return Err(crate::ConnectorError::InvalidRequest(format!(
                 "a payload of {} bytes exceeds the limit of {} bytes",
                 self.payload.len(),
-                crate::MAX_PAYLOAD_SIZE
+                MAX_PAYLOAD_SIZE
             )));
         }
         Ok(())

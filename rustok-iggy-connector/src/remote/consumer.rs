@@ -4,7 +4,6 @@
 //! (session), so two members in one process are two members for the server too, and
 //! a member's polls never queue behind another's.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -18,26 +17,16 @@ use iggy_binary_protocol::codes::SYNC_CONSUMER_GROUP_CODE;
 use iggy_binary_protocol::requests::consumer_groups::SyncConsumerGroupRequest;
 use iggy_binary_protocol::responses::consumer_groups::SyncConsumerGroupResponse;
 use iggy_binary_protocol::{WireDecode, WireEncode, WireIdentifier};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::backoff::{Backoff, unless_closed};
 use super::client::{self, is_already_exists, is_group_not_found, is_membership_error, sdk_error};
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
-use super::subscriber::{Backoff, unless_closed};
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
+use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-
-/// Where a member's reads stand within one assignment.
-#[derive(Debug, Default)]
-struct Cursors {
-    /// (membership epoch, group generation) the cursors belong to.
-    key: Option<(u64, u64)>,
-    /// Next offset to read, per owned partition.
-    next: HashMap<u32, u64>,
-    /// Round-robin start among the owned partitions.
-    turn: usize,
-}
 
 /// The membership as last synced: `epoch` counts this member's joins (a reconnect
 /// makes the server forget the member, which then joins again).
@@ -47,7 +36,7 @@ struct Synced {
     assignment: Assignment,
 }
 
-/// The shared part of a member (the connector keeps a weak reference to make it
+/// The shared part of a member (a task of its own holds a weak reference to make it
 /// leave at shutdown).
 pub(crate) struct MemberInner {
     client: IggyClient,
@@ -55,11 +44,14 @@ pub(crate) struct MemberInner {
     topic: TopicName,
     group: GroupName,
     partitions: u32,
-    cursors: tokio::sync::Mutex<Cursors>,
+    /// Set for one (membership epoch, group generation).
+    cursors: tokio::sync::Mutex<Cursors<(u64, u64)>>,
     assignment: std::sync::Mutex<Assignment>,
     epoch: AtomicU64,
     left: AtomicBool,
     closed: watch::Receiver<bool>,
+    /// Never sent: dropped with the member, it ends the member's shutdown task.
+    _dropped: oneshot::Sender<()>,
 }
 
 impl fmt::Debug for MemberInner {
@@ -259,6 +251,7 @@ pub(super) async fn join(
 ) -> Result<RemoteGroupMember, ConnectorError> {
     let meta = session.require(stream, topic).await?;
     let (client, _) = client::open(&session.config, &session.addresses).await?;
+    let (dropped_tx, dropped) = oneshot::channel();
     let inner = Arc::new(MemberInner {
         client,
         stream: stream.clone(),
@@ -270,14 +263,37 @@ pub(super) async fn join(
         epoch: AtomicU64::new(0),
         left: AtomicBool::new(false),
         closed: session.closed.subscribe(),
+        _dropped: dropped_tx,
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
         inner.left.store(true, Ordering::Release);
         return Err(error);
     }
-    session.register_member(&inner);
+    leave_at_close(&inner, session, dropped);
     Ok(RemoteGroupMember { inner })
+}
+
+/// Makes the member leave its group when the session closes (shutdown waits for it
+/// through the session's departure token); the task ends early when the member is
+/// dropped (its `Drop` leaves on its own).
+fn leave_at_close(inner: &Arc<MemberInner>, session: &Session, dropped: oneshot::Receiver<()>) {
+    let member = Arc::downgrade(inner);
+    let mut closed = session.closed.subscribe();
+    let departure = session.departure();
+    tokio::spawn(async move {
+        let _departure = departure;
+        tokio::select! {
+            () = async { drop(closed.wait_for(|closed| *closed).await) } => {
+                if let Some(inner) = member.upgrade()
+                    && let Err(error) = inner.leave_now().await
+                {
+                    tracing::warn!(%error, "leaving a group at shutdown failed");
+                }
+            }
+            _ = dropped => {}
+        }
+    });
 }
 
 async fn set_up(inner: &MemberInner, start: StartPosition) -> Result<(), ConnectorError> {
@@ -323,7 +339,7 @@ async fn initialize_offsets(
                 session::offset_at(&inner.client, at, micros).await?
             }
         };
-        let Some(last_handled) = first_to_read.checked_sub(1) else {
+        let Some(last_handled) = start_to_store(first_to_read) else {
             continue;
         };
         match inner
@@ -361,6 +377,71 @@ pub(super) struct RemoteGroupMember {
     inner: Arc<MemberInner>,
 }
 
+impl RemoteGroupMember {
+    /// One poll over the owned partitions, each from this member's cursor.
+    async fn poll_owned(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let inner = &*self.inner;
+        let max = max.max(1);
+        let mut cursors = inner.cursors.lock().await;
+        let mut closed = inner.closed.clone();
+        let mut backoff = Backoff::new();
+        let consumer = Consumer::group(ident(inner.group.as_str())?);
+        loop {
+            if *closed.borrow() {
+                return Err(ConnectorError::ShuttingDown);
+            }
+            let synced = inner.current().await?;
+            let key = (synced.epoch, synced.assignment.generation);
+            if !cursors.is_for(&key) {
+                let mut committed = Vec::with_capacity(synced.assignment.partitions.len());
+                for &partition in &synced.assignment.partitions {
+                    committed.push((partition, inner.stored_offset(partition).await?));
+                }
+                cursors.reset(key, committed);
+            }
+            let mut out = Vec::new();
+            let mut advanced = Vec::new();
+            for (partition, from) in cursors.round(&synced.assignment.partitions) {
+                let polled = poll_partition(
+                    &inner.client,
+                    &consumer,
+                    inner.at(partition),
+                    PollingStrategy::offset(from),
+                    Some(from),
+                    max - out.len() as u32,
+                )
+                .await;
+                let polled = match polled {
+                    Ok(polled)
+                        if polled.is_empty()
+                            && polled.partition_id == RESYNC_REQUIRED_PARTITION_SENTINEL =>
+                    {
+                        break;
+                    }
+                    Ok(polled) => polled,
+                    // Rebalanced under this poll: the next round syncs again.
+                    Err(e) if is_membership_error(&e) => break,
+                    Err(e) => return Err(inner.group_error("poll", e)),
+                };
+                let messages = polled.into_messages(partition)?;
+                if let Some(last) = messages.last() {
+                    advanced.push((partition, last.offset + 1));
+                    out.extend(messages);
+                    if out.len() as u32 >= max {
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                cursors.finish_round(advanced);
+                return Ok(out);
+            }
+            cursors.finish_round([]);
+            backoff.wait(&mut closed).await?;
+        }
+    }
+}
+
 #[async_trait]
 impl GroupConsumer for RemoteGroupMember {
     fn group(&self) -> &GroupName {
@@ -380,7 +461,7 @@ impl GroupConsumer for RemoteGroupMember {
     /// [`ConnectorError::ShuttingDown`] once the connector shuts down, whenever the
     /// shutdown lands.
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        let polled = self.poll_until_closed(max).await;
+        let polled = self.poll_owned(max).await;
         unless_closed(polled, &self.inner.closed)
     }
 
@@ -428,82 +509,6 @@ impl GroupConsumer for RemoteGroupMember {
 
     async fn leave(&self) -> Result<(), ConnectorError> {
         self.inner.leave_now().await
-    }
-}
-
-impl RemoteGroupMember {
-    /// The poll; [`GroupConsumer::poll`] reports its failures after a shutdown as
-    /// the shutdown.
-    async fn poll_until_closed(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        let inner = &*self.inner;
-        let max = max.max(1);
-        let mut cursors = inner.cursors.lock().await;
-        let mut closed = inner.closed.clone();
-        let mut backoff = Backoff::new();
-        let consumer = Consumer::group(ident(inner.group.as_str())?);
-        loop {
-            if *closed.borrow() {
-                return Err(ConnectorError::ShuttingDown);
-            }
-            let synced = inner.current().await?;
-            let key = (synced.epoch, synced.assignment.generation);
-            if cursors.key != Some(key) {
-                // A new assignment: every owned partition restarts after the group's
-                // last commit (un-committed deliveries are redelivered).
-                let mut next = HashMap::with_capacity(synced.assignment.partitions.len());
-                for &partition in &synced.assignment.partitions {
-                    let stored = inner.stored_offset(partition).await?;
-                    next.insert(partition, stored.map_or(0, |o| o.saturating_add(1)));
-                }
-                *cursors = Cursors {
-                    key: Some(key),
-                    next,
-                    turn: 0,
-                };
-            }
-            let owned = &synced.assignment.partitions;
-            let mut out = Vec::new();
-            let mut advanced = Vec::new();
-            for i in 0..owned.len() {
-                let partition = owned[(cursors.turn + i) % owned.len()];
-                let from = cursors.next.get(&partition).copied().unwrap_or(0);
-                let polled = poll_partition(
-                    &inner.client,
-                    &consumer,
-                    inner.at(partition),
-                    PollingStrategy::offset(from),
-                    Some(from),
-                    max - out.len() as u32,
-                )
-                .await;
-                let polled = match polled {
-                    Ok(polled)
-                        if polled.is_empty()
-                            && polled.partition_id == RESYNC_REQUIRED_PARTITION_SENTINEL =>
-                    {
-                        break;
-                    }
-                    Ok(polled) => polled,
-                    // Rebalanced under this poll: the next round syncs again.
-                    Err(e) if is_membership_error(&e) => break,
-                    Err(e) => return Err(inner.group_error("poll", e)),
-                };
-                let messages = polled.into_messages(partition)?;
-                if let Some(last) = messages.last() {
-                    advanced.push((partition, last.offset + 1));
-                    out.extend(messages);
-                    if out.len() as u32 >= max {
-                        break;
-                    }
-                }
-            }
-            cursors.turn = cursors.turn.wrapping_add(1);
-            if !out.is_empty() {
-                cursors.next.extend(advanced);
-                return Ok(out);
-            }
-            backoff.wait(&mut closed).await?;
-        }
     }
 }
 

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rustok_iggy_connector::ops::{BackupMode, backup_data_dir, restore_data_dir, verify_data_dir};
 use rustok_iggy_connector::{
-    BackupMode, ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, OutgoingMessage,
-    PublishRequest, ReceivedMessage, StartPosition, backup_data_dir, restore_data_dir,
-    verify_data_dir,
+    ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, OutgoingMessage,
+    PublishRequest, ReceivedMessage, StartPosition,
 };
 use tests::conformance::{committed, group, read_all};
 use tests::{create_topic, names, open_embedded, within};

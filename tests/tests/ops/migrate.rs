@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rustok_iggy_connector::ops::{MigrateOptions, MigrateReport, migrate};
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, GroupConsumer, HeaderValue, Headers, IggyConnector,
-    MigrateOptions, MigrateReport, OutgoingMessage, PublishRequest, ReceivedMessage, Retention,
-    StartPosition, StreamName, TopicName, TopicSpec, migrate,
+    OutgoingMessage, PublishRequest, ReceivedMessage, Retention, StartPosition, StreamName,
+    TopicName, TopicSpec,
 };
 use tests::conformance::{committed, group, read_all, remote_config};
 use tests::wire::{PASSWORD, USERNAME, WireBroker};
@@ -299,7 +300,7 @@ async fn an_interrupted_migration_resumes_without_losing_or_repeating_events() {
     // back, as if the run had died right after sending batches it never recorded.
     let batches = AtomicUsize::new(0);
     let stop = Notify::new();
-    let observer = |_: &rustok_iggy_connector::MigrateProgress| {
+    let observer = |_: &rustok_iggy_connector::ops::MigrateProgress| {
         let n = batches.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 3 {
             std::fs::copy(&progress, &snapshot).unwrap();

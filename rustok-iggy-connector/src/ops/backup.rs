@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::broker::{self, OFFSETS_FILE, PartitionLocation, persist};
-use super::connector::{EmbeddedConnector, VerifySummary};
-use super::storage::{self, CopyStats};
 use crate::batch::now_micros;
+use crate::embedded::broker::persist;
+use crate::embedded::broker::snapshot::{self, OFFSETS_FILE, PartitionLocation};
+use crate::embedded::storage::{self, CopyStats};
+use crate::embedded::{EmbeddedConnector, VerifySummary};
 use crate::error::ConnectorError;
 
 const MANIFEST_FILE: &str = "backup.json";
@@ -89,6 +90,7 @@ impl EmbeddedConnector {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use rustok_iggy_connector::ops::verify_data_dir;
     /// use rustok_iggy_connector::*;
     ///
     /// let dir = tempfile::tempdir().unwrap();
@@ -224,7 +226,7 @@ fn try_lock(root: &Path) -> Result<Option<Option<fs::File>>, ConnectorError> {
 }
 
 fn layout_of(root: &Path) -> Result<Vec<PartitionLocation>, ConnectorError> {
-    broker::layout(root)?.ok_or_else(|| {
+    snapshot::layout(root)?.ok_or_else(|| {
         ConnectorError::config(
             "data_dir",
             format!(
@@ -324,7 +326,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConnectorError> {
 /// Copies a small file (owner-only, fsynced) if it exists.
 fn copy_small(from: &Path, to: &Path) -> Result<(), ConnectorError> {
     if let Some(bytes) = read_optional(from)? {
-        broker::write_file(to, &bytes)?;
+        snapshot::write_file(to, &bytes)?;
     }
     Ok(())
 }
