@@ -13,7 +13,7 @@ use iggy_binary_protocol::batch::{
 use twox_hash::XxHash3_64;
 
 use crate::WireError;
-use crate::message::{Headers, OutgoingMessage, ReceivedMessage};
+use crate::message::{OutgoingMessage, ReceivedMessage};
 
 /// Largest payload of one message (the Iggy limit).
 pub const MAX_PAYLOAD_SIZE: usize = 64 * 1000 * 1000;
@@ -119,6 +119,8 @@ pub(crate) fn check_offset_deltas(record: &[u8]) -> Result<(), WireError> {
 
 /// Decodes the messages of a stored (or polled) record whose offsets fall in
 /// `[from, to)`, appending them to `out`. Payloads are slices of `record` (no copy).
+/// A message whose user headers do not decode is kept with
+/// [`ReceivedMessage::malformed_headers`] set: one bad message never fails the read.
 pub(crate) fn decode_messages(
     record: Bytes,
     from: u64,
@@ -143,6 +145,8 @@ pub(crate) fn decode_messages(
         }
         let payload_start = BATCH_HEADER_SIZE + framed.start + BATCH_MESSAGE_HEADER_SIZE;
         let payload_end = payload_start + view.payload.len();
+        // Headers that do not decode spoil that one message, not the read.
+        let (headers, malformed_headers) = ReceivedMessage::read_headers(view.user_headers);
         out.push(ReceivedMessage {
             partition: u32::try_from(header.partition_id).unwrap_or(u32::MAX),
             offset,
@@ -152,11 +156,8 @@ pub(crate) fn decode_messages(
                 .origin_timestamp
                 .saturating_add(u64::from(view.header.timestamp_delta)),
             payload: record.slice(payload_start..payload_end),
-            headers: if view.user_headers.is_empty() {
-                Headers::new()
-            } else {
-                Headers::decode(view.user_headers)?
-            },
+            headers,
+            malformed_headers,
         });
     }
     Ok(())
@@ -211,6 +212,7 @@ pub(crate) fn slice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Headers;
     use iggy_binary_protocol::batch::decode_batch_slice;
 
     fn messages(n: usize) -> Vec<OutgoingMessage> {
@@ -242,6 +244,36 @@ mod tests {
         assert_eq!(&out[1].payload[..], b"payload-1");
         assert_eq!(out[1].headers.get_str("i"), Some("1"));
         assert_eq!(out[1].timestamp, 5_000);
+    }
+
+    #[test]
+    fn a_message_with_malformed_headers_spoils_only_itself() {
+        let mut record = encode_batch(&messages(3), 1_000);
+        stamp(&mut record, 0, 0, 5);
+        let second = {
+            let batch = decode_batch_slice(&record).unwrap();
+            let framed = batch.iter_with_offsets().nth(1).unwrap();
+            BATCH_HEADER_SIZE
+                + framed.start
+                + BATCH_MESSAGE_HEADER_SIZE
+                + framed.message.payload.len()
+        };
+        // The first header key kind of message 1 becomes the reserved kind 0.
+        record[second] = 0;
+        let mut out = Vec::new();
+        decode_messages(record.into(), 0, u64::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].headers.get_str("i"), Some("0"));
+        assert!(out[0].malformed_headers.is_none());
+        assert!(out[1].headers.is_empty());
+        let malformed = out[1].malformed_headers.as_ref().unwrap();
+        assert!(
+            malformed.error.to_string().contains("kind is 0"),
+            "{}",
+            malformed.error
+        );
+        assert_eq!(&out[1].payload[..], b"payload-1");
+        assert_eq!(out[2].headers.get_str("i"), Some("2"));
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub use connector::{
 pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;
 pub use message::{
-    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, OutgoingMessage,
-    ReceivedMessage,
+    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MalformedHeaders,
+    OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

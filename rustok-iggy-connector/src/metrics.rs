@@ -42,6 +42,13 @@ pub mod names {
     pub const END_TO_END_LATENCY: &str = "rustok_iggy_end_to_end_latency_seconds";
     /// Messages a group has not committed yet, per partition (gauge).
     pub const CONSUMER_LAG: &str = "rustok_iggy_consumer_lag";
+    /// 1 while a subscription holds a partition (an undecided decode failure, a newer
+    /// schema version): its commit waits there (gauge, per partition).
+    pub const PARTITION_HELD: &str = "rustok_iggy_partition_held";
+    /// Undecodable deliveries skipped on the application's decision (counter).
+    pub const SKIPPED: &str = "rustok_iggy_skipped_total";
+    /// Failed fetches and commits of a consumer, retried with backoff (counter).
+    pub const CONSUMER_ERRORS: &str = "rustok_iggy_consumer_errors_total";
 
     pub(crate) fn help(name: &str) -> &'static str {
         match name {
@@ -57,6 +64,9 @@ pub mod names {
             DEAD_LETTERED => "Events written to a dead-letter topic.",
             END_TO_END_LATENCY => "Time from the broker storing a message to its delivery.",
             CONSUMER_LAG => "Messages of a partition not yet committed by a consumer group.",
+            PARTITION_HELD => "1 while a subscription holds the partition at an undecided event.",
+            SKIPPED => "Undecodable deliveries skipped on the application's decision.",
+            CONSUMER_ERRORS => "Failed fetches and commits of a consumer, retried with backoff.",
             _ => "",
         }
     }
@@ -203,6 +213,13 @@ impl Metrics {
     /// The value of a counter (0 when never recorded).
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
         family(&self.counters, name)
+            .get(labels)
+            .load(Ordering::Relaxed)
+    }
+
+    /// The value of a gauge (0 when never set).
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+        family(&self.gauges, name)
             .get(labels)
             .load(Ordering::Relaxed)
     }

@@ -454,6 +454,8 @@ impl IggyConnector for EmbeddedConnector {
             closed: self.closed_signal()?,
             left: AtomicBool::new(false),
             cursors: tokio::sync::Mutex::new(Cursors::default()),
+            seeks: std::sync::Mutex::new(Vec::new()),
+            sought: tokio::sync::Notify::new(),
         }))
     }
 
@@ -582,6 +584,10 @@ struct EmbeddedGroupMember {
     closed: watch::Receiver<bool>,
     left: AtomicBool,
     cursors: tokio::sync::Mutex<Cursors>,
+    /// Read positions asked for by `seek`, applied by the next poll.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
+    /// Wakes a poll waiting at the head when a seek arrives.
+    sought: tokio::sync::Notify,
 }
 
 impl fmt::Debug for EmbeddedGroupMember {
@@ -645,6 +651,13 @@ impl GroupConsumer for EmbeddedGroupMember {
                     })
                     .collect();
             }
+            for (partition, offset) in
+                std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if assignment.partitions.contains(&partition) {
+                    cursors.next.insert(partition, offset);
+                }
+            }
             let mut heads = Vec::with_capacity(assignment.partitions.len());
             let mut out = Vec::new();
             let n = assignment.partitions.len();
@@ -693,8 +706,17 @@ impl GroupConsumer for EmbeddedGroupMember {
             waits.push(Box::pin(async {
                 let _ = closed.changed().await;
             }));
+            waits.push(Box::pin(self.sought.notified()));
             select_all(waits).await;
         }
+    }
+
+    fn seek(&self, partition: u32, offset: u64) {
+        self.seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
+        self.sought.notify_one();
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {

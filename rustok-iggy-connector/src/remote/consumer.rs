@@ -60,6 +60,8 @@ pub(crate) struct MemberInner {
     epoch: AtomicU64,
     left: AtomicBool,
     closed: watch::Receiver<bool>,
+    /// Read positions asked for by `seek`, applied by the next poll round.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
 }
 
 impl fmt::Debug for MemberInner {
@@ -270,6 +272,7 @@ pub(super) async fn join(
         epoch: AtomicU64::new(0),
         left: AtomicBool::new(false),
         closed: session.closed.subscribe(),
+        seeks: std::sync::Mutex::new(Vec::new()),
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
@@ -404,6 +407,13 @@ impl GroupConsumer for RemoteGroupMember {
                     turn: 0,
                 };
             }
+            for (partition, offset) in
+                std::mem::take(&mut *inner.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if synced.assignment.partitions.contains(&partition) {
+                    cursors.next.insert(partition, offset);
+                }
+            }
             let owned = &synced.assignment.partitions;
             let mut out = Vec::new();
             let mut advanced = Vec::new();
@@ -431,7 +441,7 @@ impl GroupConsumer for RemoteGroupMember {
                     Err(e) if is_membership_error(&e) => break,
                     Err(e) => return Err(inner.group_error("poll", e)),
                 };
-                let messages = polled.into_messages(partition)?;
+                let messages = polled.into_messages(partition);
                 if let Some(last) = messages.last() {
                     advanced.push((partition, last.offset + 1));
                     out.extend(messages);
@@ -441,12 +451,40 @@ impl GroupConsumer for RemoteGroupMember {
                 }
             }
             cursors.turn = cursors.turn.wrapping_add(1);
+            {
+                // A seek that came while this round read: what was read of that
+                // partition is from before it; drop it (the next round reads from the
+                // sought offset).
+                let seeks = inner.seeks.lock().unwrap_or_else(PoisonError::into_inner);
+                if !seeks.is_empty() {
+                    out.retain(|m| !seeks.iter().any(|&(p, _)| p == m.partition));
+                    advanced.retain(|(partition, _)| !seeks.iter().any(|&(p, _)| p == *partition));
+                }
+            }
             if !out.is_empty() {
                 cursors.next.extend(advanced);
                 return Ok(out);
             }
+            if !inner
+                .seeks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                continue;
+            }
             backoff.wait(&mut closed).await?;
         }
+    }
+
+    /// Applied at the start of the next poll round (a poll waiting at the head polls
+    /// again within 100 ms).
+    fn seek(&self, partition: u32, offset: u64) {
+        self.inner
+            .seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
