@@ -1,32 +1,204 @@
 //! Acknowledgement bookkeeping of a subscription: which deliveries are outstanding,
-//! which offset may be committed, what must be delivered again.
+//! which offset may be committed, what must be delivered again, which partitions are
+//! held.
+//!
+//! The bookkeeping is per batch, not per event. Each fetch admits its messages into
+//! one [`Chunk`] per partition: a bitmap of settled offsets. A delivery settles by
+//! setting its bit and giving back its in-flight slot (atomics only, no lock); the
+//! committer walks the chunks of each partition under the lock, once per commit round,
+//! to find how far the contiguous settled prefix reaches.
+//!
+//! The rules:
+//! - a partition's commit point (its *floor*) only passes offsets that are settled
+//!   (handled, explicitly skipped, or confirmed in the dead-letter topic);
+//! - every delivery handed out holds one in-flight slot until it is settled, nacked or
+//!   dropped, exactly once, whatever happens to its partition meanwhile (a rebalance,
+//!   a hold): the count never drifts;
+//! - a rebalance makes the connector read kept partitions again from their last
+//!   commit; what this subscription already admitted is not admitted twice (the
+//!   deliveries in hand settle it), and a jump past the expected offset means that
+//!   another member handled (and committed) what lies before it;
+//! - a held partition admits nothing after its held offset; when the hold ends, the
+//!   partition is read again from there (a seek).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage};
+use rustok_iggy_connector::{
+    ConnectorError, GroupConsumer, Metrics, ReceivedMessage, metric_names,
+};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-#[derive(Debug, Default)]
-struct PartitionAcks {
-    /// Delivered and not yet settled.
-    outstanding: BTreeSet<u64>,
-    /// The highest offset ever delivered.
-    highest: Option<u64>,
-    /// The last offset committed (or being committed).
-    committed: Option<u64>,
+/// `held_at` of a partition that is not held.
+const NOT_HELD: u64 = u64::MAX;
+
+/// What the deliveries of one partition read without a lock.
+#[derive(Debug)]
+pub(crate) struct PartitionFlags {
+    partition: u32,
+    /// This member lost the partition: its deliveries belong to the new owner.
+    retired: AtomicBool,
+    /// The offset the partition is held at ([`NOT_HELD`] when it is not).
+    held_at: AtomicU64,
 }
 
-impl PartitionAcks {
-    /// The offset that may be committed now: everything delivered below the oldest
-    /// outstanding delivery is settled.
-    fn commit_point(&self) -> Option<u64> {
-        match self.outstanding.first() {
-            Some(&oldest) => oldest.checked_sub(1),
-            None => self.highest,
+/// Settled flags of offsets `first..first + len` of one partition, admitted by one
+/// fetch.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    flags: Arc<PartitionFlags>,
+    first: u64,
+    bits: Box<[AtomicU64]>,
+}
+
+impl Chunk {
+    fn new(flags: Arc<PartitionFlags>, first: u64, len: u32) -> Self {
+        Self {
+            flags,
+            first,
+            bits: (0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Sets the flag of `index`; returns whether it was unset.
+    fn settle(&self, index: u32) -> bool {
+        let bit = 1u64 << (index % 64);
+        match self.bits.get((index / 64) as usize) {
+            Some(word) => word.fetch_or(bit, Ordering::SeqCst) & bit == 0,
+            None => false,
+        }
+    }
+
+    /// The first unsettled index below `len`.
+    fn first_unsettled(&self, len: u32) -> Option<u32> {
+        for (w, word) in self.bits.iter().enumerate() {
+            let base = u32::try_from(w * 64).unwrap_or(u32::MAX);
+            if base >= len {
+                return None;
+            }
+            let unset = !word.load(Ordering::SeqCst);
+            if unset != 0 {
+                let index = base + unset.trailing_zeros();
+                return (index < len).then_some(index);
+            }
+        }
+        None
+    }
+}
+
+/// The place of one delivery in its partition's bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    chunk: Arc<Chunk>,
+    index: u32,
+}
+
+impl Ticket {
+    /// The delivery's offset.
+    pub(crate) fn offset(&self) -> u64 {
+        self.chunk.first + u64::from(self.index)
+    }
+
+    /// Whether the delivery left this subscription's flow: its partition went to
+    /// another member, or is held at an earlier offset (the delivery is read again
+    /// once the hold ends).
+    pub(crate) fn is_superseded(&self) -> bool {
+        let flags = &self.chunk.flags;
+        flags.retired.load(Ordering::SeqCst) || flags.held_at.load(Ordering::SeqCst) < self.offset()
+    }
+
+    fn is_held_here(&self) -> bool {
+        self.chunk.flags.held_at.load(Ordering::SeqCst) == self.offset()
+    }
+
+    /// The delivery's partition.
+    pub(crate) fn partition(&self) -> u32 {
+        self.chunk.flags.partition
+    }
+}
+
+/// A partition a subscription holds: its commit waits at `offset`, nothing after it
+/// is delivered, and the event there is delivered again after a backoff, until a
+/// decision settles it (or the partition goes to another member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldPartition {
+    /// The partition.
+    pub partition: u32,
+    /// The offset of the event it is held at.
+    pub offset: u64,
+    /// Why (the decode failure).
+    pub reason: String,
+    /// Deliveries of the event so far.
+    pub attempts: u32,
+}
+
+#[derive(Debug)]
+struct Track {
+    flags: Arc<PartitionFlags>,
+    /// Admitted chunks in offset order, with the length each still counts for.
+    chunks: VecDeque<(Arc<Chunk>, u32)>,
+    /// Every offset up to this one is done (settled, or handled by an earlier owner).
+    floor: Option<u64>,
+    /// The last offset this subscription committed (or the one it started after).
+    stored: Option<u64>,
+    /// The next offset expected from the connector.
+    next: u64,
+    hold: Option<HeldPartition>,
+}
+
+impl Track {
+    /// A partition first read at `first`: everything before it was handled earlier.
+    fn new(partition: u32, first: u64) -> Self {
+        let floor = first.checked_sub(1);
+        Self {
+            flags: Arc::new(PartitionFlags {
+                partition,
+                retired: AtomicBool::new(false),
+                held_at: AtomicU64::new(NOT_HELD),
+            }),
+            chunks: VecDeque::new(),
+            floor,
+            stored: floor,
+            next: first,
+            hold: None,
+        }
+    }
+
+    /// Moves the floor over every settled offset at its front.
+    fn advance(&mut self) {
+        while let Some((chunk, len)) = self.chunks.front() {
+            let len = *len;
+            if len == 0 {
+                self.chunks.pop_front();
+                continue;
+            }
+            let last = chunk.first + u64::from(len) - 1;
+            if self.floor.is_some_and(|floor| last <= floor) {
+                self.chunks.pop_front();
+                continue;
+            }
+            match chunk.first_unsettled(len) {
+                None => {
+                    self.floor = Some(last);
+                    self.chunks.pop_front();
+                }
+                Some(index) => {
+                    let below = (chunk.first + u64::from(index)).checked_sub(1);
+                    self.floor = self.floor.max(below);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn owns(&self, ticket: &Ticket) -> bool {
+        Arc::ptr_eq(&self.flags, &ticket.chunk.flags)
     }
 }
 
@@ -35,142 +207,467 @@ impl PartitionAcks {
 pub(crate) struct Redelivery {
     pub(crate) due: Instant,
     pub(crate) message: ReceivedMessage,
+    pub(crate) ticket: Ticket,
     pub(crate) attempt: u32,
+}
+
+/// What the subscription must do after looking at the queue.
+#[derive(Debug, Default)]
+pub(crate) struct QueueWork {
+    /// Partitions to read again from an offset (a hold ended).
+    pub(crate) seeks: Vec<(u32, u64)>,
+    /// A redelivery that is due.
+    pub(crate) due: Option<Redelivery>,
+    /// When the next redelivery will be due.
+    pub(crate) next_due: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    partitions: HashMap<u32, PartitionAcks>,
-    in_flight: usize,
+    tracks: HashMap<u32, Track>,
+    /// Sorted by due time.
     redeliver: VecDeque<Redelivery>,
-    /// Commit points waiting for the committer, per partition.
-    pending: HashMap<u32, u64>,
+    seeks: Vec<(u32, u64)>,
     closed: bool,
+    /// A commit round is running (one at a time: committed offsets only grow).
+    committing: bool,
+    /// Run another round before leaving (asked for while one was running).
+    again: bool,
 }
 
-/// Shared between a subscription and its deliveries.
-#[derive(Debug, Default)]
+/// Where an acknowledgement stands with respect to the committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// The group's committed offset covers it.
+    Covered,
+    /// Not yet (a commit is pending, or an earlier delivery is outstanding).
+    Pending,
+    /// The partition is no longer this member's: the new owner delivers it again.
+    Gone,
+}
+
+/// Shared between a subscription, its deliveries and its committer.
+#[derive(Debug)]
 pub(crate) struct AckState {
+    topic: String,
+    group: String,
     inner: Mutex<Inner>,
-    /// Wakes the subscription when capacity frees up or a redelivery is queued.
+    in_flight: AtomicUsize,
+    /// The subscription waits for an in-flight slot.
+    blocked: AtomicBool,
+    /// Wakes the subscription.
     pub(crate) waker: AtomicWaker,
+    /// Redeliveries or seeks were queued since the subscription last looked.
+    changed: AtomicBool,
+    /// Something was settled since the last commit round started.
+    commit_requested: AtomicBool,
     /// Wakes the background committer.
-    pub(crate) commit_wake: tokio::sync::Notify,
-    /// Serializes commits, so that a partition's committed offset only grows.
-    commit_lock: tokio::sync::Mutex<()>,
+    pub(crate) commit_wake: Notify,
+    /// A commit round ended.
+    round_done: Notify,
 }
 
 impl AckState {
+    pub(crate) fn new(topic: &str, group: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            inner: Mutex::new(Inner::default()),
+            in_flight: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            changed: AtomicBool::new(false),
+            commit_requested: AtomicBool::new(false),
+            commit_wake: Notify::new(),
+            round_done: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a delivery handed to the application.
-    pub(crate) fn delivered(&self, partition: u32, offset: u64) {
-        let mut inner = self.lock();
-        inner.in_flight += 1;
-        let p = inner.partitions.entry(partition).or_default();
-        p.outstanding.insert(offset);
-        p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));
+    /// The consumer group.
+    pub(crate) fn group(&self) -> &str {
+        &self.group
     }
 
-    /// Settles a delivery (acked, or handled otherwise). Returns the offset to commit
-    /// when the contiguous settled prefix of the partition advanced.
-    pub(crate) fn settle(&self, partition: u32, offset: u64) -> Option<u64> {
-        let mut inner = self.lock();
-        let p = inner.partitions.get_mut(&partition)?;
-        if !p.outstanding.remove(&offset) {
-            return None;
+    /// Deliveries handed out and not yet settled, nacked or dropped.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Takes an in-flight slot if fewer than `max` are taken; otherwise marks the
+    /// subscription as waiting for one (it is woken when one is given back).
+    pub(crate) fn try_take_slot(&self, max: usize) -> bool {
+        // Only the subscription takes slots, so a load then an add cannot overshoot.
+        if self.in_flight.load(Ordering::SeqCst) < max {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            return true;
         }
-        inner.in_flight = inner.in_flight.saturating_sub(1);
-        let p = inner.partitions.get_mut(&partition)?;
-        let point = p.commit_point()?;
-        let advanced = p.committed.is_none_or(|c| point > c);
-        if advanced {
-            p.committed = Some(point);
+        self.blocked.store(true, Ordering::SeqCst);
+        // A slot given back between the load and the store would not have woken us.
+        if self.in_flight.load(Ordering::SeqCst) < max {
+            self.blocked.store(false, Ordering::SeqCst);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            return true;
         }
-        drop(inner);
+        false
+    }
+
+    fn give_back_slot(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.blocked.load(Ordering::SeqCst) && self.blocked.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
+    fn wake_subscription(&self) {
+        self.changed.store(true, Ordering::SeqCst);
         self.waker.wake();
-        advanced.then_some(point)
     }
 
-    /// Puts a delivery back to be delivered again after `delay`; it stays outstanding
-    /// (the partition's commit waits for it).
-    pub(crate) fn requeue(&self, message: ReceivedMessage, attempt: u32, delay: Duration) {
+    fn request_commit(&self) {
+        if !self.commit_requested.swap(true, Ordering::SeqCst) {
+            self.commit_wake.notify_one();
+        }
+    }
+
+    /// Admits fetched `messages` of the `owned` partitions: each one new to this
+    /// subscription goes to `out` with its ticket; copies of what was admitted before
+    /// (a kept partition read again after a rebalance) and messages after a held
+    /// offset are left out. One chunk per partition run.
+    pub(crate) fn admit(
+        &self,
+        messages: Vec<ReceivedMessage>,
+        owned: &[u32],
+        out: &mut VecDeque<(ReceivedMessage, Ticket)>,
+    ) {
         let mut inner = self.lock();
         if inner.closed {
             return;
         }
-        // It stays outstanding: the partition's commit must not pass it.
-        inner.in_flight = inner.in_flight.saturating_sub(1);
-        let entry = Redelivery {
-            due: Instant::now() + delay,
-            message,
-            attempt,
-        };
-        let at = inner.redeliver.partition_point(|r| r.due <= entry.due);
-        inner.redeliver.insert(at, entry);
-        drop(inner);
-        self.waker.wake();
-    }
-
-    /// The next redelivery that is due, or the time the earliest one will be.
-    pub(crate) fn take_due(&self, now: Instant) -> Result<Option<Redelivery>, Instant> {
-        let mut inner = self.lock();
-        match inner.redeliver.front() {
-            Some(r) if r.due <= now => {
-                let r = inner.redeliver.pop_front();
-                if r.is_some() {
-                    inner.in_flight += 1;
-                }
-                Ok(r)
+        let mut accepted = Vec::with_capacity(messages.len());
+        // (partition, first offset, length) of each contiguous run.
+        let mut runs: Vec<(u32, u64, u32)> = Vec::new();
+        for message in messages {
+            let (partition, offset) = (message.partition, message.offset);
+            if !owned.contains(&partition) {
+                continue;
             }
-            Some(r) => Err(r.due),
-            None => Ok(None),
+            let track = inner
+                .tracks
+                .entry(partition)
+                .or_insert_with(|| Track::new(partition, offset));
+            if offset < track.next {
+                // Read again after a rebalance: the delivery in hand (or its
+                // settlement) stands for it.
+                continue;
+            }
+            if track.hold.as_ref().is_some_and(|h| offset > h.offset) {
+                // Held: read again once the hold ends.
+                continue;
+            }
+            if offset > track.next {
+                // Another member handled and committed what lies before it (or
+                // retention deleted it): nothing before it is ours to wait for.
+                track.chunks.clear();
+                track.floor = track.floor.max(Some(offset - 1));
+            }
+            track.next = offset + 1;
+            match runs.last_mut() {
+                Some((p, first, len)) if *p == partition && *first + u64::from(*len) == offset => {
+                    *len += 1;
+                }
+                _ => runs.push((partition, offset, 1)),
+            }
+            accepted.push(message);
+        }
+        let mut accepted = accepted.into_iter();
+        for (partition, first, len) in runs {
+            let Some(track) = inner.tracks.get_mut(&partition) else {
+                continue;
+            };
+            let chunk = Arc::new(Chunk::new(Arc::clone(&track.flags), first, len));
+            track.chunks.push_back((Arc::clone(&chunk), len));
+            for index in 0..len {
+                if let Some(message) = accepted.next() {
+                    out.push_back((
+                        message,
+                        Ticket {
+                            chunk: Arc::clone(&chunk),
+                            index,
+                        },
+                    ));
+                }
+            }
         }
     }
 
-    /// Deliveries handed out and not settled.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.lock().in_flight
+    /// Settles a delivery (handled, skipped, or dead-lettered): its offset may be
+    /// committed once everything before it is settled too. Gives back its slot; ends
+    /// its partition's hold if it is the held event.
+    pub(crate) fn settle(&self, ticket: &Ticket) {
+        if ticket.chunk.settle(ticket.index) {
+            self.request_commit();
+        }
+        if ticket.is_held_here() {
+            self.end_hold(ticket);
+        }
+        self.give_back_slot();
     }
 
-    /// Asks the committer to store `offset` for `partition` (the largest request
-    /// wins) and wakes it.
-    pub(crate) fn request_commit(&self, partition: u32, offset: u64) {
-        let mut inner = self.lock();
-        let entry = inner.pending.entry(partition).or_insert(offset);
-        *entry = (*entry).max(offset);
-        drop(inner);
-        self.commit_wake.notify_one();
-    }
-
-    /// Stores every requested commit point. Commits are serialized and each takes the
-    /// latest point of its partition, so acknowledgements that arrive while a commit
-    /// is in flight are covered by the next one (group commit). A fenced partition is
-    /// forgotten; on any other failure the point is kept for the next attempt.
-    pub(crate) async fn commit_pending(
+    /// Queues a delivery to be delivered again after `delay` (it stays outstanding:
+    /// the partition's commit waits for it). Gives back its slot.
+    pub(crate) fn requeue(
         &self,
-        consumer: &dyn GroupConsumer,
-    ) -> Result<(), ConnectorError> {
-        let _serialized = self.commit_lock.lock().await;
-        let pending: Vec<(u32, u64)> = std::mem::take(&mut self.lock().pending)
-            .into_iter()
-            .collect();
-        let mut first_error = None;
-        for (partition, offset) in pending {
-            match consumer.commit(partition, offset).await {
-                Ok(()) => {}
-                Err(ConnectorError::Fenced { .. }) => self.forget_partition(partition),
-                Err(e) => {
-                    let mut inner = self.lock();
-                    let entry = inner.pending.entry(partition).or_insert(offset);
-                    *entry = (*entry).max(offset);
-                    first_error.get_or_insert(e);
-                }
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+        delay: Duration,
+    ) {
+        let mut inner = self.lock();
+        let queued = !inner.closed && !ticket.is_superseded();
+        if queued {
+            push_sorted(
+                &mut inner.redeliver,
+                Redelivery {
+                    due: Instant::now() + delay,
+                    message,
+                    ticket,
+                    attempt,
+                },
+            );
+        }
+        drop(inner);
+        self.give_back_slot();
+        if queued {
+            self.wake_subscription();
+        }
+    }
+
+    /// Holds the delivery's partition at its offset (see [`HeldPartition`]) and queues
+    /// the delivery again after `delay`. Gives back its slot.
+    pub(crate) fn hold(
+        &self,
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+        reason: &str,
+        delay: Duration,
+    ) {
+        let partition = ticket.partition();
+        let offset = ticket.offset();
+        let mut inner = self.lock();
+        let held = !inner.closed
+            && match inner.tracks.get_mut(&partition) {
+                Some(track) if track.owns(&ticket) => match &mut track.hold {
+                    // Held at an earlier offset: this one is read again after it.
+                    Some(hold) if hold.offset < offset => false,
+                    Some(hold) if hold.offset == offset => {
+                        hold.attempts = attempt;
+                        true
+                    }
+                    _ => {
+                        track.hold = Some(HeldPartition {
+                            partition,
+                            offset,
+                            reason: reason.to_owned(),
+                            attempts: attempt,
+                        });
+                        track.flags.held_at.store(offset, Ordering::SeqCst);
+                        inner.redeliver.retain(|r| {
+                            r.ticket.partition() != partition || r.ticket.offset() <= offset
+                        });
+                        true
+                    }
+                },
+                _ => false,
+            };
+        if held {
+            if let Some(hold) = inner.tracks.get(&partition).and_then(|t| t.hold.clone()) {
+                self.publish_hold(hold.clone(), true);
+                tracing::warn!(
+                    topic = %self.topic,
+                    group = %self.group,
+                    partition,
+                    offset,
+                    attempts = attempt,
+                    reason = %hold.reason,
+                    ?delay,
+                    "partition held at an undecided event; delivered again after the delay"
+                );
+            }
+            push_sorted(
+                &mut inner.redeliver,
+                Redelivery {
+                    due: Instant::now() + delay,
+                    message,
+                    ticket,
+                    attempt,
+                },
+            );
+        }
+        drop(inner);
+        self.give_back_slot();
+        if held {
+            self.wake_subscription();
+        }
+    }
+
+    /// Ends the hold of the ticket's partition (its held event was settled): the
+    /// partition is read again right after it.
+    fn end_hold(&self, ticket: &Ticket) {
+        let partition = ticket.partition();
+        let offset = ticket.offset();
+        let mut inner = self.lock();
+        let Some(track) = inner.tracks.get_mut(&partition) else {
+            return;
+        };
+        if !track.owns(ticket) || track.hold.as_ref().is_none_or(|h| h.offset != offset) {
+            return;
+        }
+        let hold = track.hold.take();
+        track.flags.held_at.store(NOT_HELD, Ordering::SeqCst);
+        // What was admitted after the held offset was never handed out (or is read
+        // again): forget it, and read from right after the held event.
+        while let Some((chunk, len)) = track.chunks.back_mut() {
+            if chunk.first > offset {
+                track.chunks.pop_back();
+            } else {
+                *len = (*len).min(u32::try_from(offset - chunk.first + 1).unwrap_or(u32::MAX));
+                break;
             }
         }
-        first_error.map_or(Ok(()), Err)
+        track.next = offset + 1;
+        inner.seeks.push((partition, offset + 1));
+        drop(inner);
+        if let Some(hold) = hold {
+            self.publish_hold(hold, false);
+        }
+        self.wake_subscription();
+    }
+
+    /// Seeks to make and the redelivery that is due, if anything was queued since the
+    /// last look or the next redelivery (`next_due`) is due; `None` when there is
+    /// nothing to look at (no lock taken, no clock read).
+    pub(crate) fn queue_work(&self, next_due: Option<Instant>) -> Option<QueueWork> {
+        let changed = self.changed.swap(false, Ordering::SeqCst);
+        if !changed && next_due.is_none() {
+            return None;
+        }
+        let now = Instant::now();
+        if !changed && next_due.is_some_and(|due| due > now) {
+            return None;
+        }
+        let mut inner = self.lock();
+        let mut work = QueueWork {
+            seeks: std::mem::take(&mut inner.seeks),
+            ..QueueWork::default()
+        };
+        while let Some(first) = inner.redeliver.front() {
+            if first.ticket.is_superseded() {
+                inner.redeliver.pop_front();
+                continue;
+            }
+            if first.due <= now {
+                work.due = inner.redeliver.pop_front();
+                // More may be due: look again at the next poll.
+                self.changed.store(true, Ordering::SeqCst);
+            } else {
+                work.next_due = Some(first.due);
+            }
+            break;
+        }
+        Some(work)
+    }
+
+    /// Puts back a redelivery taken by [`AckState::queue_work`] that could not be
+    /// handed out (no in-flight slot).
+    pub(crate) fn put_back(&self, redelivery: Redelivery) {
+        let mut inner = self.lock();
+        if !inner.closed {
+            inner.redeliver.push_front(redelivery);
+        }
+        drop(inner);
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Gives back a slot taken by [`AckState::try_take_slot`] that was not used.
+    pub(crate) fn return_unused_slot(&self) {
+        self.give_back_slot();
+    }
+
+    /// Free in-flight slots under `max`; at 0 the subscription is marked as waiting
+    /// for one (it is woken when one is given back).
+    pub(crate) fn room(&self, max: usize) -> usize {
+        let free = max.saturating_sub(self.in_flight.load(Ordering::SeqCst));
+        if free > 0 {
+            return free;
+        }
+        self.blocked.store(true, Ordering::SeqCst);
+        let free = max.saturating_sub(self.in_flight.load(Ordering::SeqCst));
+        if free > 0 {
+            self.blocked.store(false, Ordering::SeqCst);
+        }
+        free
+    }
+
+    /// Forgets a partition this member lost: its deliveries belong to the new owner
+    /// now, which starts after the last commit.
+    pub(crate) fn forget_partition(&self, partition: u32) {
+        let mut inner = self.lock();
+        inner
+            .redeliver
+            .retain(|r| r.ticket.partition() != partition);
+        inner.seeks.retain(|&(p, _)| p != partition);
+        let hold = inner.tracks.remove(&partition).and_then(|track| {
+            track.flags.retired.store(true, Ordering::SeqCst);
+            track.hold
+        });
+        drop(inner);
+        if let Some(hold) = hold {
+            self.publish_hold(hold, false);
+        }
+    }
+
+    /// The partitions this subscription has state for.
+    pub(crate) fn tracked_partitions(&self) -> Vec<u32> {
+        self.lock().tracks.keys().copied().collect()
+    }
+
+    /// The partitions held now.
+    pub(crate) fn held_partitions(&self) -> Vec<HeldPartition> {
+        let mut held: Vec<HeldPartition> = self
+            .lock()
+            .tracks
+            .values()
+            .filter_map(|t| t.hold.clone())
+            .collect();
+        held.sort_by_key(|h| h.partition);
+        held
+    }
+
+    /// Stops redeliveries (the subscription is closed or dropped); what was settled
+    /// can still be committed.
+    pub(crate) fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.redeliver.clear();
+        let holds: Vec<HeldPartition> = inner
+            .tracks
+            .values_mut()
+            .filter_map(|t| {
+                t.flags.held_at.store(NOT_HELD, Ordering::SeqCst);
+                t.hold.take()
+            })
+            .collect();
+        drop(inner);
+        for hold in holds {
+            self.publish_hold(hold, false);
+        }
+        self.commit_wake.notify_one();
+        self.waker.wake();
     }
 
     /// Whether the subscription is closed (or dropped).
@@ -178,93 +675,403 @@ impl AckState {
         self.lock().closed
     }
 
-    /// Forgets a partition this member lost: its outstanding deliveries belong to the
-    /// new owner now, which starts after the last commit.
-    pub(crate) fn forget_partition(&self, partition: u32) {
-        let mut inner = self.lock();
-        inner.pending.remove(&partition);
-        if let Some(p) = inner.partitions.remove(&partition) {
-            inner.in_flight = inner.in_flight.saturating_sub(p.outstanding.len());
+    /// Where the acknowledgement of `ticket` stands.
+    pub(crate) fn committed(&self, ticket: &Ticket) -> Committed {
+        let inner = self.lock();
+        match inner.tracks.get(&ticket.partition()) {
+            Some(track) if track.owns(ticket) => {
+                if track.stored.is_some_and(|s| s >= ticket.offset()) {
+                    Committed::Covered
+                } else {
+                    Committed::Pending
+                }
+            }
+            _ => Committed::Gone,
         }
-        inner.redeliver.retain(|r| r.message.partition != partition);
-        drop(inner);
-        self.waker.wake();
     }
 
-    /// Drops queued redeliveries (the subscription is gone).
-    pub(crate) fn close(&self) {
+    /// The offsets to commit now: per partition, the floor where it passed the last
+    /// stored offset.
+    fn commit_points(&self) -> Vec<(u32, u64)> {
         let mut inner = self.lock();
-        inner.closed = true;
-        inner.redeliver.clear();
-        drop(inner);
-        self.commit_wake.notify_one();
-    }
-
-    /// The commit point of every partition that has one.
-    pub(crate) fn commit_points(&self) -> Vec<(u32, u64)> {
-        self.lock()
-            .partitions
-            .iter()
-            .filter_map(|(&p, acks)| acks.commit_point().map(|o| (p, o)))
+        inner
+            .tracks
+            .iter_mut()
+            .filter_map(|(&partition, track)| {
+                track.advance();
+                match track.floor {
+                    Some(floor) if track.stored.is_none_or(|s| floor > s) => {
+                        Some((partition, floor))
+                    }
+                    _ => None,
+                }
+            })
             .collect()
     }
+
+    fn record_stored(&self, partition: u32, offset: u64) {
+        if let Some(track) = self.lock().tracks.get_mut(&partition) {
+            track.stored = track.stored.max(Some(offset));
+        }
+    }
+
+    /// Enters the commit gate if no round is running.
+    fn try_enter(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.committing {
+            false
+        } else {
+            inner.committing = true;
+            true
+        }
+    }
+
+    /// Enters the commit gate if no round is running; otherwise asks the running round
+    /// to go once more, so that it sees everything settled before this call.
+    fn try_enter_or_ask(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.committing {
+            inner.again = true;
+            false
+        } else {
+            inner.committing = true;
+            true
+        }
+    }
+
+    /// Leaves the gate, unless another round was asked for meanwhile. What was settled
+    /// during the round is left to the background committer (woken here), so that a
+    /// caller's round ends even while deliveries keep being acknowledged.
+    fn try_leave(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.again {
+            inner.again = false;
+            return false;
+        }
+        inner.committing = false;
+        drop(inner);
+        if self.commit_requested.load(Ordering::SeqCst) {
+            self.commit_wake.notify_one();
+        }
+        self.round_done.notify_waiters();
+        true
+    }
+
+    /// Commits until nothing is left to commit, holding the gate. On an error the gate
+    /// is left and the error returned (the points stay for the next round).
+    async fn rounds(&self, consumer: &dyn GroupConsumer) -> Result<(), ConnectorError> {
+        let mut gate = Gate {
+            acks: self,
+            open: true,
+        };
+        loop {
+            self.commit_requested.store(false, Ordering::SeqCst);
+            for (partition, offset) in self.commit_points() {
+                match consumer.commit(partition, offset).await {
+                    Ok(()) => self.record_stored(partition, offset),
+                    Err(ConnectorError::Fenced { .. }) => self.forget_partition(partition),
+                    Err(error) => return Err(error),
+                }
+            }
+            if self.try_leave() {
+                gate.open = false;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a commit round now, waiting for a running one to end first: when it
+    /// returns `Ok`, everything settled before the call that can be committed is.
+    pub(crate) async fn commit_now(
+        &self,
+        consumer: &dyn GroupConsumer,
+    ) -> Result<(), ConnectorError> {
+        loop {
+            let mut ended = pin!(self.round_done.notified());
+            ended.as_mut().enable();
+            if self.try_enter() {
+                return self.rounds(consumer).await;
+            }
+            ended.await;
+        }
+    }
+
+    /// A round if none is running (the background committer: a running round wakes it
+    /// again when it leaves with something left to commit).
+    pub(crate) async fn commit_if_idle(
+        &self,
+        consumer: &dyn GroupConsumer,
+    ) -> Result<(), ConnectorError> {
+        if self.try_enter() {
+            self.rounds(consumer).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A round if none is running, or one more of the running round: what a dropped
+    /// subscription does (on the embedded connector a round completes within the
+    /// call, so nothing acknowledged waits for a task that may never run).
+    pub(crate) async fn commit_on_drop(
+        &self,
+        consumer: &dyn GroupConsumer,
+    ) -> Result<(), ConnectorError> {
+        if self.try_enter_or_ask() {
+            self.rounds(consumer).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Notified when a commit round ends.
+    pub(crate) fn round_done(&self) -> &Notify {
+        &self.round_done
+    }
+
+    /// Sets the held-partition gauge and the process-wide list [`held_in`] reads.
+    fn publish_hold(&self, hold: HeldPartition, held: bool) {
+        let partition = hold.partition.to_string();
+        Metrics::global().set(
+            metric_names::PARTITION_HELD,
+            &[
+                ("messaging_destination_name", &self.topic),
+                ("messaging_consumer_group_name", &self.group),
+                ("partition", &partition),
+            ],
+            u64::from(held),
+        );
+        let mut registry = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (self as *const Self as usize, hold.partition);
+        registry.retain(|entry| (entry.owner, entry.hold.partition) != key);
+        if held {
+            registry.push(HeldEntry {
+                owner: key.0,
+                topic: self.topic.clone(),
+                group: self.group.clone(),
+                hold,
+            });
+        }
+    }
+}
+
+/// Leaves the commit gate when a round ends early (an error, or a cancelled call).
+struct Gate<'a> {
+    acks: &'a AckState,
+    open: bool,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let mut inner = self.acks.lock();
+            inner.committing = false;
+            inner.again = false;
+            drop(inner);
+            self.acks.round_done.notify_waiters();
+        }
+    }
+}
+
+fn push_sorted(queue: &mut VecDeque<Redelivery>, entry: Redelivery) {
+    let at = queue.partition_point(|r| r.due <= entry.due);
+    queue.insert(at, entry);
+}
+
+#[derive(Debug)]
+struct HeldEntry {
+    /// The subscription's bookkeeping (its address), so that two members of a group
+    /// in one process keep their own entries.
+    owner: usize,
+    topic: String,
+    group: String,
+    hold: HeldPartition,
+}
+
+/// Every partition held by a subscription of this process, by topic and group.
+static HELD: Mutex<Vec<HeldEntry>> = Mutex::new(Vec::new());
+
+/// The partitions of `topic` that subscriptions of `group` in this process hold now.
+pub(crate) fn held_in(topic: &str, group: &str) -> Vec<HeldPartition> {
+    let mut held: Vec<HeldPartition> = HELD
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|entry| entry.topic == topic && entry.group == group)
+        .map(|entry| entry.hold.clone())
+        .collect();
+    held.sort_by_key(|h| h.partition);
+    held
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn commits_only_the_contiguous_acked_prefix() {
-        let acks = AckState::default();
-        for offset in 0..4 {
-            acks.delivered(0, offset);
-        }
-        assert_eq!(acks.settle(0, 1), None, "0 is still outstanding");
-        assert_eq!(acks.settle(0, 2), None);
-        assert_eq!(acks.settle(0, 0), Some(2));
-        assert_eq!(acks.settle(0, 3), Some(3));
-        assert_eq!(acks.settle(0, 3), None, "settling twice does nothing");
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[test]
-    fn partitions_are_independent() {
-        let acks = AckState::default();
-        acks.delivered(0, 10);
-        acks.delivered(1, 5);
-        assert_eq!(acks.settle(1, 5), Some(5));
-        assert_eq!(acks.in_flight(), 1);
-        let mut points = acks.commit_points();
-        points.sort_unstable();
-        assert_eq!(points, vec![(0, 9), (1, 5)]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn requeued_deliveries_hold_back_the_commit() {
-        let acks = AckState::default();
-        acks.delivered(0, 0);
-        acks.delivered(0, 1);
-        let message = ReceivedMessage {
-            partition: 0,
-            offset: 0,
-            id: 1,
+    fn message(partition: u32, offset: u64) -> ReceivedMessage {
+        ReceivedMessage {
+            partition,
+            offset,
+            id: u128::from(offset) + 1,
             timestamp: 0,
             origin_timestamp: 0,
             payload: bytes::Bytes::new(),
             headers: rustok_iggy_connector::Headers::new(),
-        };
-        acks.requeue(message, 2, Duration::from_millis(50));
-        assert_eq!(
-            acks.settle(0, 1),
-            None,
-            "offset 0 is waiting for redelivery"
+            malformed_headers: None,
+        }
+    }
+
+    fn admit(acks: &AckState, messages: &[(u32, u64)]) -> Vec<(ReceivedMessage, Ticket)> {
+        let mut out = VecDeque::new();
+        acks.admit(
+            messages.iter().map(|&(p, o)| message(p, o)).collect(),
+            &[0, 1, 2],
+            &mut out,
         );
+        for _ in 0..out.len() {
+            assert!(acks.try_take_slot(usize::MAX));
+        }
+        out.into_iter().collect()
+    }
+
+    fn points(acks: &AckState) -> Vec<(u32, u64)> {
+        let mut points = acks.commit_points();
+        points.sort_unstable();
+        points
+    }
+
+    #[test]
+    fn commits_only_the_contiguous_settled_prefix() {
+        let acks = AckState::new("t", "g");
+        let d = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
+        acks.settle(&d[1].1);
+        acks.settle(&d[2].1);
+        assert_eq!(points(&acks), vec![], "0 is still outstanding");
+        acks.settle(&d[0].1);
+        assert_eq!(points(&acks), vec![(0, 2)]);
+        acks.record_stored(0, 2);
+        assert_eq!(points(&acks), vec![]);
+        acks.settle(&d[3].1);
+        assert_eq!(points(&acks), vec![(0, 3)]);
+        assert_eq!(acks.in_flight(), 0);
+    }
+
+    #[test]
+    fn partitions_are_independent_and_resume_after_their_start() {
+        let acks = AckState::new("t", "g");
+        let d = admit(&acks, &[(0, 10), (1, 5), (1, 6)]);
+        acks.settle(&d[1].1);
+        assert_eq!(points(&acks), vec![(1, 5)]);
+        assert_eq!(acks.in_flight(), 2);
+    }
+
+    #[test]
+    fn copies_read_again_after_a_rebalance_are_not_admitted_twice() {
+        let acks = AckState::new("t", "g");
+        let first = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
+        // The connector restarts after the last commit (none): 0..=2 come again.
+        let again = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
+        assert_eq!(
+            again.iter().map(|(m, _)| m.offset).collect::<Vec<_>>(),
+            vec![3]
+        );
+        for (_, ticket) in first.iter().chain(&again) {
+            acks.settle(ticket);
+        }
+        assert_eq!(acks.in_flight(), 0, "every slot given back exactly once");
+        assert_eq!(points(&acks), vec![(0, 3)]);
+    }
+
+    #[test]
+    fn a_jump_means_another_member_handled_what_lies_before() {
+        let acks = AckState::new("t", "g");
+        let old = admit(&acks, &[(0, 0), (0, 1)]);
+        // The partition went away and came back; the other owner committed 9.
+        let new = admit(&acks, &[(0, 10)]);
+        assert_eq!(points(&acks), vec![(0, 9)]);
+        acks.settle(&new[0].1);
+        assert_eq!(points(&acks), vec![(0, 10)]);
+        for (_, ticket) in &old {
+            acks.settle(ticket);
+        }
+        assert_eq!(acks.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeued_deliveries_hold_back_the_commit() {
+        let acks = AckState::new("t", "g");
+        let mut d = admit(&acks, &[(0, 0), (0, 1)]);
+        let (m0, t0) = d.remove(0);
+        acks.requeue(m0, t0, 2, Duration::from_millis(50));
+        acks.settle(&d[0].1);
+        assert_eq!(points(&acks), vec![], "offset 0 waits for its redelivery");
         let now = Instant::now();
-        assert!(matches!(acks.take_due(now), Err(due) if due > now));
+        let work = acks.queue_work(None).unwrap();
+        assert!(work.due.is_none());
+        let due = work.next_due.unwrap();
+        assert!(due > now);
+        assert!(acks.queue_work(Some(due)).is_none(), "not due yet");
         tokio::time::advance(Duration::from_millis(50)).await;
-        let again = acks.take_due(Instant::now()).unwrap().unwrap();
+        let again = acks.queue_work(Some(due)).unwrap().due.unwrap();
         assert_eq!((again.message.offset, again.attempt), (0, 2));
-        assert_eq!(acks.settle(0, 0), Some(1));
+        assert!(acks.try_take_slot(10));
+        acks.settle(&again.ticket);
+        assert_eq!(points(&acks), vec![(0, 1)]);
+        assert_eq!(acks.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_held_partition_admits_nothing_after_it_until_the_hold_ends() {
+        let acks = AckState::new("t-held", "g");
+        let mut d = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
+        let (m1, t1) = d.remove(1);
+        acks.settle(&d[0].1);
+        acks.hold(m1, t1, 1, "newer schema version", Duration::ZERO);
+        assert!(d[1].1.is_superseded(), "2 is after the held offset");
+        assert_eq!(held_in("t-held", "g").len(), 1);
+        assert_eq!(acks.held_partitions()[0].offset, 1);
+        assert!(
+            admit(&acks, &[(0, 3)]).is_empty(),
+            "nothing after the hold is admitted"
+        );
+        assert_eq!(points(&acks), vec![(0, 0)]);
+        let held = acks.queue_work(None).unwrap().due.unwrap();
+        assert_eq!(held.message.offset, 1);
+        assert!(acks.try_take_slot(10));
+        // The application skips it: the hold ends and the partition is read again
+        // right after it.
+        acks.settle(&held.ticket);
+        assert!(held_in("t-held", "g").is_empty());
+        let work = acks.queue_work(None).unwrap();
+        assert_eq!(work.seeks, vec![(0, 2)]);
+        let again = admit(&acks, &[(0, 2), (0, 3)]);
+        assert_eq!(again.len(), 2);
+        for (_, ticket) in &again {
+            acks.settle(ticket);
+        }
+        acks.settle(&d[1].1);
+        assert_eq!(points(&acks), vec![(0, 3)]);
+        assert_eq!(acks.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_lost_partition_is_forgotten_but_its_slots_come_back() {
+        let acks = AckState::new("t", "g");
+        let d = admit(&acks, &[(0, 0), (1, 0)]);
+        acks.forget_partition(0);
+        assert!(d[0].1.is_superseded());
+        acks.settle(&d[0].1);
+        acks.settle(&d[1].1);
+        assert_eq!(points(&acks), vec![(1, 0)]);
+        assert_eq!(acks.in_flight(), 0);
+    }
+
+    #[test]
+    fn slots_are_a_hard_limit() {
+        let acks = AckState::new("t", "g");
+        assert!(acks.try_take_slot(2));
+        assert!(acks.try_take_slot(2));
+        assert!(!acks.try_take_slot(2));
+        acks.give_back_slot();
+        assert!(acks.try_take_slot(2));
     }
 }

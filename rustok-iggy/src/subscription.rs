@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Deref;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -19,12 +19,18 @@ use rustok_iggy_connector::{
 use tokio::time::{Instant, Sleep};
 use uuid::Uuid;
 
-use crate::acks::AckState;
+use crate::acks::{AckState, Committed, HeldPartition, Ticket, held_in};
+use crate::dead_letter::{DeadLetters, Failure};
 use crate::decode::{DecodedInfo, Decoder, decode_message};
-use crate::error::{DecodeError, Error};
+use crate::error::{DecodeError, DecodeFailure, Error};
 use crate::event::IggyEvent;
 use crate::metadata::EventMetadata;
+use crate::retry::Backoff;
+use crate::transport::Transport;
 use crate::upcast::Upcasters;
+
+/// Pause after a failed fetch: doubling from 10 ms up to 5 s, reset by a success.
+const FETCH_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
 
 /// Where and how a delivery arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +56,49 @@ pub struct DeliveryInfo {
     pub headers: Headers,
 }
 
+/// What happens to a [`DecodeError`] that is dropped without a decision (see
+/// [`DecodeError`] for the decisions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Undecided {
+    /// Its partition is held: the partition's commit stays before the event, later
+    /// events of the partition wait, and the event is delivered again after
+    /// [`SubscriptionOptions::redelivery_backoff`]. Nothing is lost and nothing
+    /// passes it; [`Subscription::held_partitions`] and the
+    /// `rustok_iggy_partition_held` gauge name the partition.
+    #[default]
+    Hold,
+    /// It counts as explicitly skipped: the commit may pass it. Never applies to a
+    /// [`DecodeFailure::NewerSchemaVersion`], which is always held: during a rolling
+    /// upgrade, the newer consumers that know the version take it over.
+    Skip,
+}
+
+/// Settings of a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnDrop {
-    /// A dropped delivery is delivered again at once.
-    Redeliver,
-    /// A dropped handle counts as handled.
-    Settle,
+pub struct SubscriptionOptions {
+    /// Most messages fetched from the broker at once.
+    pub batch_size: u32,
+    /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
+    /// or decided); at the limit the subscription hands out nothing more and stops
+    /// fetching until one is settled (backpressure). A hard limit.
+    pub max_in_flight: usize,
+    /// What a dropped, undecided decode error does (held by default).
+    pub undecided: Undecided,
+    /// Delay before a held event is delivered again: doubling from `initial` up to
+    /// `max` with each delivery (1 s up to 60 s by default).
+    pub redelivery_backoff: Backoff,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            max_in_flight: 1024,
+            undecided: Undecided::Hold,
+            redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
 }
 
 /// The metrics of a subscription, resolved once for its topic and group.
@@ -66,6 +109,8 @@ struct Labels {
     end_to_end: HistogramHandle,
     acked: Counter,
     nacked: Counter,
+    skipped: Counter,
+    errors: Counter,
 }
 
 impl Labels {
@@ -81,15 +126,38 @@ impl Labels {
             end_to_end: metrics.histogram_handle(metric_names::END_TO_END_LATENCY, &labels),
             acked: metrics.counter_handle(metric_names::ACKED, &labels),
             nacked: metrics.counter_handle(metric_names::NACKED, &labels),
+            skipped: metrics.counter_handle(metric_names::SKIPPED, &labels),
+            errors: metrics.counter_handle(metric_names::CONSUMER_ERRORS, &labels),
         }
     }
 }
 
-/// The acknowledgement side of one delivery.
+/// What a subscription shares with its deliveries and its committer.
+#[derive(Debug)]
+struct Core {
+    labels: Labels,
+    acks: AckState,
+    consumer: Arc<dyn GroupConsumer>,
+    redelivery_backoff: Backoff,
+}
+
+/// What a delivery dropped without a decision does.
+#[derive(Debug)]
+enum OnDrop {
+    /// Delivered again at once.
+    Redeliver,
+    /// Holds its partition (an undecided decode error), with the reason.
+    Hold(Box<str>),
+    /// Counts as skipped (an undecided decode error under [`Undecided::Skip`]).
+    Skip,
+}
+
+/// The acknowledgement side of one delivery: it settles exactly once (a decision, or
+/// its drop), giving back its in-flight slot.
 struct AckHandle {
-    labels: Arc<Labels>,
-    acks: Arc<AckState>,
+    core: Arc<Core>,
     message: Option<ReceivedMessage>,
+    ticket: Ticket,
     attempt: u32,
     on_drop: OnDrop,
 }
@@ -104,38 +172,74 @@ impl fmt::Debug for AckHandle {
 }
 
 impl AckHandle {
-    async fn ack(mut self) -> Result<(), Error> {
-        let Some(message) = self.message.take() else {
-            return Ok(());
-        };
-        self.labels.acked.add(1);
-        if let Some(offset) = self.acks.settle(message.partition, message.offset) {
-            self.acks.request_commit(message.partition, offset);
+    /// Settles the delivery (handled, skipped or dead-lettered), counting it in
+    /// `counter`.
+    fn settle(&mut self, counter: fn(&Labels) -> &Counter) {
+        if self.message.take().is_some() {
+            counter(&self.core.labels).add(1);
+            self.core.acks.settle(&self.ticket);
         }
-        Ok(())
     }
 
-    fn nack(mut self, delay: Duration) {
+    fn nack(&mut self, delay: Duration) {
         if let Some(message) = self.message.take() {
-            self.labels.nacked.add(1);
-            self.acks.requeue(message, self.attempt + 1, delay);
+            self.core.labels.nacked.add(1);
+            self.core
+                .acks
+                .requeue(message, self.ticket.clone(), self.attempt + 1, delay);
         }
+    }
+
+    fn hold(&mut self, reason: &str) {
+        if let Some(message) = self.message.take() {
+            let delay = self.core.redelivery_backoff.delay(self.attempt);
+            self.core.acks.hold(
+                message,
+                self.ticket.clone(),
+                self.attempt + 1,
+                reason,
+                delay,
+            );
+        }
+    }
+
+    /// Settles, then waits until the group's committed offset covers the delivery.
+    async fn settle_and_commit(mut self) -> Result<(), Error> {
+        self.settle(|l| &l.acked);
+        let core = Arc::clone(&self.core);
+        let ticket = self.ticket.clone();
+        drop(self);
+        loop {
+            core.acks.commit_now(core.consumer.as_ref()).await?;
+            let mut ended = pin!(core.acks.round_done().notified());
+            ended.as_mut().enable();
+            match core.acks.committed(&ticket) {
+                Committed::Covered => return Ok(()),
+                Committed::Gone => {
+                    return Err(Error::Connector(ConnectorError::Fenced {
+                        group: core.acks.group().to_owned(),
+                        partition: ticket.partition(),
+                        generation: core.consumer.assignment().generation,
+                    }));
+                }
+                // An earlier delivery of the partition is outstanding: wait for the
+                // next commit round (it follows the next settlement).
+                Committed::Pending => ended.await,
+            }
+        }
+    }
+
+    fn is_superseded(&self) -> bool {
+        self.ticket.is_superseded()
     }
 }
 
 impl Drop for AckHandle {
     fn drop(&mut self) {
-        if let Some(message) = self.message.take() {
-            match self.on_drop {
-                OnDrop::Redeliver => self.acks.requeue(message, self.attempt + 1, Duration::ZERO),
-                // The commit point moves on; the next commit (or the subscription's
-                // close) stores it.
-                OnDrop::Settle => {
-                    if let Some(offset) = self.acks.settle(message.partition, message.offset) {
-                        self.acks.request_commit(message.partition, offset);
-                    }
-                }
-            }
+        match std::mem::replace(&mut self.on_drop, OnDrop::Redeliver) {
+            OnDrop::Redeliver => self.nack(Duration::ZERO),
+            OnDrop::Hold(reason) => self.hold(&reason),
+            OnDrop::Skip => self.settle(|l| &l.skipped),
         }
     }
 }
@@ -177,24 +281,52 @@ impl<E> Delivery<E> {
         &self.event
     }
 
-    /// Acknowledges the delivery: the group's committed offset for its partition moves
-    /// past it as soon as every earlier delivery of that partition is acknowledged too.
+    /// Acknowledges the delivery: it counts as handled, and the group's committed
+    /// offset for its partition may move past it as soon as every earlier delivery of
+    /// that partition is settled too.
     ///
-    /// The commit itself is made right after, in the background, one at a time per
-    /// subscription: acknowledgements that arrive while a commit is in flight are
-    /// covered by the next one. [`Subscription::commit`] waits until every
-    /// acknowledgement is committed; [`Subscription::close`] does that too. If the
-    /// partition was reassigned to another member meanwhile, its commit is refused
-    /// and that member receives the event again (at-least-once).
-    pub async fn ack(self) -> Result<(), Error> {
-        self.handle.ack().await
+    /// When the ack becomes a commit: right after, in the background, one commit at a
+    /// time per subscription (acknowledgements that arrive while a commit is in flight
+    /// are covered by the next one). Until then a crash delivers the event again
+    /// (at-least-once). To wait for the commit, use [`Delivery::ack_and_commit`],
+    /// [`Subscription::commit`] or [`Subscription::close`]. Dropping the subscription
+    /// stores what was acknowledged before it returns on the embedded connector; on
+    /// the remote connector it only starts those commits in the background, so a
+    /// process that exits right after may see the event again: call
+    /// [`Subscription::close`] (or `ack_and_commit`) before exiting. If the partition
+    /// was reassigned to another member meanwhile, the commit is refused and that
+    /// member receives the event again.
+    pub async fn ack(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.acked);
+        Ok(())
+    }
+
+    /// Acknowledges the delivery and returns once the group's committed offset covers
+    /// it (stored by the broker): after this, a crash does not deliver it again.
+    ///
+    /// The commit covers a partition's contiguous acknowledged prefix, so this also
+    /// waits for the earlier deliveries of the partition to be settled: do not call it
+    /// while holding an earlier delivery of the same partition in the same task.
+    /// Fails with [`ConnectorError::Fenced`] when the partition went to another member
+    /// first (which receives the event again), or with the commit's error (the commit
+    /// is retried in the background).
+    pub async fn ack_and_commit(self) -> Result<(), Error> {
+        let Self { handle, .. } = self;
+        handle.settle_and_commit().await
     }
 
     /// Asks for the event again after `delay` (attempt + 1). The partition's commit
     /// waits for it; other events keep flowing, so a nacked event may come back
     /// after later ones.
-    pub fn nack(self, delay: Duration) {
+    pub fn nack(mut self, delay: Duration) {
         self.handle.nack(delay);
+    }
+
+    /// Whether the delivery left this subscription's flow: its partition went to
+    /// another member, or is held at an earlier offset. Handling it is harmless (at
+    /// least once) but wasted: drop it, it is delivered again where it belongs.
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.handle.is_superseded()
     }
 
     /// Splits the delivery into the event, its info and the raw delivery that still
@@ -227,33 +359,71 @@ impl RawDelivery {
         self.handle.attempt
     }
 
-    /// Acknowledges it (see [`Delivery::ack`]).
-    pub async fn ack(self) -> Result<(), Error> {
-        self.handle.ack().await
+    /// Acknowledges it: it counts as handled (see [`Delivery::ack`]).
+    pub async fn ack(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.acked);
+        Ok(())
+    }
+
+    /// Acknowledges it and waits for the commit (see [`Delivery::ack_and_commit`]).
+    pub async fn ack_and_commit(self) -> Result<(), Error> {
+        self.handle.settle_and_commit().await
     }
 
     /// Asks for it again after `delay` (see [`Delivery::nack`]).
-    pub fn nack(self, delay: Duration) {
+    pub fn nack(mut self, delay: Duration) {
         self.handle.nack(delay);
     }
-}
 
-/// Settings of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscriptionOptions {
-    /// Most messages fetched from the broker at once.
-    pub batch_size: u32,
-    /// Most deliveries handed out and not yet acknowledged; past it the subscription
-    /// stops fetching until some are acknowledged (backpressure).
-    pub max_in_flight: usize,
-}
+    /// Settles it as explicitly skipped.
+    pub(crate) fn skip(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.skipped);
+        Ok(())
+    }
 
-impl Default for SubscriptionOptions {
-    fn default() -> Self {
-        Self {
-            batch_size: 256,
-            max_in_flight: 1024,
+    /// Holds its partition (see [`Undecided::Hold`]).
+    pub(crate) fn hold(mut self) {
+        let reason = match &self.handle.on_drop {
+            OnDrop::Hold(reason) => reason.to_string(),
+            _ => "held by the application".to_owned(),
+        };
+        self.handle.hold(&reason);
+    }
+
+    /// Writes it to the dead-letter topic with `reason`, then settles it; on a failed
+    /// write it is held (delivered again later, never committed past).
+    pub(crate) async fn dead_letter(
+        mut self,
+        dead_letters: &DeadLetters,
+        reason: String,
+    ) -> Result<(), Error> {
+        let Some(message) = self.handle.message.as_ref() else {
+            return Ok(());
+        };
+        let core = Arc::clone(&self.handle.core);
+        let written = dead_letters
+            .write(Failure {
+                message,
+                group: core.acks.group(),
+                error: reason.clone(),
+                attempts: self.handle.attempt,
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                self.handle.settle(|l| &l.acked);
+                Ok(())
+            }
+            Err(error) => {
+                self.handle.hold(&reason);
+                Err(error)
+            }
         }
+    }
+
+    /// Whether it left this subscription's flow (see [`Delivery`]).
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.handle.is_superseded()
     }
 }
 
@@ -261,24 +431,31 @@ type Fetch = BoxFuture<'static, Result<Vec<ReceivedMessage>, ConnectorError>>;
 
 /// A consumer-group subscription: a [`Stream`] of [`Delivery`] items.
 ///
-/// Delivery is **at-least-once**. A partition's committed offset only moves past
-/// events that were acknowledged, and only over the contiguous acknowledged prefix.
-/// After a crash or a restart, or when the group rebalances, everything after the
-/// last commit is delivered again; handlers should be idempotent by
-/// [`DeliveryInfo::event_id`]. Within a partition (so for one key) events arrive in
-/// publish order.
+/// Delivery is **at-least-once**. A partition's committed offset moves past an event
+/// only when the event was acknowledged, explicitly skipped or dead-lettered, and only
+/// over the contiguous settled prefix. After a crash or a restart, or when the group
+/// rebalances, everything after the last commit is delivered again; handlers should
+/// be idempotent by [`DeliveryInfo::event_id`]. Within a partition (so for one key)
+/// events arrive in publish order.
 ///
 /// A message that cannot be decoded is an `Err(Error::Decode(..))` item naming its
-/// offset and the cause; the stream goes on after it.
+/// offset and the cause, with a decision to make (see [`DecodeError`]); the stream
+/// goes on after it. A failed fetch is an `Err(Error::Connector(..))` item; the
+/// subscription tries again after a backoff (10 ms doubling up to 5 s), so a caller
+/// that logs the error and goes on rides out a disconnection.
 pub struct Subscription<E> {
+    core: Arc<Core>,
     topic: String,
-    labels: Arc<Labels>,
-    consumer: Arc<dyn GroupConsumer>,
-    acks: Arc<AckState>,
-    buffer: VecDeque<ReceivedMessage>,
+    buffer: VecDeque<(ReceivedMessage, Ticket)>,
     fetch: Option<Fetch>,
+    /// Wakes the subscription when the next redelivery is due.
     timer: Option<Pin<Box<Sleep>>>,
+    next_due: Option<Instant>,
+    /// The pause after a failed fetch.
+    retry: Option<Pin<Box<Sleep>>>,
+    failures: u32,
     generation: u64,
+    owned: Vec<u32>,
     options: SubscriptionOptions,
     decoder: Decoder<E>,
 }
@@ -287,9 +464,9 @@ impl<E> fmt::Debug for Subscription<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("topic", &self.topic)
-            .field("group", self.consumer.group())
+            .field("group", self.core.consumer.group())
             .field("buffered", &self.buffer.len())
-            .field("in_flight", &self.acks.in_flight())
+            .field("in_flight", &self.core.acks.in_flight())
             .finish()
     }
 }
@@ -306,6 +483,48 @@ impl<E: IggyEvent> Subscription<E> {
     }
 }
 
+impl<E> Subscription<E> {
+    /// The partitions this member owns now.
+    pub fn assignment(&self) -> Vec<u32> {
+        self.core.consumer.assignment().partitions
+    }
+
+    /// The partitions this subscription holds now (see [`Undecided::Hold`]): each
+    /// one's commit waits at its held event until a decision settles it, or until the
+    /// partition goes to another member (a consumer that knows a newer schema version,
+    /// during a rolling upgrade). The `rustok_iggy_partition_held` gauge says the same.
+    pub fn held_partitions(&self) -> Vec<HeldPartition> {
+        self.core.acks.held_partitions()
+    }
+
+    /// Deliveries handed out and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.core.acks.in_flight()
+    }
+
+    /// Waits until every acknowledgement made so far is committed (stored by the
+    /// broker). Returns the commit's error, if one fails (it is retried later).
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.core
+            .acks
+            .commit_now(self.core.consumer.as_ref())
+            .await?;
+        Ok(())
+    }
+
+    /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
+    /// are delivered again to the remaining members. What is acknowledged after this
+    /// is not committed. The way to end a subscription on the remote connector.
+    pub async fn close(self) -> Result<(), Error> {
+        self.core.acks.close();
+        let committed = self.core.acks.commit_now(self.core.consumer.as_ref()).await;
+        let left = self.core.consumer.leave().await;
+        committed?;
+        left?;
+        Ok(())
+    }
+}
+
 impl<E: Send + 'static> Subscription<E> {
     pub(crate) fn with_decoder(
         topic: String,
@@ -313,67 +532,59 @@ impl<E: Send + 'static> Subscription<E> {
         options: SubscriptionOptions,
         decoder: Decoder<E>,
     ) -> Self {
-        let acks = Arc::new(AckState::default());
-        tokio::spawn(commit_in_background(
-            Arc::clone(&acks),
-            Arc::clone(&consumer),
-        ));
-        Self {
-            labels: Arc::new(Labels::new(&topic, consumer.group().as_str())),
-            topic,
-            generation: consumer.assignment().generation,
+        let group = consumer.group().as_str().to_owned();
+        let assignment = consumer.assignment();
+        let core = Arc::new(Core {
+            labels: Labels::new(&topic, &group),
+            acks: AckState::new(&topic, &group),
             consumer,
-            acks,
+            redelivery_backoff: options.redelivery_backoff,
+        });
+        tokio::spawn(commit_in_background(Arc::clone(&core)));
+        Self {
+            core,
+            topic,
             buffer: VecDeque::new(),
             fetch: None,
             timer: None,
+            next_due: None,
+            retry: None,
+            failures: 0,
+            generation: assignment.generation,
+            owned: assignment.partitions,
             options,
             decoder,
         }
     }
 
-    /// The partitions this member owns now.
-    pub fn assignment(&self) -> Vec<u32> {
-        self.consumer.assignment().partitions
-    }
-
-    /// Waits until every acknowledgement made so far is committed.
-    pub async fn commit(&self) -> Result<(), Error> {
-        self.acks.commit_pending(self.consumer.as_ref()).await?;
-        Ok(())
-    }
-
-    /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
-    /// are delivered again to the remaining members.
-    pub async fn close(self) -> Result<(), Error> {
-        self.acks.close();
-        let owned = self.consumer.assignment().partitions;
-        for (partition, offset) in self.acks.commit_points() {
-            if owned.contains(&partition) {
-                self.acks.request_commit(partition, offset);
-            }
-        }
-        self.acks.commit_pending(self.consumer.as_ref()).await?;
-        self.consumer.leave().await?;
-        Ok(())
-    }
-
-    fn handle(&self, message: ReceivedMessage, attempt: u32, on_drop: OnDrop) -> AckHandle {
+    fn handle(
+        &self,
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+        on_drop: OnDrop,
+    ) -> AckHandle {
         AckHandle {
-            labels: Arc::clone(&self.labels),
-            acks: Arc::clone(&self.acks),
+            core: Arc::clone(&self.core),
             message: Some(message),
+            ticket,
             attempt,
             on_drop,
         }
     }
 
-    fn deliver(&self, message: ReceivedMessage, attempt: u32) -> Result<Delivery<E>, Error> {
-        self.labels.consumed.add(1);
-        self.labels.consumed_bytes.add(message.payload.len() as u64);
+    fn deliver(
+        &self,
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+    ) -> Result<Delivery<E>, Error> {
+        let labels = &self.core.labels;
+        labels.consumed.add(1);
+        labels.consumed_bytes.add(message.payload.len() as u64);
         if attempt == 1 {
             let age = now_micros().saturating_sub(message.timestamp);
-            self.labels.end_to_end.observe(Duration::from_micros(age));
+            labels.end_to_end.observe(Duration::from_micros(age));
         }
         match (self.decoder)(&message) {
             Ok((event, decoded)) => {
@@ -395,35 +606,54 @@ impl<E: Send + 'static> Subscription<E> {
                 Ok(Delivery {
                     event,
                     info,
-                    handle: self.handle(message, attempt, OnDrop::Redeliver),
+                    handle: self.handle(message, ticket, attempt, OnDrop::Redeliver),
                 })
             }
-            Err((failure, event_type)) => Err(Error::Decode(Box::new(DecodeError {
-                topic: self.topic.clone(),
-                partition: message.partition,
-                offset: message.offset,
-                event_type,
-                failure,
-                delivery: Some(RawDelivery {
-                    handle: self.handle(message, attempt, OnDrop::Settle),
-                }),
-            }))),
+            Err((failure, event_type)) => {
+                let newer = matches!(failure, DecodeFailure::NewerSchemaVersion { .. });
+                let on_drop = if newer || self.options.undecided == Undecided::Hold {
+                    OnDrop::Hold(failure.to_string().into_boxed_str())
+                } else {
+                    OnDrop::Skip
+                };
+                Err(Error::Decode(Box::new(DecodeError {
+                    topic: self.topic.clone(),
+                    partition: message.partition,
+                    offset: message.offset,
+                    event_type,
+                    failure,
+                    delivery: Some(RawDelivery {
+                        handle: self.handle(message, ticket, attempt, on_drop),
+                    }),
+                })))
+            }
         }
     }
 
     /// Forgets partitions this member no longer owns after a rebalance.
     fn check_assignment(&mut self) {
-        let assignment = self.consumer.assignment();
-        if assignment.generation == self.generation {
+        let assignment = self.core.consumer.assignment();
+        if assignment.generation == self.generation && assignment.partitions == self.owned {
             return;
         }
         self.generation = assignment.generation;
-        let owned = assignment.partitions;
-        self.buffer.retain(|m| owned.contains(&m.partition));
-        for partition in self.acks.commit_points().into_iter().map(|(p, _)| p) {
+        self.owned = assignment.partitions;
+        let owned = &self.owned;
+        self.buffer.retain(|(m, _)| owned.contains(&m.partition));
+        for partition in self.core.acks.tracked_partitions() {
             if !owned.contains(&partition) {
-                self.acks.forget_partition(partition);
+                self.core.acks.forget_partition(partition);
             }
+        }
+    }
+
+    /// Makes the connector read partitions again from an offset (a hold ended), and
+    /// drops what was buffered of them from there on.
+    fn seek(&mut self, seeks: Vec<(u32, u64)>) {
+        for (partition, offset) in seeks {
+            self.core.consumer.seek(partition, offset);
+            self.buffer
+                .retain(|(m, _)| m.partition != partition || m.offset < offset);
         }
     }
 }
@@ -433,44 +663,77 @@ impl<E: Send + 'static> Stream for Subscription<E> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.acks.waker.register(cx.waker());
+        let max = this.options.max_in_flight.max(1);
+        this.core.acks.waker.register(cx.waker());
         loop {
-            // Due redeliveries first: they are the oldest outstanding events.
-            match this.acks.take_due(Instant::now()) {
-                Ok(Some(redelivery)) => {
-                    this.timer = None;
-                    return Poll::Ready(Some(this.deliver(redelivery.message, redelivery.attempt)));
+            // Seeks and due redeliveries: the lock is taken only when something was
+            // queued or the next redelivery is due.
+            let mut due = None;
+            if let Some(work) = this.core.acks.queue_work(this.next_due) {
+                this.next_due = work.next_due;
+                if !work.seeks.is_empty() {
+                    this.seek(work.seeks);
                 }
-                Ok(None) => this.timer = None,
-                Err(due) => {
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-                    if timer.deadline() != due {
-                        timer.as_mut().reset(due);
+                due = work.due;
+            }
+            if due.is_some() || !this.buffer.is_empty() {
+                if !this.core.acks.try_take_slot(max) {
+                    if let Some(redelivery) = due {
+                        this.core.acks.put_back(redelivery);
                     }
-                    if timer.as_mut().poll(cx).is_ready() {
-                        continue;
+                    return Poll::Pending;
+                }
+                // Due redeliveries first: they are the oldest outstanding events.
+                if let Some(redelivery) = due {
+                    return Poll::Ready(Some(this.deliver(
+                        redelivery.message,
+                        redelivery.ticket,
+                        redelivery.attempt,
+                    )));
+                }
+                while let Some((message, ticket)) = this.buffer.pop_front() {
+                    if !ticket.is_superseded() {
+                        return Poll::Ready(Some(this.deliver(message, ticket, 1)));
                     }
+                }
+                this.core.acks.return_unused_slot();
+                continue;
+            }
+            if let Some(due) = this.next_due {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.deadline() != due {
+                    timer.as_mut().reset(due);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    continue;
                 }
             }
-            if let Some(message) = this.buffer.pop_front() {
-                this.acks.delivered(message.partition, message.offset);
-                return Poll::Ready(Some(this.deliver(message, 1)));
+            if let Some(retry) = this.retry.as_mut() {
+                if retry.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.retry = None;
             }
-            if this.acks.in_flight() >= this.options.max_in_flight {
+            let room = this.core.acks.room(max);
+            if room == 0 {
                 return Poll::Pending;
             }
-            let batch = this.options.batch_size.max(1);
+            let batch = (this.options.batch_size.max(1) as usize).min(room);
             let fetch = this.fetch.get_or_insert_with(|| {
-                let consumer = Arc::clone(&this.consumer);
+                let consumer = Arc::clone(&this.core.consumer);
+                let batch = u32::try_from(batch).unwrap_or(u32::MAX);
                 Box::pin(async move { consumer.poll(batch).await })
             });
             match fetch.as_mut().poll(cx) {
                 Poll::Ready(Ok(messages)) => {
                     this.fetch = None;
-                    this.buffer.extend(messages);
+                    this.failures = 0;
                     this.check_assignment();
+                    this.core
+                        .acks
+                        .admit(messages, &this.owned, &mut this.buffer);
                 }
                 Poll::Ready(Err(ConnectorError::ShuttingDown)) => {
                     this.fetch = None;
@@ -478,6 +741,11 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 Poll::Ready(Err(e)) => {
                     this.fetch = None;
+                    this.failures += 1;
+                    this.core.labels.errors.add(1);
+                    this.check_assignment();
+                    let pause = FETCH_RETRY.delay(this.failures);
+                    this.retry = Some(Box::pin(tokio::time::sleep(pause)));
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Pending => return Poll::Pending,
@@ -487,23 +755,60 @@ impl<E: Send + 'static> Stream for Subscription<E> {
 }
 
 /// Stores acknowledged offsets as they come, coalescing those that arrive while a
-/// commit is in flight, until the subscription is closed or dropped.
-async fn commit_in_background(acks: Arc<AckState>, consumer: Arc<dyn GroupConsumer>) {
+/// commit is in flight, until the subscription is closed or dropped. A failed commit
+/// is tried again after a backoff (10 ms doubling up to 5 s).
+async fn commit_in_background(core: Arc<Core>) {
+    let mut failures = 0u32;
     loop {
-        acks.commit_wake.notified().await;
-        let closed = acks.is_closed();
-        if let Err(e) = acks.commit_pending(consumer.as_ref()).await {
-            tracing::warn!(group = %consumer.group(), error = %e, "commit failed; retried with the next acknowledgement");
-        }
-        if closed {
+        if core.acks.is_closed() {
             return;
+        }
+        core.acks.commit_wake.notified().await;
+        match core.acks.commit_if_idle(core.consumer.as_ref()).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                core.labels.errors.add(1);
+                let pause = FETCH_RETRY.delay(failures);
+                tracing::warn!(group = %core.consumer.group(), error = %e, ?pause, "commit failed; retried after the pause");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = core.acks.commit_wake.notified() => {}
+                }
+                core.acks.commit_wake.notify_one();
+            }
         }
     }
 }
 
 impl<E> Drop for Subscription<E> {
+    /// Stops redeliveries and stores what was acknowledged. On the embedded connector
+    /// the commits complete before `drop` returns (a commit there is a local write);
+    /// on the remote connector they continue in the background (a process that exits
+    /// right after may lose them: close the subscription instead).
     fn drop(&mut self) {
-        self.acks.close();
+        self.core.acks.close();
+        let core = Arc::clone(&self.core);
+        let mut flush: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Err(error) = core.acks.commit_on_drop(core.consumer.as_ref()).await {
+                tracing::warn!(group = %core.consumer.group(), %error, "commit at drop failed; what it covered is delivered again");
+            }
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        if flush.as_mut().poll(&mut cx).is_pending()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(flush);
+        }
+    }
+}
+
+impl<E: IggyEvent> Transport<E> {
+    /// The partitions of this transport's topic that subscriptions of `group` in this
+    /// process hold now (see [`Subscription::held_partitions`]), the handler runner's
+    /// included.
+    pub fn held_partitions(&self, group: &str) -> Vec<HeldPartition> {
+        held_in(self.topic().as_str(), group)
     }
 }
 
@@ -512,8 +817,8 @@ impl<E> Drop for Subscription<E> {
 /// Each event is acknowledged when the next one is asked for, so an event is
 /// committed only after the application came back from handling it: at-least-once,
 /// like [`Subscription`]. The last event taken before the stream is dropped is
-/// delivered again after a restart. Decode failures are error items (and count as
-/// handled once surfaced).
+/// delivered again after a restart. A decode failure is an error item carrying its
+/// decision (see [`DecodeError`]); dropped, it holds its partition.
 pub struct Events<E> {
     inner: BoxStream<'static, Result<E, Error>>,
 }

@@ -2,6 +2,7 @@
 
 pub mod conformance;
 pub mod faults;
+pub mod faulty;
 pub mod wire;
 
 use std::future::Future;
