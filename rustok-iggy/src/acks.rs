@@ -769,7 +769,10 @@ impl AckState {
             for (partition, offset) in self.commit_points() {
                 match consumer.commit(partition, offset).await {
                     Ok(()) => self.record_stored(partition, offset),
-                    Err(ConnectorError::Fenced { .. }) => self.forget_partition(partition),
+                    // The partition went to another member: the subscription forgets
+                    // it when it sees the new assignment (the connector then reads
+                    // it again after its last commit, should it come back).
+                    Err(ConnectorError::Fenced { .. }) => {}
                     Err(error) => return Err(error),
                 }
             }

@@ -213,9 +213,17 @@ impl AckHandle {
             core.acks.commit_now(core.consumer.as_ref()).await?;
             let mut ended = pin!(core.acks.round_done().notified());
             ended.as_mut().enable();
+            let lost = || {
+                !core
+                    .consumer
+                    .assignment()
+                    .partitions
+                    .contains(&ticket.partition())
+            };
             match core.acks.committed(&ticket) {
                 Committed::Covered => return Ok(()),
-                Committed::Gone => {
+                // The partition went to another member, which delivers it again.
+                state if state == Committed::Gone || lost() => {
                     return Err(Error::Connector(ConnectorError::Fenced {
                         group: core.acks.group().to_owned(),
                         partition: ticket.partition(),
@@ -224,7 +232,7 @@ impl AckHandle {
                 }
                 // An earlier delivery of the partition is outstanding: wait for the
                 // next commit round (it follows the next settlement).
-                Committed::Pending => ended.await,
+                _ => ended.await,
             }
         }
     }
