@@ -3,24 +3,23 @@
 //! around it in its partition and the other partitions keep flowing, through a
 //! subscription and through the handler runner, on both connectors.
 //!
-//! The damaged record is made on disk: a message's first header key kind is set to
-//! the reserved kind 0 and both checksums are sealed again, so recovery keeps it as a
-//! valid record.
+//! The damaged record is written through the storage engine (`rustok-iggy-storage`)
+//! while the broker is closed: a valid record whose message carries user-header bytes
+//! that do not decode.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
-use iggy_binary_protocol::batch::{
-    BATCH_HEADER_SIZE, BATCH_MESSAGE_HEADER_SIZE, BatchHeader, calculate_batch_checksum,
-};
 use rustok_iggy::prelude::*;
 use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, Error, IggyConnector};
 use rustok_iggy_connector::{
     ConnectorConfig, EmbeddedConnector, Headers, OutgoingMessage, PublishRequest, StreamName,
     TopicName,
 };
+use rustok_iggy_storage::record::RecordBuilder;
+use rustok_iggy_storage::{Durability, LogConfig, PartitionLog};
 use serde::{Deserialize, Serialize};
 use tests::conformance::{open_remote, remote_config};
 use tests::wire::{PASSWORD, USERNAME};
@@ -57,57 +56,17 @@ async fn publish(connector: &dyn IggyConnector, partition: u32, n: u64) -> u64 {
     .base_offset
 }
 
-/// Seals a message frame (XXH3-64 of everything after the checksum field) and the
-/// batch (over the frame checksums) again.
-fn reseal(record: &mut [u8]) {
-    let mut header = BatchHeader::decode(record).unwrap();
-    let frame_start = BATCH_HEADER_SIZE;
-    let checksum = twox_hash::XxHash3_64::oneshot(&record[frame_start + 8..]);
-    record[frame_start..frame_start + 8].copy_from_slice(&checksum.to_le_bytes());
-    header.batch_checksum = calculate_batch_checksum(&header, &record[BATCH_HEADER_SIZE..]);
-    header.encode_into(&mut record[..BATCH_HEADER_SIZE]);
-}
-
-/// Damages the user headers of the one-message record at `offset` of `partition`.
-fn damage_headers(data: &Path, partition: u32, offset: u64) {
-    let dir = data.join(format!("streams/0/topics/0/partitions/{partition}"));
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "log") {
-            continue;
-        }
-        let mut bytes = std::fs::read(&path).unwrap();
-        let mut position = 0;
-        while position + BATCH_HEADER_SIZE <= bytes.len() {
-            let header = BatchHeader::decode(&bytes[position..]).unwrap();
-            let end = position + header.total_size();
-            if header.base_offset == offset {
-                assert_eq!(header.message_count, 1);
-                let record = &mut bytes[position..end];
-                let frame = BATCH_HEADER_SIZE;
-                let payload_len =
-                    u32::from_le_bytes(record[frame + 36..frame + 40].try_into().unwrap()) as usize;
-                let headers_at = frame + BATCH_MESSAGE_HEADER_SIZE + payload_len;
-                assert_eq!(record[headers_at], 2, "the first header key is text");
-                record[headers_at] = 0;
-                reseal(record);
-                std::fs::write(&path, &bytes).unwrap();
-                return;
-            }
-            position = end;
-        }
-    }
-    panic!("no record at offset {offset} of partition {partition}");
-}
-
-/// A data directory with jobs 0, 1, 2 in partition 0 (1 damaged) and 10, 11 in 1.
+/// A data directory with jobs 0, 1, 2 in partition 0 and 10, 11 in partition 1, job 1
+/// stored with user headers that do not decode: written through the storage engine
+/// while the broker is closed, as an older broker (or another client through a
+/// server that let it pass) would have left it.
 async fn damaged_data_dir(data: &Path) {
-    let connector = EmbeddedConnector::new();
-    connector
-        .connect(&ConnectorConfig::embedded(data))
-        .await
-        .unwrap();
-    let connector: Arc<dyn IggyConnector> = Arc::new(connector);
+    let config = ConnectorConfig::embedded(data);
+    let connector: Arc<dyn IggyConnector> = {
+        let connector = EmbeddedConnector::new();
+        connector.connect(&config).await.unwrap();
+        Arc::new(connector)
+    };
     Transport::<Job>::new(
         Arc::clone(&connector),
         TransportOptions {
@@ -117,14 +76,49 @@ async fn damaged_data_dir(data: &Path) {
     )
     .await
     .unwrap();
-    for n in 0..3 {
-        assert_eq!(publish(connector.as_ref(), 0, n).await, n);
+    assert_eq!(publish(connector.as_ref(), 0, 0).await, 0);
+    connector.shutdown().await.unwrap();
+
+    {
+        let mut log = PartitionLog::open(
+            &data.join("streams/0/topics/0/partitions/0"),
+            LogConfig {
+                partition_id: 0,
+                segment_size_bytes: config.embedded.segment_size_bytes,
+                durability: Durability::EveryBatch,
+            },
+        )
+        .unwrap();
+        let payload = postcard::to_allocvec(&Job {
+            key: "k".into(),
+            n: 1,
+        })
+        .unwrap();
+        let mut builder = RecordBuilder::new();
+        // A header whose key kind is 0 (reserved), cut short.
+        builder.push(
+            uuid::Uuid::new_v4().as_u128(),
+            &payload,
+            &[0, 9, 0, 0, 0, b'k'],
+        );
+        let mut record = builder.finish(rustok_iggy_connector::now_micros());
+        assert_eq!(
+            log.append(&mut record, rustok_iggy_connector::now_micros())
+                .unwrap(),
+            1
+        );
     }
+
+    let connector: Arc<dyn IggyConnector> = {
+        let connector = EmbeddedConnector::new();
+        connector.connect(&config).await.unwrap();
+        Arc::new(connector)
+    };
+    assert_eq!(publish(connector.as_ref(), 0, 2).await, 2);
     for n in 10..12 {
         publish(connector.as_ref(), 1, n).await;
     }
     connector.shutdown().await.unwrap();
-    damage_headers(data, 0, 1);
 }
 
 /// The broker over the damaged directory, and the connector the consumer uses
