@@ -125,6 +125,14 @@ async fn letters(jobs: &Transport<Job>) -> Vec<DeadLetter> {
 
 type Handled = Arc<Mutex<BTreeSet<(u32, u64)>>>;
 
+/// Records a handled delivery.
+fn note(handled: &Handled, info: &rustok_iggy::DeliveryInfo) {
+    handled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((info.partition, info.offset));
+}
+
 fn handled_set(handled: &Handled) -> BTreeSet<(u32, u64)> {
     handled
         .lock()
@@ -222,11 +230,7 @@ async fn stop_with_a_queued_undecodable_event(mut h: Harness, options: ConsumeOp
                         entered.notify_one();
                         release.notified().await;
                     }
-                    let info = event.info();
-                    handled
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert((info.partition, info.offset));
+                    note(&handled, event.info());
                     Ok(())
                 }
             }),
@@ -257,11 +261,7 @@ async fn stop_with_a_queued_undecodable_event(mut h: Harness, options: ConsumeOp
                 move |event| {
                     let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
                     async move {
-                        let info = event.info();
-                        handled
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert((info.partition, info.offset));
+                        note(&handled, event.info());
                         if event.n == 2 {
                             done.notify_one();
                         }
@@ -313,11 +313,7 @@ async fn a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event(mut h: 
             jobs.consume("g", options.clone(), shutdown, move |event| {
                 let handled = Arc::clone(&handled);
                 async move {
-                    let info = event.info();
-                    handled
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert((info.partition, info.offset));
+                    note(&handled, event.info());
                     Ok(())
                 }
             }),
@@ -346,11 +342,7 @@ async fn a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event(mut h: 
                 move |event| {
                     let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
                     async move {
-                        let info = event.info();
-                        handled
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert((info.partition, info.offset));
+                        note(&handled, event.info());
                         done.notify_one();
                         Ok(())
                     }
@@ -600,11 +592,7 @@ async fn the_runner_does_not_dead_letter_a_newer_schema_version(mut h: Harness) 
                 move |event| {
                     let handled = Arc::clone(&handled);
                     async move {
-                        let info = event.info();
-                        handled
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert((info.partition, info.offset));
+                        note(&handled, event.info());
                         Ok(())
                     }
                 },

@@ -21,18 +21,24 @@
 //! - a held partition admits nothing after its held offset; when the hold ends, the
 //!   partition is read again from there (a seek).
 
+mod commit;
+mod held;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use rustok_iggy_connector::{
-    ConnectorError, GroupConsumer, Metrics, ReceivedMessage, metric_names,
-};
+use rustok_iggy_connector::ReceivedMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+pub(crate) use commit::Committed;
+pub use held::HeldPartition;
+pub(crate) use held::held_in;
 
 /// `held_at` of a partition that is not held.
 const NOT_HELD: u64 = u64::MAX;
@@ -120,22 +126,6 @@ impl Ticket {
     pub(crate) fn partition(&self) -> u32 {
         self.chunk.flags.partition
     }
-}
-
-/// A partition a subscription holds: its commit waits at `offset`, nothing after it
-/// is delivered, and the event there is delivered again after a backoff, until a
-/// decision settles it (or the partition goes to another member).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HeldPartition {
-    /// The partition.
-    pub partition: u32,
-    /// The offset of the event it is held at.
-    pub offset: u64,
-    /// Why (the decode failure).
-    pub reason: String,
-    /// Deliveries of the event so far.
-    pub attempts: u32,
 }
 
 #[derive(Debug)]
@@ -235,20 +225,11 @@ struct Inner {
     again: bool,
 }
 
-/// Where an acknowledgement stands with respect to the committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Committed {
-    /// The group's committed offset covers it.
-    Covered,
-    /// Not yet (a commit is pending, or an earlier delivery is outstanding).
-    Pending,
-    /// The partition is no longer this member's: the new owner delivers it again.
-    Gone,
-}
-
 /// Shared between a subscription, its deliveries and its committer.
 #[derive(Debug)]
 pub(crate) struct AckState {
+    /// Unique in the process (names this subscription's held partitions).
+    id: u64,
     topic: String,
     group: String,
     inner: Mutex<Inner>,
@@ -269,7 +250,9 @@ pub(crate) struct AckState {
 
 impl AckState {
     pub(crate) fn new(topic: &str, group: &str) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             topic: topic.to_owned(),
             group: group.to_owned(),
             inner: Mutex::new(Inner::default()),
@@ -674,407 +657,9 @@ impl AckState {
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
-
-    /// Where the acknowledgement of `ticket` stands.
-    pub(crate) fn committed(&self, ticket: &Ticket) -> Committed {
-        let inner = self.lock();
-        match inner.tracks.get(&ticket.partition()) {
-            Some(track) if track.owns(ticket) => {
-                if track.stored.is_some_and(|s| s >= ticket.offset()) {
-                    Committed::Covered
-                } else {
-                    Committed::Pending
-                }
-            }
-            _ => Committed::Gone,
-        }
-    }
-
-    /// The offsets to commit now: per partition, the floor where it passed the last
-    /// stored offset.
-    fn commit_points(&self) -> Vec<(u32, u64)> {
-        let mut inner = self.lock();
-        inner
-            .tracks
-            .iter_mut()
-            .filter_map(|(&partition, track)| {
-                track.advance();
-                match track.floor {
-                    Some(floor) if track.stored.is_none_or(|s| floor > s) => {
-                        Some((partition, floor))
-                    }
-                    _ => None,
-                }
-            })
-            .collect()
-    }
-
-    fn record_stored(&self, partition: u32, offset: u64) {
-        if let Some(track) = self.lock().tracks.get_mut(&partition) {
-            track.stored = track.stored.max(Some(offset));
-        }
-    }
-
-    /// Enters the commit gate if no round is running.
-    fn try_enter(&self) -> bool {
-        let mut inner = self.lock();
-        if inner.committing {
-            false
-        } else {
-            inner.committing = true;
-            true
-        }
-    }
-
-    /// Enters the commit gate if no round is running; otherwise asks the running round
-    /// to go once more, so that it sees everything settled before this call.
-    fn try_enter_or_ask(&self) -> bool {
-        let mut inner = self.lock();
-        if inner.committing {
-            inner.again = true;
-            false
-        } else {
-            inner.committing = true;
-            true
-        }
-    }
-
-    /// Leaves the gate, unless another round was asked for meanwhile. What was settled
-    /// during the round is left to the background committer (woken here), so that a
-    /// caller's round ends even while deliveries keep being acknowledged.
-    fn try_leave(&self) -> bool {
-        let mut inner = self.lock();
-        if inner.again {
-            inner.again = false;
-            return false;
-        }
-        inner.committing = false;
-        drop(inner);
-        if self.commit_requested.load(Ordering::SeqCst) {
-            self.commit_wake.notify_one();
-        }
-        self.round_done.notify_waiters();
-        true
-    }
-
-    /// Commits until nothing is left to commit, holding the gate. On an error the gate
-    /// is left and the error returned (the points stay for the next round).
-    async fn rounds(&self, consumer: &dyn GroupConsumer) -> Result<(), ConnectorError> {
-        let mut gate = Gate {
-            acks: self,
-            open: true,
-        };
-        loop {
-            self.commit_requested.store(false, Ordering::SeqCst);
-            for (partition, offset) in self.commit_points() {
-                match consumer.commit(partition, offset).await {
-                    Ok(()) => self.record_stored(partition, offset),
-                    // The partition went to another member: the subscription forgets
-                    // it when it sees the new assignment (the connector then reads
-                    // it again after its last commit, should it come back).
-                    Err(ConnectorError::Fenced { .. }) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            if self.try_leave() {
-                gate.open = false;
-                return Ok(());
-            }
-        }
-    }
-
-    /// Runs a commit round now, waiting for a running one to end first: when it
-    /// returns `Ok`, everything settled before the call that can be committed is.
-    pub(crate) async fn commit_now(
-        &self,
-        consumer: &dyn GroupConsumer,
-    ) -> Result<(), ConnectorError> {
-        loop {
-            let mut ended = pin!(self.round_done.notified());
-            ended.as_mut().enable();
-            if self.try_enter() {
-                return self.rounds(consumer).await;
-            }
-            ended.await;
-        }
-    }
-
-    /// A round if none is running (the background committer: a running round wakes it
-    /// again when it leaves with something left to commit).
-    pub(crate) async fn commit_if_idle(
-        &self,
-        consumer: &dyn GroupConsumer,
-    ) -> Result<(), ConnectorError> {
-        if self.try_enter() {
-            self.rounds(consumer).await
-        } else {
-            Ok(())
-        }
-    }
-
-    /// A round if none is running, or one more of the running round: what a dropped
-    /// subscription does (on the embedded connector a round completes within the
-    /// call, so nothing acknowledged waits for a task that may never run).
-    pub(crate) async fn commit_on_drop(
-        &self,
-        consumer: &dyn GroupConsumer,
-    ) -> Result<(), ConnectorError> {
-        if self.try_enter_or_ask() {
-            self.rounds(consumer).await
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Notified when a commit round ends.
-    pub(crate) fn round_done(&self) -> &Notify {
-        &self.round_done
-    }
-
-    /// Sets the held-partition gauge and the process-wide list [`held_in`] reads.
-    fn publish_hold(&self, hold: HeldPartition, held: bool) {
-        let partition = hold.partition.to_string();
-        Metrics::global().set(
-            metric_names::PARTITION_HELD,
-            &[
-                ("messaging_destination_name", &self.topic),
-                ("messaging_consumer_group_name", &self.group),
-                ("partition", &partition),
-            ],
-            u64::from(held),
-        );
-        let mut registry = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (self as *const Self as usize, hold.partition);
-        registry.retain(|entry| (entry.owner, entry.hold.partition) != key);
-        if held {
-            registry.push(HeldEntry {
-                owner: key.0,
-                topic: self.topic.clone(),
-                group: self.group.clone(),
-                hold,
-            });
-        }
-    }
-}
-
-/// Leaves the commit gate when a round ends early (an error, or a cancelled call).
-struct Gate<'a> {
-    acks: &'a AckState,
-    open: bool,
-}
-
-impl Drop for Gate<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            let mut inner = self.acks.lock();
-            inner.committing = false;
-            inner.again = false;
-            drop(inner);
-            self.acks.round_done.notify_waiters();
-        }
-    }
 }
 
 fn push_sorted(queue: &mut VecDeque<Redelivery>, entry: Redelivery) {
     let at = queue.partition_point(|r| r.due <= entry.due);
     queue.insert(at, entry);
-}
-
-#[derive(Debug)]
-struct HeldEntry {
-    /// The subscription's bookkeeping (its address), so that two members of a group
-    /// in one process keep their own entries.
-    owner: usize,
-    topic: String,
-    group: String,
-    hold: HeldPartition,
-}
-
-/// Every partition held by a subscription of this process, by topic and group.
-static HELD: Mutex<Vec<HeldEntry>> = Mutex::new(Vec::new());
-
-/// The partitions of `topic` that subscriptions of `group` in this process hold now.
-pub(crate) fn held_in(topic: &str, group: &str) -> Vec<HeldPartition> {
-    let mut held: Vec<HeldPartition> = HELD
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .filter(|entry| entry.topic == topic && entry.group == group)
-        .map(|entry| entry.hold.clone())
-        .collect();
-    held.sort_by_key(|h| h.partition);
-    held
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(partition: u32, offset: u64) -> ReceivedMessage {
-        ReceivedMessage {
-            partition,
-            offset,
-            id: u128::from(offset) + 1,
-            timestamp: 0,
-            origin_timestamp: 0,
-            payload: bytes::Bytes::new(),
-            headers: rustok_iggy_connector::Headers::new(),
-            malformed_headers: None,
-        }
-    }
-
-    fn admit(acks: &AckState, messages: &[(u32, u64)]) -> Vec<(ReceivedMessage, Ticket)> {
-        let mut out = VecDeque::new();
-        acks.admit(
-            messages.iter().map(|&(p, o)| message(p, o)).collect(),
-            &[0, 1, 2],
-            &mut out,
-        );
-        for _ in 0..out.len() {
-            assert!(acks.try_take_slot(usize::MAX));
-        }
-        out.into_iter().collect()
-    }
-
-    fn points(acks: &AckState) -> Vec<(u32, u64)> {
-        let mut points = acks.commit_points();
-        points.sort_unstable();
-        points
-    }
-
-    #[test]
-    fn commits_only_the_contiguous_settled_prefix() {
-        let acks = AckState::new("t", "g");
-        let d = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
-        acks.settle(&d[1].1);
-        acks.settle(&d[2].1);
-        assert_eq!(points(&acks), vec![], "0 is still outstanding");
-        acks.settle(&d[0].1);
-        assert_eq!(points(&acks), vec![(0, 2)]);
-        acks.record_stored(0, 2);
-        assert_eq!(points(&acks), vec![]);
-        acks.settle(&d[3].1);
-        assert_eq!(points(&acks), vec![(0, 3)]);
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[test]
-    fn partitions_are_independent_and_resume_after_their_start() {
-        let acks = AckState::new("t", "g");
-        let d = admit(&acks, &[(0, 10), (1, 5), (1, 6)]);
-        acks.settle(&d[1].1);
-        assert_eq!(points(&acks), vec![(1, 5)]);
-        assert_eq!(acks.in_flight(), 2);
-    }
-
-    #[test]
-    fn copies_read_again_after_a_rebalance_are_not_admitted_twice() {
-        let acks = AckState::new("t", "g");
-        let first = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
-        // The connector restarts after the last commit (none): 0..=2 come again.
-        let again = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
-        assert_eq!(
-            again.iter().map(|(m, _)| m.offset).collect::<Vec<_>>(),
-            vec![3]
-        );
-        for (_, ticket) in first.iter().chain(&again) {
-            acks.settle(ticket);
-        }
-        assert_eq!(acks.in_flight(), 0, "every slot given back exactly once");
-        assert_eq!(points(&acks), vec![(0, 3)]);
-    }
-
-    #[test]
-    fn a_jump_means_another_member_handled_what_lies_before() {
-        let acks = AckState::new("t", "g");
-        let old = admit(&acks, &[(0, 0), (0, 1)]);
-        // The partition went away and came back; the other owner committed 9.
-        let new = admit(&acks, &[(0, 10)]);
-        assert_eq!(points(&acks), vec![(0, 9)]);
-        acks.settle(&new[0].1);
-        assert_eq!(points(&acks), vec![(0, 10)]);
-        for (_, ticket) in &old {
-            acks.settle(ticket);
-        }
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn requeued_deliveries_hold_back_the_commit() {
-        let acks = AckState::new("t", "g");
-        let mut d = admit(&acks, &[(0, 0), (0, 1)]);
-        let (m0, t0) = d.remove(0);
-        acks.requeue(m0, t0, 2, Duration::from_millis(50));
-        acks.settle(&d[0].1);
-        assert_eq!(points(&acks), vec![], "offset 0 waits for its redelivery");
-        let now = Instant::now();
-        let work = acks.queue_work(None).unwrap();
-        assert!(work.due.is_none());
-        let due = work.next_due.unwrap();
-        assert!(due > now);
-        assert!(acks.queue_work(Some(due)).is_none(), "not due yet");
-        tokio::time::advance(Duration::from_millis(50)).await;
-        let again = acks.queue_work(Some(due)).unwrap().due.unwrap();
-        assert_eq!((again.message.offset, again.attempt), (0, 2));
-        assert!(acks.try_take_slot(10));
-        acks.settle(&again.ticket);
-        assert_eq!(points(&acks), vec![(0, 1)]);
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[test]
-    fn a_held_partition_admits_nothing_after_it_until_the_hold_ends() {
-        let acks = AckState::new("t-held", "g");
-        let mut d = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
-        let (m1, t1) = d.remove(1);
-        acks.settle(&d[0].1);
-        acks.hold(m1, t1, 1, "newer schema version", Duration::ZERO);
-        assert!(d[1].1.is_superseded(), "2 is after the held offset");
-        assert_eq!(held_in("t-held", "g").len(), 1);
-        assert_eq!(acks.held_partitions()[0].offset, 1);
-        assert!(
-            admit(&acks, &[(0, 3)]).is_empty(),
-            "nothing after the hold is admitted"
-        );
-        assert_eq!(points(&acks), vec![(0, 0)]);
-        let held = acks.queue_work(None).unwrap().due.unwrap();
-        assert_eq!(held.message.offset, 1);
-        assert!(acks.try_take_slot(10));
-        // The application skips it: the hold ends and the partition is read again
-        // right after it.
-        acks.settle(&held.ticket);
-        assert!(held_in("t-held", "g").is_empty());
-        let work = acks.queue_work(None).unwrap();
-        assert_eq!(work.seeks, vec![(0, 2)]);
-        let again = admit(&acks, &[(0, 2), (0, 3)]);
-        assert_eq!(again.len(), 2);
-        for (_, ticket) in &again {
-            acks.settle(ticket);
-        }
-        acks.settle(&d[1].1);
-        assert_eq!(points(&acks), vec![(0, 3)]);
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[test]
-    fn a_lost_partition_is_forgotten_but_its_slots_come_back() {
-        let acks = AckState::new("t", "g");
-        let d = admit(&acks, &[(0, 0), (1, 0)]);
-        acks.forget_partition(0);
-        assert!(d[0].1.is_superseded());
-        acks.settle(&d[0].1);
-        acks.settle(&d[1].1);
-        assert_eq!(points(&acks), vec![(1, 0)]);
-        assert_eq!(acks.in_flight(), 0);
-    }
-
-    #[test]
-    fn slots_are_a_hard_limit() {
-        let acks = AckState::new("t", "g");
-        assert!(acks.try_take_slot(2));
-        assert!(acks.try_take_slot(2));
-        assert!(!acks.try_take_slot(2));
-        acks.give_back_slot();
-        assert!(acks.try_take_slot(2));
-    }
 }
