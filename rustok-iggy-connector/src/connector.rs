@@ -262,6 +262,14 @@ pub trait GroupConsumer: Send + Sync + fmt::Debug {
     /// Does not commit anything.
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError>;
 
+    /// Makes `partition` read from `offset` on: this member's read position only,
+    /// never the group's committed offset. Used to read a partition again after a
+    /// pause (messages that were read and set aside). Messages of `partition` that a
+    /// poll returns after `seek` returned start at `offset`, a poll in progress
+    /// included. Has no effect on a partition this member does not own; a rebalance
+    /// that follows restarts every owned partition after its last commit, as always.
+    fn seek(&self, partition: u32, offset: u64);
+
     /// Stores `offset` (the last handled message) as the group's committed offset for
     /// `partition`. Fails with [`ConnectorError::Fenced`] when the partition is no
     /// longer assigned to this member.

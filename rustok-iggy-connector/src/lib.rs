@@ -44,7 +44,7 @@ pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;
 pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
-    OutgoingMessage, ReceivedMessage,
+    MalformedHeaders, OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

@@ -78,6 +78,11 @@ impl<K: PartialEq> Cursors<K> {
             .collect()
     }
 
+    /// Moves the cursor of `partition` to `offset` (a seek).
+    pub(crate) fn seek(&mut self, partition: u32, offset: u64) {
+        self.next.insert(partition, offset);
+    }
+
     /// Ends a poll: the next one starts at the following partition, and every
     /// partition read moves to the offset after its last message. A poll that is
     /// cancelled before it ends moves nothing.

@@ -64,6 +64,13 @@ pub mod names {
     pub const END_TO_END_LATENCY: &str = "rustok_iggy_end_to_end_latency_seconds";
     /// Messages a group has not committed yet, per partition (gauge).
     pub const CONSUMER_LAG: &str = "rustok_iggy_consumer_lag";
+    /// 1 while a subscription holds a partition (an undecided decode failure, a newer
+    /// schema version): its commit waits there (gauge, per partition).
+    pub const PARTITION_HELD: &str = "rustok_iggy_partition_held";
+    /// Undecodable deliveries skipped on the application's decision (counter).
+    pub const SKIPPED: &str = "rustok_iggy_skipped_total";
+    /// Failed fetches and commits of a consumer, retried with backoff (counter).
+    pub const CONSUMER_ERRORS: &str = "rustok_iggy_consumer_errors_total";
 
     pub(crate) fn help(name: &str) -> &'static str {
         match name {
@@ -79,13 +86,16 @@ pub mod names {
             DEAD_LETTERED => "Events written to a dead-letter topic.",
             END_TO_END_LATENCY => "Time from the broker storing a message to its delivery.",
             CONSUMER_LAG => "Messages of a partition not yet committed by a consumer group.",
+            PARTITION_HELD => "1 while a subscription holds the partition at an undecided event.",
+            SKIPPED => "Undecodable deliveries skipped on the application's decision.",
+            CONSUMER_ERRORS => "Failed fetches and commits of a consumer, retried with backoff.",
             _ => "",
         }
     }
 }
 
 /// Every metric name of [`names`] with its kind.
-const ALL: [(&str, Kind); 12] = [
+const ALL: [(&str, Kind); 15] = [
     (names::SENT_MESSAGES, Kind::Counter),
     (names::CONSUMED_MESSAGES, Kind::Counter),
     (names::OPERATION_DURATION, Kind::Histogram),
@@ -98,6 +108,9 @@ const ALL: [(&str, Kind); 12] = [
     (names::DEAD_LETTERED, Kind::Counter),
     (names::END_TO_END_LATENCY, Kind::Histogram),
     (names::CONSUMER_LAG, Kind::Gauge),
+    (names::PARTITION_HELD, Kind::Gauge),
+    (names::SKIPPED, Kind::Counter),
+    (names::CONSUMER_ERRORS, Kind::Counter),
 ];
 
 #[derive(Debug, Clone, Copy)]

@@ -452,6 +452,8 @@ impl IggyConnector for EmbeddedConnector {
             closed: self.closed_signal()?,
             left: AtomicBool::new(false),
             cursors: tokio::sync::Mutex::new(Cursors::default()),
+            seeks: std::sync::Mutex::new(Vec::new()),
+            sought: tokio::sync::Notify::new(),
         }))
     }
 
@@ -574,6 +576,10 @@ struct EmbeddedGroupMember {
     left: AtomicBool,
     /// Set for one group generation.
     cursors: tokio::sync::Mutex<Cursors<u64>>,
+    /// Read positions asked for by `seek`, applied by the next poll.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
+    /// Wakes a poll waiting at the head when a seek arrives.
+    sought: tokio::sync::Notify,
 }
 
 impl fmt::Debug for EmbeddedGroupMember {
@@ -631,6 +637,13 @@ impl GroupConsumer for EmbeddedGroupMember {
                 });
                 cursors.reset(assignment.generation, committed);
             }
+            for (partition, offset) in
+                std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if assignment.partitions.contains(&partition) {
+                    cursors.seek(partition, offset);
+                }
+            }
             let mut heads = Vec::with_capacity(assignment.partitions.len());
             let mut out = Vec::new();
             let mut advanced = Vec::new();
@@ -677,8 +690,17 @@ impl GroupConsumer for EmbeddedGroupMember {
             waits.push(Box::pin(async {
                 let _ = closed.changed().await;
             }));
+            waits.push(Box::pin(self.sought.notified()));
             select_all(waits).await;
         }
+    }
+
+    fn seek(&self, partition: u32, offset: u64) {
+        self.seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
+        self.sought.notify_one();
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {

@@ -52,6 +52,8 @@ pub(crate) struct MemberInner {
     closed: watch::Receiver<bool>,
     /// Never sent: dropped with the member, it ends the member's shutdown task.
     _dropped: oneshot::Sender<()>,
+    /// Read positions asked for by `seek`, applied by the next poll round.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
 }
 
 impl fmt::Debug for MemberInner {
@@ -264,6 +266,7 @@ pub(super) async fn join(
         left: AtomicBool::new(false),
         closed: session.closed.subscribe(),
         _dropped: dropped_tx,
+        seeks: std::sync::Mutex::new(Vec::new()),
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
@@ -399,6 +402,13 @@ impl RemoteGroupMember {
                 }
                 cursors.reset(key, committed);
             }
+            for (partition, offset) in
+                std::mem::take(&mut *inner.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if synced.assignment.partitions.contains(&partition) {
+                    cursors.seek(partition, offset);
+                }
+            }
             let mut out = Vec::new();
             let mut advanced = Vec::new();
             for (partition, from) in cursors.round(&synced.assignment.partitions) {
@@ -423,7 +433,7 @@ impl RemoteGroupMember {
                     Err(e) if is_membership_error(&e) => break,
                     Err(e) => return Err(inner.group_error("poll", e)),
                 };
-                let messages = polled.into_messages(partition)?;
+                let messages = polled.into_messages(partition);
                 if let Some(last) = messages.last() {
                     advanced.push((partition, last.offset + 1));
                     out.extend(messages);
@@ -432,11 +442,29 @@ impl RemoteGroupMember {
                     }
                 }
             }
+            {
+                // A seek that came while this round read: what was read of that
+                // partition is from before it; drop it (the next round reads from the
+                // sought offset).
+                let seeks = inner.seeks.lock().unwrap_or_else(PoisonError::into_inner);
+                if !seeks.is_empty() {
+                    out.retain(|m| !seeks.iter().any(|&(p, _)| p == m.partition));
+                    advanced.retain(|(partition, _)| !seeks.iter().any(|&(p, _)| p == *partition));
+                }
+            }
             if !out.is_empty() {
                 cursors.finish_round(advanced);
                 return Ok(out);
             }
             cursors.finish_round([]);
+            if !inner
+                .seeks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                continue;
+            }
             backoff.wait(&mut closed).await?;
         }
     }
@@ -463,6 +491,16 @@ impl GroupConsumer for RemoteGroupMember {
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let polled = self.poll_owned(max).await;
         unless_closed(polled, &self.inner.closed)
+    }
+
+    /// Applied at the start of the next poll round (a poll waiting at the head polls
+    /// again within 100 ms).
+    fn seek(&self, partition: u32, offset: u64) {
+        self.inner
+            .seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {

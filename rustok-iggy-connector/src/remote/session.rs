@@ -172,10 +172,7 @@ impl PolledPartition {
     }
 
     /// The messages of `partition`.
-    pub(super) fn into_messages(
-        self,
-        partition: u32,
-    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+    pub(super) fn into_messages(self, partition: u32) -> Vec<ReceivedMessage> {
         convert::received(partition, self.messages, self.from, self.max)
     }
 }
@@ -379,8 +376,8 @@ pub(super) async fn read_plain(
     );
     poll_partition(client, &consumer, at, strategy, from, max)
         .await
-        .map_err(|e| at.error("poll", e))?
-        .into_messages(at.partition)
+        .map_err(|e| at.error("poll", e))
+        .map(|polled| polled.into_messages(at.partition))
 }
 
 /// The offset the next message of the partition will get.

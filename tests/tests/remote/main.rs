@@ -9,4 +9,5 @@ mod conformance;
 mod faults;
 mod load;
 mod partition_agreement;
+mod shutdown;
 mod shutdown_race;

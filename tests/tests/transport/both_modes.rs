@@ -193,7 +193,11 @@ async fn start_latest_and_decode_errors(mut h: Harness) {
         .unwrap();
     orders.publish(&order("a", 1)).await.unwrap();
     match within("the error item", latest.next()).await.unwrap() {
-        Err(Error::Decode(e)) => assert_eq!(e.offset, 1, "{:?}", h.target),
+        Err(Error::Decode(e)) => {
+            assert_eq!(e.offset, 1, "{:?}", h.target);
+            // The application's decision: skip it (dropped, it would hold the partition).
+            e.skip().await.unwrap();
+        }
         other => panic!("{:?}: expected a decode error, got {other:?}", h.target),
     }
     assert_eq!(next(&mut latest).await.seq, 1);
@@ -391,7 +395,11 @@ async fn older_versions_through_upcasters(mut h: Harness) {
     assert_eq!(old.info().schema_version, 1);
     old.ack().await.unwrap();
     match within("newer version", subscription.next()).await.unwrap() {
-        Err(Error::Decode(e)) => assert!(e.to_string().contains("schema version 3"), "{e}"),
+        Err(Error::Decode(e)) => {
+            assert!(e.to_string().contains("schema version 3"), "{e}");
+            // An explicit decision (dropped, it would hold the partition).
+            e.skip().await.unwrap();
+        }
         other => panic!("expected a decode error, got {other:?}"),
     }
     assert_eq!(next(&mut subscription).await.seq, 8);

@@ -52,6 +52,9 @@ impl GroupConsumer for FaultyMember {
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         self.inner.poll(max).await
     }
+    fn seek(&self, partition: u32, offset: u64) {
+        self.inner.seek(partition, offset);
+    }
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
         if self.owner.crashed.load(Ordering::SeqCst) {
             return Err(ConnectorError::NotConnected);

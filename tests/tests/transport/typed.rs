@@ -318,6 +318,7 @@ async fn a_slow_consumer_stops_fetching_at_max_in_flight() {
     let options = SubscriptionOptions {
         batch_size: 4,
         max_in_flight: 8,
+        ..SubscriptionOptions::default()
     };
     let mut subscription = orders
         .subscribe_with("slow", StartPosition::Earliest, options)
