@@ -45,6 +45,7 @@ pub mod __private;
 
 pub use rustok_iggy_connector as connector;
 
+pub use acks::HeldPartition;
 pub use batching::{
     Backpressure, BatchError, BatchingEventTransport, BatchingOptions, BatchingPublisher,
     BatchingTransport, PendingEvent, PendingReceipt,
@@ -52,7 +53,7 @@ pub use batching::{
 pub use codec::{Codec, CodecError, UnknownCodec};
 pub use config::{ConfigError, ConfigWarning, IggyConfig, RetentionConfig, TopologyConfig};
 pub use connect::connect;
-pub use consume::{ConsumeOptions, ConsumeReport, Received};
+pub use consume::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
 pub use dead_letter::{
     DEFAULT_DEAD_LETTER_RETENTION, DeadLetter, DeadLetterConfig, DeadLetters, dlq_header,
 };
@@ -66,7 +67,7 @@ pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
 pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
-pub use retry::{HandlerError, RetryPolicy};
+pub use retry::{Backoff, HandlerError, RetryPolicy};
 #[cfg(feature = "embedded")]
 pub use rustok_iggy_connector::EmbeddedConnector;
 pub use rustok_iggy_connector::{
@@ -77,7 +78,7 @@ pub use rustok_iggy_connector::{
 /// Derives [`IggyEvent`]; see the trait for the attributes.
 pub use rustok_iggy_derive::IggyEvent;
 pub use subscription::{
-    Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions,
+    Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions, Undecided,
 };
 pub use transport::{Receipt, Transport, TransportOptions};
 pub use upcast::Upcasters;

@@ -1,17 +1,15 @@
 //! `RemoteConnector`: the `IggyConnector` over an Iggy server or cluster, through the
 //! official `iggy` SDK (every byte on the wire is the SDK's).
 
+mod backoff;
 mod client;
 mod consumer;
 mod convert;
 // Only the migration tool (embedded → remote) copies stored messages.
 #[cfg(feature = "embedded")]
-mod copy;
+pub(crate) mod copy;
 mod session;
 mod subscriber;
-
-#[cfg(feature = "embedded")]
-pub(crate) use self::copy::CopiedMessage;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -34,10 +32,6 @@ use crate::connector::{
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
-
-/// Most partitions a topic may have (the embedded broker's limit too).
-const MAX_PARTITIONS: u32 = 1000;
 
 /// The remote mode: an Iggy server or cluster reached through the official `iggy`
 /// SDK (TCP, optionally TLS, or QUIC).
@@ -270,12 +264,7 @@ impl IggyConnector for RemoteConnector {
     }
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {}",
-                spec.partitions
-            )));
-        }
+        spec.validate()?;
         let session = self.session()?;
         let (s, t) = (ident(spec.stream.as_str())?, ident(spec.topic.as_str())?);
         Self::create_stream_if_missing(&session, &spec.stream, &s).await?;
@@ -375,11 +364,14 @@ impl IggyConnector for RemoteConnector {
         let session = self.session()?;
         let (stream, topic) = (&request.stream, &request.topic);
         let meta = session.require(stream, topic).await?;
-        let (partition, partitions) = match &request.partitioning {
-            Partitioning::Balanced => (meta.next_balanced(), meta.partitions),
-            Partitioning::Key(key) => (partition_for(key, meta.partitions), meta.partitions),
-            Partitioning::Partition(p) => (*p, session.check_partition(stream, topic, *p).await?),
+        let partitions = match &request.partitioning {
+            // The cached count may be stale for an explicit partition: ask.
+            Partitioning::Partition(p) => session.check_partition(stream, topic, *p).await?,
+            Partitioning::Balanced | Partitioning::Key(_) => meta.partitions,
         };
+        let partition = request
+            .partitioning
+            .resolve(meta.partitions, &meta.balanced);
         let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
         let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
         let response = session
@@ -550,11 +542,8 @@ impl IggyConnector for RemoteConnector {
             return Ok(());
         };
         session.closed.send_replace(true);
-        for member in session.take_members() {
-            if let Err(error) = member.leave_now().await {
-                tracing::warn!(%error, "leaving a group at shutdown failed");
-            }
-        }
+        // Every member leaves its group on the closed signal.
+        session.departed().await;
         for connection in session.connections() {
             if let Err(error) = connection.logout_user().await {
                 tracing::debug!(%error, "signing out at shutdown failed");

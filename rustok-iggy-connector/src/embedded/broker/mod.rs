@@ -4,7 +4,7 @@
 mod groups;
 mod partition;
 pub(crate) mod persist;
-mod snapshot;
+pub(crate) mod snapshot;
 mod topic;
 mod users;
 
@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
 pub(crate) use self::partition::{ConsumerKey, Partition};
-pub(crate) use self::snapshot::{OFFSETS_FILE, PartitionLocation, layout, write_file};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
@@ -28,6 +27,7 @@ use crate::config::Durability;
 use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
+use crate::partition::check_partition_count;
 
 use super::storage::{LogConfig, StorageError};
 
@@ -37,8 +37,7 @@ const LOCK_FILE: &str = ".lock";
 const LOCK_ATTEMPTS: u32 = 20;
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 const FORMAT_VERSION: u32 = 1;
-/// Most partitions a topic may have.
-pub(crate) const MAX_PARTITIONS: u32 = 1000;
+pub(crate) use crate::partition::MAX_PARTITIONS;
 
 /// Settings of the broker.
 #[derive(Debug, Clone)]
@@ -246,7 +245,7 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
-                if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+                if check_partition_count(t.partitions).is_err() {
                     // A damaged count would otherwise create up to 2^32 partitions.
                     return Err(StorageError::Corrupt {
                         path: self.root.join(METADATA_FILE),
@@ -469,11 +468,7 @@ impl Broker {
         retention: Retention,
     ) -> Result<Arc<Topic>, ConnectorError> {
         self.ensure_open()?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
-            )));
-        }
+        check_partition_count(partitions)?;
         let mut state = self.write_state();
         let s = state
             .find_stream(stream)
