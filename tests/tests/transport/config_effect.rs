@@ -55,6 +55,12 @@ fn every_field_has_a_check() {
     let value = serde_json::to_value(IggyConfig::default()).unwrap();
     let mut fields = BTreeSet::new();
     leaves(&value, "", &mut fields);
+    // Secrets are never written out (they cannot be serialized); they are fields all
+    // the same, each with its check.
+    for secret in SECRETS {
+        assert!(!fields.contains(*secret), "{secret} is written out");
+        fields.insert((*secret).to_owned());
+    }
     let checked: BTreeSet<String> = checks().iter().map(|(p, _)| (*p).to_owned()).collect();
     let unchecked: Vec<_> = fields.difference(&checked).collect();
     let unknown: Vec<_> = checked.difference(&fields).collect();
@@ -64,6 +70,13 @@ fn every_field_has_a_check() {
     );
     assert!(fields.len() > 30, "the walk found the fields: {fields:?}");
 }
+
+/// The fields that hold a secret: loaded, never serialized.
+const SECRETS: &[&str] = &[
+    "embedded.root_password",
+    "remote.password",
+    "remote.personal_access_token",
+];
 
 type Check = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -93,6 +106,8 @@ fn checks() -> Vec<(&'static str, Check)> {
         ("embedded.http_enabled", || Box::pin(http_endpoint())),
         ("embedded.http_address", || Box::pin(http_endpoint())),
         ("embedded.http_port", || Box::pin(http_endpoint())),
+        ("embedded.http_max_connections", || Box::pin(http_limits())),
+        ("embedded.http_timeout_ms", || Box::pin(http_limits())),
         ("embedded.root_username", || Box::pin(root_user())),
         ("embedded.root_password", || Box::pin(root_user())),
         ("remote.addresses", || Box::pin(addresses())),
@@ -645,6 +660,65 @@ async fn tcp_listener() {
         "embedded.tcp_address",
     );
     warned(&embedded(dir.path(), "tcp_port: 9999"), "embedded.tcp_port");
+}
+
+/// `http_max_connections: 1` serves one connection at a time and `http_timeout_ms` ends
+/// one that sends nothing: a `GET /ping` behind a silent connection is answered only
+/// after the server cut the silent one.
+async fn http_limits() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "embedded: {{ data_dir: {:?}, tcp_enabled: false, http_enabled: true, http_port: 0, http_max_connections: 1, http_timeout_ms: 300 }}",
+        dir.path().display().to_string()
+    ));
+    let broker = EmbeddedConnector::new();
+    broker.connect(&config.connector_config()).await.unwrap();
+    let address = broker.http_address().expect("the HTTP endpoint is on");
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let cut = Arc::clone(&cut);
+        tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            let read = silent.read(&mut byte).await;
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "embedded.http_timeout_ms: the silent connection is closed, not answered"
+            );
+            cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    // Give the server the silent connection first: it is accepted before the ping.
+    tokio::task::yield_now().await;
+    let pong = within(
+        "GET /ping behind a silent connection",
+        reqwest::Client::new()
+            .get(format!("http://{address}/ping"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pong.status(), 200);
+    // 300 ms against the 10 s default: the silent connection is cut long before 5 s
+    // only when the configured timeout took effect.
+    tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("embedded.http_timeout_ms: the silent connection is cut after 300 ms")
+        .unwrap();
+    assert!(
+        cut.load(std::sync::atomic::Ordering::SeqCst),
+        "embedded.http_max_connections: 1 answered the ping only after the silent connection ended"
+    );
+    broker.shutdown().await.unwrap();
+    refused(
+        &format!(
+            "embedded: {{ data_dir: {:?}, http_max_connections: 0 }}",
+            dir.path().display().to_string()
+        ),
+        "embedded.http_max_connections",
+    );
 }
 
 async fn http_endpoint() {
