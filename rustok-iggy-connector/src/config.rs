@@ -153,6 +153,13 @@ pub struct EmbeddedConnectorConfig {
     /// anyone else (set `tcp_address` to a non-loopback address only with a
     /// strong password). It is never written to disk or logged.
     pub root_password: Secret,
+    /// Fault injection, for drills and tests: every fsync the broker's storage
+    /// makes (segment data and index files, directories, the consumer-offsets
+    /// journal) first sleeps this long on the thread that runs it, as on a slow
+    /// disk. Zero (the default) injects nothing. Set in code only; not read from
+    /// YAML.
+    #[serde(skip)]
+    pub fault_fsync_delay: Duration,
 }
 
 impl Default for EmbeddedConnectorConfig {
@@ -171,6 +178,7 @@ impl Default for EmbeddedConnectorConfig {
             http_port: 3000,
             root_username: "iggy".to_owned(),
             root_password: Secret::new("iggy"),
+            fault_fsync_delay: Duration::ZERO,
         }
     }
 }
