@@ -161,6 +161,7 @@ use std::time::{Duration, Instant};
 pub use disk::Disk;
 pub use durability::Durability;
 pub use error::{StorageError, copy_io_error};
+pub use recovery::VerifyPlan;
 pub use report::{
     DamageKind, LogStats, RecoveryReport, RetentionReport, SegmentDamage, VerifyReport,
 };

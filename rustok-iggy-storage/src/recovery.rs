@@ -2,7 +2,7 @@
 //! `verify`, the same walk over every segment without repairing anything.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -132,23 +132,76 @@ impl PartitionLog {
     /// # Errors
     /// [`StorageError::Io`] when a file cannot be read.
     pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        self.verify_plan().run()
+    }
+
+    /// What [`verify`](Self::verify) walks: every segment up to its length now.
+    /// Taken under the log's lock (cheap), walked by [`VerifyPlan::run`] without it
+    /// (the bytes it covers no longer change).
+    pub fn verify_plan(&self) -> VerifyPlan {
+        let mut segments: Vec<VerifySegment> = self
+            .segments()
+            .map(|s| VerifySegment {
+                path: s.path.clone(),
+                file: Arc::clone(&s.file),
+                base_offset: s.base_offset,
+                size: s.size,
+                end_offset: s.end_offset,
+                lost_end: s.end_offset,
+            })
+            .collect();
+        for k in 1..segments.len() {
+            segments[k - 1].lost_end = segments[k].base_offset;
+        }
+        VerifyPlan {
+            partition_id: self.config.partition_id,
+            segments,
+        }
+    }
+}
+
+/// The segments a [`PartitionLog::verify`] walks, noted under the log's lock.
+#[derive(Debug)]
+pub struct VerifyPlan {
+    partition_id: u32,
+    segments: Vec<VerifySegment>,
+}
+
+#[derive(Debug)]
+struct VerifySegment {
+    path: PathBuf,
+    file: Arc<std::fs::File>,
+    base_offset: u64,
+    size: u64,
+    end_offset: u64,
+    /// Where the offsets of a damaged tail end: the next segment's base.
+    lost_end: u64,
+}
+
+impl VerifyPlan {
+    /// Walks the segments (no lock needed); see [`PartitionLog::verify`].
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when a file cannot be read.
+    pub fn run(&self) -> Result<VerifyReport, StorageError> {
         let mut report = VerifyReport::default();
-        let mut segments = self.segments().peekable();
-        while let Some(segment) = segments.next() {
-            let next_base = segments.peek().map(|s| s.base_offset);
+        for segment in &self.segments {
             let scan = scan(
                 &segment.file,
                 &segment.path,
                 segment.base_offset,
                 segment.size,
-                self.config.partition_id,
+                self.partition_id,
             )?;
             report.segments = report.segments.saturating_add(1);
             report.records = report
                 .records
                 .saturating_add(u64::try_from(scan.index.len()).unwrap_or(u64::MAX));
             report.messages = report.messages.saturating_add(scan.messages);
-            let lost_end = next_base.unwrap_or(segment.end_offset).max(scan.end_offset);
+            let lost_end = segment
+                .lost_end
+                .max(segment.end_offset)
+                .max(scan.end_offset);
             report.damage.extend(damage_of(
                 &segment.path,
                 segment.base_offset,
@@ -296,25 +349,50 @@ impl Recovering<'_> {
         report.kept.extend(kept);
 
         let closed = !is_last;
-        if Index::read_files(&path, size).as_ref() != Some(&scan.index) {
-            scan.index
-                .write_files(&path, 0, closed.then_some(self.disk))?;
-            report.indexes_rebuilt = report.indexes_rebuilt.saturating_add(1);
-        }
-        if closed && holes.is_empty() {
-            // Walked and whole: sealed, so the next open need not walk it.
-            self.disk.sync_data(&file, &path)?;
-            let bytes = scan.index.encode_from(0);
-            bytes.write(&path, Some(self.disk), true)?;
-            let seal = Seal {
-                data_len: size,
-                end_offset,
-                records: u64::try_from(scan.index.len()).unwrap_or(u64::MAX),
-                offsets_checksum: seal::checksum(&bytes.offsets),
-                times_checksum: seal::checksum(&bytes.times),
+        if closed {
+            // A closed segment's index files and seal only save the next open a
+            // walk: failing to write them (a full disk) costs that walk, not the
+            // open (reads use the index in memory, the one just walked).
+            let mut rewrite = || -> Result<(), StorageError> {
+                if Index::read_files(&path, size).as_ref() != Some(&scan.index) {
+                    scan.index.write_files(&path, 0, Some(self.disk))?;
+                    report.indexes_rebuilt = report.indexes_rebuilt.saturating_add(1);
+                }
+                if holes.is_empty() {
+                    // Walked and whole: sealed, so the next open need not walk it.
+                    self.disk.sync_data(&file, &path)?;
+                    let bytes = scan.index.encode_from(0);
+                    bytes.write(&path, Some(self.disk), true)?;
+                    let seal = Seal {
+                        data_len: size,
+                        end_offset,
+                        records: u64::try_from(scan.index.len()).unwrap_or(u64::MAX),
+                        offsets_checksum: seal::checksum(&bytes.offsets),
+                        times_checksum: seal::checksum(&bytes.times),
+                    };
+                    seal::write(&path, &seal, self.disk)?;
+                    report.sealed = report.sealed.saturating_add(1);
+                }
+                Ok(())
             };
-            seal::write(&path, &seal, self.disk)?;
-            report.sealed = report.sealed.saturating_add(1);
+            if let Err(err) = rewrite() {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %err,
+                    "could not rewrite the index or seal of a closed segment; it is walked again at the next open"
+                );
+            }
+        } else if Index::read_files(&path, size).as_ref() != Some(&scan.index) {
+            // The active segment's index lives in memory (its files are written when
+            // it is sealed, and it is walked at every open): same as above.
+            match scan.index.write_files(&path, 0, None) {
+                Ok(_) => report.indexes_rebuilt = report.indexes_rebuilt.saturating_add(1),
+                Err(err) => tracing::warn!(
+                    path = %path.display(),
+                    error = %err,
+                    "could not rewrite the index of the active segment; it is rebuilt at the next open"
+                ),
+            }
         }
         Ok(Segment::loaded(
             self.base_offset,

@@ -388,9 +388,11 @@ impl Partition {
         removal.run(&self.disk).map(|_| ())
     }
 
-    /// Walks every record checking both checksum levels.
+    /// Walks every record checking both checksum levels (without the log's lock:
+    /// appends go on meanwhile).
     pub(crate) fn verify(&self) -> Result<VerifyReport, StorageError> {
-        self.log_read().verify()
+        let plan = self.log_read().verify_plan();
+        plan.run()
     }
 
     /// Segment, byte and message counts.
