@@ -193,7 +193,7 @@ impl EmbeddedConnector {
     /// run on the broker's sync threads, several partitions at once.
     ///
     /// # Errors
-    /// [`ConnectorError::NotConnected`]; [`StorageError::Poisoned`] (as
+    /// [`ConnectorError::NotConnected`]; [`StorageError::Poisoned`](crate::StorageError::Poisoned) (as
     /// [`ConnectorError::Storage`]) when a partition's earlier write or sync
     /// failed.
     pub async fn flush(&self) -> Result<(), ConnectorError> {
