@@ -2,6 +2,7 @@
 
 pub mod conformance;
 pub mod faults;
+pub mod faulty;
 pub mod wire;
 
 use std::future::Future;
@@ -23,6 +24,33 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
         Ok(output) => output,
         Err(_) => panic!("timed out after {STEP_TIMEOUT:?}: {what}"),
     }
+}
+
+/// The value of the metric `name` with exactly `labels` in the process-wide registry,
+/// read from its Prometheus rendering (0 when never recorded).
+pub fn metric_value(name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    rustok_iggy_connector::Metrics::global()
+        .render()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let mut found: Vec<String> = rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            found.sort();
+            (found == wanted).then(|| value.parse().expect("a metric value is a number"))
+        })
+        .unwrap_or(0.0)
 }
 
 /// An embedded configuration in `dir` (no TCP listener unless the test turns it on).

@@ -1,7 +1,6 @@
 //! `EmbeddedConnector`: the `IggyConnector` over the in-process broker (direct calls,
 //! no sockets).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -17,13 +16,13 @@ use super::wire::WireServer;
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom,
+    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
 };
 use crate::error::ConnectorError;
+use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
 
 /// Most bytes of records one read gathers.
 const MAX_READ_BYTES: usize = 8 * 1024 * 1024;
@@ -335,7 +334,7 @@ impl IggyConnector for EmbeddedConnector {
             None
         };
         let http = if embedded.http_enabled {
-            match HttpServer::start(embedded.http_socket_address()?, Arc::clone(&broker)) {
+            match HttpServer::start(embedded, Arc::clone(&broker)) {
                 Ok(http) => Some(http),
                 Err(e) => {
                     if let Some(wire) = wire {
@@ -370,7 +369,26 @@ impl IggyConnector for EmbeddedConnector {
             .is_some()
     }
 
+    /// The broker is in this process: it answers when it is open. Lists the
+    /// partitions whose log is poisoned.
+    async fn ping(&self, _timeout: Duration) -> Result<PingReport, ConnectorError> {
+        let started = std::time::Instant::now();
+        let broker = self.broker()?;
+        broker.ensure_open()?;
+        let unwritable = broker
+            .unwritable_partitions()
+            .into_iter()
+            .map(|(stream, topic, partition)| UnwritablePartition {
+                stream,
+                topic,
+                partition,
+            })
+            .collect();
+        Ok(PingReport::new(started.elapsed(), unwritable))
+    }
+
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        spec.validate()?;
         let broker = self.broker()?;
         if let Some(topic) = broker.find_topic(
             Ident::Name(spec.stream.as_str()),
@@ -399,11 +417,9 @@ impl IggyConnector for EmbeddedConnector {
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
         request.validate()?;
         let (broker, topic) = self.topic(&request.stream, &request.topic)?;
-        let partition = match &request.partitioning {
-            Partitioning::Balanced => topic.next_balanced(),
-            Partitioning::Partition(p) => *p,
-            Partitioning::Key(key) => partition_for(key, topic.partitions_count()),
-        };
+        let partition = request
+            .partitioning
+            .resolve(topic.partitions_count(), topic.round_robin());
         let mut record = batch::encode_batch(&request.messages, batch::now_micros());
         let base_offset = broker.append(&topic, partition, &mut record).await?;
         Ok(PublishReceipt {
@@ -482,6 +498,8 @@ impl IggyConnector for EmbeddedConnector {
             closed: self.closed_signal()?,
             left: AtomicBool::new(false),
             cursors: tokio::sync::Mutex::new(Cursors::default()),
+            seeks: std::sync::Mutex::new(Vec::new()),
+            sought: tokio::sync::Notify::new(),
         }))
     }
 
@@ -542,7 +560,7 @@ async fn initialize_offsets(
                 .offset_at_timestamp(ts)
                 .unwrap_or_else(|| partition.next_offset()),
         };
-        if let Some(last_handled) = first_to_read.checked_sub(1) {
+        if let Some(last_handled) = start_to_store(first_to_read) {
             partition
                 .store_offset(ConsumerKey::Group(group_id), last_handled)
                 .await?;
@@ -597,13 +615,6 @@ impl MessageSubscriber for EmbeddedSubscriber {
     }
 }
 
-#[derive(Debug, Default)]
-struct Cursors {
-    generation: u64,
-    next: HashMap<u32, u64>,
-    turn: usize,
-}
-
 struct EmbeddedGroupMember {
     broker: Arc<Broker>,
     topic: Arc<Topic>,
@@ -613,7 +624,12 @@ struct EmbeddedGroupMember {
     rebalanced: watch::Receiver<u64>,
     closed: watch::Receiver<bool>,
     left: AtomicBool,
-    cursors: tokio::sync::Mutex<Cursors>,
+    /// Set for one group generation.
+    cursors: tokio::sync::Mutex<Cursors<u64>>,
+    /// Read positions asked for by `seek`, applied by the next poll.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
+    /// Wakes a poll waiting at the head when a seek arrives.
+    sought: tokio::sync::Notify,
 }
 
 impl fmt::Debug for EmbeddedGroupMember {
@@ -661,48 +677,47 @@ impl GroupConsumer for EmbeddedGroupMember {
         loop {
             rebalanced.borrow_and_update();
             let assignment = self.current_assignment()?;
-            if assignment.generation != cursors.generation {
-                // A new assignment: every owned partition restarts after the group's
-                // last commit (un-committed deliveries are redelivered).
-                cursors.generation = assignment.generation;
-                cursors.next = assignment
-                    .partitions
-                    .iter()
-                    .filter_map(|&p| {
-                        let partition = self.topic.partitions.get(p as usize)?;
-                        let next = partition
-                            .stored_offset(ConsumerKey::Group(self.group_id))
-                            .map_or(0, |o| o.saturating_add(1));
-                        Some((p, next))
-                    })
-                    .collect();
+            if !cursors.is_for(&assignment.generation) {
+                let committed = assignment.partitions.iter().filter_map(|&p| {
+                    let partition = self.topic.partitions.get(p as usize)?;
+                    Some((
+                        p,
+                        partition.stored_offset(ConsumerKey::Group(self.group_id)),
+                    ))
+                });
+                cursors.reset(assignment.generation, committed);
+            }
+            for (partition, offset) in
+                std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if assignment.partitions.contains(&partition) {
+                    cursors.seek(partition, offset);
+                }
             }
             let mut heads = Vec::with_capacity(assignment.partitions.len());
             let mut out = Vec::new();
-            let n = assignment.partitions.len();
-            for i in 0..n {
-                let p = assignment.partitions[(cursors.turn + i) % n];
+            let mut advanced = Vec::new();
+            for (p, next) in cursors.round(&assignment.partitions) {
                 let Some(partition) = self.topic.partitions.get(p as usize) else {
                     continue;
                 };
                 let mut head = partition.watch();
                 head.borrow_and_update();
                 heads.push(head);
-                let next = cursors.next.get(&p).copied().unwrap_or(0);
                 let messages = read_messages(
                     partition,
                     next.max(partition.first_offset()),
                     max - out.len() as u32,
                 )?;
                 if let Some(last) = messages.last() {
-                    cursors.next.insert(p, last.offset + 1);
+                    advanced.push((p, last.offset + 1));
                     out.extend(messages);
                     if out.len() as u32 >= max {
                         break;
                     }
                 }
             }
-            cursors.turn = cursors.turn.wrapping_add(1);
+            cursors.finish_round(advanced);
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -725,8 +740,17 @@ impl GroupConsumer for EmbeddedGroupMember {
             waits.push(Box::pin(async {
                 let _ = closed.changed().await;
             }));
+            waits.push(Box::pin(self.sought.notified()));
             select_all(waits).await;
         }
+    }
+
+    fn seek(&self, partition: u32, offset: u64) {
+        self.seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
+        self.sought.notify_one();
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {

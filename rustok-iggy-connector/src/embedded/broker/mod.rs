@@ -32,6 +32,7 @@ use crate::config::Durability;
 use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
+use crate::partition::check_partition_count;
 
 use super::storage::{Disk, LogConfig, StorageError};
 
@@ -41,8 +42,7 @@ const LOCK_FILE: &str = ".lock";
 const LOCK_ATTEMPTS: u32 = 20;
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 const FORMAT_VERSION: u32 = 1;
-/// Most partitions a topic may have.
-pub(crate) const MAX_PARTITIONS: u32 = 1000;
+pub(crate) use crate::partition::MAX_PARTITIONS;
 
 /// Settings of the broker.
 #[derive(Debug, Clone)]
@@ -278,7 +278,7 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
-                if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+                if check_partition_count(t.partitions).is_err() {
                     // A damaged count would otherwise create up to 2^32 partitions.
                     return Err(StorageError::Corrupt {
                         path: self.root.join(METADATA_FILE),
@@ -500,11 +500,7 @@ impl Broker {
         retention: Retention,
     ) -> Result<Arc<Topic>, ConnectorError> {
         self.ensure_open()?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
-            )));
-        }
+        check_partition_count(partitions)?;
         let mut state = self.write_state();
         let s = state
             .find_stream(stream)
@@ -809,6 +805,21 @@ impl Broker {
     }
 
     /// Every topic of every stream.
+    /// The partitions whose log is poisoned (refuses appends until the broker is
+    /// reopened), as (stream, topic, partition).
+    pub(crate) fn unwritable_partitions(&self) -> Vec<(StreamName, TopicName, u32)> {
+        self.all_topics()
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.is_poisoned())
+                    .map(|p| (topic.stream_name.clone(), topic.name.clone(), p.id))
+            })
+            .collect()
+    }
+
     pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
         self.read_state()
             .streams

@@ -1,6 +1,7 @@
 //! `SendMessages` and `PollMessages` (PROTOCOL.md §4).
 
 use bytes::BytesMut;
+use iggy_binary_protocol::WireEncode;
 use iggy_binary_protocol::batch::{BatchIntegrity, decode_batch_slice_with};
 use iggy_binary_protocol::requests::messages::PollMessagesRequest;
 use iggy_binary_protocol::requests::messages::SendMessagesHeader;
@@ -8,7 +9,6 @@ use iggy_binary_protocol::responses::messages::PollMessagesResponseHeader;
 use iggy_binary_protocol::responses::messages::{
     SendMessagesConfirmationResponse, SendMessagesResponse,
 };
-use iggy_binary_protocol::{WireEncode, WirePartitioning};
 
 use super::dispatch::Handled;
 use super::error::Status;
@@ -16,8 +16,8 @@ use super::offsets::{Caller, consumer_key};
 use super::session::Session;
 use super::{Shared, decode, resolve_topic};
 use crate::batch;
+use crate::connector::Partitioning;
 use crate::embedded::broker::Partition;
-use crate::partition::partition_for;
 
 /// Most bytes of records one poll reply gathers (at least one record is always
 /// served, up to the 64 MiB frame limit).
@@ -48,11 +48,8 @@ pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Ha
         return Err(Status::INVALID_MESSAGES_COUNT);
     }
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
-    let partition = match &header.partitioning {
-        WirePartitioning::Balanced => topic.next_balanced(),
-        WirePartitioning::PartitionId(p) => *p,
-        WirePartitioning::MessagesKey(key) => partition_for(key, topic.partitions_count()),
-    };
+    let partition = Partitioning::from(header.partitioning)
+        .resolve(topic.partitions_count(), topic.round_robin());
     let mut record = record.to_vec();
     let base_offset = shared.broker.append(&topic, partition, &mut record).await?;
     SendMessagesResponse {
