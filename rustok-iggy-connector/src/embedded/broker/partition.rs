@@ -424,13 +424,18 @@ impl Partition {
 
     /// The failure that poisoned this partition (its log or its offsets journal),
     /// if any: its appends (or commits) are refused until the broker is reopened.
+    /// A failed append poisons the log itself, a failed sync sets the flag too: the
+    /// log is asked either way.
     pub(crate) fn poisoned(&self) -> Option<Arc<StorageError>> {
-        self.log_poison().or_else(|| self.offsets.poisoned())
+        self.log_read()
+            .poisoned()
+            .cloned()
+            .or_else(|| self.offsets.poisoned())
     }
 
     /// Whether [`poisoned`](Self::poisoned).
     pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire) || self.offsets.poisoned().is_some()
+        self.poisoned().is_some()
     }
 
     fn log_poison(&self) -> Option<Arc<StorageError>> {
