@@ -373,3 +373,113 @@ async fn a_stop_during_a_lasting_outage_fails_after_the_close_timeout() {
         .await
         .unwrap();
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "jobs", stream = "late", key = key, codec = "postcard")]
+struct Late {
+    key: String,
+    n: u64,
+}
+
+/// A runner started while the server is down (its join fails on the lost
+/// connection) keeps trying, counts each failure, and once the server is back
+/// handles what is published, returning only when asked to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_started_during_an_outage_starts_once_the_server_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedConnector::new();
+    within(
+        "start the broker",
+        broker.connect(&broker_config(dir.path(), 0)),
+    )
+    .await
+    .unwrap();
+    let address = broker.tcp_address().unwrap();
+    let mut client = remote_config(&address.to_string(), USERNAME, PASSWORD);
+    client.remote.reconnection_retries = 20;
+    client.remote.reconnection_interval_ms = 25;
+    let consumer = open_remote(&client).await;
+    let options = TransportOptions {
+        partitions: 1,
+        ..TransportOptions::default()
+    };
+    let late = Transport::<Late>::new(Arc::clone(&consumer), options.clone())
+        .await
+        .unwrap();
+    within("stop the broker", broker.shutdown()).await.unwrap();
+
+    let errors = || {
+        tests::metric_value(
+            metric_names::CONSUMER_ERRORS,
+            &[
+                ("messaging_destination_name", "jobs"),
+                ("messaging_consumer_group_name", "late"),
+            ],
+        )
+    };
+    let before = errors();
+    let handled = Arc::new(Notify::new());
+    let (stop, mut stopped) = watch::channel(false);
+    let runner = {
+        let handled = Arc::clone(&handled);
+        tokio::spawn(async move {
+            late.consume(
+                "late",
+                ConsumeOptions::default(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+                move |_job| {
+                    let handled = Arc::clone(&handled);
+                    async move {
+                        handled.notify_one();
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        })
+    };
+    within("the runner fails to start", async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        while errors() == before {
+            tick.tick().await;
+        }
+    })
+    .await;
+    assert!(!runner.is_finished(), "the runner keeps trying");
+
+    let restarted = Arc::new(EmbeddedConnector::new());
+    within(
+        "restart the broker on the same port",
+        restarted.connect(&broker_config(dir.path(), address.port())),
+    )
+    .await
+    .unwrap();
+    let producer =
+        Transport::<Late>::new(Arc::clone(&restarted) as Arc<dyn IggyConnector>, options)
+            .await
+            .unwrap();
+    producer
+        .publish(&Late {
+            key: "k".into(),
+            n: 1,
+        })
+        .await
+        .unwrap();
+    within("the job is handled", handled.notified()).await;
+    stop.send_replace(true);
+    let report = within("the runner stops", runner)
+        .await
+        .unwrap()
+        .expect("the runner rode out its failed start");
+    assert_eq!(report.handled, 1, "{report:?}");
+    assert!(
+        report.errors >= 1,
+        "the failed starts are reported: {report:?}"
+    );
+    within("shutdown", consumer.shutdown()).await.unwrap();
+    within("stop the broker", restarted.shutdown())
+        .await
+        .unwrap();
+}
