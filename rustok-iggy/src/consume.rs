@@ -200,7 +200,7 @@ impl<E: IggyEvent> Transport<E> {
                 .subscribe_with(
                     group,
                     options.start,
-                    runner_subscription(options.subscription.clone()),
+                    runner_subscription(options.subscription),
                 )
                 .await?;
             Ok((subscription, dead_letters))
@@ -248,7 +248,7 @@ impl crate::envelope::IggyTransport {
                     group,
                     topic,
                     options.start,
-                    runner_subscription(options.subscription.clone()),
+                    runner_subscription(options.subscription),
                 )
                 .await?;
             let dead_letters =
