@@ -657,6 +657,8 @@ impl Broker {
     /// Durability: on return the batch survives the death of the process; under
     /// `every_batch` it has been fsynced too (concurrent appends share the fsync,
     /// made on the broker's sync threads: the caller's runtime is not blocked).
+    /// Under every policy, a segment closed by an earlier append is sealed before
+    /// this batch is written (the caller awaits that sync after each roll).
     pub(crate) async fn append(
         &self,
         topic: &Topic,
@@ -665,6 +667,9 @@ impl Broker {
     ) -> Result<u64, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
+        // The segment the previous roll closed is sealed first: the seals of
+        // stored data never pile up beyond one segment (see `wait_sealed`).
+        partition.wait_sealed().await?;
         let appended = partition.append(record, batch::now_micros())?;
         if partition.acknowledges_after_fsync() {
             partition.wait_durable(appended.end_offset).await?;
