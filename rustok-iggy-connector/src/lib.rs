@@ -14,6 +14,7 @@ mod batch;
 mod config;
 mod connector;
 mod error;
+pub mod error_codes;
 mod message;
 mod metrics;
 mod names;

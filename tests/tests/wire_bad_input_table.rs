@@ -53,6 +53,7 @@ use iggy_binary_protocol::{
     AckLevel, COMMAND_TABLE, ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode,
     WireIdentifier, WireName, WireOptions, WirePartitioning, WirePollingStrategy,
 };
+use rustok_iggy_connector::error_codes::ErrorCode;
 use tests::wire::raw::{Frame, RawClient, request_header};
 use tests::wire::{PASSWORD, USERNAME, WireBroker, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,18 +73,18 @@ const LOGIN_USER: u32 = 38;
 const LOGIN_WITH_PAT: u32 = 44;
 
 const OK: u32 = 0;
-const INVALID_COMMAND: u32 = 3;
-const INVALID_FORMAT: u32 = 4;
-const UNAUTHENTICATED: u32 = 40;
-const RESOURCE_NOT_FOUND: u32 = 20;
-const STREAM_ID_NOT_FOUND: u32 = 1009;
-const STREAM_NAME_NOT_FOUND: u32 = 1010;
-const TOPIC_ID_NOT_FOUND: u32 = 2010;
-const TOO_MANY_PARTITIONS: u32 = 2015;
-const PARTITION_NOT_FOUND: u32 = 3007;
-const CONSUMER_OFFSET_NOT_FOUND: u32 = 3021;
-const GROUP_ID_NOT_FOUND: u32 = 5000;
-const GROUP_MEMBER_NOT_FOUND: u32 = 5006;
+const INVALID_COMMAND: u32 = ErrorCode::INVALID_COMMAND.0;
+const INVALID_FORMAT: u32 = ErrorCode::INVALID_FORMAT.0;
+const UNAUTHENTICATED: u32 = ErrorCode::UNAUTHENTICATED.0;
+const RESOURCE_NOT_FOUND: u32 = ErrorCode::RESOURCE_NOT_FOUND.0;
+const STREAM_ID_NOT_FOUND: u32 = ErrorCode::STREAM_ID_NOT_FOUND.0;
+const STREAM_NAME_NOT_FOUND: u32 = ErrorCode::STREAM_NAME_NOT_FOUND.0;
+const TOPIC_ID_NOT_FOUND: u32 = ErrorCode::TOPIC_ID_NOT_FOUND.0;
+const TOO_MANY_PARTITIONS: u32 = ErrorCode::TOO_MANY_PARTITIONS.0;
+const PARTITION_NOT_FOUND: u32 = ErrorCode::PARTITION_NOT_FOUND.0;
+const CONSUMER_OFFSET_NOT_FOUND: u32 = ErrorCode::CONSUMER_OFFSET_NOT_FOUND.0;
+const GROUP_ID_NOT_FOUND: u32 = ErrorCode::CONSUMER_GROUP_ID_NOT_FOUND.0;
+const GROUP_MEMBER_NOT_FOUND: u32 = ErrorCode::CONSUMER_GROUP_MEMBER_NOT_FOUND.0;
 
 /// One test at a time (see the module documentation).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -21,31 +21,15 @@ use iggy_binary_protocol::codes::{
     PURGE_TOPIC_CODE, SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
     UPDATE_TOPIC_CODE,
 };
-use iggy_binary_protocol::consensus::{Command, EvictionReason, HEADER_SIZE, Operation};
+use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
 
-use super::error::Status;
-use super::frame::{self, Eviction, RESULT_SECTION_OK, ReplyMeta, RequestHead};
+use super::frame::{self, RESULT_SECTION_OK, RequestHead};
+use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
-use super::{Shared, groups, messages, offsets, streams, system, topics, users};
-
-/// What to send back.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// A reply frame.
-    Reply(BytesMut),
-    /// An eviction frame (the connection stays open).
-    Evict(Box<[u8; HEADER_SIZE]>),
-    /// A reply frame, then close the connection.
-    #[allow(
-        dead_code,
-        reason = "kept for protocol violations that need a close after the answer"
-    )]
-    ReplyAndClose(BytesMut),
-}
-
-/// What a handler returns: the payload was appended to the buffer, or an error code.
-pub(crate) type Handled = Result<(), Status>;
+use super::shared::Shared;
+use super::{groups, messages, offsets, streams, system, topics, users};
+use crate::error_codes::ErrorCode;
 
 /// Serves one request.
 pub(crate) async fn dispatch(
@@ -58,14 +42,14 @@ pub(crate) async fn dispatch(
         return Outcome::Reply(frame::error_reply(
             head,
             Operation::Reserved,
-            Status::INVALID_COMMAND.0,
+            ErrorCode::INVALID_COMMAND.0,
         ));
     };
     if head.command != Command::Request as u8 {
         return Outcome::Reply(frame::error_reply(
             head,
             operation,
-            Status::INVALID_COMMAND.0,
+            ErrorCode::INVALID_COMMAND.0,
         ));
     }
     match operation {
@@ -85,7 +69,7 @@ pub(crate) async fn dispatch(
                 return Outcome::Reply(frame::error_reply(
                     head,
                     operation,
-                    Status::UNAUTHENTICATED.0,
+                    ErrorCode::UNAUTHENTICATED.0,
                 ));
             }
             match lookup_command(code) {
@@ -95,7 +79,7 @@ pub(crate) async fn dispatch(
                 _ => Outcome::Reply(frame::error_reply(
                     head,
                     operation,
-                    Status::INVALID_COMMAND.0,
+                    ErrorCode::INVALID_COMMAND.0,
                 )),
             }
         }
@@ -103,7 +87,11 @@ pub(crate) async fn dispatch(
             let code = match op.to_command_code() {
                 Some(code) if op.is_client_allowed() => code,
                 _ => {
-                    return Outcome::Reply(frame::error_reply(head, op, Status::INVALID_COMMAND.0));
+                    return Outcome::Reply(frame::error_reply(
+                        head,
+                        op,
+                        ErrorCode::INVALID_COMMAND.0,
+                    ));
                 }
             };
             let Some(login) = session.login else {
@@ -111,41 +99,11 @@ pub(crate) async fn dispatch(
             };
             if head.session != login.session {
                 // A request from before the latest login on this connection.
-                return Outcome::Reply(frame::error_reply(head, op, Status::UNAUTHENTICATED.0));
+                return Outcome::Reply(frame::error_reply(head, op, ErrorCode::UNAUTHENTICATED.0));
             }
             run(shared, session, head, op, code, body).await
         }
     }
-}
-
-pub(crate) fn evict(head: &RequestHead, reason: EvictionReason) -> Outcome {
-    Outcome::Evict(Box::new(frame::eviction(
-        head.client,
-        Eviction::Reason(reason),
-    )))
-}
-
-/// Seals a successful reply whose body is already in `out`.
-pub(crate) fn seal_ok(
-    shared: &Shared,
-    out: &mut BytesMut,
-    head: &RequestHead,
-    operation: Operation,
-) {
-    let commit = if operation == Operation::NonReplicated {
-        0
-    } else {
-        shared.next_commit()
-    };
-    frame::seal_reply(
-        out,
-        head,
-        ReplyMeta {
-            operation,
-            status: 0,
-            commit,
-        },
-    );
 }
 
 async fn run(
@@ -235,6 +193,6 @@ async fn route(
         // log before it is acknowledged), update_stream, create/delete_partitions,
         // delete_segments, update_user, update_permissions, snapshot,
         // describe_options and the cluster poll-routing codes.
-        _ => Err(Status::FEATURE_UNAVAILABLE),
+        _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }

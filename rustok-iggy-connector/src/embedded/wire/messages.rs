@@ -10,13 +10,13 @@ use iggy_binary_protocol::responses::messages::{
 };
 use iggy_binary_protocol::{WireEncode, WirePartitioning};
 
-use super::dispatch::Handled;
-use super::error::Status;
-use super::offsets::{Caller, consumer_key};
+use super::lookup::{Caller, consumer_key, decode, resolve_topic};
+use super::reply::Handled;
 use super::session::Session;
-use super::{Shared, decode, resolve_topic};
+use super::shared::Shared;
 use crate::batch;
 use crate::embedded::broker::Partition;
+use crate::error_codes::ErrorCode;
 use crate::partition::partition_for;
 
 /// Most bytes of records one poll reply gathers (at least one record is always
@@ -38,14 +38,16 @@ pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
         .get(..4)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(u32::from_le_bytes)
-        .ok_or(Status::INVALID_FORMAT)? as usize;
-    let metadata_end = metadata_len.checked_add(4).ok_or(Status::INVALID_FORMAT)?;
-    let metadata = body.get(4..metadata_end).ok_or(Status::INVALID_FORMAT)?;
-    let record = body.get(metadata_end..).ok_or(Status::INVALID_FORMAT)?;
+        .ok_or(ErrorCode::INVALID_FORMAT)? as usize;
+    let metadata_end = metadata_len
+        .checked_add(4)
+        .ok_or(ErrorCode::INVALID_FORMAT)?;
+    let metadata = body.get(4..metadata_end).ok_or(ErrorCode::INVALID_FORMAT)?;
+    let record = body.get(metadata_end..).ok_or(ErrorCode::INVALID_FORMAT)?;
     let header: SendMessagesHeader = decode(metadata)?;
-    let batch_header = batch::validate(record, true).map_err(Status::from)?;
+    let batch_header = batch::validate(record, true).map_err(ErrorCode::from)?;
     if batch_header.message_count == 0 || batch_header.message_count != header.messages_count {
-        return Err(Status::INVALID_MESSAGES_COUNT);
+        return Err(ErrorCode::INVALID_MESSAGES_COUNT);
     }
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
     let partition = match &header.partitioning {
@@ -74,7 +76,7 @@ fn start_offset(
     value: u64,
     count: u32,
     stored: Option<u64>,
-) -> Result<Option<u64>, Status> {
+) -> Result<Option<u64>, ErrorCode> {
     let first = partition.first_offset();
     let next = partition.next_offset();
     let start = match kind {
@@ -86,7 +88,7 @@ fn start_offset(
         FIRST => first,
         LAST => next.saturating_sub(u64::from(count)),
         NEXT => stored.map_or(0, |o| o.saturating_add(1)),
-        _ => return Err(Status::INVALID_FORMAT),
+        _ => return Err(ErrorCode::INVALID_FORMAT),
     };
     let start = start.max(first);
     Ok((start < next).then_some(start))
@@ -132,7 +134,7 @@ pub(crate) fn poll(shared: &Shared, session: &Session, body: &[u8], out: &mut By
     let mut served = 0u32;
     let mut last = None;
     for record in records {
-        let Some((sliced, n)) = batch::slice(&record, start, end).map_err(Status::from)? else {
+        let Some((sliced, n)) = batch::slice(&record, start, end).map_err(ErrorCode::from)? else {
             continue;
         };
         last = last_offset(&sliced).or(last);

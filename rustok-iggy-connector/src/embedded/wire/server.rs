@@ -11,12 +11,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::Shared;
-use super::dispatch::{Outcome, dispatch};
+use super::dispatch::dispatch;
 use super::frame::{self, FrameError, RequestHead};
+use super::reply::Outcome;
 use super::session::Session;
+use super::shared::Shared;
 use crate::embedded::broker::{Broker, Users};
 use crate::error::ConnectorError;
+use crate::error_codes::ErrorCode;
 
 /// How long a peer may take to deliver the rest of a frame once its header arrived.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -182,9 +184,7 @@ fn reply_operation(head: &RequestHead) -> iggy_binary_protocol::consensus::Opera
 
 fn status_of(e: &FrameError) -> u32 {
     match e {
-        FrameError::SizeTooLarge(_) | FrameError::SizeTooSmall(_) => {
-            super::error::Status::INVALID_FORMAT.0
-        }
-        FrameError::Truncated | FrameError::Io(_) => super::error::Status::ERROR.0,
+        FrameError::SizeTooLarge(_) | FrameError::SizeTooSmall(_) => ErrorCode::INVALID_FORMAT.0,
+        FrameError::Truncated | FrameError::Io(_) => ErrorCode::ERROR.0,
     }
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::Shared;
+use super::shared::{ClientView, Shared};
 use crate::embedded::broker::{GroupRef, Topic};
 
 /// A successful login on this connection.
@@ -24,15 +24,6 @@ pub(crate) struct Login {
 pub(crate) struct Joined {
     pub(crate) topic: Arc<Topic>,
     pub(crate) group_id: u32,
-}
-
-/// What other connections may see of this one (`GetClients`, stats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClientView {
-    pub(crate) address: SocketAddr,
-    pub(crate) user_id: Option<u32>,
-    /// (stream, topic, group) ids.
-    pub(crate) groups: Vec<(u32, u32, u32)>,
 }
 
 /// The state of one TCP connection.

@@ -9,18 +9,18 @@ use iggy_binary_protocol::responses::streams::GetStreamResponse;
 use iggy_binary_protocol::responses::streams::StreamResponse;
 use iggy_binary_protocol::{WireEncode, WireName, WireOptions};
 
-use super::dispatch::Handled;
-use super::error::Status;
-use super::topics::topic_header;
-use super::{Shared, decode, ident, stream_not_found};
+use super::lookup::{decode, ident, stream_not_found};
+use super::reply::{Handled, topic_header};
+use super::shared::Shared;
 use crate::embedded::broker::StreamInfo;
+use crate::error_codes::ErrorCode;
 use crate::names::StreamName;
 
-fn wire_name(name: &str) -> Result<WireName, Status> {
-    WireName::new(name).map_err(|_| Status::ERROR)
+fn wire_name(name: &str) -> Result<WireName, ErrorCode> {
+    WireName::new(name).map_err(|_| ErrorCode::ERROR)
 }
 
-fn stream_response(info: &StreamInfo) -> Result<StreamResponse, Status> {
+fn stream_response(info: &StreamInfo) -> Result<StreamResponse, ErrorCode> {
     let (size, messages) = info
         .topics
         .iter()
@@ -39,7 +39,7 @@ fn stream_response(info: &StreamInfo) -> Result<StreamResponse, Status> {
     })
 }
 
-fn stream_details(info: &StreamInfo) -> Result<GetStreamResponse, Status> {
+fn stream_details(info: &StreamInfo) -> Result<GetStreamResponse, ErrorCode> {
     Ok(GetStreamResponse {
         stream: stream_response(info)?,
         topics: info
@@ -68,7 +68,8 @@ pub(crate) fn list(shared: &Shared, out: &mut BytesMut) -> Handled {
 
 pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
     let request: CreateStreamRequest = decode(body)?;
-    let name = StreamName::new(request.name.as_str()).map_err(|_| Status::INVALID_STREAM_NAME)?;
+    let name =
+        StreamName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_STREAM_NAME)?;
     let info = shared.broker.create_stream(name)?;
     stream_details(&info)?.encode(out);
     Ok(())

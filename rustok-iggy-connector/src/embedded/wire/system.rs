@@ -8,21 +8,14 @@ use iggy_binary_protocol::responses::clients::{ClientResponse, ConsumerGroupInfo
 use iggy_binary_protocol::responses::system::StatsResponse;
 use iggy_binary_protocol::responses::system::{ClusterMetadataResponse, ClusterNodeResponse};
 
-use super::dispatch::Handled;
-use super::session::{ClientView, Session};
-use super::{Shared, decode};
+use super::lookup::decode;
+use super::reply::{Handled, SERVER_NAME, server_version};
+use super::session::Session;
+use super::shared::{ClientView, Shared};
 use crate::batch;
 
 /// `TransportProtocol::Tcp` of `iggy_common`.
 const TRANSPORT_TCP: u8 = 1;
-/// The name the listener reports for itself.
-pub(crate) const SERVER_NAME: &str = "rustok-iggy";
-
-/// The version string the listener reports.
-pub(crate) fn server_version() -> String {
-    format!("{SERVER_NAME} {}", env!("CARGO_PKG_VERSION"))
-}
-
 pub(crate) fn stats(shared: &Shared, out: &mut BytesMut) -> Handled {
     let broker = &shared.broker;
     let streams = broker.streams();

@@ -28,14 +28,14 @@ use iggy_binary_protocol::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::dispatch::{Handled, Outcome, evict, seal_ok};
-use super::error::Status;
 use super::frame::{self, Eviction, RESULT_SECTION_OK, RequestHead};
+use super::lookup::decode;
+use super::reply::{Handled, Outcome, evict, seal_ok, server_version};
 use super::session::{Login, Session};
-use super::system::server_version;
-use super::{Shared, decode};
+use super::shared::Shared;
 use crate::batch;
 use crate::embedded::broker::{UserError, UserInfo, UserRef};
+use crate::error_codes::ErrorCode;
 
 /// `UserStatus` codes of `iggy_common`.
 const STATUS_ACTIVE: u8 = 1;
@@ -140,7 +140,7 @@ pub(crate) async fn login(
         return Outcome::Reply(frame::error_reply(
             head,
             Operation::Register,
-            Status::ERROR.0,
+            ErrorCode::ERROR.0,
         ));
     };
     LoginRegisterResponse {
@@ -154,7 +154,7 @@ pub(crate) async fn login(
     Outcome::Reply(out)
 }
 
-impl From<UserError> for Status {
+impl From<UserError> for ErrorCode {
     fn from(e: UserError) -> Self {
         match e {
             UserError::NotFound => Self::RESOURCE_NOT_FOUND,
@@ -163,9 +163,11 @@ impl From<UserError> for Status {
             UserError::InvalidPassword => Self::INVALID_PASSWORD,
             UserError::Root => Self::CANNOT_DELETE_USER,
             UserError::InvalidCredentials => Self::INVALID_CREDENTIALS,
-            UserError::TokenExists => Self::PAT_ALREADY_EXISTS,
-            UserError::InvalidTokenName | UserError::TokenNotFound => Self::INVALID_PAT_NAME,
-            UserError::TooManyTokens => Self::PAT_LIMIT_REACHED,
+            UserError::TokenExists => Self::PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS,
+            UserError::InvalidTokenName | UserError::TokenNotFound => {
+                Self::INVALID_PERSONAL_ACCESS_TOKEN_NAME
+            }
+            UserError::TooManyTokens => Self::PERSONAL_ACCESS_TOKENS_LIMIT_REACHED,
             UserError::Hash(_) | UserError::Storage(_) => {
                 tracing::error!(error = %e, "user store failed");
                 Self::ERROR
@@ -181,7 +183,7 @@ fn user_ref(id: &WireIdentifier) -> UserRef<'_> {
     }
 }
 
-fn user_response(user: &UserInfo) -> Result<UserResponse, Status> {
+fn user_response(user: &UserInfo) -> Result<UserResponse, ErrorCode> {
     Ok(UserResponse {
         id: user.id,
         created_at: user.created_at,
@@ -190,7 +192,7 @@ fn user_response(user: &UserInfo) -> Result<UserResponse, Status> {
         } else {
             STATUS_INACTIVE
         },
-        username: WireName::new(user.username.as_str()).map_err(|_| Status::ERROR)?,
+        username: WireName::new(user.username.as_str()).map_err(|_| ErrorCode::ERROR)?,
         options: WireOptions::empty(),
     })
 }
@@ -215,7 +217,7 @@ fn all_permissions() -> WirePermissions {
     }
 }
 
-fn details(user: &UserInfo) -> Result<UserDetailsResponse, Status> {
+fn details(user: &UserInfo) -> Result<UserDetailsResponse, ErrorCode> {
     Ok(UserDetailsResponse {
         user: user_response(user)?,
         permissions: Some(all_permissions()),
@@ -249,14 +251,14 @@ pub(crate) async fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> 
     let active = match request.status {
         STATUS_ACTIVE => true,
         STATUS_INACTIVE => false,
-        _ => return Err(Status::INVALID_USER_STATUS),
+        _ => return Err(ErrorCode::INVALID_USER_STATUS),
     };
     let users = Arc::clone(&shared.users);
     let username = request.username.as_str().to_owned();
     let password = SecretString::from(request.password);
     let user = hashing(move || users.create(&username, password.expose_secret(), active))
         .await
-        .ok_or(Status::ERROR)??;
+        .ok_or(ErrorCode::ERROR)??;
     details(&user)?.encode(out);
     Ok(())
 }
@@ -273,7 +275,7 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
         WireIdentifier::Numeric(n) => users.user(UserRef::Id(*n)),
         WireIdentifier::String(name) => users.user(UserRef::Name(name.as_str())),
     }
-    .ok_or(Status::RESOURCE_NOT_FOUND)?;
+    .ok_or(ErrorCode::RESOURCE_NOT_FOUND)?;
     tracing::debug!(
         client = session.client_id,
         user = target.id,
@@ -289,12 +291,12 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
         )
     })
     .await
-    .ok_or(Status::ERROR)??;
+    .ok_or(ErrorCode::ERROR)??;
     Ok(())
 }
 
-fn logged_in(session: &Session) -> Result<u32, Status> {
-    session.user_id().ok_or(Status::UNAUTHENTICATED)
+fn logged_in(session: &Session) -> Result<u32, ErrorCode> {
+    session.user_id().ok_or(ErrorCode::UNAUTHENTICATED)
 }
 
 pub(crate) fn tokens(shared: &Shared, session: &Session, out: &mut BytesMut) -> Handled {
@@ -306,11 +308,11 @@ pub(crate) fn tokens(shared: &Shared, session: &Session, out: &mut BytesMut) -> 
             .into_iter()
             .map(|t| {
                 Ok(PersonalAccessTokenResponse {
-                    name: WireName::new(t.name).map_err(|_| Status::ERROR)?,
+                    name: WireName::new(t.name).map_err(|_| ErrorCode::ERROR)?,
                     expiry_at: t.expiry_at.unwrap_or(0),
                 })
             })
-            .collect::<Result<_, Status>>()?,
+            .collect::<Result<_, ErrorCode>>()?,
     }
     .encode(out);
     Ok(())
@@ -333,7 +335,7 @@ pub(crate) fn create_token(
         .users
         .create_token(user_id, request.name.as_str(), expiry_at)?;
     RawPersonalAccessTokenResponse {
-        token: WireName::new(token).map_err(|_| Status::ERROR)?,
+        token: WireName::new(token).map_err(|_| ErrorCode::ERROR)?,
     }
     .encode(out);
     Ok(())
