@@ -8,7 +8,7 @@ use iggy_binary_protocol::responses::messages::PollMessagesResponseHeader;
 use iggy_binary_protocol::responses::messages::{
     SendMessagesConfirmationResponse, SendMessagesResponse,
 };
-use iggy_binary_protocol::{WireEncode, WirePartitioning};
+use iggy_binary_protocol::{WireEncode, WirePartitioning, validate_user_headers};
 
 use super::lookup::{Caller, consumer_key, decode, resolve_topic};
 use super::reply::Handled;
@@ -17,6 +17,7 @@ use super::shared::Shared;
 use crate::batch;
 use crate::embedded::broker::Partition;
 use crate::error_codes::ErrorCode;
+use crate::message::MAX_HEADER_FIELD_LENGTH;
 use crate::partition::partition_for;
 
 /// Most bytes of records one poll reply gathers (at least one record is always
@@ -49,6 +50,7 @@ pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
     if batch_header.message_count == 0 || batch_header.message_count != header.messages_count {
         return Err(ErrorCode::INVALID_MESSAGES_COUNT);
     }
+    check_user_headers(record)?;
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
     let partition = match &header.partitioning {
         WirePartitioning::Balanced => topic.next_balanced(),
@@ -67,6 +69,49 @@ pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
     }
     .encode(out);
     Ok(())
+}
+
+/// Refuses a record with a message whose user headers do not decode, so that
+/// nothing unreadable is stored: readers decode headers with the same rule
+/// (`validate_user_headers` of the official crate).
+fn check_user_headers(record: &[u8]) -> Handled {
+    let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
+    for message in batch.iter() {
+        if validate_user_headers(message.user_headers).is_err() {
+            return Err(header_fault(message.user_headers));
+        }
+    }
+    Ok(())
+}
+
+/// The code for user-header bytes that do not decode: `InvalidHeaderKey` when the
+/// first broken field is a key (or stray bytes where a key would start),
+/// `InvalidHeaderValue` when it is a value or a key has none (the codes the Iggy
+/// server gave when it parsed headers at `SendMessages`).
+fn header_fault(headers: &[u8]) -> ErrorCode {
+    // `[kind u8][len u32][bytes]` fields, alternating key and value.
+    let field_end = |rest: &[u8]| -> Option<usize> {
+        let (&kind, after_kind) = rest.split_first()?;
+        let len = u32::from_le_bytes(after_kind.get(..4)?.try_into().ok()?) as usize;
+        let valid = kind != 0 && (1..=MAX_HEADER_FIELD_LENGTH).contains(&len);
+        (valid && after_kind.len() >= 4 + len).then_some(5 + len)
+    };
+    let mut rest = headers;
+    let mut fields = 0usize;
+    while !rest.is_empty() {
+        match field_end(rest).and_then(|end| rest.get(end..)) {
+            Some(after) => {
+                rest = after;
+                fields += 1;
+            }
+            None => break,
+        }
+    }
+    if fields % 2 == 0 && !rest.is_empty() {
+        ErrorCode::INVALID_HEADER_KEY
+    } else {
+        ErrorCode::INVALID_HEADER_VALUE
+    }
 }
 
 /// Where a poll starts, or `None` when there is nothing to serve.
