@@ -297,11 +297,19 @@ impl IggyConnector for EmbeddedConnector {
             segment_size_bytes: embedded.segment_size_bytes,
         })?);
         let wire = if embedded.tcp_enabled {
-            let users = Users::open(
-                broker.data_dir(),
-                &embedded.root_username,
-                embedded.root_password.expose(),
-            )
+            // Off the runtime: root tokens are checked against the root credentials
+            // with Argon2.
+            let (dir, username, password) = (
+                broker.data_dir().to_owned(),
+                embedded.root_username.clone(),
+                embedded.root_password.clone(),
+            );
+            let users = tokio::task::spawn_blocking(move || {
+                Users::open(&dir, &username, password.expose())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|opened| opened.map_err(|e| e.to_string()))
             .map_err(|e| {
                 ConnectorError::config(
                     "embedded.data_dir",

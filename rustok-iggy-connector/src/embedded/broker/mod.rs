@@ -22,7 +22,7 @@ pub(crate) use self::partition::{ConsumerKey, Partition};
 pub(crate) use self::snapshot::{OFFSETS_FILE, PartitionLocation, layout, write_file};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
-pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
+pub(crate) use self::users::{Grant, UserError, UserInfo, UserRef, Users};
 use crate::batch;
 use crate::config::Durability;
 use crate::connector::{Assignment, Retention, TopicSpec};

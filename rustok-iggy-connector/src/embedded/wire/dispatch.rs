@@ -19,7 +19,7 @@ use iggy_binary_protocol::codes::{
     GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
     LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE, PURGE_STREAM_CODE,
     PURGE_TOPIC_CODE, SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
-    UPDATE_TOPIC_CODE,
+    UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
 use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
@@ -61,6 +61,9 @@ pub(crate) async fn dispatch(
             Outcome::Reply(out)
         }
         Operation::NonReplicated => {
+            // A session whose user or credentials changed is logged out here, and
+            // the request is answered as one without a session.
+            session.revalidate();
             let code = head.code;
             if session.login.is_none() && code != PING_CODE {
                 if code == LOGIN_USER_CODE || code == LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE {
@@ -94,7 +97,8 @@ pub(crate) async fn dispatch(
                     ));
                 }
             };
-            let Some(login) = session.login else {
+            session.revalidate();
+            let Some(login) = &session.login else {
                 return evict(head, EvictionReason::NoSession);
             };
             if head.session != login.session {
@@ -184,14 +188,15 @@ async fn route(
         CREATE_USER_CODE => users::create(shared, body, out).await,
         DELETE_USER_CODE => users::delete(shared, body),
         CHANGE_PASSWORD_CODE => users::change_password(shared, session, body).await,
+        UPDATE_USER_CODE => users::update(shared, body),
         GET_PERSONAL_ACCESS_TOKENS_CODE => users::tokens(shared, session, out),
-        CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out),
+        CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
         // Known commands the embedded broker does not implement: flush_unsaved_buffer
         // (the Iggy server answers it the same way; every append is written to the
         // log before it is acknowledged), update_stream, create/delete_partitions,
-        // delete_segments, update_user, update_permissions, snapshot,
+        // delete_segments, update_permissions, snapshot,
         // describe_options and the cluster poll-routing codes.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }

@@ -102,27 +102,47 @@ pub(crate) enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one header. `Ok(None)` when the peer closed the connection between frames.
-pub(crate) async fn read_header<R: AsyncRead + Unpin>(
-    reader: &mut R,
-) -> Result<Option<[u8; HEADER_SIZE]>, FrameError> {
-    let mut header = [0u8; HEADER_SIZE];
-    let mut filled = 0;
-    while filled < HEADER_SIZE {
-        let Some(rest) = header.get_mut(filled..) else {
-            break;
-        };
-        let n = reader.read(rest).await?;
-        if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+/// Reads request headers. The bytes of a header that has partly arrived are kept
+/// here, so [`HeaderReader::read`] can be cancelled (to serve another event) and
+/// called again without losing any.
+#[derive(Debug)]
+pub(crate) struct HeaderReader {
+    bytes: [u8; HEADER_SIZE],
+    filled: usize,
+}
+
+impl HeaderReader {
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: [0; HEADER_SIZE],
+            filled: 0,
         }
-        filled += n;
     }
-    Ok(Some(header))
+
+    /// Reads the rest of the next header. `Ok(None)` when the peer closed the
+    /// connection between frames. Cancel-safe.
+    pub(crate) async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<[u8; HEADER_SIZE]>, FrameError> {
+        while self.filled < HEADER_SIZE {
+            let Some(rest) = self.bytes.get_mut(self.filled..) else {
+                break;
+            };
+            // `read` is cancel-safe: cancelled, it has read nothing.
+            let n = reader.read(rest).await?;
+            if n == 0 {
+                return if self.filled == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+            self.filled += n;
+        }
+        self.filled = 0;
+        Ok(Some(self.bytes))
+    }
 }
 
 /// Reads a body of exactly `len` bytes. Memory grows with the bytes that actually

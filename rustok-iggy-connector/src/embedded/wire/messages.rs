@@ -107,7 +107,7 @@ fn header_fault(headers: &[u8]) -> ErrorCode {
             None => break,
         }
     }
-    if fields % 2 == 0 && !rest.is_empty() {
+    if fields.is_multiple_of(2) && !rest.is_empty() {
         ErrorCode::INVALID_HEADER_KEY
     } else {
         ErrorCode::INVALID_HEADER_VALUE

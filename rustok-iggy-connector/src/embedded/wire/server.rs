@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::dispatch::dispatch;
-use super::frame::{self, FrameError, RequestHead};
+use super::frame::{self, FrameError, HeaderReader, RequestHead};
 use super::reply::Outcome;
 use super::session::Session;
 use super::shared::Shared;
@@ -119,10 +119,17 @@ async fn serve(
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut session = Session::new(Arc::clone(&shared), peer);
+    let wake = session.wake();
+    let mut headers = HeaderReader::new();
     tracing::debug!(%peer, client = session.client_id, "connection opened");
     loop {
         let header = tokio::select! {
-            header = frame::read_header(&mut reader) => header,
+            header = headers.read(&mut reader) => header,
+            () = wake.notified() => {
+                // Another connection changed this session's user.
+                session.revalidate();
+                continue;
+            }
             _ = stop.changed() => break,
         };
         let header = match header {

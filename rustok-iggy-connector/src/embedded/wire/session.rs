@@ -2,17 +2,25 @@
 //! consumer groups the connection joined. Dropping a [`Session`] (the connection
 //! closed, the task ended or unwound) leaves every group it joined and removes it
 //! from the client registry.
+//!
+//! A login's [`Grant`] is checked again before every request
+//! ([`Session::revalidate`]), and at once when another connection changes the
+//! user ([`Shared::recheck_user`] wakes the connection): a revoked session is
+//! logged out, leaving its groups, and the connection stays open for a new login.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use super::shared::{ClientView, Shared};
-use crate::embedded::broker::{GroupRef, Topic};
+use crate::embedded::broker::{Grant, GroupRef, Topic};
 
 /// A successful login on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Login {
-    pub(crate) user_id: u32,
+    /// What the login granted (checked again before every request).
+    pub(crate) grant: Grant,
     /// The session number handed to the client (> 0).
     pub(crate) session: u64,
     /// The client's VSR id of that login.
@@ -37,6 +45,8 @@ pub(crate) struct Session {
     pub(crate) address: SocketAddr,
     pub(crate) login: Option<Login>,
     groups: Vec<Joined>,
+    /// Notified when the session should check its grant now.
+    wake: Arc<Notify>,
 }
 
 impl Session {
@@ -44,6 +54,7 @@ impl Session {
     pub(crate) fn new(shared: Arc<Shared>, address: SocketAddr) -> Self {
         let client_id = shared.next_client_id();
         let member_id = shared.broker.next_member_id();
+        let wake = Arc::new(Notify::new());
         let session = Self {
             shared,
             client_id,
@@ -51,14 +62,52 @@ impl Session {
             address,
             login: None,
             groups: Vec::new(),
+            wake,
         };
-        session.publish();
         session
+            .shared
+            .register_client(client_id, session.view(), Arc::clone(&session.wake));
+        session
+    }
+
+    /// Notified when the session should call [`Session::revalidate`] (its user was
+    /// changed by another connection).
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
     }
 
     /// The logged-in user, if any.
     pub(crate) fn user_id(&self) -> Option<u32> {
-        self.login.map(|l| l.user_id)
+        self.login.as_ref().map(|l| l.grant.user_id)
+    }
+
+    /// Logs the session out if its grant is no longer current (its user was
+    /// deleted or deactivated, its password changed, or the token it logged in with
+    /// was deleted). Returns whether it was revoked.
+    pub(crate) fn revalidate(&mut self) -> bool {
+        let Some(login) = &self.login else {
+            return false;
+        };
+        if self.shared.users.current_user(&login.grant).is_some() {
+            return false;
+        }
+        tracing::info!(
+            client = self.client_id,
+            user_id = login.grant.user_id,
+            "session revoked: the user or the credentials it logged in with changed"
+        );
+        self.unbind();
+        true
+    }
+
+    /// Replaces the grant of the current login (the session changed its own
+    /// password and keeps its rights).
+    pub(crate) fn regrant(&mut self, grant: Grant) {
+        if let Some(login) = &mut self.login
+            && login.grant.user_id == grant.user_id
+        {
+            login.grant = grant;
+        }
     }
 
     /// Binds a login (replacing an earlier one).
@@ -106,19 +155,20 @@ impl Session {
         }
     }
 
+    fn view(&self) -> ClientView {
+        ClientView {
+            address: self.address,
+            user_id: self.user_id(),
+            groups: self
+                .groups
+                .iter()
+                .map(|j| (j.topic.stream_id, j.topic.id, j.group_id))
+                .collect(),
+        }
+    }
+
     fn publish(&self) {
-        self.shared.publish_client(
-            self.client_id,
-            ClientView {
-                address: self.address,
-                user_id: self.user_id(),
-                groups: self
-                    .groups
-                    .iter()
-                    .map(|j| (j.topic.stream_id, j.topic.id, j.group_id))
-                    .collect(),
-            },
-        );
+        self.shared.publish_client(self.client_id, self.view());
     }
 }
 

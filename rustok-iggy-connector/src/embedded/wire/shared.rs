@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::Notify;
+
 use crate::embedded::broker::{Broker, Users};
 
 /// State shared by every connection of one listener.
@@ -18,7 +20,15 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     next_client: AtomicU32,
     commit: AtomicU64,
-    clients: Mutex<BTreeMap<u32, ClientView>>,
+    clients: Mutex<BTreeMap<u32, ClientEntry>>,
+}
+
+/// A connected client in the registry.
+#[derive(Debug)]
+struct ClientEntry {
+    view: ClientView,
+    /// Wakes the connection to check its grant.
+    wake: Arc<Notify>,
 }
 
 impl Shared {
@@ -49,11 +59,39 @@ impl Shared {
         self.commit.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub(crate) fn publish_client(&self, id: u32, view: ClientView) {
+    /// Adds a new connection to the registry.
+    pub(crate) fn register_client(&self, id: u32, view: ClientView, wake: Arc<Notify>) {
         self.clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, view);
+            .insert(id, ClientEntry { view, wake });
+    }
+
+    /// Updates what others see of a connection.
+    pub(crate) fn publish_client(&self, id: u32, view: ClientView) {
+        if let Some(entry) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&id)
+        {
+            entry.view = view;
+        }
+    }
+
+    /// Wakes every connection logged in as `user_id` to check its grant now, so
+    /// that a revoked session ends (and leaves its groups) without waiting for its
+    /// next request.
+    pub(crate) fn recheck_user(&self, user_id: u32) {
+        for entry in self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|e| e.view.user_id == Some(user_id))
+        {
+            entry.wake.notify_one();
+        }
     }
 
     pub(crate) fn remove_client(&self, id: u32) {
@@ -68,7 +106,9 @@ impl Shared {
         self.clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(id, entry)| (*id, entry.view.clone()))
+            .collect()
     }
 }
 

@@ -15,6 +15,7 @@ use iggy_binary_protocol::requests::users::DeleteUserRequest;
 use iggy_binary_protocol::requests::users::GetUserRequest;
 use iggy_binary_protocol::requests::users::LoginRegisterRequest;
 use iggy_binary_protocol::requests::users::LoginRegisterWithPatRequest;
+use iggy_binary_protocol::requests::users::UpdateUserRequest;
 use iggy_binary_protocol::responses::personal_access_tokens::RawPersonalAccessTokenResponse;
 use iggy_binary_protocol::responses::personal_access_tokens::{
     GetPersonalAccessTokensResponse, PersonalAccessTokenResponse,
@@ -108,7 +109,7 @@ pub(crate) async fn login(
     let is_token = matches!(credentials, Credentials::Token(_));
     let users = Arc::clone(&shared.users);
     // Argon2 is slow on purpose: keep it off the runtime's worker threads.
-    let user_id = hashing(move || match credentials {
+    let grant = hashing(move || match credentials {
         Credentials::Password { username, password } => {
             users.verify_password(&username, password.expose_secret())
         }
@@ -116,7 +117,7 @@ pub(crate) async fn login(
     })
     .await
     .flatten();
-    let Some(user_id) = user_id else {
+    let Some(grant) = grant else {
         tracing::info!(client = session.client_id, peer = %session.address, "login refused: invalid credentials");
         return evict(
             head,
@@ -127,11 +128,13 @@ pub(crate) async fn login(
             },
         );
     };
+    let user_id = grant.user_id;
     let login = Login {
-        user_id,
+        grant,
         session: shared.next_session(),
         vsr_client: head.client,
     };
+    let session_number = login.session;
     session.bind(login);
     tracing::debug!(client = session.client_id, user_id, "logged in");
     let mut out = frame::reply_buffer(64);
@@ -145,7 +148,7 @@ pub(crate) async fn login(
     };
     LoginRegisterResponse {
         user_id,
-        session: login.session,
+        session: session_number,
         server_protocol_version: IGGY_PROTOCOL_VERSION,
         server_version,
     }
@@ -263,12 +266,40 @@ pub(crate) async fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> 
     Ok(())
 }
 
+/// Deletes a user and its tokens; its sessions end at once.
 pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Handled {
     let request: DeleteUserRequest = decode(body)?;
-    Ok(shared.users.delete(user_ref(&request.user_id))?)
+    let id = shared.users.delete(user_ref(&request.user_id))?;
+    shared.recheck_user(id);
+    Ok(())
 }
 
-pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[u8]) -> Handled {
+/// Renames a user and/or sets its status (options are not stored). Deactivating
+/// ends the user's sessions at once.
+pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
+    let request: UpdateUserRequest = decode(body)?;
+    let active = match request.status {
+        None => None,
+        Some(STATUS_ACTIVE) => Some(true),
+        Some(STATUS_INACTIVE) => Some(false),
+        Some(_) => return Err(ErrorCode::INVALID_USER_STATUS),
+    };
+    let user = shared.users.update(
+        user_ref(&request.user_id),
+        request.username.as_ref().map(WireName::as_str),
+        active,
+    )?;
+    shared.recheck_user(user.id);
+    Ok(())
+}
+
+/// Changes a password: every session of the user ends and its tokens are deleted,
+/// except that the session making the change keeps its rights.
+pub(crate) async fn change_password(
+    shared: &Shared,
+    session: &mut Session,
+    body: &[u8],
+) -> Handled {
     let request: ChangePasswordRequest = decode(body)?;
     let users = Arc::clone(&shared.users);
     let target = match &request.user_id {
@@ -283,7 +314,7 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
     );
     let current = SecretString::from(request.current_password);
     let new = SecretString::from(request.new_password);
-    hashing(move || {
+    let grant = hashing(move || {
         users.change_password(
             UserRef::Id(target.id),
             current.expose_secret(),
@@ -292,6 +323,8 @@ pub(crate) async fn change_password(shared: &Shared, session: &Session, body: &[
     })
     .await
     .ok_or(ErrorCode::ERROR)??;
+    session.regrant(grant);
+    shared.recheck_user(target.id);
     Ok(())
 }
 
@@ -319,7 +352,7 @@ pub(crate) fn tokens(shared: &Shared, session: &Session, out: &mut BytesMut) -> 
 }
 
 /// `expiry` is a lifetime in µs; 0 (server default) and `u64::MAX` never expire.
-pub(crate) fn create_token(
+pub(crate) async fn create_token(
     shared: &Shared,
     session: &Session,
     body: &[u8],
@@ -331,9 +364,12 @@ pub(crate) fn create_token(
         0 | u64::MAX => None,
         lifetime => Some(batch::now_micros().saturating_add(lifetime)),
     };
-    let token = shared
-        .users
-        .create_token(user_id, request.name.as_str(), expiry_at)?;
+    let users = Arc::clone(&shared.users);
+    let name = request.name.as_str().to_owned();
+    // The root user's first token binds them to the root credentials (Argon2).
+    let token = hashing(move || users.create_token(user_id, &name, expiry_at))
+        .await
+        .ok_or(ErrorCode::ERROR)??;
     RawPersonalAccessTokenResponse {
         token: WireName::new(token).map_err(|_| ErrorCode::ERROR)?,
     }
@@ -341,8 +377,11 @@ pub(crate) fn create_token(
     Ok(())
 }
 
+/// Deletes a token of the caller; the sessions that logged in with it end at once.
 pub(crate) fn delete_token(shared: &Shared, session: &Session, body: &[u8]) -> Handled {
     let user_id = logged_in(session)?;
     let request: DeletePersonalAccessTokenRequest = decode(body)?;
-    Ok(shared.users.delete_token(user_id, request.name.as_str())?)
+    shared.users.delete_token(user_id, request.name.as_str())?;
+    shared.recheck_user(user_id);
+    Ok(())
 }
