@@ -17,13 +17,14 @@
 # into a regression test:
 #   1. reproduce:  cargo fuzz run -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
 #   2. minimize:   cargo fuzz tmin -s none -a <target> fuzz/artifacts/<target>/crash-<sha1>
-#   3. check the minimized input in as
-#        rustok-iggy-connector/fuzz-regressions/<target>/<what-it-is>
-#      the unit test `__fuzz::tests::every_regression_input_passes` replays every
-#      file there through the target's entry point, so `cargo test` fails until it
-#      is fixed (config_yaml: add the text to a test in rustok-iggy/src/config.rs);
-#   4. fix the code, and add a focused unit test next to the fixed code when the
-#      input alone does not say what was wrong.
+#   3. check the minimized input in as fuzz/regressions/<target>/<what-it-is>
+#      the test `every_seed_and_regression_input_passes`
+#      (rustok-iggy-storage/tests/fuzz_inputs.rs) replays every file there through
+#      the target's checks, so `cargo test` fails until it is fixed (config_yaml: add
+#      the text to a test in rustok-iggy/src/config.rs);
+#   4. fix the code, and add a focused test that says what was wrong (for the log:
+#      rustok-iggy-storage/tests/log.rs); a structured input only means something
+#      to the version of the input types that produced it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,12 +1,13 @@
 //! Writes the seed corpora in `fuzz/seeds/` (checked in; run again after a change of
-//! the record layout).
+//! the record layout). `segment_recovery` has none: its inputs are structured
+//! (`arbitrary`), and its recipe mode builds valid records itself.
 //!
 //! Run with: cargo run --manifest-path fuzz/Cargo.toml --example make_seeds
 
 use std::fs;
 use std::path::Path;
 
-use rustok_iggy_connector::__fuzz::sample_segment;
+use rustok_iggy_fuzz::sample::sample_segment;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,42 +18,6 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    // segment_recovery, raw mode (even first byte): one last segment at offset 0.
-    let (five, _) = sample_segment(0, 5);
-    write(
-        "segment_recovery",
-        "raw-five-records",
-        &[&[0u8][..], &five].concat(),
-    );
-    // Raw with a closed segment (mode bit 1) and the last one's base (bit 3).
-    let (closed, end) = sample_segment(0, 3);
-    let (last, _) = sample_segment(end, 2);
-    let mut two = vec![2u8 | 8];
-    two.extend_from_slice(&u32::try_from(end).expect("small").to_le_bytes());
-    two.extend_from_slice(&u16::try_from(closed.len()).expect("small").to_le_bytes());
-    two.extend_from_slice(&closed);
-    two.extend_from_slice(&last);
-    write("segment_recovery", "raw-two-segments", &two);
-    // Recipe mode (odd first byte): [mode][segment size][records][per message...][damage].
-    for (name, recipe) in [
-        (
-            "recipe-cut",
-            vec![
-                1u8, 40, 5, 2, 10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1, 0x30, 0x01, 0, 0,
-            ],
-        ),
-        (
-            "recipe-flip",
-            vec![3u8, 0, 7, 1, 20, 1, 9, 9, 9, 0, 2, 0x10, 0, 0x40],
-        ),
-        (
-            "recipe-index",
-            vec![1u8, 2, 6, 3, 5, 0, 1, 2, 3, 4, 5, 0, 1, 5, 0, 0xFF, 0xEE],
-        ),
-    ] {
-        write("segment_recovery", name, &recipe);
-    }
-
     // batch_decode: single records, one with several messages and headers.
     let (one, _) = sample_segment(7, 1);
     write("batch_decode", "one-message", &one);

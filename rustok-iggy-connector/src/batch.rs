@@ -1,18 +1,16 @@
-//! Encoding messages into Iggy 0.11 batch records and reading them back.
-//!
-//! A batch record is the one layout the `SendMessages` body, the embedded broker's
-//! segment files and the poll reply share (PROTOCOL.md §4): a 256-byte batch header,
-//! then message frames `[48-byte frame header][payload][user headers]`, every frame
-//! sealed with XXH3-64 and the batch sealed over the frame checksums.
+//! Encoding the connector's messages into Iggy 0.11 batch records and reading them
+//! back. The record format itself (layout, checksums, stamping, slicing) is the storage
+//! crate's [`record`] module; this one maps [`OutgoingMessage`] and
+//! [`ReceivedMessage`] onto it.
 
+#[cfg(feature = "embedded")]
 use bytes::Bytes;
-use iggy_binary_protocol::batch::{
-    BATCH_HEADER_SIZE, BATCH_MESSAGE_HEADER_SIZE, BatchHeader, BatchIntegrity, BatchRef,
-    calculate_batch_checksum, decode_batch_slice_with,
-};
-use twox_hash::XxHash3_64;
+#[cfg(feature = "embedded")]
+pub(crate) use rustok_iggy_storage::record::{self, slice, validate};
 
+#[cfg(feature = "embedded")]
 use crate::WireError;
+#[cfg(feature = "embedded")]
 use crate::message::{Headers, OutgoingMessage, ReceivedMessage};
 
 /// Largest payload of one message (the Iggy limit).
@@ -27,191 +25,72 @@ pub fn now_micros() -> u64 {
 }
 
 /// Encodes `messages` into one batch record with `partition_id`, `base_offset` and
-/// `base_timestamp` zero, ready for [`stamp`]. Ids of 0 are replaced by random
+/// `base_timestamp` zero, ready for the log's append. Ids of 0 are replaced by random
 /// UUIDv4 values. Every message gets `origin_timestamp` as its creation time.
 ///
 /// # Panics
 /// Never for inputs within the documented limits; sizes are checked by the caller
 /// ([`crate::ConnectorError::Publish`] for oversized payloads).
+#[cfg(feature = "embedded")]
 #[must_use]
 pub(crate) fn encode_batch(messages: &[OutgoingMessage], origin_timestamp: u64) -> Vec<u8> {
-    let blob_len: usize = messages
+    let frame_bytes: usize = messages
         .iter()
-        .map(|m| BATCH_MESSAGE_HEADER_SIZE + m.payload.len() + m.headers.encoded_len())
+        .map(|m| record::RecordBuilder::frame_size(m.payload.len(), m.headers.encoded_len()))
         .sum();
-    let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + blob_len);
-    out.resize(BATCH_HEADER_SIZE, 0);
-    for (index, message) in messages.iter().enumerate() {
+    let mut builder = record::RecordBuilder::with_capacity(frame_bytes);
+    for message in messages {
         let id = if message.id == 0 {
             uuid::Uuid::new_v4().as_u128()
         } else {
             message.id
         };
-        let start = out.len();
-        out.extend_from_slice(&[0u8; 8]);
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(index as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(message.headers.encoded_len() as u32).to_le_bytes());
-        out.extend_from_slice(&(message.payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.extend_from_slice(&message.payload);
-        message.headers.encode_into(&mut out);
-        let checksum = XxHash3_64::oneshot(&out[start + 8..]);
-        out[start..start + 8].copy_from_slice(&checksum.to_le_bytes());
+        builder.push_with(id, &message.payload, |out| message.headers.encode_into(out));
     }
-    let mut header = BatchHeader::new(0, origin_timestamp, out.len() as u64, messages.len() as u32);
-    header.batch_checksum = calculate_batch_checksum(&header, &out[BATCH_HEADER_SIZE..]);
-    header.encode_into(&mut out[..BATCH_HEADER_SIZE]);
-    out
-}
-
-/// Stamps the three broker-owned fields of a batch record and re-seals its checksum.
-///
-/// `record` must be a whole record whose layout was validated.
-pub(crate) fn stamp(record: &mut [u8], partition_id: u32, base_offset: u64, base_timestamp: u64) {
-    let Ok(mut header) = BatchHeader::decode(record) else {
-        return;
-    };
-    header.partition_id = u64::from(partition_id);
-    header.base_offset = base_offset;
-    header.base_timestamp = base_timestamp;
-    header.batch_checksum = calculate_batch_checksum(&header, &record[BATCH_HEADER_SIZE..]);
-    header.encode_into(&mut record[..BATCH_HEADER_SIZE]);
-}
-
-/// Validates a batch record received from a client: layout always, checksums when
-/// `verify` is set. Returns its header.
-pub(crate) fn validate(record: &[u8], verify: bool) -> Result<BatchHeader, WireError> {
-    let integrity = if verify {
-        BatchIntegrity::Verify
-    } else {
-        BatchIntegrity::LayoutOnly
-    };
-    let batch = decode_batch_slice_with(record, integrity)?;
-    if batch.header.total_size() != record.len() {
-        return Err(WireError::Validation(std::borrow::Cow::Borrowed(
-            "bytes after the end of the batch record",
-        )));
-    }
-    Ok(batch.header)
-}
-
-/// Checks that the message offset deltas of a whole (not sliced) record are 0, 1,
-/// 2, ... in order: what every Iggy client sends, and what a stored record must hold,
-/// since a message's offset is the record's base offset plus its delta (otherwise
-/// its messages would claim the offsets of other records, and reads by offset would
-/// return the wrong ones).
-pub(crate) fn check_offset_deltas(record: &[u8]) -> Result<(), WireError> {
-    let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
-    let in_sequence = batch
-        .iter()
-        .zip(0u32..)
-        .all(|(view, index)| view.header.offset_delta == index);
-    if in_sequence {
-        Ok(())
-    } else {
-        Err(WireError::Validation(std::borrow::Cow::Borrowed(
-            "message offset deltas must be 0, 1, 2, ... in order",
-        )))
-    }
+    builder.finish(origin_timestamp)
 }
 
 /// Decodes the messages of a stored (or polled) record whose offsets fall in
 /// `[from, to)`, appending them to `out`. Payloads are slices of `record` (no copy).
+#[cfg(feature = "embedded")]
 pub(crate) fn decode_messages(
     record: Bytes,
     from: u64,
     to: u64,
     out: &mut Vec<ReceivedMessage>,
 ) -> Result<(), WireError> {
-    let batch: BatchRef<'_> = decode_batch_slice_with(&record, BatchIntegrity::LayoutOnly)?;
-    let header = batch.header;
-    for framed in batch.iter_with_offsets() {
-        let view = framed.message;
-        let offset = header
-            .base_offset
-            .checked_add(u64::from(view.header.offset_delta))
-            .ok_or(WireError::Validation(std::borrow::Cow::Borrowed(
-                "a message offset is past the largest offset",
-            )))?;
-        if offset < from {
+    let messages = record::messages(&record)?;
+    let partition = u32::try_from(messages.header().partition_id).unwrap_or(u32::MAX);
+    for message in messages {
+        let message = message?;
+        if message.offset < from {
             continue;
         }
-        if offset >= to {
+        if message.offset >= to {
             break;
         }
-        let payload_start = BATCH_HEADER_SIZE + framed.start + BATCH_MESSAGE_HEADER_SIZE;
-        let payload_end = payload_start + view.payload.len();
         out.push(ReceivedMessage {
-            partition: u32::try_from(header.partition_id).unwrap_or(u32::MAX),
-            offset,
-            id: view.header.id,
-            timestamp: header.base_timestamp,
-            origin_timestamp: header
-                .origin_timestamp
-                .saturating_add(u64::from(view.header.timestamp_delta)),
-            payload: record.slice(payload_start..payload_end),
-            headers: if view.user_headers.is_empty() {
+            partition,
+            offset: message.offset,
+            id: message.id,
+            timestamp: message.timestamp,
+            origin_timestamp: message.origin_timestamp,
+            payload: record.slice_ref(message.payload),
+            headers: if message.user_headers.is_empty() {
                 Headers::new()
             } else {
-                Headers::decode(view.user_headers)?
+                Headers::decode(message.user_headers)?
             },
         });
     }
     Ok(())
 }
 
-/// Copies of the frames of `record` whose offsets fall in `[from, to)`, as a new record
-/// that keeps the base offset and timestamps (PROTOCOL.md §4.3). Returns `None` when no
-/// frame falls in the window.
-pub(crate) fn slice(
-    record: &[u8],
-    from: u64,
-    to: u64,
-) -> Result<Option<(Vec<u8>, u32)>, WireError> {
-    let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
-    let header = batch.header;
-    let last = header
-        .base_offset
-        .saturating_add(u64::from(header.message_count));
-    if from <= header.base_offset && to >= last {
-        return Ok(Some((record.to_vec(), header.message_count)));
-    }
-    let blob = batch.blob();
-    let mut out = vec![0u8; BATCH_HEADER_SIZE];
-    let mut count = 0u32;
-    for framed in batch.iter_with_offsets() {
-        let offset = header
-            .base_offset
-            .checked_add(u64::from(framed.message.header.offset_delta))
-            .ok_or(WireError::Validation(std::borrow::Cow::Borrowed(
-                "a message offset is past the largest offset",
-            )))?;
-        if offset < from {
-            continue;
-        }
-        if offset >= to {
-            break;
-        }
-        out.extend_from_slice(&blob[framed.start..framed.end]);
-        count += 1;
-    }
-    if count == 0 {
-        return Ok(None);
-    }
-    let mut sliced = header;
-    sliced.batch_length = out.len() as u64;
-    sliced.message_count = count;
-    sliced.batch_checksum = calculate_batch_checksum(&sliced, &out[BATCH_HEADER_SIZE..]);
-    sliced.encode_into(&mut out[..BATCH_HEADER_SIZE]);
-    Ok(Some((out, count)))
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
     use iggy_binary_protocol::batch::decode_batch_slice;
+    use rustok_iggy_storage::record::stamp;
 
     fn messages(n: usize) -> Vec<OutgoingMessage> {
         (0..n)

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use rustok_iggy_storage::Durability;
+
 use crate::error::ConnectorError;
 use crate::names::StreamName;
 
@@ -109,17 +111,6 @@ pub enum DurabilityPolicy {
     Interval,
     /// fsync only when a segment is closed and at shutdown: power loss may lose
     /// everything written since. Fastest.
-    Never,
-}
-
-/// A durability policy with its interval, as the storage engine takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// See [`DurabilityPolicy::EveryBatch`].
-    EveryBatch,
-    /// See [`DurabilityPolicy::Interval`].
-    Interval(Duration),
-    /// See [`DurabilityPolicy::Never`].
     Never,
 }
 

@@ -162,7 +162,7 @@ pub enum ConnectorError {
     /// The embedded broker's storage failed.
     #[cfg(feature = "embedded")]
     #[error(transparent)]
-    Storage(#[from] crate::embedded::StorageError),
+    Storage(#[from] rustok_iggy_storage::StorageError),
     /// Malformed bytes (a batch record, headers).
     #[error("malformed data: {0}")]
     Wire(#[from] crate::WireError),

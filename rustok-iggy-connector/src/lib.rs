@@ -20,10 +20,6 @@ mod metrics;
 mod names;
 mod partition;
 
-#[cfg(all(feature = "embedded", any(test, feature = "fuzz")))]
-#[doc(hidden)]
-#[path = "fuzzing.rs"]
-pub mod __fuzz;
 #[cfg(feature = "embedded")]
 mod embedded;
 #[cfg(feature = "embedded")]

@@ -11,8 +11,7 @@ use tokio::sync::watch;
 
 use super::persist;
 use crate::embedded::StorageError;
-use crate::embedded::storage::report::VerifyReport;
-use crate::embedded::storage::{LogConfig, LogStats, PartitionLog, RecoveryReport};
+use crate::embedded::storage::{LogConfig, LogStats, PartitionLog, RecoveryReport, VerifyReport};
 
 /// Whose stored offset: a plain consumer (by numeric id) or a consumer group (by id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,7 +19,7 @@ impl PartitionLog {
     /// # Errors
     /// [`StorageError::Io`] when a file cannot be removed; the segments deleted until
     /// then stay deleted.
-    pub(crate) fn apply_retention(
+    pub fn apply_retention(
         &mut self,
         now_micros: u64,
         max_age: Option<Duration>,
@@ -89,7 +89,7 @@ impl PartitionLog {
     /// # Errors
     /// [`StorageError::Io`] when a file cannot be created or removed; the segments
     /// deleted until then stay deleted.
-    pub(crate) fn purge(&mut self) -> Result<(), StorageError> {
+    pub fn purge(&mut self) -> Result<(), StorageError> {
         if !self.active.is_empty() || self.active.base_offset != self.next_offset {
             let fresh = Segment::create(&self.dir, self.next_offset)?;
             segment::sync_dir(&self.dir)?;

@@ -62,7 +62,9 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    /// An [`Io`](Self::Io) error: `op` failed on `path` (also used by the broker for
+    /// the metadata files it keeps beside the logs).
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             op,
             path: path.into(),

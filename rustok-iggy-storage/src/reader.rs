@@ -3,7 +3,7 @@
 use std::iter;
 
 use super::{PartitionLog, StorageError};
-use crate::batch::slice;
+use crate::record::slice;
 
 impl PartitionLog {
     /// The records holding the first `max_messages` stored messages at or after
@@ -25,7 +25,7 @@ impl PartitionLog {
     /// [`StorageError::Io`] when a read fails; [`StorageError::Corrupt`] or
     /// [`StorageError::CorruptRecord`] when a stored record does not match its index
     /// or does not decode (the file was damaged after the log was opened).
-    pub(crate) fn read(
+    pub fn read(
         &self,
         from: u64,
         max_messages: u32,
@@ -95,7 +95,7 @@ impl PartitionLog {
     /// The offset of the first message whose batch was appended at or after
     /// `timestamp_micros` (its `base_timestamp`), or `None` when there is none.
     /// Found by binary search of the time index.
-    pub(crate) fn offset_at_timestamp(&self, timestamp_micros: u64) -> Option<u64> {
+    pub fn offset_at_timestamp(&self, timestamp_micros: u64) -> Option<u64> {
         self.segments().find_map(|segment| {
             let entry = segment.index.first_at_or_after(timestamp_micros)?;
             segment

@@ -8,7 +8,7 @@ use iggy_binary_protocol::WireError;
 /// Why a record was judged damaged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum DamageKind {
+pub enum DamageKind {
     /// The file ends inside the record.
     Torn {
         /// Bytes the record needs (its header, or its `batch_length`).
@@ -63,81 +63,81 @@ impl fmt::Display for DamageKind {
 
 /// The first damage found in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SegmentDamage {
+pub struct SegmentDamage {
     /// The segment's data file.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// The segment's base offset.
-    pub(crate) base_offset: u64,
+    pub base_offset: u64,
     /// Byte position of the damaged record in the data file.
-    pub(crate) position: u64,
+    pub position: u64,
     /// What is wrong with it.
-    pub(crate) kind: DamageKind,
+    pub kind: DamageKind,
 }
 
 /// What recovery found and repaired when the log was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RecoveryReport {
+pub struct RecoveryReport {
     /// Segments found on disk.
-    pub(crate) segments: u32,
+    pub segments: u32,
     /// Bytes cut from the end of segments (torn or damaged records and what follows).
-    pub(crate) truncated_bytes: u64,
+    pub truncated_bytes: u64,
     /// Records removed with those bytes, as far as their length fields could be
     /// followed (the damaged record counts as one).
-    pub(crate) dropped_records: u64,
+    pub dropped_records: u64,
     /// Segments whose index files were missing, inconsistent or stale and were
     /// rewritten from the data file.
-    pub(crate) indexes_rebuilt: u32,
+    pub indexes_rebuilt: u32,
     /// The damage that caused each truncation, one entry per truncated segment.
-    pub(crate) damage: Vec<SegmentDamage>,
+    pub damage: Vec<SegmentDamage>,
 }
 
 impl RecoveryReport {
     /// Whether the log was found exactly as it was last written (indexes included).
-    pub(crate) fn is_clean(&self) -> bool {
+    pub fn is_clean(&self) -> bool {
         self.truncated_bytes == 0 && self.indexes_rebuilt == 0 && self.damage.is_empty()
     }
 }
 
 /// What one retention pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RetentionReport {
+pub struct RetentionReport {
     /// Whole segments deleted.
-    pub(crate) segments_deleted: u32,
+    pub segments_deleted: u32,
     /// Bytes of data files deleted.
-    pub(crate) bytes_deleted: u64,
+    pub bytes_deleted: u64,
     /// Messages deleted.
-    pub(crate) messages_deleted: u64,
+    pub messages_deleted: u64,
     /// The oldest offset still stored afterwards.
-    pub(crate) first_offset: u64,
+    pub first_offset: u64,
 }
 
 /// Counts of a log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct LogStats {
+pub struct LogStats {
     /// Segments, the active one included.
-    pub(crate) segments: u32,
+    pub segments: u32,
     /// Bytes of data files.
-    pub(crate) size_bytes: u64,
+    pub size_bytes: u64,
     /// Messages stored.
-    pub(crate) messages: u64,
+    pub messages: u64,
 }
 
 /// What [`PartitionLog::verify`](super::PartitionLog::verify) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct VerifyReport {
+pub struct VerifyReport {
     /// Segments walked.
-    pub(crate) segments: u32,
+    pub segments: u32,
     /// Records that passed every check.
-    pub(crate) records: u64,
+    pub records: u64,
     /// Messages in those records.
-    pub(crate) messages: u64,
+    pub messages: u64,
     /// The first damage of each damaged segment (empty when all is well).
-    pub(crate) damage: Vec<SegmentDamage>,
+    pub damage: Vec<SegmentDamage>,
 }
 
 impl VerifyReport {
     /// Whether no damage was found.
-    pub(crate) fn is_clean(&self) -> bool {
+    pub fn is_clean(&self) -> bool {
         self.damage.is_empty()
     }
 }

@@ -12,7 +12,7 @@ use super::report::{DamageKind, SegmentDamage, VerifyReport};
 use super::scan::scan;
 use super::segment::{self, Segment};
 use super::{LogConfig, PartitionLog, StorageError};
-use crate::config::Durability;
+use crate::Durability;
 
 /// Bytes copied at a time.
 const COPY_CHUNK: usize = 1 << 20;
@@ -43,29 +43,29 @@ struct SegmentSnapshot {
 
 /// A partition log frozen at one point: every segment up to its length then.
 #[derive(Debug)]
-pub(crate) struct LogSnapshot {
+pub struct LogSnapshot {
     segments: Vec<SegmentSnapshot>,
     next_offset: u64,
 }
 
 /// What writing a snapshot or a copy produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct CopyStats {
+pub struct CopyStats {
     /// Segments written.
-    pub(crate) segments: u32,
+    pub segments: u32,
     /// Bytes of data files written.
-    pub(crate) bytes: u64,
+    pub bytes: u64,
     /// Messages in them.
-    pub(crate) messages: u64,
+    pub messages: u64,
     /// The offset after the last message (the next offset of the copy).
-    pub(crate) next_offset: u64,
+    pub next_offset: u64,
 }
 
 impl PartitionLog {
     /// Freezes the log as it is now: cheap (no data is read), taken while the caller
     /// holds the log (so no append runs); the copy is written later by
     /// [`LogSnapshot::write_to`] without any lock.
-    pub(crate) fn snapshot(&self) -> Result<LogSnapshot, StorageError> {
+    pub fn snapshot(&self) -> Result<LogSnapshot, StorageError> {
         let mut segments = Vec::with_capacity(self.closed.len() + 1);
         for segment in self.closed.iter() {
             segments.push(snapshot_segment(segment, false)?);
@@ -106,14 +106,14 @@ fn snapshot_segment(segment: &Segment, active: bool) -> Result<SegmentSnapshot, 
 
 impl LogSnapshot {
     /// The next offset of the log at the snapshot point.
-    pub(crate) fn next_offset(&self) -> u64 {
+    pub fn next_offset(&self) -> u64 {
         self.next_offset
     }
 
     /// Writes the segments into `dir` (created; must hold no segment yet): each data
     /// file up to its length at the snapshot point, its index files, everything
     /// fsynced.
-    pub(crate) fn write_to(&self, dir: &Path) -> Result<CopyStats, StorageError> {
+    pub fn write_to(&self, dir: &Path) -> Result<CopyStats, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let mut stats = CopyStats {
             next_offset: self.next_offset,
@@ -196,11 +196,7 @@ fn segment_bases(dir: &Path) -> Result<Vec<u64>, StorageError> {
 /// and rebuilds indexes that do not match (the recovery rule). The copy is a prefix
 /// of the log: what a crash at the moment each segment was read would have left.
 /// Segments deleted by retention while this runs are skipped (they were the oldest).
-pub(crate) fn copy_live(
-    src: &Path,
-    dest: &Path,
-    partition_id: u32,
-) -> Result<CopyStats, StorageError> {
+pub fn copy_live(src: &Path, dest: &Path, partition_id: u32) -> Result<CopyStats, StorageError> {
     std::fs::create_dir_all(dest).map_err(|e| StorageError::io("create directory", dest, e))?;
     for base in segment_bases(src)? {
         let from = segment::data_path(src, base);
@@ -248,7 +244,7 @@ pub(crate) fn copy_live(
 /// Walks every record of every segment in `dir` (the log of partition
 /// `partition_id`) without changing anything: layout, both checksum levels,
 /// partition and offset continuity, and segments that overlap.
-pub(crate) fn verify_dir(dir: &Path, partition_id: u32) -> Result<VerifyReport, StorageError> {
+pub fn verify_dir(dir: &Path, partition_id: u32) -> Result<VerifyReport, StorageError> {
     let mut report = VerifyReport::default();
     let mut previous_end: Option<u64> = None;
     for base in segment_bases(dir)? {

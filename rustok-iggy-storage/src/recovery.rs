@@ -29,7 +29,7 @@ impl PartitionLog {
     /// # Errors
     /// [`StorageError::Io`] when the directory or a file cannot be read or repaired;
     /// [`StorageError::Corrupt`] when two segments claim the same offsets.
-    pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let bases = list_segments(dir)?;
         let mut report = RecoveryReport {
@@ -84,7 +84,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// [`StorageError::Io`] when a file cannot be read.
-    pub(crate) fn verify(&self) -> Result<VerifyReport, StorageError> {
+    pub fn verify(&self) -> Result<VerifyReport, StorageError> {
         let mut report = VerifyReport::default();
         for segment in self.segments() {
             let scan = scan(

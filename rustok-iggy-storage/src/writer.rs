@@ -8,8 +8,8 @@ use iggy_binary_protocol::batch::BatchHeader;
 
 use super::segment::{self, Segment};
 use super::{PartitionLog, StorageError};
-use crate::batch::{check_offset_deltas, stamp};
-use crate::config::Durability;
+use crate::Durability;
+use crate::record::{check_offset_deltas, stamp};
 
 /// The largest segment size: positions in the offset index are 32-bit.
 const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
@@ -36,7 +36,7 @@ impl PartitionLog {
     /// failed. A failed write is cut off again; if even that fails, or an fsync
     /// failed, the log is poisoned and refuses appends ([`StorageError::Poisoned`])
     /// until it is reopened.
-    pub(crate) fn append(
+    pub fn append(
         &mut self,
         record: &mut [u8],
         timestamp_micros: u64,
@@ -116,7 +116,7 @@ impl PartitionLog {
     /// # Errors
     /// [`StorageError::Io`]; a failed fsync of the data file also poisons the log
     /// (the kernel may have dropped the unsynced pages).
-    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+    pub fn sync(&mut self) -> Result<(), StorageError> {
         if self.active.index_pending() {
             self.active.flush_index(true)?;
         }
@@ -133,7 +133,7 @@ impl PartitionLog {
     /// With [`Durability::Interval`], whether data written more than one interval
     /// before `now` is not yet fsynced: the broker then calls [`sync`](Self::sync).
     /// Always `false` for the other policies.
-    pub(crate) fn sync_due(&self, now: Instant) -> bool {
+    pub fn sync_due(&self, now: Instant) -> bool {
         match self.config.durability {
             Durability::Interval(interval) => self
                 .unsynced_since

@@ -16,7 +16,7 @@
 //! index finds the model's offset.
 //!
 //! 64 cases by default, with segments of a few hundred bytes so that they roll all
-//! the time; `PROPTEST_CASES=10000 cargo test -p rustok-iggy-connector proptests`
+//! the time; `PROPTEST_CASES=10000 cargo test -p rustok-iggy-storage --test model`
 //! runs more.
 
 use std::fs::{self, OpenOptions};
@@ -24,15 +24,15 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use super::{LogConfig, PartitionLog};
-use crate::batch::{decode_messages, encode_batch, validate};
-use crate::config::Durability;
-use crate::message::{Headers, OutgoingMessage};
+use rustok_iggy_storage::record::validate;
+use rustok_iggy_storage::{Durability, LogConfig, PartitionLog};
+
+mod support;
+use support::{TestMessage, crash_index, encode};
 
 const PARTITION: u32 = 7;
 /// The timestamp of the first append; later ones move by [`Op::Append::clock_step`].
@@ -53,7 +53,7 @@ struct Message {
     offset: u64,
     id: u128,
     payload: Vec<u8>,
-    headers: Headers,
+    user_headers: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ impl Model {
         self.records().next().map_or(self.next, |r| r.base)
     }
 
-    fn append(&mut self, len: u64, timestamp: u64, batch: &[OutgoingMessage]) -> u64 {
+    fn append(&mut self, len: u64, timestamp: u64, batch: &[TestMessage]) -> u64 {
         let active = self.active();
         if !active.records.is_empty() && active.size() >= self.segment_size {
             let base = self.next;
@@ -150,8 +150,8 @@ impl Model {
             .map(|(m, offset)| Message {
                 offset,
                 id: m.id,
-                payload: m.payload.to_vec(),
-                headers: m.headers.clone(),
+                payload: m.payload.clone(),
+                user_headers: m.user_headers.clone(),
             })
             .collect();
         self.active_mut().records.push(Record {
@@ -273,7 +273,7 @@ impl Model {
 enum Op {
     /// Appends a batch at the clock moved by `clock_step` (it may go backwards).
     Append {
-        batch: Vec<OutgoingMessage>,
+        batch: Vec<TestMessage>,
         clock_step: i64,
     },
     /// Reads from `from % (next + 3)` (so mostly inside the log).
@@ -353,19 +353,13 @@ fn max_bytes() -> impl Strategy<Value = MaxBytes> {
     ]
 }
 
-fn message() -> impl Strategy<Value = OutgoingMessage> {
+fn message() -> impl Strategy<Value = TestMessage> {
     let payload = prop_oneof![3 => vec(any::<u8>(), 0..20), 1 => vec(any::<u8>(), 0..300)];
-    let header = proptest::option::weighted(0.3, ("[a-z]{1,8}", "[ -~]{1,24}"));
-    (1u128.., payload, header).prop_map(|(id, payload, header)| {
-        let mut headers = Headers::new();
-        if let Some((key, value)) = header {
-            headers
-                .insert_str(key, value)
-                .expect("generated headers are within the limits");
-        }
-        OutgoingMessage::new(payload)
+    let user_headers = proptest::option::weighted(0.3, vec(any::<u8>(), 1..40));
+    (1u128.., payload, user_headers).prop_map(|(id, payload, user_headers)| {
+        TestMessage::new(payload)
             .with_id(id)
-            .with_headers(headers)
+            .with_user_headers(user_headers.unwrap_or_default())
     })
 }
 
@@ -449,7 +443,7 @@ impl Harness {
         match op {
             Op::Append { batch, clock_step } => {
                 self.clock = self.clock.saturating_add_signed(*clock_step);
-                let mut record = encode_batch(batch, self.clock);
+                let mut record = encode(batch, self.clock);
                 let len = record.len() as u64;
                 let clock = self.clock;
                 let base = self
@@ -497,7 +491,7 @@ impl Harness {
             }
             Op::Crash { keep } => {
                 drop(self.log.take());
-                crate::__fuzz::crash_index(self.dir.path(), self.model.active().base, *keep);
+                crash_index(self.dir.path(), self.model.active().base, *keep);
                 self.open()?;
                 let report = self.log().recovery_report();
                 prop_assert_eq!(report.truncated_bytes, 0, "a crash loses no written byte");
@@ -635,18 +629,16 @@ fn fail(e: impl std::fmt::Display) -> TestCaseError {
 fn decode(records: &[Vec<u8>]) -> Result<Vec<Message>, TestCaseError> {
     let mut received = Vec::new();
     for record in records {
-        decode_messages(Bytes::copy_from_slice(record), 0, u64::MAX, &mut received)
+        let decoded = support::decode(record)
             .map_err(|e| TestCaseError::fail(format!("a read record does not decode: {e}")))?;
-    }
-    Ok(received
-        .into_iter()
-        .map(|m| Message {
+        received.extend(decoded.into_iter().map(|m| Message {
             offset: m.offset,
             id: m.id,
-            payload: m.payload.to_vec(),
-            headers: m.headers,
-        })
-        .collect())
+            payload: m.payload,
+            user_headers: m.user_headers,
+        }));
+    }
+    Ok(received)
 }
 
 /// `(base offset, size)` of every data file in `dir`, by base offset.
@@ -702,9 +694,9 @@ proptest! {
 #[test]
 fn the_model_reads_like_the_contract() {
     let mut model = Model::new(1);
-    let batch = |n: usize| -> Vec<OutgoingMessage> {
+    let batch = |n: usize| -> Vec<TestMessage> {
         (0..n)
-            .map(|i| OutgoingMessage::new(vec![i as u8]).with_id(i as u128 + 1))
+            .map(|i| TestMessage::new(vec![i as u8]).with_id(i as u128 + 1))
             .collect()
     };
     assert_eq!(model.append(100, 10, &batch(3)), 0);

@@ -1,4 +1,43 @@
-//! The partition log: segments of Iggy batch records with offset and time indexes.
+//! The storage engine of rustok-iggy's embedded broker: the log of one partition,
+//! as segments of Iggy batch records with offset and time indexes.
+//!
+//! **Unstable.** This crate is the engine under `rustok-iggy-connector`'s embedded
+//! broker, published as a crate of its own so that its tests and fuzz targets use it
+//! from outside, the way fjall keeps its LSM engine in lsm-tree. Its API follows the
+//! broker's needs and may change with any release, minor ones included; applications
+//! use the broker through `rustok-iggy` (or `rustok-iggy-connector`), not this crate.
+//!
+//! - [`PartitionLog`]: open (with recovery), [`append`](PartitionLog::append),
+//!   [`read`](PartitionLog::read), [`sync`](PartitionLog::sync), retention, purge,
+//!   [`verify`](PartitionLog::verify) and [`snapshot`](PartitionLog::snapshot).
+//! - [`LogConfig`] and [`Durability`]: how a log is written.
+//! - [`record`]: the batch-record format the log stores (build, stamp, validate,
+//!   slice, read the messages of a record).
+//! - Offline tools: [`copy_live`] (copy the log of a running process) and
+//!   [`verify_dir`] (walk a log directory without opening it for writes).
+//! - [`StorageError`], and the reports: [`RecoveryReport`], [`RetentionReport`],
+//!   [`VerifyReport`], [`LogStats`], [`CopyStats`].
+//!
+//! ```
+//! use rustok_iggy_storage::{Durability, LogConfig, PartitionLog, record::RecordBuilder};
+//!
+//! # fn main() -> Result<(), rustok_iggy_storage::StorageError> {
+//! let dir = tempfile::tempdir().expect("a temporary directory");
+//! let config = LogConfig {
+//!     partition_id: 0,
+//!     segment_size_bytes: 1 << 20,
+//!     durability: Durability::EveryBatch,
+//! };
+//! let mut log = PartitionLog::open(dir.path(), config)?;
+//! let mut builder = RecordBuilder::new();
+//! builder.push(1, b"hello", &[]);
+//! let mut record = builder.finish(0);
+//! let base_offset = log.append(&mut record, 1_000)?;
+//! assert_eq!(base_offset, 0);
+//! assert_eq!(log.read(0, 10, usize::MAX)?, vec![record]);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # On-disk format
 //!
@@ -6,7 +45,7 @@
 //! message, zero-padded to 20 digits:
 //!
 //! - `{base_offset:020}.log`: the batch records, concatenated, byte for byte as the
-//!   Iggy wire carries them (PROTOCOL.md §4): a 256-byte batch header with
+//!   Iggy wire carries them (see [`record`]): a 256-byte batch header with
 //!   `partition_id`, `base_offset` and `base_timestamp` stamped by the log, then the
 //!   message frames. The batch checksum seals the header and every frame checksum;
 //!   each frame checksum seals its frame. This file is the source of truth.
@@ -45,44 +84,45 @@
 //! end of the last valid record, and at least the base offset named by the last
 //! segment file. What recovery did is in [`PartitionLog::recovery_report`].
 
+#![warn(missing_docs, unreachable_pub)]
+
+mod durability;
 mod error;
 mod index;
 mod reader;
+pub mod record;
 mod recovery;
-pub(crate) mod report;
+mod report;
 mod retention;
 mod scan;
 mod segment;
 mod snapshot;
 mod writer;
 
-#[cfg(test)]
-mod proptests;
-#[cfg(test)]
-mod tests;
-
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub use durability::Durability;
 pub use error::StorageError;
-pub(crate) use report::{LogStats, RecoveryReport};
-pub(crate) use snapshot::{CopyStats, LogSnapshot, copy_live, verify_dir};
+pub use report::{
+    DamageKind, LogStats, RecoveryReport, RetentionReport, SegmentDamage, VerifyReport,
+};
+pub use snapshot::{CopyStats, LogSnapshot, copy_live, verify_dir};
 
-use crate::config::Durability;
 use segment::Segment;
 
 /// How a partition log is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LogConfig {
+pub struct LogConfig {
     /// The partition whose log this is; stamped into every record and required of
     /// every record found on disk.
-    pub(crate) partition_id: u32,
+    pub partition_id: u32,
     /// A new segment is started once the active one has reached this many bytes
     /// (capped at 4 GiB, the reach of the 32-bit positions of the offset index).
-    pub(crate) segment_size_bytes: u64,
+    pub segment_size_bytes: u64,
     /// When appended data is fsynced.
-    pub(crate) durability: Durability,
+    pub durability: Durability,
 }
 
 /// The log of one partition: a directory of segments.
@@ -90,7 +130,7 @@ pub(crate) struct LogConfig {
 /// Reads take `&self` (many readers may share a read lock); appends, syncs,
 /// retention and purge take `&mut self`.
 #[derive(Debug)]
-pub(crate) struct PartitionLog {
+pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     /// Closed segments, oldest first.
@@ -107,26 +147,26 @@ pub(crate) struct PartitionLog {
 
 impl PartitionLog {
     /// What recovery found and repaired when the log was opened.
-    pub(crate) fn recovery_report(&self) -> &RecoveryReport {
+    pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery
     }
 
     /// The offset the next appended message will get (0 for a new log). It never
     /// decreases: not on recovery, retention or purge.
-    pub(crate) fn next_offset(&self) -> u64 {
+    pub fn next_offset(&self) -> u64 {
         self.next_offset
     }
 
     /// The oldest offset still stored, or [`next_offset`](Self::next_offset) when the
     /// log holds no message.
-    pub(crate) fn first_offset(&self) -> u64 {
+    pub fn first_offset(&self) -> u64 {
         self.segments()
             .find_map(Segment::first_offset)
             .unwrap_or(self.next_offset)
     }
 
     /// Segment, byte and message counts.
-    pub(crate) fn stats(&self) -> LogStats {
+    pub fn stats(&self) -> LogStats {
         let mut stats = LogStats::default();
         for segment in self.segments() {
             stats.segments = stats.segments.saturating_add(1);

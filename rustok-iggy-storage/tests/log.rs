@@ -9,10 +9,14 @@ use iggy_binary_protocol::WireError;
 use iggy_binary_protocol::batch::BATCH_CHECKSUM_OFFSET;
 use tempfile::TempDir;
 
-use super::report::{DamageKind, RetentionReport};
-use super::*;
-use crate::batch::{decode_messages, encode_batch, validate};
-use crate::message::OutgoingMessage;
+use rustok_iggy_storage::record::{stamp, validate};
+use rustok_iggy_storage::{
+    DamageKind, Durability, LogConfig, LogStats, PartitionLog, RecoveryReport, RetentionReport,
+    StorageError,
+};
+
+mod support;
+use support::{TestMessage, encode};
 
 const PARTITION: u32 = 3;
 /// Messages per test record.
@@ -28,10 +32,10 @@ fn config(segment_size_bytes: u64, durability: Durability) -> LogConfig {
 
 /// A record of `count` messages whose payloads are `"{tag}-{i}"`.
 fn record(tag: &str, count: usize) -> Vec<u8> {
-    let messages: Vec<OutgoingMessage> = (0..count)
-        .map(|i| OutgoingMessage::new(format!("{tag}-{i}").into_bytes()).with_id(i as u128 + 1))
+    let messages: Vec<TestMessage> = (0..count)
+        .map(|i| TestMessage::new(format!("{tag}-{i}").into_bytes()).with_id(i as u128 + 1))
         .collect();
-    encode_batch(&messages, 1_000)
+    encode(&messages, 1_000)
 }
 
 /// The length of every record made by [`fill`].
@@ -44,7 +48,7 @@ fn messages(records: &[Vec<u8>]) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for record in records {
         validate(record, true).unwrap();
-        decode_messages(bytes::Bytes::copy_from_slice(record), 0, u64::MAX, &mut out).unwrap();
+        out.extend(support::decode(record).unwrap());
     }
     out.into_iter()
         .map(|m| (m.offset, String::from_utf8(m.payload.to_vec()).unwrap()))
@@ -416,7 +420,7 @@ fn a_record_of_another_partition_is_cut_off() {
     let (dir, log, records) = six_records();
     drop(log);
     let mut foreign = record("x", 1);
-    crate::batch::stamp(&mut foreign, PARTITION + 1, 18, 7000);
+    stamp(&mut foreign, PARTITION + 1, 18, 7000);
     let path = seg(dir.path(), 12, "log");
     let mut bytes = fs::read(&path).unwrap();
     bytes.extend_from_slice(&foreign);
@@ -735,7 +739,7 @@ fn malformed_records_are_refused_without_writing() {
     let mut log = PartitionLog::open(dir.path(), config(1 << 20, Durability::Never)).unwrap();
     let mut longer = record("m", 1);
     longer.push(0);
-    let mut empty = encode_batch(&[], 1);
+    let mut empty = encode(&[], 1);
     let mut short = vec![0u8; 100];
     for r in [&mut longer, &mut empty, &mut short] {
         let err = log.append(r, 1).unwrap_err();
