@@ -30,7 +30,7 @@ mod remote;
 pub use batch::{MAX_PAYLOAD_SIZE, now_micros};
 pub use config::{
     ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
-    RemoteConnectorConfig, RemoteProtocol, Secret,
+    ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
     Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,

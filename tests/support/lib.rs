@@ -2,6 +2,7 @@
 
 pub mod conformance;
 pub mod faults;
+pub mod process;
 pub mod wire;
 
 use std::future::Future;

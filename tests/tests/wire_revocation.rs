@@ -22,7 +22,7 @@ use iggy_binary_protocol::{WireEncode, WireName, WireOptions};
 use rustok_iggy_connector::error_codes::ErrorCode;
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector, IggyConnector, Secret};
 use tests::wire::raw::RawClient;
-use tests::wire::{WireBroker, within};
+use tests::wire::{WireBroker, anonymous_client, logged_in_client, within};
 
 const ALICE: &str = "alice";
 const GET_STREAMS: u32 = 201;
@@ -30,26 +30,6 @@ const ALICE_PASSWORD: &str = "wonderland";
 
 fn id(name: &str) -> Identifier {
     Identifier::named(name).expect("a valid identifier")
-}
-
-/// An SDK client connected to `address`, not logged in.
-async fn connect(address: SocketAddr) -> IggyClient {
-    let client = IggyClient::builder()
-        .with_tcp()
-        .with_server_address(address.to_string())
-        .build()
-        .expect("a client");
-    within("connect", client.connect()).await.expect("connect");
-    client
-}
-
-/// An SDK client logged in as `username`.
-async fn logged_in(address: SocketAddr, username: &str, password: &str) -> IggyClient {
-    let client = connect(address).await;
-    within("login", client.login_user(username, password))
-        .await
-        .unwrap_or_else(|e| panic!("{username} logs in: {e}"));
-    client
 }
 
 /// The error code of `result`, which must be an error.
@@ -161,7 +141,7 @@ async fn assert_works(what: &str, client: &IggyClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_user_ends_its_sessions() {
     let (broker, root) = bench().await;
-    let alice = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
+    let alice = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
     join(&alice).await;
     assert_eq!(members(&root).await, 1);
     within("delete_user", root.delete_user(&id(ALICE)))
@@ -222,7 +202,7 @@ async fn deleting_a_user_ends_its_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivating_a_user_ends_its_sessions() {
     let (broker, root) = bench().await;
-    let alice = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
+    let alice = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
     join(&alice).await;
     within(
         "update_user",
@@ -258,7 +238,7 @@ async fn deactivating_a_user_ends_its_sessions() {
     )
     .await
     .expect("reactivate alice");
-    let again = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
+    let again = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
     assert_works("a login after reactivation", &again).await;
     broker.shutdown().await;
 }
@@ -268,8 +248,8 @@ async fn changing_a_password_ends_the_other_sessions_and_tokens() {
     let (broker, root) = bench().await;
     // Alice changes her own password on one connection: that one keeps going, her
     // other session and her token end.
-    let changer = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
-    let other = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
+    let changer = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
+    let other = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
     join(&other).await;
     let token = within(
         "create_personal_access_token",
@@ -278,7 +258,7 @@ async fn changing_a_password_ends_the_other_sessions_and_tokens() {
     .await
     .expect("a token")
     .token;
-    let by_token = connect(broker.address).await;
+    let by_token = anonymous_client(broker.address).await;
     within(
         "token login",
         by_token.login_with_personal_access_token(&token),
@@ -310,7 +290,7 @@ async fn changing_a_password_ends_the_other_sessions_and_tokens() {
         ErrorCode::INVALID_PERSONAL_ACCESS_TOKEN,
     )
     .await;
-    let fresh = connect(broker.address).await;
+    let fresh = anonymous_client(broker.address).await;
     assert_eq!(
         code(
             within(
@@ -337,7 +317,7 @@ async fn changing_a_password_ends_the_other_sessions_and_tokens() {
     )
     .await;
     assert_works("root", &root).await;
-    let fresh = connect(broker.address).await;
+    let fresh = anonymous_client(broker.address).await;
     assert_eq!(
         code(within("old password", fresh.login_user(ALICE, "looking-glass")).await),
         ErrorCode::INVALID_CREDENTIALS
@@ -348,7 +328,7 @@ async fn changing_a_password_ends_the_other_sessions_and_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_token_ends_the_sessions_that_used_it() {
     let (broker, root) = bench().await;
-    let alice = logged_in(broker.address, ALICE, ALICE_PASSWORD).await;
+    let alice = logged_in_client(broker.address, ALICE, ALICE_PASSWORD).await;
     let mut tokens = Vec::new();
     for name in ["deploy", "backup"] {
         tokens.push(
@@ -361,7 +341,7 @@ async fn deleting_a_token_ends_the_sessions_that_used_it() {
             .token,
         );
     }
-    let deploy = connect(broker.address).await;
+    let deploy = anonymous_client(broker.address).await;
     within(
         "token login",
         deploy.login_with_personal_access_token(&tokens[0]),
@@ -369,7 +349,7 @@ async fn deleting_a_token_ends_the_sessions_that_used_it() {
     .await
     .expect("deploy login");
     join(&deploy).await;
-    let backup = connect(broker.address).await;
+    let backup = anonymous_client(broker.address).await;
     within(
         "token login",
         backup.login_with_personal_access_token(&tokens[1]),
@@ -414,7 +394,7 @@ async fn open(dir: &Path, password: &str) -> (EmbeddedConnector, SocketAddr) {
 }
 
 async fn token_login(address: SocketAddr, token: &str) -> Result<IdentityInfo, IggyError> {
-    let client = connect(address).await;
+    let client = anonymous_client(address).await;
     let result = within(
         "token login",
         client.login_with_personal_access_token(token),
@@ -428,7 +408,7 @@ async fn token_login(address: SocketAddr, token: &str) -> Result<IdentityInfo, I
 async fn root_tokens_do_not_survive_a_new_root_password() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, address) = open(dir.path(), "first-secret").await;
-    let root = logged_in(address, "iggy", "first-secret").await;
+    let root = logged_in_client(address, "iggy", "first-secret").await;
     let token = within(
         "create_personal_access_token",
         root.create_personal_access_token("ci-token", IggyExpiry::NeverExpire),
@@ -452,7 +432,7 @@ async fn root_tokens_do_not_survive_a_new_root_password() {
         code(token_login(address, &token).await),
         ErrorCode::INVALID_PERSONAL_ACCESS_TOKEN
     );
-    let root = logged_in(address, "iggy", "second-secret").await;
+    let root = logged_in_client(address, "iggy", "second-secret").await;
     let listed = within(
         "get_personal_access_tokens",
         root.get_personal_access_tokens(),

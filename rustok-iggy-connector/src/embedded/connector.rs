@@ -321,6 +321,7 @@ impl IggyConnector for EmbeddedConnector {
                 address,
                 Arc::clone(&broker),
                 Arc::new(users),
+                embedded.tcp_limits.clone(),
             )?)
         } else {
             None

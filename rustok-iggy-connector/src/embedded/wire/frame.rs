@@ -19,6 +19,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// the Iggy server.
 pub(crate) const MAX_FRAME_SIZE: usize = 64 * 1024 * 1024;
 
+/// The largest frame a connection may send before it has logged in: 4 KiB. A login
+/// needs at most 256 + 516 (version: protocol, SDK name and version) + 2 × 256
+/// (user name and password, or a token and nothing) + 4 bytes, so a client context
+/// of up to about 2.8 KiB fits. Larger frames are refused from the header alone,
+/// before any of the body is read.
+pub(crate) const MAX_UNAUTHENTICATED_FRAME_SIZE: usize = 4096;
+
 /// Bytes of the result-section prefix of a successful result-framed reply
 /// (`count = 0`).
 pub(crate) const RESULT_SECTION_OK: [u8; 4] = [0; 4];
@@ -66,14 +73,18 @@ impl RequestHead {
         bytemuck::checked::try_cast::<u8, Operation>(self.operation).ok()
     }
 
-    /// Length of the body that follows the header.
-    pub(crate) fn body_len(&self) -> Result<usize, FrameError> {
+    /// Length of the body that follows the header, within the limits of a
+    /// connection that has logged in or (`unauthenticated`) not yet.
+    pub(crate) fn body_len(&self, unauthenticated: bool) -> Result<usize, FrameError> {
         let size = self.size as usize;
         if size < HEADER_SIZE {
             return Err(FrameError::SizeTooSmall(self.size));
         }
         if size > MAX_FRAME_SIZE {
             return Err(FrameError::SizeTooLarge(self.size));
+        }
+        if unauthenticated && size > MAX_UNAUTHENTICATED_FRAME_SIZE {
+            return Err(FrameError::TooLargeBeforeLogin(self.size));
         }
         Ok(size - HEADER_SIZE)
     }
@@ -98,6 +109,10 @@ pub(crate) enum FrameError {
     SizeTooSmall(u32),
     #[error("frame size {0} exceeds the limit of {MAX_FRAME_SIZE} bytes")]
     SizeTooLarge(u32),
+    #[error(
+        "frame size {0} exceeds the limit of {MAX_UNAUTHENTICATED_FRAME_SIZE} bytes before login"
+    )]
+    TooLargeBeforeLogin(u32),
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -266,20 +281,29 @@ mod tests {
         assert_eq!(head.operation(), Some(Operation::NonReplicated));
         assert_eq!(head.session, 9);
         assert_eq!(head.code, 201);
-        assert_eq!(head.body_len().unwrap(), 44);
+        assert_eq!(head.body_len(true).unwrap(), 44);
     }
 
     #[test]
     fn sizes_outside_the_window_and_unknown_operations_are_refused() {
         assert!(matches!(
-            RequestHead::parse(&request_bytes(10, 2, 1)).body_len(),
+            RequestHead::parse(&request_bytes(10, 2, 1)).body_len(false),
             Err(FrameError::SizeTooSmall(10))
         ));
         let huge = u32::try_from(MAX_FRAME_SIZE + 1).unwrap();
         assert!(matches!(
-            RequestHead::parse(&request_bytes(huge, 2, 1)).body_len(),
+            RequestHead::parse(&request_bytes(huge, 2, 1)).body_len(false),
             Err(FrameError::SizeTooLarge(_))
         ));
+        let login_sized = u32::try_from(MAX_UNAUTHENTICATED_FRAME_SIZE).unwrap();
+        let head = RequestHead::parse(&request_bytes(login_sized + 1, 2, 1));
+        assert!(matches!(
+            head.body_len(true),
+            Err(FrameError::TooLargeBeforeLogin(_))
+        ));
+        assert_eq!(head.body_len(false).unwrap(), 4097 - HEADER_SIZE);
+        let head = RequestHead::parse(&request_bytes(login_sized, 2, 1));
+        assert_eq!(head.body_len(true).unwrap(), 4096 - HEADER_SIZE);
         assert_eq!(
             RequestHead::parse(&request_bytes(256, 99, 1)).operation(),
             None

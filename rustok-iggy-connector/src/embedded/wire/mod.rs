@@ -7,7 +7,8 @@
 //! - [`frame`]: the 256-byte consensus headers, replies, evictions, size limits.
 //! - [`error`]: broker errors as Iggy error codes (the table is
 //!   [`crate::error_codes`]).
-//! - [`shared`]: the state every connection of a listener shares.
+//! - [`login_gate`]: the bounded, fair queue of logins waiting for a password check.
+//! - [`shared`]: the state every connection of a listener shares, and admission.
 //! - [`reply`]: what a handler returns and the reply pieces several handlers build.
 //! - [`session`]: per-connection login and group memberships.
 //! - [`lookup`]: identifiers, streams, topics, groups and consumers resolved from a
@@ -24,6 +25,7 @@ mod dispatch;
 mod error;
 mod frame;
 mod groups;
+mod login_gate;
 mod lookup;
 mod messages;
 mod offsets;

@@ -22,12 +22,8 @@ pub(crate) enum Outcome {
     Reply(BytesMut),
     /// An eviction frame (the connection stays open).
     Evict(Box<[u8; HEADER_SIZE]>),
-    /// A reply frame, then close the connection.
-    #[allow(
-        dead_code,
-        reason = "kept for protocol violations that need a close after the answer"
-    )]
-    ReplyAndClose(BytesMut),
+    /// No answer: close the connection.
+    Close,
 }
 
 /// What a handler returns: the payload was appended to the buffer, or an error code.

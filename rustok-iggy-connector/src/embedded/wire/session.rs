@@ -11,9 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
-use super::shared::{ClientView, Shared};
+use super::shared::{Admitted, ClientView, Shared, Signals};
 use crate::embedded::broker::{Grant, GroupRef, Topic};
 
 /// A successful login on this connection.
@@ -44,36 +42,36 @@ pub(crate) struct Session {
     pub(crate) member_id: u64,
     pub(crate) address: SocketAddr,
     pub(crate) login: Option<Login>,
+    /// Logins refused on this connection since its last successful one.
+    pub(crate) failed_logins: u32,
+    /// Close the connection once the current reply is written.
+    pub(crate) close_after_reply: bool,
     groups: Vec<Joined>,
-    /// Notified when the session should check its grant now.
-    wake: Arc<Notify>,
+    signals: Arc<Signals>,
 }
 
 impl Session {
-    /// A new, unauthenticated connection, registered in the client registry.
-    pub(crate) fn new(shared: Arc<Shared>, address: SocketAddr) -> Self {
-        let client_id = shared.next_client_id();
+    /// A new, unauthenticated connection, admitted (and registered) by
+    /// [`Shared::admit`].
+    pub(crate) fn new(shared: Arc<Shared>, address: SocketAddr, admitted: Admitted) -> Self {
         let member_id = shared.broker.next_member_id();
-        let wake = Arc::new(Notify::new());
-        let session = Self {
+        Self {
             shared,
-            client_id,
+            client_id: admitted.client_id,
             member_id,
             address,
             login: None,
+            failed_logins: 0,
+            close_after_reply: false,
             groups: Vec::new(),
-            wake,
-        };
-        session
-            .shared
-            .register_client(client_id, session.view(), Arc::clone(&session.wake));
-        session
+            signals: admitted.signals,
+        }
     }
 
-    /// Notified when the session should call [`Session::revalidate`] (its user was
-    /// changed by another connection).
-    pub(crate) fn wake(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
+    /// What other connections ask of this one: check the grant now
+    /// ([`Session::revalidate`]), or close.
+    pub(crate) fn signals(&self) -> Arc<Signals> {
+        Arc::clone(&self.signals)
     }
 
     /// The logged-in user, if any.
@@ -113,6 +111,7 @@ impl Session {
     /// Binds a login (replacing an earlier one).
     pub(crate) fn bind(&mut self, login: Login) {
         self.login = Some(login);
+        self.failed_logins = 0;
         self.publish();
     }
 

@@ -1,14 +1,20 @@
 //! The state every connection of one listener shares: the broker, the user store,
-//! counters, and the registry of connected clients.
+//! the limits, the login queue, counters, and the registry of connected clients,
+//! which also decides whether a new connection is admitted.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use super::login_gate::LoginGate;
+use crate::config::ListenerLimits;
 use crate::embedded::broker::{Broker, Users};
+
+/// Password checks running at once for the logins of one listener.
+const LOGIN_SLOTS: usize = 4;
 
 /// State shared by every connection of one listener.
 #[derive(Debug)]
@@ -17,99 +23,28 @@ pub(crate) struct Shared {
     pub(crate) users: Arc<Users>,
     /// The address the listener is bound to.
     pub(crate) local_addr: SocketAddr,
+    pub(crate) limits: ListenerLimits,
+    /// Logins waiting for a password check.
+    pub(crate) logins: Arc<LoginGate>,
     next_session: AtomicU64,
-    next_client: AtomicU32,
     commit: AtomicU64,
-    clients: Mutex<BTreeMap<u32, ClientEntry>>,
+    clients: Mutex<Registry>,
 }
 
-/// A connected client in the registry.
+/// What another connection may ask of a connection's task.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    /// Check the session's grant now (its user was changed).
+    pub(crate) recheck: Notify,
+    /// Close the connection (it makes room for a new one).
+    pub(crate) close: Notify,
+}
+
+/// A connection let in by [`Shared::admit`].
 #[derive(Debug)]
-struct ClientEntry {
-    view: ClientView,
-    /// Wakes the connection to check its grant.
-    wake: Arc<Notify>,
-}
-
-impl Shared {
-    pub(crate) fn new(broker: Arc<Broker>, users: Arc<Users>, local_addr: SocketAddr) -> Self {
-        Self {
-            broker,
-            users,
-            local_addr,
-            next_session: AtomicU64::new(1),
-            next_client: AtomicU32::new(1),
-            commit: AtomicU64::new(0),
-            clients: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// A fresh session number (> 0).
-    pub(crate) fn next_session(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn next_client_id(&self) -> u32 {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The op number stamped on a replicated reply (the client's metadata
-    /// watermark; any increasing value works on a single node).
-    pub(crate) fn next_commit(&self) -> u64 {
-        self.commit.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Adds a new connection to the registry.
-    pub(crate) fn register_client(&self, id: u32, view: ClientView, wake: Arc<Notify>) {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, ClientEntry { view, wake });
-    }
-
-    /// Updates what others see of a connection.
-    pub(crate) fn publish_client(&self, id: u32, view: ClientView) {
-        if let Some(entry) = self
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&id)
-        {
-            entry.view = view;
-        }
-    }
-
-    /// Wakes every connection logged in as `user_id` to check its grant now, so
-    /// that a revoked session ends (and leaves its groups) without waiting for its
-    /// next request.
-    pub(crate) fn recheck_user(&self, user_id: u32) {
-        for entry in self
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|e| e.view.user_id == Some(user_id))
-        {
-            entry.wake.notify_one();
-        }
-    }
-
-    pub(crate) fn remove_client(&self, id: u32) {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-    }
-
-    /// Every connected client.
-    pub(crate) fn clients(&self) -> BTreeMap<u32, ClientView> {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(id, entry)| (*id, entry.view.clone()))
-            .collect()
-    }
+pub(crate) struct Admitted {
+    pub(crate) client_id: u32,
+    pub(crate) signals: Arc<Signals>,
 }
 
 /// What other connections may see of one (`GetClients`, stats).
@@ -119,4 +54,186 @@ pub(crate) struct ClientView {
     pub(crate) user_id: Option<u32>,
     /// (stream, topic, group) ids.
     pub(crate) groups: Vec<(u32, u32, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    next_client: u32,
+    /// By client id, which grows with the connection's age.
+    entries: BTreeMap<u32, ClientEntry>,
+}
+
+/// A connected client in the registry.
+#[derive(Debug)]
+struct ClientEntry {
+    view: ClientView,
+    signals: Arc<Signals>,
+    /// Its password is being checked: closing it now would waste the check.
+    checking_password: bool,
+}
+
+impl ClientEntry {
+    fn is_unauthenticated(&self) -> bool {
+        self.view.user_id.is_none()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        users: Arc<Users>,
+        local_addr: SocketAddr,
+        limits: ListenerLimits,
+    ) -> Self {
+        let logins = LoginGate::new(LOGIN_SLOTS, limits.login_queue as usize);
+        Self {
+            broker,
+            users,
+            local_addr,
+            limits,
+            logins,
+            next_session: AtomicU64::new(1),
+            commit: AtomicU64::new(0),
+            clients: Mutex::new(Registry {
+                next_client: 1,
+                entries: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh session number (> 0).
+    pub(crate) fn next_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The op number stamped on a replicated reply (the client's metadata
+    /// watermark; any increasing value works on a single node).
+    pub(crate) fn next_commit(&self) -> u64 {
+        self.commit.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Lets a new connection from `peer` in, within `max_connections` and
+    /// `max_unauthenticated`: at a limit, the oldest connection that has not logged
+    /// in and is not having its password checked, of the address holding the most
+    /// connections not logged in, is closed to make room. `None` (the new
+    /// connection is to be closed) when there is no such connection.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<Admitted> {
+        let mut registry = self.registry();
+        let total = registry.entries.len();
+        let unauthenticated = registry
+            .entries
+            .values()
+            .filter(|e| e.is_unauthenticated())
+            .count();
+        if total >= self.limits.max_connections as usize
+            || unauthenticated >= self.limits.max_unauthenticated as usize
+        {
+            let victim = registry.victim()?;
+            if let Some(entry) = registry.entries.remove(&victim) {
+                tracing::debug!(
+                    client = victim,
+                    peer = %entry.view.address,
+                    "closing a connection that has not logged in, to make room for a new one"
+                );
+                entry.signals.close.notify_one();
+            }
+        }
+        let client_id = registry.next_client;
+        registry.next_client = registry.next_client.wrapping_add(1).max(1);
+        let signals = Arc::new(Signals::default());
+        registry.entries.insert(
+            client_id,
+            ClientEntry {
+                view: ClientView {
+                    address: peer,
+                    user_id: None,
+                    groups: Vec::new(),
+                },
+                signals: Arc::clone(&signals),
+                checking_password: false,
+            },
+        );
+        Some(Admitted { client_id, signals })
+    }
+
+    /// Closes one connection that has not logged in, if there is one that may be
+    /// closed (the process ran out of file descriptors). Whether one was closed.
+    pub(crate) fn shed_one(&self) -> bool {
+        let mut registry = self.registry();
+        let Some(victim) = registry.victim() else {
+            return false;
+        };
+        if let Some(entry) = registry.entries.remove(&victim) {
+            entry.signals.close.notify_one();
+        }
+        true
+    }
+
+    /// Marks whether a connection's password is being checked.
+    pub(crate) fn set_checking_password(&self, id: u32, checking: bool) {
+        if let Some(entry) = self.registry().entries.get_mut(&id) {
+            entry.checking_password = checking;
+        }
+    }
+
+    /// Updates what others see of a connection.
+    pub(crate) fn publish_client(&self, id: u32, view: ClientView) {
+        if let Some(entry) = self.registry().entries.get_mut(&id) {
+            entry.view = view;
+        }
+    }
+
+    /// Wakes every connection logged in as `user_id` to check its grant now, so
+    /// that a revoked session ends (and leaves its groups) without waiting for its
+    /// next request.
+    pub(crate) fn recheck_user(&self, user_id: u32) {
+        for entry in self
+            .registry()
+            .entries
+            .values()
+            .filter(|e| e.view.user_id == Some(user_id))
+        {
+            entry.signals.recheck.notify_one();
+        }
+    }
+
+    pub(crate) fn remove_client(&self, id: u32) {
+        self.registry().entries.remove(&id);
+    }
+
+    /// Every connected client.
+    pub(crate) fn clients(&self) -> BTreeMap<u32, ClientView> {
+        self.registry()
+            .entries
+            .iter()
+            .map(|(id, entry)| (*id, entry.view.clone()))
+            .collect()
+    }
+}
+
+impl Registry {
+    /// The connection to close to make room: not logged in, not having its password
+    /// checked, the oldest of the address with the most connections not logged in.
+    fn victim(&self) -> Option<u32> {
+        let mut per_address: BTreeMap<IpAddr, (usize, Option<u32>)> = BTreeMap::new();
+        for (id, entry) in &self.entries {
+            if !entry.is_unauthenticated() {
+                continue;
+            }
+            let (count, oldest) = per_address.entry(entry.view.address.ip()).or_default();
+            *count += 1;
+            if !entry.checking_password && oldest.is_none() {
+                *oldest = Some(*id);
+            }
+        }
+        per_address
+            .values()
+            .filter_map(|(count, oldest)| oldest.map(|id| (*count, id)))
+            .max_by_key(|(count, id)| (*count, std::cmp::Reverse(*id)))
+            .map(|(_, id)| id)
+    }
 }

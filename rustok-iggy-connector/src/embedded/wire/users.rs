@@ -75,6 +75,11 @@ enum Credentials {
 
 /// Register (code 40 user/password, code 45 personal access token): checks the
 /// protocol version, the credentials, and binds a new session to the connection.
+///
+/// The check waits its turn in the listener's login queue; a login refused because
+/// the queue is full closes the connection without an answer, and the connection
+/// is closed after its `max_failed_logins`-th failed login (the eviction is sent
+/// first).
 pub(crate) async fn login(
     shared: &Arc<Shared>,
     session: &mut Session,
@@ -107,7 +112,13 @@ pub(crate) async fn login(
         },
     };
     let is_token = matches!(credentials, Credentials::Token(_));
+    // Wait for a turn in the listener's login queue (fair between addresses).
+    let Ok(slot) = shared.logins.enter(session.address.ip()).await else {
+        tracing::info!(client = session.client_id, peer = %session.address, "login refused: the login queue is full");
+        return Outcome::Close;
+    };
     let users = Arc::clone(&shared.users);
+    shared.set_checking_password(session.client_id, true);
     // Argon2 is slow on purpose: keep it off the runtime's worker threads.
     let grant = hashing(move || match credentials {
         Credentials::Password { username, password } => {
@@ -117,8 +128,15 @@ pub(crate) async fn login(
     })
     .await
     .flatten();
+    shared.set_checking_password(session.client_id, false);
+    drop(slot);
     let Some(grant) = grant else {
-        tracing::info!(client = session.client_id, peer = %session.address, "login refused: invalid credentials");
+        session.failed_logins += 1;
+        if session.failed_logins >= shared.limits.max_failed_logins {
+            // No more guesses on this connection.
+            session.close_after_reply = true;
+        }
+        tracing::info!(client = session.client_id, peer = %session.address, failures = session.failed_logins, "login refused: invalid credentials");
         return evict(
             head,
             if is_token {
