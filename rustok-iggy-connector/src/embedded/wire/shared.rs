@@ -237,3 +237,41 @@ impl Registry {
             .map(|(_, id)| id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ip: u8, user_id: Option<u32>, checking_password: bool) -> ClientEntry {
+        ClientEntry {
+            view: ClientView {
+                address: SocketAddr::from(([127, 0, 0, ip], 5000)),
+                user_id,
+                groups: Vec::new(),
+            },
+            signals: Arc::new(Signals::default()),
+            checking_password,
+        }
+    }
+
+    #[test]
+    fn the_victim_is_the_oldest_idle_connection_of_the_busiest_address() {
+        let mut registry = Registry::default();
+        assert_eq!(registry.victim(), None);
+        // Logged in, or having a password checked: never a victim.
+        registry.entries.insert(1, entry(1, Some(0), false));
+        registry.entries.insert(2, entry(2, None, true));
+        assert_eq!(registry.victim(), None);
+        // .3 holds two connections not logged in, .2 two (one being checked), .4 one.
+        registry.entries.insert(3, entry(3, None, false));
+        registry.entries.insert(4, entry(2, None, false));
+        registry.entries.insert(5, entry(4, None, false));
+        registry.entries.insert(6, entry(3, None, false));
+        // A tie between .2 and .3 (two each): the older candidate, 3 (of .3)
+        // before 4 (of .2).
+        assert_eq!(registry.victim(), Some(3));
+        registry.entries.insert(7, entry(2, None, false));
+        // .2 now holds three.
+        assert_eq!(registry.victim(), Some(4));
+    }
+}

@@ -128,9 +128,9 @@ pub(crate) async fn login(
     })
     .await
     .flatten();
-    shared.set_checking_password(session.client_id, false);
     drop(slot);
     let Some(grant) = grant else {
+        shared.set_checking_password(session.client_id, false);
         session.failed_logins += 1;
         if session.failed_logins >= shared.limits.max_failed_logins {
             // No more guesses on this connection.
@@ -154,6 +154,9 @@ pub(crate) async fn login(
     };
     let session_number = login.session;
     session.bind(login);
+    // Only now: between the check and the login, the connection must not be chosen
+    // to make room for a new one.
+    shared.set_checking_password(session.client_id, false);
     tracing::debug!(client = session.client_id, user_id, "logged in");
     let mut out = frame::reply_buffer(64);
     out.extend_from_slice(&RESULT_SECTION_OK);
