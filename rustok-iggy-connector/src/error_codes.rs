@@ -68,6 +68,8 @@ error_codes! {
     USER_INACTIVE = 47,
     /// The user cannot be deleted (the root user).
     CANNOT_DELETE_USER = 48,
+    /// The user's permissions cannot be changed (the root user).
+    CANNOT_CHANGE_PERMISSIONS = 49,
     /// A personal access token name outside 3 to 30 characters.
     INVALID_PERSONAL_ACCESS_TOKEN_NAME = 50,
     /// A token with that name exists.
@@ -110,8 +112,11 @@ error_codes! {
     TOPIC_NAME_ALREADY_EXISTS = 2013,
     /// The topic name breaks the naming rule.
     INVALID_TOPIC_NAME = 2014,
-    /// More partitions than a topic may have.
+    /// More partitions than a topic may have, or a partition count of 0 in a
+    /// request to add or remove partitions.
     TOO_MANY_PARTITIONS = 2015,
+    /// A request to remove more partitions than the topic has.
+    INVALID_PARTITIONS_COUNT = 2019,
     /// No partition with that id.
     PARTITION_NOT_FOUND = 3007,
     /// No offset stored for that consumer.
@@ -131,6 +136,10 @@ error_codes! {
     INVALID_MESSAGE_TIMESTAMP_DELTA = 4038,
     /// A batch checksum that does not match its bytes.
     INVALID_BATCH_CHECKSUM = 4039,
+    /// An option key the command does not accept.
+    UNSUPPORTED_OPTION_KEY = 4041,
+    /// An option value that does not parse or is out of bounds.
+    INVALID_OPTION_VALUE = 4042,
     /// No consumer group with that id.
     CONSUMER_GROUP_ID_NOT_FOUND = 5000,
     /// No consumer group with that name.
@@ -143,6 +152,8 @@ error_codes! {
     CONSUMER_GROUP_MEMBER_NOT_FOUND = 5006,
     /// The member does not own the partition (the group was rebalanced).
     CONSUMER_GROUP_PARTITION_NOT_OWNED = 5009,
+    /// The diagnostic snapshot could not be built.
+    SNAPSHOT_FILE_COMPLETION_FAILED = 9000,
 }
 
 impl ErrorCode {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use iggy::prelude::{Client, IggyClient, UserClient};
+use iggy::prelude::{Client, IggyClient, Permissions, UserClient, UserStatus};
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector, IggyConnector};
 
 pub use crate::within;
@@ -110,6 +110,24 @@ pub async fn logged_in_client(address: SocketAddr, username: &str, password: &st
         .await
         .unwrap_or_else(|e| panic!("{username} logs in: {e}"));
     client
+}
+
+/// Creates user `username` (active, with `permissions`) as `admin`, and returns a
+/// client logged in as that user on `address`.
+pub async fn user_client(
+    admin: &IggyClient,
+    address: SocketAddr,
+    username: &str,
+    password: &str,
+    permissions: Option<Permissions>,
+) -> IggyClient {
+    within(
+        "create_user",
+        admin.create_user(username, password, UserStatus::Active, permissions),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create user {username}: {e}"));
+    logged_in_client(address, username, password).await
 }
 
 /// A hand-driven connection speaking raw frames, for tests of malformed input and

@@ -3,6 +3,7 @@
 
 mod groups;
 mod partition;
+mod permissions;
 pub(crate) mod persist;
 mod snapshot;
 mod topic;
@@ -19,10 +20,13 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
 pub(crate) use self::partition::{ConsumerKey, Partition};
+pub(crate) use self::permissions::{
+    Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
+};
 pub(crate) use self::snapshot::{OFFSETS_FILE, PartitionLocation, layout, write_file};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
-pub(crate) use self::users::{Grant, UserError, UserInfo, UserRef, Users};
+pub(crate) use self::users::{Grant, ROOT_USER_ID, UserError, UserInfo, UserRef, Users};
 use crate::batch;
 use crate::config::Durability;
 use crate::connector::{Assignment, Retention, TopicSpec};

@@ -16,10 +16,11 @@
 //!   is stored (a fast hash is right for high-entropy secrets, as Iggy does with
 //!   BLAKE3).
 //!
-//! Every user has every permission: the embedded broker does not implement Iggy's
-//! per-stream permission model (a `CreateUser` with permissions is accepted, the
-//! permissions are not stored). Create users only for people you would trust with
-//! the root account.
+//! Permissions (Iggy's model, [`super::permissions`]) are stored with each created
+//! user, set by `CreateUser` and `UpdatePermissions`; the root user holds every
+//! permission, and they cannot be changed. Files of format 1 (written before
+//! permissions were stored) are migrated when opened: their users keep the full
+//! rights they had.
 //!
 //! Revocation: a login yields a [`Grant`], which the listener checks again
 //! ([`Users::current_user`]) before every request of the session. A grant stops
@@ -42,12 +43,17 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::permissions::Permissions;
 use super::persist;
 use crate::batch;
 use crate::embedded::StorageError;
 
 pub(super) const USERS_FILE: &str = "users.json";
-const FORMAT_VERSION: u32 = 1;
+/// Format 2 stores permissions with each user; format 1 files (no permissions, every
+/// user had every right) are migrated at open.
+const FORMAT_VERSION: u32 = 2;
+/// The last format whose users had every permission.
+const FORMAT_WITHOUT_PERMISSIONS: u32 = 1;
 /// Id of the root user.
 pub(crate) const ROOT_USER_ID: u32 = 0;
 /// Length limits of user names and passwords (those of Iggy).
@@ -72,6 +78,10 @@ pub(crate) enum UserError {
         "the root user cannot be deleted or changed over the wire (it follows the configuration)"
     )]
     Root,
+    #[error("the root user's permissions cannot be changed")]
+    RootPermissions,
+    #[error("{path} has users format {format}; this version reads formats up to {FORMAT_VERSION}")]
+    NewerFormat { path: PathBuf, format: u32 },
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("a token with that name already exists")]
@@ -102,6 +112,8 @@ pub(crate) struct UserInfo {
     pub(crate) username: String,
     pub(crate) created_at: u64,
     pub(crate) active: bool,
+    /// What the user may do; `None` is no permission at all.
+    pub(crate) permissions: Option<Permissions>,
 }
 
 /// A token as the wire shows it (never the token itself).
@@ -144,6 +156,10 @@ struct StoredUser {
     password_hash: String,
     active: bool,
     created_at: u64,
+    /// What the user may do; `None` (or absent) is no permission at all. Format 1
+    /// files had no such field: their users are given every permission at open.
+    #[serde(default)]
+    permissions: Option<Permissions>,
     /// Bumped whenever the user's credentials or status change: grants of an
     /// earlier epoch are no longer current. In memory only (no session survives a
     /// restart).
@@ -352,10 +368,23 @@ impl Users {
         root_password: &str,
     ) -> Result<Self, UserError> {
         let path = data_dir.join(USERS_FILE);
-        let mut state: UsersFile = persist::read_json(&path)?.unwrap_or_default();
-        if state.format == 0 {
-            state.format = FORMAT_VERSION;
+        let stored: Option<UsersFile> = persist::read_json(&path)?;
+        let existed = stored.is_some();
+        let mut state = stored.unwrap_or_default();
+        if state.format > FORMAT_VERSION {
+            return Err(UserError::NewerFormat {
+                path,
+                format: state.format,
+            });
         }
+        // Users of earlier formats had every permission: they keep it.
+        let migrate = existed && state.format <= FORMAT_WITHOUT_PERMISSIONS;
+        if migrate {
+            for user in &mut state.users {
+                user.permissions = Some(Permissions::all());
+            }
+        }
+        state.format = FORMAT_VERSION;
         state.next_id = state.next_id.max(ROOT_USER_ID + 1);
         let key = random_key();
         let users = Self {
@@ -370,6 +399,15 @@ impl Users {
             state: RwLock::new(state),
             dummy_hash: OnceLock::new(),
         };
+        if migrate {
+            let state = users.read();
+            users.save(&state)?;
+            tracing::info!(
+                users = state.users.len(),
+                "users.json migrated to format {FORMAT_VERSION}: users created before \
+                 permissions were stored keep every permission"
+            );
+        }
         users.check_root_binding()?;
         Ok(users)
     }
@@ -436,6 +474,7 @@ impl Users {
             username: self.root.username.clone(),
             created_at: self.root.created_at,
             active: true,
+            permissions: Some(Permissions::all()),
         }
     }
 
@@ -563,12 +602,14 @@ impl Users {
         all
     }
 
-    /// Creates a user. Slow (Argon2): call it off the async runtime.
+    /// Creates a user with `permissions` (`None`: none at all). Slow (Argon2): call
+    /// it off the async runtime.
     pub(crate) fn create(
         &self,
         username: &str,
         password: &str,
         active: bool,
+        permissions: Option<Permissions>,
     ) -> Result<UserInfo, UserError> {
         validate_username(username)?;
         validate_password(password)?;
@@ -586,6 +627,7 @@ impl Users {
             password_hash,
             active,
             created_at: batch::now_micros(),
+            permissions,
             epoch: 0,
         };
         state.next_id += 1;
@@ -667,6 +709,34 @@ impl Users {
         if let Err(e) = self.save(&state) {
             if let Some(stored) = state.users.iter_mut().find(|u| u.id == id) {
                 *stored = before;
+            }
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// Replaces a created user's permissions (`None`: none at all). They apply to
+    /// the user's open sessions from their next request.
+    pub(crate) fn update_permissions(
+        &self,
+        user: UserRef<'_>,
+        permissions: Option<Permissions>,
+    ) -> Result<UserInfo, UserError> {
+        let id = self.user(user).ok_or(UserError::NotFound)?.id;
+        if id == ROOT_USER_ID {
+            return Err(UserError::RootPermissions);
+        }
+        let mut state = self.write();
+        let stored = state
+            .users
+            .iter_mut()
+            .find(|u| u.id == id)
+            .ok_or(UserError::NotFound)?;
+        let before = std::mem::replace(&mut stored.permissions, permissions);
+        let info = stored_info(stored);
+        if let Err(e) = self.save(&state) {
+            if let Some(stored) = state.users.iter_mut().find(|u| u.id == id) {
+                stored.permissions = before;
             }
             return Err(e);
         }
@@ -803,6 +873,7 @@ fn stored_info(u: &StoredUser) -> UserInfo {
         username: u.username.clone(),
         created_at: u.created_at,
         active: u.active,
+        permissions: u.permissions.clone(),
     }
 }
 
@@ -830,14 +901,14 @@ mod tests {
     fn created_users_are_hashed_persisted_and_verified() {
         let dir = tempfile::tempdir().unwrap();
         let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
-        let alice = users.create("alice", "wonderland", true).unwrap();
+        let alice = users.create("alice", "wonderland", true, None).unwrap();
         assert_eq!(alice.id, 1);
         assert!(matches!(
-            users.create("alice", "xyz", true),
+            users.create("alice", "xyz", true, None),
             Err(UserError::AlreadyExists)
         ));
         assert!(matches!(
-            users.create("al", "xyz", true),
+            users.create("al", "xyz", true, None),
             Err(UserError::InvalidUsername)
         ));
         let file = std::fs::read_to_string(dir.path().join(USERS_FILE)).unwrap();
@@ -893,8 +964,8 @@ mod tests {
     fn grants_stop_being_current_when_credentials_change() {
         let dir = tempfile::tempdir().unwrap();
         let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
-        users.create("alice", "wonderland", true).unwrap();
-        users.create("bob", "builder", true).unwrap();
+        users.create("alice", "wonderland", true, None).unwrap();
+        users.create("bob", "builder", true, None).unwrap();
         let alice = users.verify_password("alice", "wonderland").unwrap();
         let token = users.create_token(alice.user_id, "ci-token", None).unwrap();
         let by_token = users.verify_token(&token).unwrap();
@@ -945,7 +1016,7 @@ mod tests {
         // inherit them.
         users.delete(UserRef::Name("bob")).unwrap();
         assert!(users.current_user(&bob).is_none());
-        users.create("bob", "builder", true).unwrap();
+        users.create("bob", "builder", true, None).unwrap();
         assert!(users.current_user(&bob).is_none());
     }
 
@@ -954,7 +1025,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let users = Users::open(dir.path(), "iggy", "first-secret").unwrap();
         let token = users.create_token(ROOT_USER_ID, "ci-token", None).unwrap();
-        let alice = users.create("alice", "wonderland", true).unwrap();
+        let alice = users.create("alice", "wonderland", true, None).unwrap();
         let alice_token = users.create_token(alice.id, "alice-ci", None).unwrap();
         drop(users);
         // The same credentials: the token still works.
@@ -1007,5 +1078,62 @@ mod tests {
         drop(users);
         let users = Users::open(dir.path(), "iggy", "rotated").unwrap();
         assert_eq!(users.verify_token("an-old-root-token"), None);
+    }
+
+    #[test]
+    fn users_of_a_file_without_permissions_keep_every_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
+        users.create("alice", "wonderland", true, None).unwrap();
+        drop(users);
+        // The file as the version before permissions wrote it: format 1, no
+        // permissions field.
+        let path = dir.path().join(USERS_FILE);
+        let mut file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        file["format"] = serde_json::json!(FORMAT_WITHOUT_PERMISSIONS);
+        for user in file["users"].as_array_mut().unwrap() {
+            user.as_object_mut().unwrap().remove("permissions");
+        }
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+
+        let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
+        let alice = users.user(UserRef::Name("alice")).unwrap();
+        assert_eq!(alice.permissions, Some(Permissions::all()));
+        let migrated: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(migrated["format"], serde_json::json!(FORMAT_VERSION));
+        // The migration happens once: a user restricted afterwards stays so.
+        users
+            .update_permissions(UserRef::Name("alice"), None)
+            .unwrap();
+        drop(users);
+        let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
+        assert_eq!(
+            users.user(UserRef::Name("alice")).unwrap().permissions,
+            None
+        );
+        // The root user's permissions are fixed.
+        assert!(matches!(
+            users.update_permissions(UserRef::Id(ROOT_USER_ID), None),
+            Err(UserError::RootPermissions)
+        ));
+    }
+
+    #[test]
+    fn a_file_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
+        users.create("alice", "wonderland", true, None).unwrap();
+        drop(users);
+        let path = dir.path().join(USERS_FILE);
+        let mut file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        file["format"] = serde_json::json!(FORMAT_VERSION + 1);
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        assert!(matches!(
+            Users::open(dir.path(), "iggy", "iggy"),
+            Err(UserError::NewerFormat { .. })
+        ));
     }
 }

@@ -19,7 +19,7 @@ use iggy_binary_protocol::codes::{
     GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
     LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE, PURGE_STREAM_CODE,
     PURGE_TOPIC_CODE, SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
-    UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
+    UPDATE_PERMISSIONS_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
 use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
@@ -28,7 +28,8 @@ use super::frame::{self, RESULT_SECTION_OK, RequestHead};
 use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
 use super::shared::Shared;
-use super::{groups, messages, offsets, streams, system, topics, users};
+use super::{access, groups, messages, offsets, streams, system, topics, users};
+use crate::embedded::broker::UserInfo;
 use crate::error_codes::ErrorCode;
 
 /// Serves one request.
@@ -63,9 +64,9 @@ pub(crate) async fn dispatch(
         Operation::NonReplicated => {
             // A session whose user or credentials changed is logged out here, and
             // the request is answered as one without a session.
-            session.revalidate();
+            let user = session.revalidate();
             let code = head.code;
-            if session.login.is_none() && code != PING_CODE {
+            if user.is_none() && code != PING_CODE {
                 if code == LOGIN_USER_CODE || code == LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE {
                     return evict(head, EvictionReason::MalformedLogin);
                 }
@@ -77,7 +78,7 @@ pub(crate) async fn dispatch(
             }
             match lookup_command(code) {
                 Some(meta) if !meta.is_replicated() => {
-                    run(shared, session, head, operation, code, body).await
+                    run(shared, session, user.as_ref(), head, operation, code, body).await
                 }
                 _ => Outcome::Reply(frame::error_reply(
                     head,
@@ -97,7 +98,7 @@ pub(crate) async fn dispatch(
                     ));
                 }
             };
-            session.revalidate();
+            let user = session.revalidate();
             let Some(login) = &session.login else {
                 return evict(head, EvictionReason::NoSession);
             };
@@ -105,14 +106,17 @@ pub(crate) async fn dispatch(
                 // A request from before the latest login on this connection.
                 return Outcome::Reply(frame::error_reply(head, op, ErrorCode::UNAUTHENTICATED.0));
             }
-            run(shared, session, head, op, code, body).await
+            run(shared, session, user.as_ref(), head, op, code, body).await
         }
     }
 }
 
+/// Runs a command for `user` (`None` only for a ping before login): checks the
+/// user's permissions, then runs its handler.
 async fn run(
     shared: &Arc<Shared>,
     session: &mut Session,
+    user: Option<&UserInfo>,
     head: &RequestHead,
     operation: Operation,
     code: u32,
@@ -122,7 +126,10 @@ async fn run(
     if operation.is_result_framed() {
         out.extend_from_slice(&RESULT_SECTION_OK);
     }
-    let result = route(shared, session, code, body, &mut out).await;
+    let result = match user.map(|user| access::authorize(shared, user, code, body)) {
+        Some(Err(status)) => Err(status),
+        _ => route(shared, session, code, body, &mut out).await,
+    };
     match result {
         Ok(()) => {
             seal_ok(shared, &mut out, head, operation);
@@ -189,6 +196,7 @@ async fn route(
         DELETE_USER_CODE => users::delete(shared, body),
         CHANGE_PASSWORD_CODE => users::change_password(shared, session, body).await,
         UPDATE_USER_CODE => users::update(shared, body),
+        UPDATE_PERMISSIONS_CODE => users::update_permissions(shared, body),
         GET_PERSONAL_ACCESS_TOKENS_CODE => users::tokens(shared, session, out),
         CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),

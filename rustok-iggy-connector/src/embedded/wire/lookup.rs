@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use iggy_binary_protocol::requests::messages::SendMessagesHeader;
 use iggy_binary_protocol::{KIND_CONSUMER, KIND_CONSUMER_GROUP, WireConsumer, WireIdentifier};
 use twox_hash::XxHash32;
 
@@ -77,6 +78,27 @@ pub(crate) fn decode<T: iggy_binary_protocol::WireDecode>(body: &[u8]) -> Result
     T::decode(body)
         .map(|(value, _)| value)
         .map_err(ErrorCode::from)
+}
+
+/// A `SendMessages` body split into its metadata header and the batch record:
+/// `[metadata_len u32][SendMessagesHeader][record]`.
+pub(crate) fn send_parts(body: &[u8]) -> Result<(SendMessagesHeader, &[u8]), ErrorCode> {
+    let metadata_len = body
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+        .ok_or(ErrorCode::INVALID_FORMAT)? as usize;
+    let metadata_end = metadata_len
+        .checked_add(4)
+        .ok_or(ErrorCode::INVALID_FORMAT)?;
+    let metadata = body.get(4..metadata_end).ok_or(ErrorCode::INVALID_FORMAT)?;
+    let record = body.get(metadata_end..).ok_or(ErrorCode::INVALID_FORMAT)?;
+    Ok((decode(metadata)?, record))
+}
+
+/// The metadata header of a `SendMessages` body.
+pub(crate) fn send_metadata(body: &[u8]) -> Result<SendMessagesHeader, ErrorCode> {
+    send_parts(body).map(|(header, _)| header)
 }
 
 /// Who reads or commits, resolved against the topic's groups.

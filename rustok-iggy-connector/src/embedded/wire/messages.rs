@@ -3,14 +3,13 @@
 use bytes::BytesMut;
 use iggy_binary_protocol::batch::{BatchIntegrity, decode_batch_slice_with};
 use iggy_binary_protocol::requests::messages::PollMessagesRequest;
-use iggy_binary_protocol::requests::messages::SendMessagesHeader;
 use iggy_binary_protocol::responses::messages::PollMessagesResponseHeader;
 use iggy_binary_protocol::responses::messages::{
     SendMessagesConfirmationResponse, SendMessagesResponse,
 };
 use iggy_binary_protocol::{WireEncode, WirePartitioning, validate_user_headers};
 
-use super::lookup::{Caller, consumer_key, decode, resolve_topic};
+use super::lookup::{Caller, consumer_key, decode, resolve_topic, send_parts};
 use super::reply::Handled;
 use super::session::Session;
 use super::shared::Shared;
@@ -35,17 +34,7 @@ const FENCED_PARTITION: u32 = u32::MAX;
 /// Appends the received batch record: validated (layout and both checksum levels),
 /// stamped with partition, base offset and broker time, stored as is.
 pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
-    let metadata_len = body
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_le_bytes)
-        .ok_or(ErrorCode::INVALID_FORMAT)? as usize;
-    let metadata_end = metadata_len
-        .checked_add(4)
-        .ok_or(ErrorCode::INVALID_FORMAT)?;
-    let metadata = body.get(4..metadata_end).ok_or(ErrorCode::INVALID_FORMAT)?;
-    let record = body.get(metadata_end..).ok_or(ErrorCode::INVALID_FORMAT)?;
-    let header: SendMessagesHeader = decode(metadata)?;
+    let (header, record) = send_parts(body)?;
     let batch_header = batch::validate(record, true).map_err(ErrorCode::from)?;
     if batch_header.message_count == 0 || batch_header.message_count != header.messages_count {
         return Err(ErrorCode::INVALID_MESSAGES_COUNT);

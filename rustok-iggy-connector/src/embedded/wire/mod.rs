@@ -15,12 +15,14 @@
 //!   request.
 //! - the handlers, by area: `system`, `streams`, `topics`, `messages`, `groups`,
 //!   `offsets`, `users`. They name none of each other.
+//! - [`access`]: the permission check of every command, before it runs.
 //! - [`dispatch`]: the authentication gate and the routing of a request to its
 //!   handler; the only module that names the handlers.
 //! - [`server`]: the listener, one task per connection, graceful stop.
 //!
 //! All wire types come from the official `iggy_binary_protocol` crate.
 
+mod access;
 mod dispatch;
 mod error;
 mod frame;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::shared::{Admitted, ClientView, Shared, Signals};
-use crate::embedded::broker::{Grant, GroupRef, Topic};
+use crate::embedded::broker::{Grant, GroupRef, Topic, UserInfo};
 
 /// A successful login on this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +79,14 @@ impl Session {
         self.login.as_ref().map(|l| l.grant.user_id)
     }
 
-    /// Logs the session out if its grant is no longer current (its user was
-    /// deleted or deactivated, its password changed, or the token it logged in with
-    /// was deleted). Returns whether it was revoked.
-    pub(crate) fn revalidate(&mut self) -> bool {
-        let Some(login) = &self.login else {
-            return false;
-        };
-        if self.shared.users.current_user(&login.grant).is_some() {
-            return false;
+    /// The user the session acts as now, with its current permissions; `None`
+    /// when it is not logged in. Logs the session out if its grant is no longer
+    /// current (its user was deleted or deactivated, its password changed, or the
+    /// token it logged in with was deleted).
+    pub(crate) fn revalidate(&mut self) -> Option<UserInfo> {
+        let login = self.login.as_ref()?;
+        if let Some(user) = self.shared.users.current_user(&login.grant) {
+            return Some(user);
         }
         tracing::info!(
             client = self.client_id,
@@ -95,7 +94,7 @@ impl Session {
             "session revoked: the user or the credentials it logged in with changed"
         );
         self.unbind();
-        true
+        None
     }
 
     /// Replaces the grant of the current login (the session changed its own

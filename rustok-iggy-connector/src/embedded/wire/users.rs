@@ -15,6 +15,7 @@ use iggy_binary_protocol::requests::users::DeleteUserRequest;
 use iggy_binary_protocol::requests::users::GetUserRequest;
 use iggy_binary_protocol::requests::users::LoginRegisterRequest;
 use iggy_binary_protocol::requests::users::LoginRegisterWithPatRequest;
+use iggy_binary_protocol::requests::users::UpdatePermissionsRequest;
 use iggy_binary_protocol::requests::users::UpdateUserRequest;
 use iggy_binary_protocol::responses::personal_access_tokens::RawPersonalAccessTokenResponse;
 use iggy_binary_protocol::responses::personal_access_tokens::{
@@ -25,7 +26,8 @@ use iggy_binary_protocol::responses::users::{
 };
 use iggy_binary_protocol::{
     ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireDecode, WireEncode, WireGlobalPermissions,
-    WireIdentifier, WireName, WireOptions, WirePermissions, is_protocol_compatible,
+    WireIdentifier, WireName, WireOptions, WirePermissions, WireStreamPermissions,
+    WireTopicPermissions, is_protocol_compatible,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -35,7 +37,10 @@ use super::reply::{Handled, Outcome, evict, seal_ok, server_version};
 use super::session::{Login, Session};
 use super::shared::Shared;
 use crate::batch;
-use crate::embedded::broker::{UserError, UserInfo, UserRef};
+use crate::embedded::broker::{
+    GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, UserError, UserInfo,
+    UserRef,
+};
 use crate::error_codes::ErrorCode;
 
 /// `UserStatus` codes of `iggy_common`.
@@ -186,13 +191,14 @@ impl From<UserError> for ErrorCode {
             UserError::InvalidUsername => Self::INVALID_USERNAME,
             UserError::InvalidPassword => Self::INVALID_PASSWORD,
             UserError::Root => Self::CANNOT_DELETE_USER,
+            UserError::RootPermissions => Self::CANNOT_CHANGE_PERMISSIONS,
             UserError::InvalidCredentials => Self::INVALID_CREDENTIALS,
             UserError::TokenExists => Self::PERSONAL_ACCESS_TOKEN_ALREADY_EXISTS,
             UserError::InvalidTokenName | UserError::TokenNotFound => {
                 Self::INVALID_PERSONAL_ACCESS_TOKEN_NAME
             }
             UserError::TooManyTokens => Self::PERSONAL_ACCESS_TOKENS_LIMIT_REACHED,
-            UserError::Hash(_) | UserError::Storage(_) => {
+            UserError::Hash(_) | UserError::Storage(_) | UserError::NewerFormat { .. } => {
                 tracing::error!(error = %e, "user store failed");
                 Self::ERROR
             }
@@ -221,30 +227,101 @@ fn user_response(user: &UserInfo) -> Result<UserResponse, ErrorCode> {
     })
 }
 
-/// Every user may do everything (the embedded broker has no per-stream
-/// permissions); the reply says so.
-fn all_permissions() -> WirePermissions {
+/// Permissions as the wire carries them.
+fn wire_permissions(p: &Permissions) -> WirePermissions {
+    let g = &p.global;
     WirePermissions {
         global: WireGlobalPermissions {
-            manage_servers: true,
-            read_servers: true,
-            manage_users: true,
-            read_users: true,
-            manage_streams: true,
-            read_streams: true,
-            manage_topics: true,
-            read_topics: true,
-            poll_messages: true,
-            send_messages: true,
+            manage_servers: g.manage_servers,
+            read_servers: g.read_servers,
+            manage_users: g.manage_users,
+            read_users: g.read_users,
+            manage_streams: g.manage_streams,
+            read_streams: g.read_streams,
+            manage_topics: g.manage_topics,
+            read_topics: g.read_topics,
+            poll_messages: g.poll_messages,
+            send_messages: g.send_messages,
         },
-        streams: Vec::new(),
+        streams: p
+            .streams
+            .iter()
+            .map(|(&stream_id, s)| WireStreamPermissions {
+                stream_id,
+                manage_stream: s.manage_stream,
+                read_stream: s.read_stream,
+                manage_topics: s.manage_topics,
+                read_topics: s.read_topics,
+                poll_messages: s.poll_messages,
+                send_messages: s.send_messages,
+                topics: s
+                    .topics
+                    .iter()
+                    .map(|(&topic_id, t)| WireTopicPermissions {
+                        topic_id,
+                        manage_topic: t.manage_topic,
+                        read_topic: t.read_topic,
+                        poll_messages: t.poll_messages,
+                        send_messages: t.send_messages,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Permissions from the wire. A stream or topic listed twice keeps its last grant.
+fn stored_permissions(p: &WirePermissions) -> Permissions {
+    let g = &p.global;
+    Permissions {
+        global: GlobalPermissions {
+            manage_servers: g.manage_servers,
+            read_servers: g.read_servers,
+            manage_users: g.manage_users,
+            read_users: g.read_users,
+            manage_streams: g.manage_streams,
+            read_streams: g.read_streams,
+            manage_topics: g.manage_topics,
+            read_topics: g.read_topics,
+            poll_messages: g.poll_messages,
+            send_messages: g.send_messages,
+        },
+        streams: p
+            .streams
+            .iter()
+            .map(|s| {
+                let topics = s
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        let grant = TopicPermissions {
+                            manage_topic: t.manage_topic,
+                            read_topic: t.read_topic,
+                            poll_messages: t.poll_messages,
+                            send_messages: t.send_messages,
+                        };
+                        (t.topic_id, grant)
+                    })
+                    .collect();
+                let grant = StreamPermissions {
+                    manage_stream: s.manage_stream,
+                    read_stream: s.read_stream,
+                    manage_topics: s.manage_topics,
+                    read_topics: s.read_topics,
+                    poll_messages: s.poll_messages,
+                    send_messages: s.send_messages,
+                    topics,
+                };
+                (s.stream_id, grant)
+            })
+            .collect(),
     }
 }
 
 fn details(user: &UserInfo) -> Result<UserDetailsResponse, ErrorCode> {
     Ok(UserDetailsResponse {
         user: user_response(user)?,
-        permissions: Some(all_permissions()),
+        permissions: user.permissions.as_ref().map(wire_permissions),
     })
 }
 
@@ -277,12 +354,15 @@ pub(crate) async fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> 
         STATUS_INACTIVE => false,
         _ => return Err(ErrorCode::INVALID_USER_STATUS),
     };
+    check_no_options(&request.options)?;
     let users = Arc::clone(&shared.users);
     let username = request.username.as_str().to_owned();
     let password = SecretString::from(request.password);
-    let user = hashing(move || users.create(&username, password.expose_secret(), active))
-        .await
-        .ok_or(ErrorCode::ERROR)??;
+    let permissions = request.permissions.as_ref().map(stored_permissions);
+    let user =
+        hashing(move || users.create(&username, password.expose_secret(), active, permissions))
+            .await
+            .ok_or(ErrorCode::ERROR)??;
     details(&user)?.encode(out);
     Ok(())
 }
@@ -299,6 +379,7 @@ pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Handled {
 /// ends the user's sessions at once.
 pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
     let request: UpdateUserRequest = decode(body)?;
+    check_no_options(&request.options)?;
     let active = match request.status {
         None => None,
         Some(STATUS_ACTIVE) => Some(true),
@@ -311,6 +392,26 @@ pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
         active,
     )?;
     shared.recheck_user(user.id);
+    Ok(())
+}
+
+/// Replaces a user's permissions; they apply to the user's open sessions from
+/// their next request. The root user's cannot be changed (`CannotChangePermissions`).
+pub(crate) fn update_permissions(shared: &Shared, body: &[u8]) -> Handled {
+    let request: UpdatePermissionsRequest = decode(body)?;
+    shared.users.update_permissions(
+        user_ref(&request.user_id),
+        request.permissions.as_ref().map(stored_permissions),
+    )?;
+    Ok(())
+}
+
+/// Users have no option keys (the Iggy server's catalog for users is empty): any key
+/// is `UnsupportedOptionKey`.
+fn check_no_options(options: &WireOptions) -> Handled {
+    if options.iter().next().is_some() {
+        return Err(ErrorCode::UNSUPPORTED_OPTION_KEY);
+    }
     Ok(())
 }
 
