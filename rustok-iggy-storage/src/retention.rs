@@ -35,6 +35,33 @@ impl PartitionLog {
         Ok(report)
     }
 
+    /// Deletes the `count` oldest closed segments (all of them when fewer are
+    /// closed), never the active one. Offsets are kept, as with
+    /// [`apply_retention`](Self::apply_retention). For `DeleteSegments`.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when a file cannot be removed; the segments deleted until
+    /// then stay deleted.
+    pub fn delete_oldest_segments(&mut self, count: u32) -> Result<RetentionReport, StorageError> {
+        let mut report = RetentionReport::default();
+        let mut outcome = Ok(());
+        for _ in 0..count {
+            if self.closed.is_empty() {
+                break;
+            }
+            outcome = self.delete_oldest(&mut report);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        if report.segments_deleted > 0 {
+            segment::sync_dir(&self.dir)?;
+        }
+        outcome?;
+        report.first_offset = self.first_offset();
+        Ok(report)
+    }
+
     fn retain(
         &mut self,
         now_micros: u64,

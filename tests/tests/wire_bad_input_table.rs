@@ -1,4 +1,5 @@
-//! The bad-input table of the Iggy TCP listener (issue 9, item 4).
+//! The bad-input table of the Iggy TCP listener: every family of malformed input,
+//! and what the broker does with it.
 //!
 //! Each test sends one family of bad input from an attacking connection while a
 //! *bystander* connection, logged in before the attack, waits. Every test ends with
@@ -38,9 +39,10 @@ use iggy_binary_protocol::requests::consumer_offsets::{
     DeleteConsumerOffsetRequest, GetConsumerOffsetRequest, StoreConsumerOffsetRequest,
 };
 use iggy_binary_protocol::requests::messages::{
-    PollMessagesRequest, RawMessage, SendMessagesEncoder,
+    FlushUnsavedBufferRequest, PollMessagesRequest, RawMessage, SendMessagesEncoder,
 };
 use iggy_binary_protocol::requests::personal_access_tokens::CreatePersonalAccessTokenRequest;
+use iggy_binary_protocol::requests::segments::DeleteSegmentsRequest;
 use iggy_binary_protocol::requests::streams::{
     CreateStreamRequest, DeleteStreamRequest, GetStreamRequest, PurgeStreamRequest,
 };
@@ -48,10 +50,13 @@ use iggy_binary_protocol::requests::system::GetClientRequest;
 use iggy_binary_protocol::requests::topics::{
     CreateTopicRequest, DeleteTopicRequest, GetTopicRequest, GetTopicsRequest, PurgeTopicRequest,
 };
-use iggy_binary_protocol::requests::users::{CreateUserRequest, DeleteUserRequest, GetUserRequest};
+use iggy_binary_protocol::requests::users::{
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdatePermissionsRequest,
+};
 use iggy_binary_protocol::{
     AckLevel, COMMAND_TABLE, ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode,
-    WireIdentifier, WireName, WireOptions, WirePartitioning, WirePollingStrategy,
+    WireGlobalPermissions, WireIdentifier, WireName, WireOptions, WirePartitioning,
+    WirePermissions, WirePollingStrategy,
 };
 use rustok_iggy_connector::error_codes::ErrorCode;
 use tests::wire::raw::{Frame, RawClient, request_header};
@@ -633,6 +638,57 @@ fn valid_bodies() -> Vec<(&'static str, Operation, u32, Vec<u8>)> {
             PurgeTopicRequest {
                 stream_id: wid("shop"),
                 topic_id: wid("orders"),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "DeleteSegments",
+            Operation::DeleteSegments,
+            503,
+            DeleteSegmentsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: 0,
+                segments_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "FlushUnsavedBuffer",
+            nr,
+            102,
+            FlushUnsavedBufferRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: 0,
+                fsync: true,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "UpdatePermissions",
+            Operation::UpdatePermissions,
+            36,
+            UpdatePermissionsRequest {
+                user_id: wid("nobody"),
+                permissions: Some(WirePermissions {
+                    global: WireGlobalPermissions {
+                        manage_servers: false,
+                        read_servers: false,
+                        manage_users: false,
+                        read_users: false,
+                        manage_streams: false,
+                        read_streams: true,
+                        manage_topics: false,
+                        read_topics: false,
+                        poll_messages: false,
+                        send_messages: false,
+                    },
+                    streams: Vec::new(),
+                }),
             }
             .to_bytes()
             .to_vec(),

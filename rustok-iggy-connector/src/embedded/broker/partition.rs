@@ -260,6 +260,14 @@ impl Partition {
         Ok(())
     }
 
+    /// Deletes the `count` oldest closed segments, never the active one; offsets
+    /// are kept. Returns how many were deleted.
+    pub(crate) fn delete_segments(&self, count: u32) -> Result<u32, StorageError> {
+        let report = self.log_write().delete_oldest_segments(count)?;
+        tracing::info!(partition = self.id, ?report, "segments deleted on request");
+        Ok(report.segments_deleted)
+    }
+
     /// Deletes every message; offsets are not reused.
     pub(crate) fn purge(&self) -> Result<(), StorageError> {
         self.log_write().purge()

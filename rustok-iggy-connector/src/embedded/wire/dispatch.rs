@@ -11,15 +11,16 @@ use bytes::BytesMut;
 use iggy_binary_protocol::codes::{
     CHANGE_PASSWORD_CODE, CREATE_CONSUMER_GROUP_CODE, CREATE_PERSONAL_ACCESS_TOKEN_CODE,
     CREATE_STREAM_CODE, CREATE_TOPIC_CODE, CREATE_USER_CODE, DELETE_CONSUMER_GROUP_CODE,
-    DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_STREAM_CODE,
-    DELETE_TOPIC_CODE, DELETE_USER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE,
-    GET_CLUSTER_METADATA_CODE, GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE,
-    GET_CONSUMER_OFFSET_CODE, GET_ME_CODE, GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE,
-    GET_STREAM_CODE, GET_STREAMS_CODE, GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE,
-    GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
-    LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE, PURGE_STREAM_CODE,
-    PURGE_TOPIC_CODE, SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
-    UPDATE_PERMISSIONS_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
+    DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_SEGMENTS_CODE,
+    DELETE_STREAM_CODE, DELETE_TOPIC_CODE, DELETE_USER_CODE, FLUSH_UNSAVED_BUFFER_CODE,
+    GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE, GET_CONSUMER_GROUP_CODE,
+    GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE, GET_ME_CODE,
+    GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE, GET_STREAM_CODE, GET_STREAMS_CODE,
+    GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE,
+    LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
+    POLL_MESSAGES_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
+    STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE, UPDATE_PERMISSIONS_CODE,
+    UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
 use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
@@ -28,7 +29,7 @@ use super::frame::{self, RESULT_SECTION_OK, RequestHead};
 use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
 use super::shared::Shared;
-use super::{access, groups, messages, offsets, streams, system, topics, users};
+use super::{access, groups, messages, offsets, partitions, streams, system, topics, users};
 use crate::embedded::broker::UserInfo;
 use crate::error_codes::ErrorCode;
 
@@ -175,6 +176,9 @@ async fn route(
         PURGE_TOPIC_CODE => topics::purge(shared, body),
         UPDATE_TOPIC_CODE => topics::update(shared, body),
 
+        DELETE_SEGMENTS_CODE => partitions::delete_segments(shared, body),
+        FLUSH_UNSAVED_BUFFER_CODE => partitions::flush(shared, body),
+
         SEND_MESSAGES_CODE => messages::send(shared, body, out),
         POLL_MESSAGES_CODE => messages::poll(shared, session, body, out),
 
@@ -201,11 +205,9 @@ async fn route(
         CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
-        // Known commands the embedded broker does not implement: flush_unsaved_buffer
-        // (the Iggy server answers it the same way; every append is written to the
-        // log before it is acknowledged), update_stream, create/delete_partitions,
-        // delete_segments, update_permissions, snapshot,
-        // describe_options and the cluster poll-routing codes.
+        // Known commands the embedded broker does not implement: update_stream,
+        // create/delete_partitions, snapshot, describe_options and the cluster
+        // poll-routing codes.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }

@@ -14,7 +14,7 @@
 //! - [`lookup`]: identifiers, streams, topics, groups and consumers resolved from a
 //!   request.
 //! - the handlers, by area: `system`, `streams`, `topics`, `messages`, `groups`,
-//!   `offsets`, `users`. They name none of each other.
+//!   `offsets`, `partitions`, `users`. They name none of each other.
 //! - [`access`]: the permission check of every command, before it runs.
 //! - [`dispatch`]: the authentication gate and the routing of a request to its
 //!   handler; the only module that names the handlers.
@@ -31,6 +31,7 @@ mod login_gate;
 mod lookup;
 mod messages;
 mod offsets;
+mod partitions;
 mod reply;
 mod server;
 mod session;
