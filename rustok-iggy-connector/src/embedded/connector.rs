@@ -167,7 +167,7 @@ impl EmbeddedConnector {
             for partition in &topic.partitions {
                 let report = partition.verify()?;
                 if !report.is_clean() {
-                    tracing::error!(topic = %topic.name, partition = partition.id, damage = ?report.damage, "verify found damage");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, damage = ?report.damage, "verify found damage");
                 }
                 summary.partitions += 1;
                 summary.segments += report.segments;
@@ -176,8 +176,8 @@ impl EmbeddedConnector {
                 for damage in report.damage {
                     summary.damage.push(format!(
                         "{}/{} partition {}: {} at byte {}: {:?}",
-                        topic.stream_name,
-                        topic.name,
+                        topic.stream_name(),
+                        topic.name(),
                         partition.id,
                         damage.path.display(),
                         damage.position,
@@ -596,7 +596,7 @@ struct EmbeddedGroupMember {
 impl fmt::Debug for EmbeddedGroupMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbeddedGroupMember")
-            .field("topic", &self.topic.name)
+            .field("topic", &self.topic.name())
             .field("group", &self.group)
             .field("member", &self.member_id)
             .finish()

@@ -81,7 +81,7 @@ impl Stream {
     fn find_topic(&self, topic: Ident<'_>) -> Option<&Arc<Topic>> {
         match topic {
             Ident::Id(id) => self.topics.get(&id),
-            Ident::Name(name) => self.topics.values().find(|t| t.name.as_str() == name),
+            Ident::Name(name) => self.topics.values().find(|t| t.name().as_str() == name),
         }
     }
 
@@ -349,7 +349,7 @@ impl Broker {
                             let groups = t.groups();
                             TopicMeta {
                                 id: t.id,
-                                name: t.name.clone(),
+                                name: t.name(),
                                 created_at: t.created_at,
                                 partitions: t.partitions_count(),
                                 max_age_micros: retention
@@ -462,7 +462,77 @@ impl Broker {
         remove_dir(&stream_dir(&self.root, id))
     }
 
+    /// Renames a stream; its topics follow at once. Renaming a stream to its own
+    /// name changes nothing; another stream's name is `AlreadyExists`.
+    pub(crate) fn rename_stream(
+        &self,
+        stream: Ident<'_>,
+        name: StreamName,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let mut state = self.write_state();
+        let id = state
+            .find_stream(stream)
+            .map(|s| s.id)
+            .ok_or_else(|| not_found_stream(stream))?;
+        if let Some(other) = state.find_stream(Ident::Name(name.as_str())) {
+            if other.id == id {
+                return Ok(());
+            }
+            return Err(ConnectorError::AlreadyExists {
+                what: "stream",
+                name: name.to_string(),
+            });
+        }
+        let s = state
+            .find_stream_mut(Ident::Id(id))
+            .ok_or_else(|| not_found_stream(stream))?;
+        let before = std::mem::replace(&mut s.name, name);
+        if let Err(e) = self.save(&state) {
+            if let Some(s) = state.find_stream_mut(Ident::Id(id)) {
+                s.name = before;
+            }
+            return Err(e);
+        }
+        if let Some(s) = state.find_stream(Ident::Id(id)) {
+            for topic in s.topics.values() {
+                topic.set_stream_name(s.name.clone());
+            }
+        }
+        Ok(())
+    }
+
     // ---- topics ---------------------------------------------------------------------
+
+    /// Renames a topic. Its own name changes nothing; the name of another topic of
+    /// the stream is `AlreadyExists`.
+    pub(crate) fn rename_topic(
+        &self,
+        topic: &Topic,
+        name: TopicName,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let s = state
+            .find_stream(Ident::Id(topic.stream_id))
+            .ok_or_else(|| not_found_stream(Ident::Id(topic.stream_id)))?;
+        if let Some(other) = s.find_topic(Ident::Name(name.as_str())) {
+            if other.id == topic.id {
+                return Ok(());
+            }
+            return Err(ConnectorError::AlreadyExists {
+                what: "topic",
+                name: name.to_string(),
+            });
+        }
+        let before = topic.name();
+        topic.set_name(name);
+        if let Err(e) = self.save(&state) {
+            topic.set_name(before);
+            return Err(e);
+        }
+        Ok(())
+    }
 
     /// Creates a topic with `partitions` partitions in an existing stream.
     pub(crate) fn create_topic(
@@ -740,7 +810,7 @@ impl Broker {
             let limits = topic.retention();
             for partition in &topic.partitions {
                 if let Err(e) = partition.sync_if_due(now) {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "group commit failed");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "group commit failed");
                 }
                 if retention && (limits.max_age.is_some() || limits.max_size_bytes.is_some()) {
                     let per_partition = limits
@@ -749,7 +819,7 @@ impl Broker {
                     if let Err(e) =
                         partition.apply_retention(now_micros, limits.max_age, per_partition)
                     {
-                        tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "retention failed");
+                        tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "retention failed");
                     }
                 }
             }
@@ -765,7 +835,7 @@ impl Broker {
         for topic in self.all_topics() {
             for partition in &topic.partitions {
                 if let Err(e) = partition.sync() {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "final fsync failed");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "final fsync failed");
                     first_error.get_or_insert(e);
                 }
             }

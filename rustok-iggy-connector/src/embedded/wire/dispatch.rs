@@ -20,7 +20,7 @@ use iggy_binary_protocol::codes::{
     LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
     POLL_MESSAGES_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
     STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE, UPDATE_PERMISSIONS_CODE,
-    UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
+    UPDATE_STREAM_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
 use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
@@ -168,6 +168,7 @@ async fn route(
         CREATE_STREAM_CODE => streams::create(shared, body, out),
         DELETE_STREAM_CODE => streams::delete(shared, body),
         PURGE_STREAM_CODE => streams::purge(shared, body),
+        UPDATE_STREAM_CODE => streams::update(shared, body),
 
         GET_TOPIC_CODE => topics::get(shared, body, out),
         GET_TOPICS_CODE => topics::list(shared, body, out),
@@ -205,7 +206,7 @@ async fn route(
         CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
-        // Known commands the embedded broker does not implement: update_stream,
+        // Known commands the embedded broker does not implement:
         // create/delete_partitions, snapshot, describe_options and the cluster
         // poll-routing codes.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),

@@ -88,7 +88,7 @@ pub(crate) fn topic_header(topic: &Topic) -> Result<TopicHeader, ErrorCode> {
         max_topic_size: retention.max_size_bytes.unwrap_or(u64::MAX),
         size_bytes: size,
         messages_count: messages,
-        name: WireName::new(topic.name.as_str()).map_err(|_| ErrorCode::ERROR)?,
+        name: WireName::new(topic.name().as_str()).map_err(|_| ErrorCode::ERROR)?,
         options: WireOptions::empty(),
         derived_options: WireOptions::empty(),
     })

@@ -5,6 +5,7 @@ use iggy_binary_protocol::requests::streams::CreateStreamRequest;
 use iggy_binary_protocol::requests::streams::DeleteStreamRequest;
 use iggy_binary_protocol::requests::streams::GetStreamRequest;
 use iggy_binary_protocol::requests::streams::PurgeStreamRequest;
+use iggy_binary_protocol::requests::streams::UpdateStreamRequest;
 use iggy_binary_protocol::responses::streams::GetStreamResponse;
 use iggy_binary_protocol::responses::streams::StreamResponse;
 use iggy_binary_protocol::{WireEncode, WireName, WireOptions};
@@ -73,6 +74,22 @@ pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handle
     let info = shared.broker.create_stream(name)?;
     stream_details(&info)?.encode(out);
     Ok(())
+}
+
+/// Renames a stream (the name of another stream is `StreamNameAlreadyExists`).
+/// Streams have no option keys: any key is `UnsupportedOptionKey`.
+pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
+    let request: UpdateStreamRequest = decode(body)?;
+    let stream = ident(&request.stream_id);
+    if shared.broker.stream(stream).is_none() {
+        return Err(stream_not_found(&request.stream_id));
+    }
+    if request.options.iter().next().is_some() {
+        return Err(ErrorCode::UNSUPPORTED_OPTION_KEY);
+    }
+    let name =
+        StreamName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_STREAM_NAME)?;
+    Ok(shared.broker.rename_stream(stream, name)?)
 }
 
 pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Handled {

@@ -94,16 +94,19 @@ pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handle
     Ok(())
 }
 
-/// Updates a topic's retention (`message_expiry`, `max_topic_size`; absent keys
-/// keep their value). Renaming is not supported: a different name is
-/// `FeatureUnavailable`.
+/// Updates a topic: renames it (the name of another topic of the stream is
+/// `TopicNameAlreadyExists`) and sets its retention (`message_expiry`,
+/// `max_topic_size`; absent keys keep their value). Options are checked before
+/// anything changes.
 pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
     let request: UpdateTopicRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
-    if request.name.as_str() != topic.name.as_str() {
-        return Err(ErrorCode::FEATURE_UNAVAILABLE);
-    }
     let retention = apply_retention(topic.retention(), &request.options)?;
+    if request.name.as_str() != topic.name().as_str() {
+        let name =
+            TopicName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_TOPIC_NAME)?;
+        shared.broker.rename_topic(&topic, name)?;
+    }
     if retention != topic.retention() {
         shared.broker.set_retention(&topic, retention)?;
     }
