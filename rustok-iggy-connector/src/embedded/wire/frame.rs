@@ -1,4 +1,4 @@
-//! Frames on the wire (PROTOCOL.md §1): the 256-byte consensus request header as
+//! Frames on the wire (`docs/wire-protocol.md` §1): the 256-byte consensus request header as
 //! read from a socket, and the reply and eviction frames written back.
 //!
 //! Request fields are read at their fixed offsets (taken from the official
@@ -211,7 +211,7 @@ pub(crate) fn seal_reply(out: &mut BytesMut, request: &RequestHead, meta: ReplyM
     }
 }
 
-/// A header-only error reply: `status` with an empty body (PROTOCOL.md §1.3).
+/// A header-only error reply: `status` with an empty body (`docs/wire-protocol.md` §1.3).
 pub(crate) fn error_reply(request: &RequestHead, operation: Operation, status: u32) -> BytesMut {
     let mut out = reply_buffer(0);
     seal_reply(

@@ -1,4 +1,4 @@
-//! Consumer groups (PROTOCOL.md §5). A member is a connection; the broker assigns
+//! Consumer groups (`docs/wire-protocol.md` §5). A member is a connection; the broker assigns
 //! partitions round-robin and bumps the generation on every join and leave.
 
 use bytes::BytesMut;

@@ -1,4 +1,4 @@
-//! `SendMessages` and `PollMessages` (PROTOCOL.md §4).
+//! `SendMessages` and `PollMessages` (`docs/wire-protocol.md` §4).
 
 use bytes::BytesMut;
 use iggy_binary_protocol::batch::{BatchIntegrity, decode_batch_slice_with};

@@ -1,5 +1,5 @@
 //! The TCP front end: the embedded broker speaking the Iggy 0.11 binary protocol
-//! (PROTOCOL.md), so that the official `iggy` SDK, `iggy-cli` and any other Iggy
+//! (`docs/wire-protocol.md`), so that the official `iggy` SDK, `iggy-cli` and any other Iggy
 //! client can use it from another process.
 //!
 //! Modules, each depending only on those listed before it:

@@ -1,4 +1,4 @@
-//! Consumer offsets (PROTOCOL.md §5): keyed by (consumer id, partition) for a plain
+//! Consumer offsets (`docs/wire-protocol.md` §5): keyed by (consumer id, partition) for a plain
 //! consumer and by (group id, partition) for a consumer group.
 
 use bytes::BytesMut;

@@ -1,6 +1,6 @@
 //! What a handler returns, and the reply pieces more than one handler builds.
 //!
-//! Reply rules (PROTOCOL.md §1.3): the reply echoes the request's operation;
+//! Reply rules (`docs/wire-protocol.md` §1.3): the reply echoes the request's operation;
 //! result-framed operations (metadata ops, consumer-offset writes, Register) get the
 //! `[count = 0]` prefix before their payload; every error goes in the header's
 //! `status` with an empty body; a failed login gets an eviction frame.
