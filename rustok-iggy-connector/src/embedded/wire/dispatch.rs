@@ -12,9 +12,9 @@ use iggy_binary_protocol::codes::{
     CHANGE_PASSWORD_CODE, CREATE_CONSUMER_GROUP_CODE, CREATE_PERSONAL_ACCESS_TOKEN_CODE,
     CREATE_STREAM_CODE, CREATE_TOPIC_CODE, CREATE_USER_CODE, DELETE_CONSUMER_GROUP_CODE,
     DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_SEGMENTS_CODE,
-    DELETE_STREAM_CODE, DELETE_TOPIC_CODE, DELETE_USER_CODE, FLUSH_UNSAVED_BUFFER_CODE,
-    GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE, GET_CONSUMER_GROUP_CODE,
-    GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE, GET_ME_CODE,
+    DELETE_STREAM_CODE, DELETE_TOPIC_CODE, DELETE_USER_CODE, DESCRIBE_OPTIONS_CODE,
+    FLUSH_UNSAVED_BUFFER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE,
+    GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE, GET_ME_CODE,
     GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE, GET_STREAM_CODE, GET_STREAMS_CODE,
     GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE,
     LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
@@ -159,6 +159,7 @@ async fn route(
         PING_CODE => Ok(()),
         GET_STATS_CODE => system::stats(shared, out),
         GET_CLUSTER_METADATA_CODE => system::cluster_metadata(shared, out),
+        DESCRIBE_OPTIONS_CODE => system::describe_options(body, out),
         GET_ME_CODE => system::me(shared, session, out),
         GET_CLIENTS_CODE => system::clients(shared, out),
         GET_CLIENT_CODE => system::client(shared, body, out),
@@ -207,8 +208,8 @@ async fn route(
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
         // Known commands the embedded broker does not implement:
-        // create/delete_partitions, snapshot, describe_options and the cluster
-        // poll-routing codes.
+        // create/delete_partitions, snapshot, attach_consumer_session and the
+        // cluster poll-routing codes.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }
