@@ -63,11 +63,35 @@ async fn bench() -> (WireBroker, IggyClient) {
     .expect("group");
     within(
         "create_user",
-        root.create_user(ALICE, ALICE_PASSWORD, UserStatus::Active, None),
+        root.create_user(
+            ALICE,
+            ALICE_PASSWORD,
+            UserStatus::Active,
+            Some(every_permission()),
+        ),
     )
     .await
     .expect("alice");
     (broker, root)
+}
+
+/// Every global permission: these tests are about revocation, not permissions.
+fn every_permission() -> Permissions {
+    Permissions {
+        global: GlobalPermissions {
+            manage_servers: true,
+            read_servers: true,
+            manage_users: true,
+            read_users: true,
+            manage_streams: true,
+            read_streams: true,
+            manage_topics: true,
+            read_topics: true,
+            poll_messages: true,
+            send_messages: true,
+        },
+        streams: None,
+    }
 }
 
 /// Joins `workers` with `client`.
@@ -165,7 +189,12 @@ async fn deleting_a_user_ends_its_sessions() {
     // password does not inherit the session either.
     within(
         "create_user",
-        root.create_user("bob", "builder", UserStatus::Active, None),
+        root.create_user(
+            "bob",
+            "builder",
+            UserStatus::Active,
+            Some(every_permission()),
+        ),
     )
     .await
     .unwrap();
@@ -178,7 +207,12 @@ async fn deleting_a_user_ends_its_sessions() {
         .expect("delete bob");
     within(
         "create_user",
-        root.create_user("bob", "builder", UserStatus::Active, None),
+        root.create_user(
+            "bob",
+            "builder",
+            UserStatus::Active,
+            Some(every_permission()),
+        ),
     )
     .await
     .unwrap();
