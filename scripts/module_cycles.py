@@ -1,87 +1,64 @@
 #!/usr/bin/env python3
-"""Import cycles between the sibling modules of one Rust module directory.
+"""Import cycles between the modules of a crate, from `cargo modules` (0.27 builds on
+rustc 1.95: `cargo install cargo-modules@0.27.0 --locked`).
 
-    scripts/module_cycles.py rustok-iggy-connector/src/embedded/wire
+    cargo modules dependencies -p rustok-iggy-connector --lib --all-features \
+        --no-externs --no-sysroot --no-owns | scripts/module_cycles.py rustok-iggy-connector/src [--edges]
 
-Reads every `use super::...` and `super::name::` path of the `.rs` files of the
-directory (the test modules excluded), prints the module graph (who names whom) and
-every cycle, and exits with 1 if there is a cycle. `mod.rs` is the parent: a file
-that names `super::X` for an item X defined in `mod.rs` depends on `mod`.
-"""
-
-import pathlib
-import re
-import sys
-
-
-def strip_tests(text: str) -> str:
-    """Drops `#[cfg(test)] mod tests { ... }` blocks (by brace matching)."""
-    out, i = [], 0
-    for m in re.finditer(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text):
-        if m.start() < i:
-            continue
-        out.append(text[i:m.start()])
-        depth, j = 1, m.end()
-        while depth and j < len(text):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        i = j
-    out.append(text[i:])
-    return "".join(out)
-
-
-def names_used(text: str) -> set[str]:
-    """The first segment after `super::` of every path, `{a, b}` groups expanded."""
-    used = set()
-    for m in re.finditer(r"\bsuper::(\{[^}]*\}|\w+)", text):
-        part = m.group(1)
-        if part.startswith("{"):
-            for item in part[1:-1].split(","):
-                item = item.strip().split("::")[0].split(" ")[0]
-                if item:
-                    used.add(item)
-        else:
-            used.add(part)
-    return used
-
-
-def main() -> int:
-    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-    modules = {p.stem: strip_tests(p.read_text()) for p in root.glob("*.rs")}
-    siblings = set(modules) - {"mod"}
-    graph = {}
-    for name, text in modules.items():
-        if name == "mod":
-            # The parent names its children through `self::child`.
-            deps = {m.group(1) for m in re.finditer(r"\bself::(\w+)", text)} & siblings
-        else:
-            used = names_used(text)
-            deps = {u for u in used if u in siblings and u != name}
-            # Anything else named through `super::` lives in mod.rs.
-            if used - siblings - {"self", "super", "*"}:
-                deps.add("mod")
-        graph[name] = deps
-    for name in sorted(graph):
-        print(f"{name:10} -> {', '.join(sorted(graph[name])) or '(leaf)'}")
-    cycles, state = [], {}
-
-    def visit(node, path):
-        state[node] = 1
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == 1:
-                cycles.append(path[path.index(dep):] + [dep])
-            elif dep not in state:
-                visit(dep, path + [dep])
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
-    for cycle in cycles:
-        print("cycle:", " -> ".join(cycle))
-    print(f"{len(cycles)} cycle(s)")
-    return 1 if cycles else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+`cargo modules dependencies --acyclic` checks items, so every type with a method
+that names `Self` is a cycle there. This lifts each "uses" edge between two items to
+the modules that define them (a module is a file of SRC_DIR, or a `mod` node of the
+graph) and prints the strongly connected modules: the import cycles. A `pub use`
+re-export counts as a use, and a method counts in the module of its type, as in
+cargo-modules. With --edges, every module edge first."""
+import os, re, sys
+text = sys.stdin.read()
+src = sys.argv[1]
+crate = re.search(r'label="([a-z_0-9]+)",\s*labelloc', text).group(1)
+mods = {crate}
+for root, _, files in os.walk(src):
+    for f in files:
+        if f.endswith('.rs'):
+            rel = os.path.relpath(os.path.join(root, f), src)[:-3].split(os.sep)
+            if rel[-1] in ('mod', 'lib', 'main'):
+                rel = rel[:-1]
+            mods.add('::'.join([crate] + rel))
+for m in re.finditer(r'^\s*"([^"]+)" \[label="[^|]*\bmod\|', text, re.M):
+    mods.add(m.group(1))
+def module_of(path):
+    parts = path.split('::')
+    for i in range(len(parts), 0, -1):
+        cand = '::'.join(parts[:i])
+        if cand in mods:
+            return cand
+    return parts[0]
+edges = {}
+for m in re.finditer(r'^\s*"([^"]+)" -> "([^"]+)" \[label="uses"', text, re.M):
+    a, b = module_of(m.group(1)), module_of(m.group(2))
+    if a != b:
+        edges.setdefault(a, set()).add(b)
+sys.setrecursionlimit(10000)
+index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+def visit(v):
+    index[v] = low[v] = counter[0]; counter[0] += 1; stack.append(v); on.add(v)
+    for w in edges.get(v, ()):
+        if w not in index:
+            visit(w); low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        comp = []
+        while True:
+            w = stack.pop(); on.discard(w); comp.append(w)
+            if w == v: break
+        out.append(comp)
+for v in sorted(set(edges) | mods):
+    if v not in index: visit(v)
+short = lambda m: m[len(crate) + 2:] if m != crate else '(root)'
+if '--edges' in sys.argv:
+    for a in sorted(edges):
+        print(short(a), '->', ', '.join(sorted(short(b) for b in edges[a])))
+cyc = [sorted(short(x) for x in c) for c in out if len(c) > 1]
+print(f"{len(cyc)} cycle(s)")
+for c in cyc:
+    print('  ' + ' <-> '.join(c))

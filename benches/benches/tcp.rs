@@ -257,6 +257,7 @@ fn consume(
                         let options = SubscriptionOptions {
                             batch_size: BATCH as u32,
                             max_in_flight: 4 * BATCH,
+                            ..SubscriptionOptions::default()
                         };
                         let mut subscription = typed
                             .subscribe_with(

@@ -133,6 +133,7 @@ fn case<E: IggyEvent>(
                     let options = SubscriptionOptions {
                         batch_size: BATCH as u32,
                         max_in_flight: 4 * BATCH,
+                        ..SubscriptionOptions::default()
                     };
                     let mut subscription = transport
                         .subscribe_with(&benches::unique("typed"), StartPosition::Earliest, options)

@@ -11,10 +11,7 @@ pub(crate) use rustok_iggy_storage::record::{self, slice, validate};
 #[cfg(feature = "embedded")]
 use crate::WireError;
 #[cfg(feature = "embedded")]
-use crate::message::{Headers, OutgoingMessage, ReceivedMessage};
-
-/// Largest payload of one message (the Iggy limit).
-pub const MAX_PAYLOAD_SIZE: usize = 64 * 1000 * 1000;
+use crate::message::{OutgoingMessage, ReceivedMessage};
 
 /// Microseconds since the Unix epoch, now.
 #[must_use]
@@ -52,6 +49,8 @@ pub(crate) fn encode_batch(messages: &[OutgoingMessage], origin_timestamp: u64) 
 
 /// Decodes the messages of a stored (or polled) record whose offsets fall in
 /// `[from, to)`, appending them to `out`. Payloads are slices of `record` (no copy).
+/// A message whose user headers do not decode is kept with
+/// [`ReceivedMessage::malformed_headers`] set: one bad message never fails the read.
 #[cfg(feature = "embedded")]
 pub(crate) fn decode_messages(
     record: Bytes,
@@ -69,6 +68,8 @@ pub(crate) fn decode_messages(
         if message.offset >= to {
             break;
         }
+        // Headers that do not decode spoil that one message, not the read.
+        let (headers, malformed_headers) = ReceivedMessage::read_headers(message.user_headers);
         out.push(ReceivedMessage {
             partition,
             offset: message.offset,
@@ -76,11 +77,8 @@ pub(crate) fn decode_messages(
             timestamp: message.timestamp,
             origin_timestamp: message.origin_timestamp,
             payload: record.slice_ref(message.payload),
-            headers: if message.user_headers.is_empty() {
-                Headers::new()
-            } else {
-                Headers::decode(message.user_headers)?
-            },
+            headers,
+            malformed_headers,
         });
     }
     Ok(())
@@ -89,7 +87,10 @@ pub(crate) fn decode_messages(
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
-    use iggy_binary_protocol::batch::decode_batch_slice;
+    use crate::message::Headers;
+    use iggy_binary_protocol::batch::{
+        BATCH_HEADER_SIZE, BATCH_MESSAGE_HEADER_SIZE, decode_batch_slice,
+    };
     use rustok_iggy_storage::record::stamp;
 
     fn messages(n: usize) -> Vec<OutgoingMessage> {
@@ -121,6 +122,36 @@ mod tests {
         assert_eq!(&out[1].payload[..], b"payload-1");
         assert_eq!(out[1].headers.get_str("i"), Some("1"));
         assert_eq!(out[1].timestamp, 5_000);
+    }
+
+    #[test]
+    fn a_message_with_malformed_headers_spoils_only_itself() {
+        let mut record = encode_batch(&messages(3), 1_000);
+        stamp(&mut record, 0, 0, 5);
+        let second = {
+            let batch = decode_batch_slice(&record).unwrap();
+            let framed = batch.iter_with_offsets().nth(1).unwrap();
+            BATCH_HEADER_SIZE
+                + framed.start
+                + BATCH_MESSAGE_HEADER_SIZE
+                + framed.message.payload.len()
+        };
+        // The first header key kind of message 1 becomes the reserved kind 0.
+        record[second] = 0;
+        let mut out = Vec::new();
+        decode_messages(record.into(), 0, u64::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].headers.get_str("i"), Some("0"));
+        assert!(out[0].malformed_headers.is_none());
+        assert!(out[1].headers.is_empty());
+        let malformed = out[1].malformed_headers.as_ref().unwrap();
+        assert!(
+            malformed.error.to_string().contains("kind is 0"),
+            "{}",
+            malformed.error
+        );
+        assert_eq!(&out[1].payload[..], b"payload-1");
+        assert_eq!(out[2].headers.get_str("i"), Some("2"));
     }
 
     #[test]

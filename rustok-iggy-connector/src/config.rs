@@ -4,12 +4,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use rustok_iggy_storage::Durability;
 
 use crate::error::ConnectorError;
 use crate::names::StreamName;
+use crate::partition::MAX_PARTITIONS;
 
 /// Where the broker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -80,10 +82,13 @@ impl ConnectorConfig {
 
     /// Checks the values that serde cannot (ranges, combinations).
     pub fn validate(&self) -> Result<(), ConnectorError> {
-        if self.partitions == 0 || self.partitions > 1000 {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
             return Err(ConnectorError::config(
                 "partitions",
-                format!("{} is out of range; allowed: 1 to 1000", self.partitions),
+                format!(
+                    "{} is out of range; allowed: 1 to {MAX_PARTITIONS}",
+                    self.partitions
+                ),
             ));
         }
         self.embedded.validate()?;
@@ -150,13 +155,29 @@ pub struct EmbeddedConnectorConfig {
     /// The HTTP endpoint's port; 0 picks a free one (ask
     /// `EmbeddedConnector::http_address`).
     pub http_port: u16,
+    /// Connections the HTTP endpoint serves at once (default 64). Past it, new
+    /// connections wait in the listen queue until one ends.
+    pub http_max_connections: u32,
+    /// How long one HTTP connection may last, in milliseconds (default 10,000): it
+    /// carries one request, and reading that request and writing the whole answer
+    /// must fit, so a client that sends slowly or never reads is cut off.
+    pub http_timeout_ms: u64,
     /// Name of the root user (id 0) of the listener. Default `iggy`.
     pub root_username: String,
     /// Password of the root user. The default, `iggy`, is Iggy's well-known
     /// development password: **change it** before the listener is reachable by
     /// anyone else (set `tcp_address` to a non-loopback address only with a
-    /// strong password). It is never written to disk or logged.
+    /// strong password). It is never written to disk or logged, and skipped when
+    /// the configuration is serialized.
+    #[serde(skip_serializing)]
     pub root_password: Secret,
+    /// Fault injection, for drills and tests: every fsync the broker's storage
+    /// makes (segment data and index files, directories, the consumer-offsets
+    /// journal) first sleeps this long on the thread that runs it, as on a slow
+    /// disk. Zero (the default) injects nothing. Set in code only; not read from
+    /// YAML.
+    #[serde(skip)]
+    pub fault_fsync_delay: Duration,
 }
 
 impl Default for EmbeddedConnectorConfig {
@@ -174,8 +195,11 @@ impl Default for EmbeddedConnectorConfig {
             http_enabled: true,
             http_address: "127.0.0.1".to_owned(),
             http_port: 3000,
+            http_max_connections: 64,
+            http_timeout_ms: 10_000,
             root_username: "iggy".to_owned(),
             root_password: Secret::new("iggy"),
+            fault_fsync_delay: Duration::ZERO,
         }
     }
 }
@@ -221,6 +245,18 @@ impl EmbeddedConnectorConfig {
         }
         if self.http_enabled {
             self.http_socket_address()?;
+            if self.http_max_connections == 0 {
+                return Err(ConnectorError::config(
+                    "embedded.http_max_connections",
+                    "0 would serve nobody; allowed: at least 1",
+                ));
+            }
+            if self.http_timeout_ms == 0 {
+                return Err(ConnectorError::config(
+                    "embedded.http_timeout_ms",
+                    "0 would cut every connection; allowed: at least 1",
+                ));
+            }
         }
         Ok(())
     }
@@ -393,33 +429,45 @@ impl ListenerLimits {
     }
 }
 
-/// A secret string (a password or a token): `Debug` and `Display` never print it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string (a password or a token), kept in a [`secrecy::SecretString`]:
+/// `Debug` never prints it, its memory is zeroized when it is dropped, and it does
+/// not implement `Serialize`, so no configuration can write it back out (the
+/// configurations skip their secret fields when serialized). It deserializes from a
+/// plain string.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
+        Self(SecretString::from(secret.into()))
     }
 
     /// The secret itself.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Whether it is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.expose_secret().is_empty()
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+        f.write_str(if self.is_empty() { "\"\"" } else { "\"***\"" })
     }
 }
 
@@ -446,9 +494,12 @@ pub struct RemoteConnectorConfig {
     pub protocol: RemoteProtocol,
     /// User name.
     pub username: String,
-    /// Password.
+    /// Password (skipped when the configuration is serialized).
+    #[serde(skip_serializing)]
     pub password: Secret,
-    /// A personal access token; used instead of user name and password when set.
+    /// A personal access token; used instead of user name and password when set
+    /// (skipped when the configuration is serialized).
+    #[serde(skip_serializing)]
     pub personal_access_token: Secret,
     /// Use TLS.
     pub tls_enabled: bool,
@@ -501,7 +552,29 @@ const DEFAULT_POOL_SIZE: u32 = 2;
 const MAX_POOL_SIZE: u32 = 64;
 
 impl RemoteConnectorConfig {
-    fn validate(&self) -> Result<(), ConnectorError> {
+    /// Checks the remote settings, what the SDK needs included (so that a
+    /// configuration that cannot connect is refused when it is loaded).
+    pub(crate) fn validate(&self) -> Result<(), ConnectorError> {
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ConnectorError::config(
+                "remote.heartbeat_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.protocol == RemoteProtocol::Http {
+            return Err(ConnectorError::config(
+                "remote.protocol",
+                "`http` cannot carry consumer-group membership (Iggy's HTTP API has no join, sync \
+                 or heartbeat); allowed: tcp, quic",
+            ));
+        }
+        if self.protocol == RemoteProtocol::Quic && self.tls_ca_file.is_some() {
+            return Err(ConnectorError::config(
+                "remote.tls_ca_file",
+                "the iggy SDK's QUIC client validates against the system roots only; unset it or \
+                 use protocol tcp",
+            ));
+        }
         if self.addresses.is_empty() {
             return Err(ConnectorError::config(
                 "remote.addresses",
@@ -660,5 +733,49 @@ mod tests {
             ..RemoteConnectorConfig::default()
         };
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    /// Whether `T` implements `Serialize`, decided at compile time: the inherent
+    /// method exists only when it does, and wins over the trait's fallback.
+    struct Probe<T>(std::marker::PhantomData<T>);
+
+    trait NotSerialize {
+        fn serializable(&self) -> bool {
+            false
+        }
+    }
+
+    impl<T> NotSerialize for Probe<T> {}
+
+    impl<T: Serialize> Probe<T> {
+        #[allow(
+            dead_code,
+            reason = "called only when T implements Serialize, which the test refutes"
+        )]
+        fn serializable(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_secret_cannot_be_serialized() {
+        assert!(
+            !Probe::<Secret>(std::marker::PhantomData).serializable(),
+            "Secret implements Serialize"
+        );
+    }
+
+    #[test]
+    fn a_serialized_configuration_holds_no_secret() {
+        let mut config = ConnectorConfig::default();
+        config.embedded.root_password = Secret::new("root-hunter2");
+        config.remote.password = Secret::new("remote-hunter2");
+        config.remote.personal_access_token = Secret::new("token-hunter2");
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        // What was written reads back, with the secrets at their defaults.
+        let back: ConnectorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.embedded.root_password, Secret::new("iggy"));
+        assert!(back.remote.password.is_empty());
     }
 }

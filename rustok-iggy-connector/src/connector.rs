@@ -10,6 +10,7 @@ use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::error::ConnectorError;
 use crate::message::{OutgoingMessage, ReceivedMessage};
 use crate::names::{GroupName, StreamName, TopicName};
+use crate::partition::{RoundRobin, check_partition_count, partition_for};
 
 /// Retention of a topic: whole old segments are deleted past either limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,7 +28,7 @@ pub struct TopicSpec {
     pub stream: StreamName,
     /// The topic.
     pub topic: TopicName,
-    /// Number of partitions (1 to 1000).
+    /// Number of partitions (1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)).
     pub partitions: u32,
     /// Retention.
     pub retention: Retention,
@@ -43,6 +44,15 @@ impl TopicSpec {
             partitions,
             retention: Retention::default(),
         }
+    }
+
+    /// Checks what the type cannot: 1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS) partitions. Every
+    /// connector checks a spec with this before it creates or compares a topic.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] naming the count and the allowed range.
+    pub fn validate(&self) -> Result<(), ConnectorError> {
+        check_partition_count(self.partitions)
     }
 }
 
@@ -70,6 +80,40 @@ pub enum Partitioning {
     Partition(u32),
     /// The partition of this key: [`crate::partition_for`] (what every Iggy client computes).
     Key(Bytes),
+}
+
+impl Partitioning {
+    /// The partition this names in a topic of `partitions` partitions: `Partition(p)`
+    /// is `p` as given (the connector checks that it exists), `Key` is
+    /// [`partition_for`]; `None` for `Balanced`, which the connector picks.
+    #[must_use]
+    pub fn fixed_partition(&self, partitions: u32) -> Option<u32> {
+        match self {
+            Self::Balanced => None,
+            Self::Partition(p) => Some(*p),
+            Self::Key(key) => Some(partition_for(key, partitions)),
+        }
+    }
+
+    /// The partition a batch goes to: [`fixed_partition`](Self::fixed_partition), or
+    /// for `Balanced` the next partition of the topic's `round_robin`. Every connector
+    /// (in-process, over the TCP listener, remote) chooses with this.
+    pub fn resolve(&self, partitions: u32, round_robin: &RoundRobin) -> u32 {
+        self.fixed_partition(partitions)
+            .unwrap_or_else(|| round_robin.next(partitions))
+    }
+}
+
+impl From<iggy_binary_protocol::WirePartitioning> for Partitioning {
+    /// The partitioning of an Iggy `SendMessages` request.
+    fn from(wire: iggy_binary_protocol::WirePartitioning) -> Self {
+        use iggy_binary_protocol::WirePartitioning as Wire;
+        match wire {
+            Wire::Balanced => Self::Balanced,
+            Wire::PartitionId(p) => Self::Partition(p),
+            Wire::MessagesKey(key) => Self::Key(Bytes::from(key)),
+        }
+    }
 }
 
 impl fmt::Debug for Partitioning {
@@ -189,6 +233,52 @@ pub struct Assignment {
     pub partitions: Vec<u32>,
 }
 
+/// A partition that refuses writes: its log was poisoned by a failed write or fsync
+/// (embedded), until the broker is reopened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnwritablePartition {
+    /// Its stream.
+    pub stream: StreamName,
+    /// Its topic.
+    pub topic: TopicName,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl fmt::Display for UnwritablePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} partition {}",
+            self.stream, self.topic, self.partition
+        )
+    }
+}
+
+/// What [`IggyConnector::ping`] found: the broker answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PingReport {
+    /// How long the answer took.
+    pub round_trip: Duration,
+    /// Partitions that refuse writes (known to the embedded broker; a remote
+    /// server reports none through this call).
+    pub unwritable: Vec<UnwritablePartition>,
+}
+
+impl PingReport {
+    /// A report of an answer after `round_trip`, with the partitions that refuse
+    /// writes.
+    #[must_use]
+    pub fn new(round_trip: Duration, unwritable: Vec<UnwritablePartition>) -> Self {
+        Self {
+            round_trip,
+            unwritable,
+        }
+    }
+}
+
 /// Reads one partition from a position, waiting at its head for new messages.
 ///
 /// A subscriber has its own cursor and never reads or moves any stored consumer
@@ -218,6 +308,14 @@ pub trait GroupConsumer: Send + Sync + fmt::Debug {
     /// Does not commit anything.
     async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError>;
 
+    /// Makes `partition` read from `offset` on: this member's read position only,
+    /// never the group's committed offset. Used to read a partition again after a
+    /// pause (messages that were read and set aside). Messages of `partition` that a
+    /// poll returns after `seek` returned start at `offset`, a poll in progress
+    /// included. Has no effect on a partition this member does not own; a rebalance
+    /// that follows restarts every owned partition after its last commit, as always.
+    fn seek(&self, partition: u32, offset: u64);
+
     /// Stores `offset` (the last handled message) as the group's committed offset for
     /// `partition`. Fails with [`ConnectorError::Fenced`] when the partition is no
     /// longer assigned to this member.
@@ -238,8 +336,17 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
     /// Opens the broker (embedded) or the connection (remote).
     async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError>;
 
-    /// Whether [`IggyConnector::connect`] succeeded and no shutdown followed.
+    /// Whether [`IggyConnector::connect`] succeeded and no shutdown followed. This
+    /// is not a liveness check: a remote server may be gone while this is `true`
+    /// (use [`IggyConnector::ping`]).
     fn is_connected(&self) -> bool;
+
+    /// Checks that the broker answers within `timeout`: a ping round trip to the
+    /// server (remote), the broker being open (embedded). Fails with
+    /// [`ConnectorError::NotConnected`] before `connect` or after `shutdown`,
+    /// [`ConnectorError::Timeout`] when no answer came in time, and the connection's
+    /// error when it is lost. The report lists the partitions that refuse writes.
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError>;
 
     /// Creates the stream and the topic when missing. An existing topic with another
     /// partition count is reported as [`ConnectorError::TopologyMismatch`], never
@@ -299,4 +406,55 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
     /// Flushes and closes. Data acknowledged before is kept; calls afterwards fail with
     /// [`ConnectorError::NotConnected`].
     async fn shutdown(&self) -> Result<(), ConnectorError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_chooses_the_partition() {
+        let cursor = RoundRobin::new();
+        let key = Bytes::from_static(b"tenant-7");
+        assert_eq!(
+            Partitioning::Key(key.clone()).resolve(5, &cursor),
+            partition_for(&key, 5)
+        );
+        assert_eq!(Partitioning::Partition(3).resolve(5, &cursor), 3);
+        let balanced: Vec<u32> = (0..6)
+            .map(|_| Partitioning::Balanced.resolve(4, &cursor))
+            .collect();
+        assert_eq!(
+            balanced,
+            [0, 1, 2, 3, 0, 1],
+            "keyed and fixed picks do not turn it"
+        );
+        assert_eq!(Partitioning::Balanced.fixed_partition(4), None);
+        assert_eq!(
+            Partitioning::from(iggy_binary_protocol::WirePartitioning::MessagesKey(
+                b"tenant-7".to_vec()
+            )),
+            Partitioning::Key(key)
+        );
+        assert_eq!(
+            Partitioning::from(iggy_binary_protocol::WirePartitioning::PartitionId(2)),
+            Partitioning::Partition(2)
+        );
+    }
+
+    #[test]
+    fn one_check_bounds_the_partition_count() {
+        let stream = StreamName::new("s").unwrap();
+        let topic = TopicName::new("t").unwrap();
+        let spec = |n| TopicSpec::new(stream.clone(), topic.clone(), n);
+        assert!(spec(1).validate().is_ok());
+        assert!(spec(crate::MAX_PARTITIONS).validate().is_ok());
+        for bad in [0, crate::MAX_PARTITIONS + 1] {
+            let err = spec(bad).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("1 to 1000") && err.contains(&bad.to_string()),
+                "{err}"
+            );
+        }
+    }
 }

@@ -191,6 +191,7 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
+    #[cfg(feature = "embedded")]
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Self::Io {
             context: context.into(),

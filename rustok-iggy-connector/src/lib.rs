@@ -7,6 +7,9 @@
 //! - **remote** (feature `remote`): `RemoteConnector` talks to an Iggy server or
 //!   cluster through the official `iggy` SDK.
 //!
+//! [`ops`] holds the operations on data directories (backup, restore, verify,
+//! migrate to a remote server); the `rustok-iggy-server` crate is their command line.
+//!
 //! Most users depend on `rustok-iggy`, which re-exports what they need from here.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -15,6 +18,8 @@ mod config;
 mod connector;
 mod error;
 pub mod error_codes;
+#[cfg(any(feature = "embedded", feature = "remote"))]
+mod member;
 mod message;
 mod metrics;
 mod names;
@@ -23,36 +28,31 @@ mod partition;
 #[cfg(feature = "embedded")]
 mod embedded;
 #[cfg(feature = "embedded")]
-mod ops;
+pub mod ops;
 #[cfg(feature = "remote")]
 mod remote;
 
-pub use batch::{MAX_PAYLOAD_SIZE, now_micros};
+pub use batch::now_micros;
 pub use config::{
     ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
     ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
-    PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport,
+    PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
+    UnwritablePartition,
 };
 pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;
 pub use message::{
-    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, OutgoingMessage,
-    ReceivedMessage,
+    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
+    MalformedHeaders, OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};
-pub use partition::partition_for;
+pub use partition::{MAX_PARTITIONS, RoundRobin, partition_for};
 
 #[cfg(feature = "embedded")]
-pub use embedded::{
-    BackupMode, BackupSummary, EmbeddedConnector, StorageError, VerifySummary, backup_data_dir,
-    restore_data_dir, verify_data_dir,
-};
+pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};
 #[cfg(feature = "remote")]
 pub use remote::RemoteConnector;
-
-#[cfg(all(feature = "embedded", feature = "remote"))]
-pub use ops::{MigrateOptions, MigrateProgress, MigrateReport, default_progress_file, migrate};

@@ -4,6 +4,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
+/// Largest payload of one message (the Iggy limit).
+pub const MAX_PAYLOAD_SIZE: usize = 64 * 1000 * 1000;
+
 /// Kind codes of Iggy user-header values (the same numbers the Iggy protocol uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -295,13 +298,13 @@ impl OutgoingMessage {
         }
     }
 
-    /// Refuses a payload over [`crate::MAX_PAYLOAD_SIZE`] (the Iggy limit).
+    /// Refuses a payload over [`MAX_PAYLOAD_SIZE`] (the Iggy limit).
     pub fn check_size(&self) -> Result<(), crate::ConnectorError> {
-        if self.payload.len() > crate::MAX_PAYLOAD_SIZE {
+        if self.payload.len() > MAX_PAYLOAD_SIZE {
             return Err(crate::ConnectorError::InvalidRequest(format!(
                 "a payload of {} bytes exceeds the limit of {} bytes",
                 self.payload.len(),
-                crate::MAX_PAYLOAD_SIZE
+                MAX_PAYLOAD_SIZE
             )));
         }
         Ok(())
@@ -332,6 +335,27 @@ impl fmt::Debug for OutgoingMessage {
     }
 }
 
+/// User-header bytes of a stored message that do not decode (written by another
+/// client, or stored by an older broker). The message is still read, with no headers,
+/// so that its consumer can report, skip or dead-letter that one message while the rest
+/// of the partition keeps flowing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MalformedHeaders {
+    /// The header bytes as stored.
+    pub bytes: Bytes,
+    /// Why they do not decode.
+    pub error: crate::WireError,
+}
+
+impl fmt::Debug for MalformedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MalformedHeaders")
+            .field("len", &self.bytes.len())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
 /// A message read from a partition.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
@@ -349,6 +373,29 @@ pub struct ReceivedMessage {
     pub payload: Bytes,
     /// User headers.
     pub headers: Headers,
+    /// Set when the stored user headers do not decode: `headers` is then empty.
+    pub malformed_headers: Option<Box<MalformedHeaders>>,
+}
+
+impl ReceivedMessage {
+    /// The headers of a stored message, from their wire bytes: decoded, or (when they
+    /// do not decode) none, with the bytes and the reason kept aside.
+    #[must_use]
+    pub fn read_headers(bytes: &[u8]) -> (Headers, Option<Box<MalformedHeaders>>) {
+        if bytes.is_empty() {
+            return (Headers::new(), None);
+        }
+        match Headers::decode(bytes) {
+            Ok(headers) => (headers, None),
+            Err(error) => (
+                Headers::new(),
+                Some(Box::new(MalformedHeaders {
+                    bytes: Bytes::copy_from_slice(bytes),
+                    error,
+                })),
+            ),
+        }
+    }
 }
 
 impl fmt::Debug for ReceivedMessage {
@@ -360,6 +407,7 @@ impl fmt::Debug for ReceivedMessage {
             .field("timestamp", &self.timestamp)
             .field("payload_len", &self.payload.len())
             .field("headers", &self.headers)
+            .field("malformed_headers", &self.malformed_headers)
             .finish()
     }
 }
@@ -398,6 +446,26 @@ mod tests {
         headers.insert_str("k", "w").unwrap();
         assert_eq!(headers.len(), 1);
         assert_eq!(headers.get_str("k"), Some("w"));
+    }
+
+    #[test]
+    fn malformed_headers_are_kept_aside() {
+        let mut out = Vec::new();
+        let mut headers = Headers::new();
+        headers.insert_str("event_type", "x").unwrap();
+        headers.encode_into(&mut out);
+        assert_eq!(ReceivedMessage::read_headers(&out), (headers, None));
+        out[0] = 0;
+        let (headers, malformed) = ReceivedMessage::read_headers(&out);
+        assert!(headers.is_empty());
+        let malformed = malformed.unwrap();
+        assert_eq!(&malformed.bytes[..], &out[..]);
+        assert!(
+            malformed.error.to_string().contains("kind is 0"),
+            "{}",
+            malformed.error
+        );
+        assert_eq!(ReceivedMessage::read_headers(&[]), (Headers::new(), None));
     }
 
     #[test]

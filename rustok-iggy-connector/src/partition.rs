@@ -1,6 +1,26 @@
-//! Key → partition, the same function the Iggy server and SDK use.
+//! Partitions: how many a topic may have, and which one a batch goes to (key →
+//! partition, the same function the Iggy server and SDK use, and the round-robin of
+//! balanced publishing).
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use twox_hash::XxHash32;
+
+use crate::error::ConnectorError;
+
+/// The most partitions a topic may have (the Iggy server's limit).
+pub const MAX_PARTITIONS: u32 = 1000;
+
+/// The partition-count rule of a topic, wherever one is created.
+pub(crate) fn check_partition_count(partitions: u32) -> Result<(), ConnectorError> {
+    if (1..=MAX_PARTITIONS).contains(&partitions) {
+        Ok(())
+    } else {
+        Err(ConnectorError::InvalidRequest(format!(
+            "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+        )))
+    }
+}
 
 /// The partition (0-based) that messages with partition key `key` belong to, among
 /// `partitions_count` partitions.
@@ -21,9 +41,35 @@ pub fn partition_for(key: &[u8], partitions_count: u32) -> u32 {
     XxHash32::oneshot(0, key) % partitions_count
 }
 
+/// The cursor of balanced publishing over one topic: each call takes the next
+/// partition, in turn. Every connector keeps one per topic.
+#[derive(Debug, Default)]
+pub struct RoundRobin(AtomicU32);
+
+impl RoundRobin {
+    /// A cursor at partition 0.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next partition among `partitions` (0 when there are none).
+    pub fn next(&self, partitions: u32) -> u32 {
+        self.0.fetch_add(1, Ordering::Relaxed) % partitions.max(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_robin_takes_every_partition_in_turn() {
+        let cursor = RoundRobin::new();
+        let picks: Vec<u32> = (0..7).map(|_| cursor.next(3)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(cursor.next(0), 0);
+    }
 
     #[test]
     fn is_deterministic_and_in_range() {

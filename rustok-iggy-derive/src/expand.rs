@@ -1,12 +1,13 @@
 //! Code generation.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{DeriveInput, Generics, Ident, Type};
+use syn::{DeriveInput, Ident, Type};
 
 use crate::ast::Input;
 use crate::attr::Codec;
+use crate::bounds::{mentions, type_params, where_clause};
 use crate::errors::Errors;
 use crate::fallback;
 use crate::valid::{self, Event, Key, Model, Shape};
@@ -161,49 +162,4 @@ fn where_clause_for(model: &Model<'_>) -> TokenStream {
     let mut clause = where_clause(model.ident, model.generics);
     clause.extend(key_bounds);
     clause
-}
-
-/// `where` with the user's predicates and, when the type has type parameters, the
-/// supertraits of `IggyEvent` for the type (`Order<T>: Serialize + ...` holds only when
-/// `T` is bounded). Empty when there is nothing to say.
-pub(crate) fn where_clause(ident: &Ident, generics: &Generics) -> TokenStream {
-    let private = quote!(::rustok_iggy::__private);
-    let existing = generics
-        .where_clause
-        .as_ref()
-        .map(|clause| {
-            let predicates = clause.predicates.iter();
-            quote!(#(#predicates,)*)
-        })
-        .unwrap_or_default();
-    let supertraits = if type_params(generics).is_empty() {
-        TokenStream::new()
-    } else {
-        let (_, ty_generics, _) = generics.split_for_impl();
-        quote! {
-            #ident #ty_generics: #private::Serialize
-                + #private::DeserializeOwned
-                + ::core::marker::Send
-                + ::core::marker::Sync
-                + 'static,
-        }
-    };
-    if existing.is_empty() && supertraits.is_empty() {
-        TokenStream::new()
-    } else {
-        quote!(where #existing #supertraits)
-    }
-}
-
-fn type_params(generics: &Generics) -> Vec<&Ident> {
-    generics.type_params().map(|param| &param.ident).collect()
-}
-
-/// Whether `tokens` name one of `params`.
-fn mentions(tokens: TokenStream, params: &[&Ident]) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => params.iter().any(|param| **param == ident),
-        TokenTree::Group(group) => mentions(group.stream(), params),
-        _ => false,
-    })
 }

@@ -9,6 +9,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput};
 
+use crate::bounds::where_clause;
+
 pub(crate) fn expand(input: &DeriveInput, error: syn::Error) -> TokenStream {
     let errors = error.into_compile_error();
     if matches!(input.data, Data::Union(_)) {
@@ -18,7 +20,7 @@ pub(crate) fn expand(input: &DeriveInput, error: syn::Error) -> TokenStream {
     let private = quote!(::rustok_iggy::__private);
     let ident = &input.ident;
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
-    let where_clause = crate::expand::where_clause(ident, &input.generics);
+    let where_clause = where_clause(ident, &input.generics);
     quote! {
         #errors
         const _: () = {

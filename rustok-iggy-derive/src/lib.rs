@@ -6,10 +6,12 @@
 //! The derive is a pipeline: `ast` reads the item, `attr` reads the `#[iggy(...)]`
 //! attributes, `valid` checks them and resolves the defaults, `expand` generates the
 //! impl, and `fallback` emits the errors together with a stub impl so that the user
-//! sees the real mistake and not a cascade of "trait not implemented" errors.
+//! sees the real mistake and not a cascade of "trait not implemented" errors. Both
+//! take the generated bounds from `bounds`.
 
 mod ast;
 mod attr;
+mod bounds;
 mod case;
 mod errors;
 mod expand;

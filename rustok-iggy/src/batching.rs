@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rustok_iggy_connector::{
     ConnectorError, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishReceipt,
-    PublishRequest, StreamName, TopicName, metric_names, partition_for,
+    PublishRequest, StreamName, TopicName, metric_names,
 };
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
@@ -385,7 +385,7 @@ impl BatchingPublisher {
     ///
     /// Messages submitted one after the other to the same partition (or key) are
     /// stored in that order. `Partitioning::Key` is resolved here with
-    /// [`partition_for`] over the topic's partition count, so keyed messages share
+    /// [`Partitioning::fixed_partition`] over the topic's partition count, so keyed messages share
     /// their partition's batches. The topic and partition are checked before the
     /// message is queued (the topic's partition count is read once and cached), so
     /// an unknown target fails this call alone ([`BatchError::Rejected`]).
@@ -414,11 +414,7 @@ impl BatchingPublisher {
                 self.lanes_for(stream, topic, info.partitions)
             }
         };
-        let partition = match partitioning {
-            Partitioning::Balanced => None,
-            Partitioning::Key(key) => Some(partition_for(&key, lanes.partitions)),
-            Partitioning::Partition(p) => Some(p),
-        };
+        let partition = partitioning.fixed_partition(lanes.partitions);
         self.submit_to(&lanes, partition, message).await
     }
 

@@ -39,3 +39,70 @@ pub async fn connect(config: &IggyConfig) -> Result<Arc<dyn IggyConnector>, Erro
     connector.connect(&config.connector_config()).await?;
     Ok(connector)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each mode whose feature is off is refused at connect. These tests exist only in
+    //! builds without that feature: `.ci/run` builds `rustok-iggy` with its default
+    //! features (no `remote`) and with `--no-default-features --features remote` (no
+    //! `embedded`) and runs them there.
+
+    /// Without the `remote` feature, remote mode fails at connect with
+    /// `FeatureDisabled`, before any connection is tried.
+    #[cfg(not(feature = "remote"))]
+    #[tokio::test]
+    async fn remote_mode_without_its_feature_fails_at_connect() {
+        use rustok_iggy_connector::{ConnectorError, ConnectorMode};
+
+        let config = crate::IggyConfig {
+            mode: ConnectorMode::Remote,
+            ..crate::IggyConfig::default()
+        };
+        let Err(err) = super::connect(&config).await else {
+            panic!("a remote connector was opened without the `remote` feature");
+        };
+        assert!(
+            matches!(
+                err,
+                crate::Error::Connector(ConnectorError::FeatureDisabled {
+                    mode: "remote",
+                    feature: "remote",
+                })
+            ),
+            "{err:?}"
+        );
+    }
+
+    /// Without the `embedded` feature, embedded mode fails at connect with
+    /// `FeatureDisabled`, and nothing is created in the data directory.
+    #[cfg(not(feature = "embedded"))]
+    #[tokio::test]
+    async fn embedded_mode_without_its_feature_fails_at_connect() {
+        use rustok_iggy_connector::{ConnectorError, ConnectorMode};
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = dir.path().join("data");
+        let mut config = crate::IggyConfig {
+            mode: ConnectorMode::Embedded,
+            ..crate::IggyConfig::default()
+        };
+        config.embedded.data_dir = data_dir.clone();
+        let Err(err) = super::connect(&config).await else {
+            panic!("an embedded broker was opened without the `embedded` feature");
+        };
+        assert!(
+            matches!(
+                err,
+                crate::Error::Connector(ConnectorError::FeatureDisabled {
+                    mode: "embedded",
+                    feature: "embedded",
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(
+            !data_dir.exists(),
+            "nothing was created in the data directory"
+        );
+    }
+}

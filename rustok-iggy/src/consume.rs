@@ -6,8 +6,10 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
 use futures::StreamExt;
-use rustok_iggy_connector::{Metrics, StartPosition, metric_names};
+use rustok_iggy_connector::{ConnectorError, Metrics, StartPosition, metric_names};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -16,8 +18,23 @@ use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
 use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
-use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
+use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions, Undecided};
 use crate::transport::Transport;
+
+/// What the handler runner does with an event written at a schema version newer than
+/// the consumer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnNewerSchema {
+    /// Holds its partition (see [`crate::Undecided::Hold`]): the partition's commit
+    /// stays before the event and its later events wait, so that a consumer that knows
+    /// the version (the next release, during a rolling upgrade) takes it over when
+    /// this one leaves the group. Other partitions keep flowing.
+    #[default]
+    Hold,
+    /// Writes it to the dead-letter topic, like an undecodable payload.
+    DeadLetter,
+}
 
 /// Settings of [`Transport::consume`].
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +49,8 @@ pub struct ConsumeOptions {
     pub start: StartPosition,
     /// Deliveries queued per partition worker before the runner stops fetching.
     pub queue_per_partition: usize,
+    /// What happens to an event of a newer schema version (held by default).
+    pub newer_schema: OnNewerSchema,
 }
 
 impl Default for ConsumeOptions {
@@ -42,6 +61,7 @@ impl Default for ConsumeOptions {
             subscription: SubscriptionOptions::default(),
             start: StartPosition::Earliest,
             queue_per_partition: 64,
+            newer_schema: OnNewerSchema::Hold,
         }
     }
 }
@@ -79,6 +99,7 @@ impl<E> Received<E> {
 
 /// What a [`Transport::consume`] run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConsumeReport {
     /// Events the handler accepted (and that were acknowledged).
     pub handled: u64,
@@ -86,6 +107,11 @@ pub struct ConsumeReport {
     pub retried: u64,
     /// Events written to the dead-letter topic (and then acknowledged).
     pub dead_lettered: u64,
+    /// Deliveries of newer-schema events that held their partition.
+    pub held: u64,
+    /// Failed fetches ridden out (a lost connection, a broker restart): each was
+    /// tried again after a backoff. Also counted in `rustok_iggy_consumer_errors_total`.
+    pub errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +119,27 @@ struct Counters {
     handled: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
+    held: AtomicU64,
+}
+
+/// Whether the runner must give up on `error`: retrying cannot help (the credentials
+/// are refused, the stream, topic or group is gone, the connector was shut down).
+/// Anything else (a lost connection, a timeout, a broker restarting) is ridden out.
+fn is_fatal(error: &ConnectorError) -> bool {
+    matches!(
+        error,
+        ConnectorError::Auth { .. }
+            | ConnectorError::NotConnected
+            | ConnectorError::StreamNotFound { .. }
+            | ConnectorError::TopicNotFound { .. }
+            | ConnectorError::PartitionNotFound { .. }
+            | ConnectorError::GroupNotFound { .. }
+            | ConnectorError::TopologyMismatch { .. }
+            | ConnectorError::InvalidName(_)
+            | ConnectorError::InvalidRequest(_)
+            | ConnectorError::Config { .. }
+            | ConnectorError::FeatureDisabled { .. }
+    )
 }
 
 enum Work<E> {
@@ -113,7 +160,22 @@ impl<E: IggyEvent> Transport<E> {
     ///   the attempt count.
     /// - The dead-letter write is confirmed **before** the source offset is
     ///   acknowledged: a crash in between may duplicate a dead letter, never lose the
-    ///   event.
+    ///   event. A failing dead-letter write is retried (its partition waits).
+    /// - An event of a newer schema version holds its partition by default
+    ///   ([`OnNewerSchema::Hold`]): nothing after it in the partition is handled or
+    ///   committed, it is delivered again after the subscription's
+    ///   `redelivery_backoff`, and [`Transport::held_partitions`] and the
+    ///   `rustok_iggy_partition_held` gauge name it, until a consumer that knows the
+    ///   version takes the partition over.
+    /// - The commit rule: a group's offset moves past an event only when the handler
+    ///   accepted it or its dead letter is confirmed. A stop, a dead-letter outage or
+    ///   a connector error never moves it past anything else: such events are
+    ///   delivered again.
+    /// - A failed fetch (a lost connection, a broker restart) is ridden out: the
+    ///   subscription tries again after a backoff while the connection comes back,
+    ///   counted in [`ConsumeReport::errors`] and `rustok_iggy_consumer_errors_total`.
+    ///   The runner returns an error only for what retrying cannot fix: refused
+    ///   credentials, a deleted stream, topic or group, a connector shut down.
     /// - On shutdown the runner stops fetching, lets every partition finish the event
     ///   in hand (a pending retry is abandoned: the event stays unacknowledged and is
     ///   delivered again later), commits what was acknowledged and leaves the group.
@@ -128,16 +190,13 @@ impl<E: IggyEvent> Transport<E> {
         H: Fn(Received<E>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream().clone(),
-            self.topic().clone(),
-            self.partitions(),
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
         let subscription = self
-            .subscribe_with(group, options.start, options.subscription)
+            .subscribe_with(
+                group,
+                options.start,
+                runner_subscription(options.subscription),
+            )
             .await?;
         run(
             subscription,
@@ -168,17 +227,15 @@ impl crate::envelope::IggyTransport {
         H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let (subscription, partitions) = self
-            .envelope_subscription(group, topic, options.start, options.subscription)
+        let (subscription, _) = self
+            .envelope_subscription(
+                group,
+                topic,
+                options.start,
+                runner_subscription(options.subscription),
+            )
             .await?;
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream_name().clone(),
-            topic.clone(),
-            partitions,
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
         run(
             subscription,
             dead_letters,
@@ -188,6 +245,24 @@ impl crate::envelope::IggyTransport {
             handler,
         )
         .await
+    }
+}
+
+/// The runner decides every decode error itself; one it lets go (a stop) is held,
+/// never skipped.
+fn runner_subscription(options: SubscriptionOptions) -> SubscriptionOptions {
+    SubscriptionOptions {
+        undecided: Undecided::Hold,
+        ..options
+    }
+}
+
+/// Lets go of work the runner will not do (it is stopping): nothing of it is
+/// committed, it is delivered again later.
+fn release<E>(work: Work<E>) {
+    match work {
+        Work::Deliver(delivery) => drop(delivery),
+        Work::Undecodable(error) => error.retry_later(Duration::ZERO),
     }
 }
 
@@ -215,6 +290,7 @@ where
     let group_name: Arc<str> = Arc::from(group);
     tokio::pin!(shutdown);
 
+    let mut errors = 0u64;
     let outcome = loop {
         let item = tokio::select! {
             biased;
@@ -225,6 +301,11 @@ where
             None => break Ok(()),
             Some(Ok(delivery)) => (delivery.info().partition, Work::Deliver(Box::new(delivery))),
             Some(Err(Error::Decode(e))) => (e.partition, Work::Undecodable(e)),
+            Some(Err(Error::Connector(e))) if !is_fatal(&e) => {
+                errors += 1;
+                tracing::warn!(group, error = %e, errors, "fetch failed; trying again after a backoff");
+                continue;
+            }
             Some(Err(e)) => break Err(e),
         };
         let sender = workers.entry(partition).or_insert_with(|| {
@@ -235,6 +316,7 @@ where
                     handler: Arc::clone(&handler),
                     dead_letters: dead_letters.clone(),
                     retry: options.retry,
+                    newer_schema: options.newer_schema,
                     group: Arc::clone(&group_name),
                     topic: topic.clone(),
                     counters: Arc::clone(&counters),
@@ -243,15 +325,20 @@ where
             ));
             tx
         });
-        let send = tokio::select! {
+        let permit = tokio::select! {
             biased;
-            () = &mut shutdown => break Ok(()),
-            sent = sender.send(work) => sent,
+            () = &mut shutdown => {
+                release(work);
+                break Ok(());
+            }
+            permit = sender.reserve() => permit,
         };
-        if send.is_err() {
-            break Err(Error::Connector(
-                rustok_iggy_connector::ConnectorError::ShuttingDown,
-            ));
+        match permit {
+            Ok(permit) => permit.send(work),
+            Err(_) => {
+                release(work);
+                break Err(Error::Connector(ConnectorError::ShuttingDown));
+            }
         }
     };
 
@@ -270,6 +357,8 @@ where
         handled: counters.handled.load(Ordering::Relaxed),
         retried: counters.retried.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+        held: counters.held.load(Ordering::Relaxed),
+        errors,
     })
 }
 
@@ -278,6 +367,7 @@ struct Worker<H> {
     handler: Arc<H>,
     dead_letters: DeadLetters,
     retry: RetryPolicy,
+    newer_schema: OnNewerSchema,
     group: Arc<str>,
     topic: String,
     counters: Arc<Counters>,
@@ -294,6 +384,7 @@ where
         handler,
         dead_letters,
         retry,
+        newer_schema,
         group,
         topic,
         counters,
@@ -305,15 +396,29 @@ where
     ];
     while let Some(work) = queue.recv().await {
         if *stopped.borrow() {
-            // Shutting down: finish only the event in hand; queued ones stay
-            // unacknowledged and are delivered again later.
+            // Shutting down: finish only the event in hand; what is queued stays
+            // unsettled and is delivered again later.
+            release(work);
+            queue.close();
+            while let Ok(work) = queue.try_recv() {
+                release(work);
+            }
             break;
         }
         match work {
             Work::Undecodable(mut error) => {
+                if error.is_newer_schema_version() && newer_schema == OnNewerSchema::Hold {
+                    counters.held.fetch_add(1, Ordering::Relaxed);
+                    error.hold();
+                    continue;
+                }
                 let Some(raw) = error.take_delivery() else {
                     continue;
                 };
+                if raw.is_superseded() {
+                    raw.nack(Duration::ZERO);
+                    continue;
+                }
                 let Some(message) = raw.message().cloned() else {
                     continue;
                 };
@@ -329,9 +434,18 @@ where
                     if let Err(e) = raw.ack().await {
                         tracing::warn!(error = %e, "acknowledging a dead-lettered event failed; it will come again");
                     }
+                } else {
+                    // Stopped during a dead-letter outage: not committed, delivered
+                    // again later.
+                    raw.nack(Duration::ZERO);
                 }
             }
             Work::Deliver(delivery) => {
+                if delivery.is_superseded() {
+                    // Its partition is held at an earlier event or went to another
+                    // member: it is delivered again where it belongs.
+                    continue;
+                }
                 let (event, info, raw) = (*delivery).into_parts();
                 let received = Received {
                     event: Arc::new(event),
@@ -414,6 +528,10 @@ where
                             if let Err(e) = raw.ack().await {
                                 tracing::warn!(parent: &span, error = %e, "acknowledging a dead-lettered event failed; it will come again");
                             }
+                        } else {
+                            // Stopped during a dead-letter outage: not committed,
+                            // delivered again later.
+                            raw.nack(Duration::ZERO);
                         }
                     }
                 }
@@ -441,7 +559,7 @@ async fn dead_letter(
                 let delay = retry
                     .backoff(failures.min(retry.max_attempts.saturating_sub(1)).max(1))
                     .unwrap_or(retry.max_backoff)
-                    .max(std::time::Duration::from_millis(10));
+                    .max(Duration::from_millis(10));
                 tracing::error!(
                     error = %e,
                     partition = failure.message.partition,

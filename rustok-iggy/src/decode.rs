@@ -24,12 +24,19 @@ pub(crate) struct DecodedInfo {
 }
 
 /// Decodes `message` as an `E`, checking the event type and schema version its
-/// headers name against what `E` knows. On failure, returns the reason and the event
-/// type the message named.
+/// headers name against what `E` knows: a newer version is refused, an older one is
+/// read through its upcaster (and refused without one). On failure, returns the reason
+/// and the event type the message named.
 pub(crate) fn decode_message<E: IggyEvent>(
     message: &ReceivedMessage,
     upcasters: &Upcasters<E>,
 ) -> Result<(E, DecodedInfo), (DecodeFailure, Option<String>)> {
+    if let Some(malformed) = &message.malformed_headers {
+        return Err((
+            DecodeFailure::MalformedHeaders(malformed.error.clone()),
+            None,
+        ));
+    }
     let headers = &message.headers;
     let named_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
     let fail = |failure: DecodeFailure| (failure, named_type.clone());
@@ -87,13 +94,22 @@ pub(crate) fn decode_message<E: IggyEvent>(
         }));
     }
     let decoded = if schema_version < known.version {
-        upcasters.upcast(known.event_type, schema_version, codec, &message.payload)
+        // An older version is read only through its upcaster: decoding it as the
+        // current type could succeed with wrong values (Postcard is not
+        // self-describing).
+        upcasters
+            .upcast(known.event_type, schema_version, codec, &message.payload)
+            .ok_or_else(|| {
+                fail(DecodeFailure::MissingUpcaster {
+                    event_type: known.event_type.to_owned(),
+                    from: schema_version,
+                    to: known.version,
+                })
+            })?
     } else {
-        None
+        codec.decode_value::<E>(known.event_type, &message.payload)
     };
-    let event = decoded
-        .unwrap_or_else(|| codec.decode_value::<E>(known.event_type, &message.payload))
-        .map_err(|e| fail(DecodeFailure::Codec(e)))?;
+    let event = decoded.map_err(|e| fail(DecodeFailure::Codec(e)))?;
     Ok((
         event,
         DecodedInfo {

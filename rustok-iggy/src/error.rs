@@ -4,6 +4,7 @@ use rustok_iggy_connector::{ConnectorError, HeaderError, NameError};
 
 use crate::codec::CodecError;
 use crate::config::ConfigError;
+use crate::dead_letter::DeadLetters;
 use crate::subscription::RawDelivery;
 
 /// What went wrong in a rustok-iggy call.
@@ -25,10 +26,10 @@ pub enum Error {
     /// A stream, topic or group name is invalid.
     #[error(transparent)]
     InvalidName(#[from] NameError),
-    /// `acknowledge` named an event that is not pending (never received, or already
-    /// acknowledged).
-    #[error("event {0} is not pending acknowledgement")]
-    NotPending(uuid::Uuid),
+    /// `acknowledge` or `nack` named a delivery that is not pending (never received,
+    /// already acknowledged or nacked, or its stream closed).
+    #[error("{0} is not pending acknowledgement")]
+    NotPending(crate::AckId),
     /// Metadata does not fit in a user header (values are 1 to 255 bytes).
     #[error("invalid event metadata: {0}")]
     InvalidMetadata(#[from] HeaderError),
@@ -70,13 +71,49 @@ pub enum DecodeFailure {
         /// The header.
         name: &'static str,
     },
+    /// The message was written at an older schema version and no upcaster converts
+    /// that version: decoding it as the current type could yield wrong values.
+    #[error(
+        "no upcaster from version {from} to {to} of event type {event_type:?} (register one \
+         with Upcasters::register)"
+    )]
+    MissingUpcaster {
+        /// The event type.
+        event_type: String,
+        /// The message's version.
+        from: u32,
+        /// The consumer's version.
+        to: u32,
+    },
+    /// The message's user headers do not decode (another client wrote them, or an older
+    /// broker stored them): the message has no readable headers.
+    #[error("its user headers do not decode")]
+    MalformedHeaders(#[source] rustok_iggy_connector::WireError),
 }
 
-/// A received message that could not be decoded: where it is and why.
+/// A received message that could not be decoded: where it is, why, and a decision
+/// still to make.
 ///
-/// It carries the raw delivery ([`DecodeError::take_delivery`]) so that it can be
-/// acknowledged or dead-lettered explicitly. If the error is dropped without that, the
-/// message counts as handled (acknowledged): it was surfaced, not silently skipped.
+/// It carries its raw delivery; nothing is committed past it until it is decided:
+/// - [`DecodeError::skip`]: it counts as handled (explicitly skipped); the group's
+///   commit may pass it;
+/// - [`DecodeError::dead_letter`]: written to the dead-letter topic, then settled
+///   (the write is confirmed before the commit may pass it);
+/// - [`DecodeError::hold`]: its partition is held: its commit stays before the event,
+///   later events of the partition wait, and the event is delivered again after the
+///   subscription's `redelivery_backoff` (what a consumer that does not know a newer
+///   schema version does during a rolling upgrade, until one that knows it takes over);
+/// - [`DecodeError::retry_later`]: delivered again after a delay, while the rest of the
+///   partition flows (its commit waits);
+/// - [`DecodeError::take_delivery`]: the raw delivery, to acknowledge (counts as
+///   handled) or nack yourself.
+///
+/// Dropped undecided (`item?`, `filter_map(Result::ok)`), it follows
+/// [`crate::SubscriptionOptions::undecided`]: [`crate::Undecided::Hold`] by default,
+/// so a dropped error is never committed. A [`DecodeFailure::NewerSchemaVersion`] is
+/// held when dropped whatever that setting says: it is a rolling upgrade, not garbage.
+/// Errors of a replay carry no delivery (a replay commits nothing); their decisions do
+/// nothing.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot decode the message at {topic} partition {partition} offset {offset}: {failure}")]
 pub struct DecodeError {
@@ -95,8 +132,54 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    /// The undecodable message with its acknowledgement handle.
+    /// The undecodable message with its acknowledgement handle; the decision is then
+    /// the caller's (see [`RawDelivery`]).
     pub fn take_delivery(&mut self) -> Option<RawDelivery> {
         self.delivery.take()
+    }
+
+    /// Whether the message was written at a schema version newer than this consumer
+    /// knows (see [`DecodeFailure::NewerSchemaVersion`]).
+    #[must_use]
+    pub fn is_newer_schema_version(&self) -> bool {
+        matches!(self.failure, DecodeFailure::NewerSchemaVersion { .. })
+    }
+
+    /// Skips the event: it counts as handled, and the group's committed offset may move
+    /// past it (in the background, like [`crate::Delivery::ack`]).
+    pub async fn skip(mut self) -> Result<(), Error> {
+        match self.delivery.take() {
+            Some(raw) => raw.skip(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the event to `dead_letters` with this error as the reason, then settles
+    /// it: the dead-letter write is confirmed before the commit may pass the event. If
+    /// the write fails, the error is returned and the event is held as if dropped
+    /// (delivered again later, never committed past).
+    pub async fn dead_letter(mut self, dead_letters: &DeadLetters) -> Result<(), Error> {
+        let Some(raw) = self.delivery.take() else {
+            return Ok(());
+        };
+        let reason = self.to_string();
+        raw.dead_letter(dead_letters, reason).await
+    }
+
+    /// Holds the event's partition (see the type's documentation): nothing after it is
+    /// delivered or committed, and it is delivered again after the subscription's
+    /// `redelivery_backoff`.
+    pub fn hold(mut self) {
+        if let Some(raw) = self.delivery.take() {
+            raw.hold();
+        }
+    }
+
+    /// Delivers the event again after `delay`; the rest of its partition keeps flowing
+    /// meanwhile and the partition's commit waits for it.
+    pub fn retry_later(mut self, delay: std::time::Duration) {
+        if let Some(raw) = self.delivery.take() {
+            raw.nack(delay);
+        }
     }
 }

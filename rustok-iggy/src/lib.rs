@@ -45,17 +45,21 @@ pub mod __private;
 
 pub use rustok_iggy_connector as connector;
 
+pub use acks::HeldPartition;
 pub use batching::{
     Backpressure, BatchError, BatchingEventTransport, BatchingOptions, BatchingPublisher,
     BatchingTransport, PendingEvent, PendingReceipt,
 };
 pub use codec::{Codec, CodecError, UnknownCodec};
-pub use config::{ConfigError, IggyConfig, RetentionConfig, TopologyConfig};
+pub use config::{ConfigError, ConfigWarning, IggyConfig, RetentionConfig, TopologyConfig};
 pub use connect::connect;
-pub use consume::{ConsumeOptions, ConsumeReport, Received};
-pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
+pub use consume::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
+pub use dead_letter::{
+    DEFAULT_DEAD_LETTER_RETENTION, DeadLetter, DeadLetterConfig, DeadLetters, dlq_header,
+};
 pub use envelope::{
-    EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel,
+    AckId, EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope,
+    ReliabilityLevel,
 };
 pub use error::{DecodeError, DecodeFailure, Error};
 pub use event::{EventTypeInfo, IggyEvent};
@@ -63,7 +67,7 @@ pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
 pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
-pub use retry::{HandlerError, RetryPolicy};
+pub use retry::{Backoff, HandlerError, RetryPolicy};
 #[cfg(feature = "embedded")]
 pub use rustok_iggy_connector::EmbeddedConnector;
 pub use rustok_iggy_connector::{
@@ -74,7 +78,7 @@ pub use rustok_iggy_connector::{
 /// Derives [`IggyEvent`]; see the trait for the attributes.
 pub use rustok_iggy_derive::IggyEvent;
 pub use subscription::{
-    Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions,
+    Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions, Undecided,
 };
 pub use transport::{Receipt, Transport, TransportOptions};
 pub use upcast::Upcasters;

@@ -74,6 +74,35 @@ impl RetryPolicy {
     }
 }
 
+/// Delays that double from `initial` up to `max`, without jitter: how long a held
+/// event waits before it is delivered again, and how long a consumer waits after a
+/// failed fetch or commit before the next try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The largest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Delays from `initial`, doubling up to `max`.
+    #[must_use]
+    pub const fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
+    /// The delay before try number `n + 1` after `n` failures (1-based; 0 counts as 1).
+    #[must_use]
+    pub fn delay(&self, n: u32) -> Duration {
+        let doublings = n.saturating_sub(1).min(32);
+        self.initial
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max)
+            .max(self.initial.min(self.max))
+    }
+}
+
 /// A uniform number in `[0, 1)` from the process's random UUID source.
 fn random_unit() -> f64 {
     let bits = (uuid::Uuid::new_v4().as_u128() >> 75) as u64; // 53 random bits
@@ -148,6 +177,14 @@ mod tests {
             ]
         );
         assert_eq!(RetryPolicy::none().backoff(1), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+        let delays: Vec<_> = (0..6).map(|n| backoff.delay(n).as_millis()).collect();
+        assert_eq!(delays, vec![10, 10, 20, 40, 50, 50]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_millis(50));
     }
 
     #[test]

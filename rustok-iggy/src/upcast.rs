@@ -19,8 +19,10 @@ type Upcaster<E> = Arc<dyn Fn(Codec, &str, &[u8]) -> Result<E, CodecError> + Sen
 /// (with the message's codec, so it also works with Postcard, which is not
 /// self-describing) and converted. Register one per older version (each converting
 /// straight to the current type; compose conversions inside if you like). A message
-/// older than the current version without an upcaster is decoded as `E` directly
-/// (fine for JSON when the change only added defaulted fields).
+/// older than the current version without an upcaster is a decode error
+/// ([`crate::DecodeFailure::MissingUpcaster`]), never decoded as `E` directly; when
+/// the old shape reads as the new one (a JSON change that only added defaulted fields),
+/// register the identity: `.register("order_placed", 1, |e: OrderPlaced| e)`.
 ///
 /// ```
 /// use rustok_iggy::prelude::*;

@@ -1,5 +1,5 @@
-//! Helpers of the storage fault tests (`connector_embedded_faults.rs`,
-//! `connector_embedded_damage.rs`).
+//! Helpers of the storage fault tests (`embedded/faults.rs`,
+//! `embedded/damage.rs`).
 //!
 //! Segments are 4096 bytes (the smallest allowed) and every message is one record of
 //! 256 + 48 + 1000 = 1304 bytes, so a segment holds 4 records and segments start at

@@ -8,6 +8,8 @@ use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector, IggyConnector};
 
 pub use crate::within;
 
+pub mod table;
+
 /// Root credentials of the test brokers.
 pub const USERNAME: &str = "iggy";
 /// Root password of the test brokers.

@@ -1,5 +1,4 @@
-//! Security properties of the embedded broker and its Iggy TCP listener (issue 9,
-//! item 6):
+//! Security properties of the embedded broker and its Iggy TCP listener:
 //!
 //! - the listeners bind loopback by default;
 //! - credentials are never logged, even at TRACE, on the broker or the client side;

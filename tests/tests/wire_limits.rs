@@ -11,6 +11,10 @@
 //! File descriptors: the silent-socket test needs about 1,100 in this process; it
 //! raises the soft open-file limit up to the hard one, and fails with a message
 //! naming the limit if the hard limit is lower (raise it with `ulimit -Hn`).
+//!
+//! A binary of its own, not a module of the `wire` area binary: it changes this
+//! process's open-file limit and holds about a thousand of its descriptors, which
+//! the other wire tests running alongside would share.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! `EmbeddedConnector`: the `IggyConnector` over the in-process broker (direct calls,
 //! no sockets).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -15,15 +14,15 @@ use super::broker::{Broker, BrokerConfig, ConsumerKey, GroupRef, Ident, Partitio
 use super::http::HttpServer;
 use super::wire::WireServer;
 use crate::batch;
-use crate::config::{ConnectorConfig, ConnectorMode, Durability};
+use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom,
+    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
 };
 use crate::error::ConnectorError;
+use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
 
 /// Most bytes of records one read gathers.
 const MAX_READ_BYTES: usize = 8 * 1024 * 1024;
@@ -158,8 +157,9 @@ impl EmbeddedConnector {
     }
 
     /// Reads every record of every partition and checks both checksum levels (the
-    /// broker keeps serving meanwhile). Damage found here was not in a tail that
-    /// recovery repairs at open (bit rot in older segments, say).
+    /// broker keeps serving meanwhile). Damage found here is also found by reads,
+    /// which skip the damaged records; every damaged range is reported, one line
+    /// each, those recovery already keeps aside included.
     pub fn verify(&self) -> Result<VerifySummary, ConnectorError> {
         let broker = self.broker()?;
         let mut summary = VerifySummary::default();
@@ -175,13 +175,10 @@ impl EmbeddedConnector {
                 summary.messages += report.messages;
                 for damage in report.damage {
                     summary.damage.push(format!(
-                        "{}/{} partition {}: {} at byte {}: {:?}",
+                        "{}/{} partition {}: {damage}",
                         topic.stream_name(),
                         topic.name(),
                         partition.id,
-                        damage.path.display(),
-                        damage.position,
-                        damage.kind
                     ));
                 }
             }
@@ -189,15 +186,30 @@ impl EmbeddedConnector {
         Ok(summary)
     }
 
+    /// fsyncs every partition's log and stored consumer offsets now, and returns
+    /// once they are on stable storage: after it, everything published and
+    /// committed before the call survives power loss, whatever the durability
+    /// policy (under `interval`, call it to close the window at a point of your
+    /// choosing, such as before committing past a dead-lettered event). The fsyncs
+    /// run on the broker's sync threads, several partitions at once.
+    ///
+    /// # Errors
+    /// [`ConnectorError::NotConnected`]; [`StorageError::Poisoned`](crate::StorageError::Poisoned) (as
+    /// [`ConnectorError::Storage`]) when a partition's earlier write or sync
+    /// failed.
+    pub async fn flush(&self) -> Result<(), ConnectorError> {
+        self.broker()?.flush().await
+    }
+
     /// The data directory in use.
     pub fn data_dir(&self) -> Result<std::path::PathBuf, ConnectorError> {
         Ok(self.broker()?.data_dir().to_owned())
     }
 
-    /// Deletes the segments past each topic's retention now (it also happens in the
-    /// background every 10 seconds).
+    /// Deletes the segments past each topic's retention now, on the caller's thread
+    /// (it also happens in the background every 10 seconds).
     pub fn enforce_retention(&self) -> Result<(), ConnectorError> {
-        self.broker()?.maintain(true);
+        self.broker()?.maintain();
         Ok(())
     }
 
@@ -212,34 +224,37 @@ impl EmbeddedConnector {
     }
 }
 
-fn spawn_maintenance(
-    broker: &Arc<Broker>,
-    durability: Durability,
-    mut closed: watch::Receiver<bool>,
-) {
-    let tick = match durability {
-        Durability::Interval(interval) => {
-            (interval / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
-        }
-        Durability::EveryBatch | Durability::Never => Duration::from_secs(1),
-    };
+/// Retention every [`RETENTION_INTERVAL`], on the blocking pool (fsyncs are made by
+/// the broker's sync threads, not here).
+fn spawn_maintenance(broker: &Arc<Broker>, mut closed: watch::Receiver<bool>) {
     let weak = Arc::downgrade(broker);
     tokio::spawn(async move {
-        let mut since_retention = Duration::ZERO;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
+                () = tokio::time::sleep(RETENTION_INTERVAL) => {}
                 _ = closed.changed() => return,
             }
             let Some(broker) = weak.upgrade() else { return };
-            since_retention += tick;
-            let retention = since_retention >= RETENTION_INTERVAL;
-            if retention {
-                since_retention = Duration::ZERO;
+            if tokio::task::spawn_blocking(move || broker.maintain())
+                .await
+                .is_err()
+            {
+                tracing::error!("the retention pass panicked");
             }
-            broker.maintain(retention);
         }
     });
+}
+
+/// Runs blocking broker work (file creation, recovery, fsyncs) on the blocking
+/// pool, off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ConnectorError::InvalidRequest(format!(
+            "a storage task failed: {e}"
+        )))
+    })
 }
 
 /// Where a reader starts in `partition`.
@@ -291,11 +306,14 @@ impl IggyConnector for EmbeddedConnector {
             (temp.path().to_owned(), Some(temp))
         };
         let durability = embedded.durability();
-        let broker = Arc::new(Broker::open(BrokerConfig {
+        let broker_config = BrokerConfig {
             data_dir,
             durability,
             segment_size_bytes: embedded.segment_size_bytes,
-        })?);
+            fault_fsync_delay: embedded.fault_fsync_delay,
+        };
+        // Recovery reads (and may repair) every partition: off the runtime.
+        let broker = Arc::new(blocking(move || Broker::open(broker_config)).await?);
         let wire = if embedded.tcp_enabled {
             // Off the runtime: root tokens are checked against the root credentials
             // with Argon2.
@@ -327,7 +345,7 @@ impl IggyConnector for EmbeddedConnector {
             None
         };
         let http = if embedded.http_enabled {
-            match HttpServer::start(embedded.http_socket_address()?, Arc::clone(&broker)) {
+            match HttpServer::start(embedded, Arc::clone(&broker)) {
                 Ok(http) => Some(http),
                 Err(e) => {
                     if let Some(wire) = wire {
@@ -340,7 +358,7 @@ impl IggyConnector for EmbeddedConnector {
             None
         };
         let (closed, closed_rx) = watch::channel(false);
-        spawn_maintenance(&broker, durability, closed_rx);
+        spawn_maintenance(&broker, closed_rx);
         tracing::info!(data_dir = %broker.data_dir().display(), ?durability, "embedded broker opened");
         let mut running = self.running.write().unwrap_or_else(PoisonError::into_inner);
         // A concurrent `connect` on the same connector lost the race for the data
@@ -362,8 +380,38 @@ impl IggyConnector for EmbeddedConnector {
             .is_some()
     }
 
+    /// The broker is in this process: it answers when it is open. Lists the
+    /// partitions whose log is poisoned.
+    async fn ping(&self, _timeout: Duration) -> Result<PingReport, ConnectorError> {
+        let started = std::time::Instant::now();
+        let broker = self.broker()?;
+        broker.ensure_open()?;
+        let unwritable = broker
+            .unwritable_partitions()
+            .into_iter()
+            .map(|(stream, topic, partition)| UnwritablePartition {
+                stream,
+                topic,
+                partition,
+            })
+            .collect();
+        Ok(PingReport::new(started.elapsed(), unwritable))
+    }
+
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        Ok(self.broker()?.ensure_topic(spec)?.info())
+        spec.validate()?;
+        let broker = self.broker()?;
+        if let Some(topic) = broker.find_topic(
+            Ident::Name(spec.stream.as_str()),
+            Ident::Name(spec.topic.as_str()),
+        ) && topic.partitions_count() == spec.partitions
+            && topic.retention() == spec.retention
+        {
+            return Ok(topic.info());
+        }
+        // Creates directories and files, fsyncs them: off the runtime.
+        let spec = spec.clone();
+        blocking(move || Ok(broker.ensure_topic(&spec)?.info())).await
     }
 
     async fn topic_info(
@@ -380,13 +428,11 @@ impl IggyConnector for EmbeddedConnector {
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
         request.validate()?;
         let (broker, topic) = self.topic(&request.stream, &request.topic)?;
-        let partition = match &request.partitioning {
-            Partitioning::Balanced => topic.next_balanced(),
-            Partitioning::Partition(p) => *p,
-            Partitioning::Key(key) => partition_for(key, topic.partitions_count()),
-        };
+        let partition = request
+            .partitioning
+            .resolve(topic.partitions_count(), topic.round_robin());
         let mut record = batch::encode_batch(&request.messages, batch::now_micros());
-        let base_offset = broker.append(&topic, partition, &mut record)?;
+        let base_offset = broker.append(&topic, partition, &mut record).await?;
         Ok(PublishReceipt {
             partition,
             base_offset,
@@ -437,7 +483,7 @@ impl IggyConnector for EmbeddedConnector {
             Some(id) => id,
             None => match broker.create_group(&topic, group.clone()) {
                 Ok(id) => {
-                    initialize_offsets(&topic, id, start)?;
+                    initialize_offsets(&topic, id, start).await?;
                     id
                 }
                 Err(ConnectorError::AlreadyExists { .. }) => topic
@@ -463,6 +509,8 @@ impl IggyConnector for EmbeddedConnector {
             closed: self.closed_signal()?,
             left: AtomicBool::new(false),
             cursors: tokio::sync::Mutex::new(Cursors::default()),
+            seeks: std::sync::Mutex::new(Vec::new()),
+            sought: tokio::sync::Notify::new(),
         }))
     }
 
@@ -499,7 +547,9 @@ impl IggyConnector for EmbeddedConnector {
             http.stop().await;
         }
         running.closed.send_replace(true);
-        let result = running.broker.close();
+        let broker = Arc::clone(&running.broker);
+        // The final fsyncs: off the runtime.
+        let result = blocking(move || broker.close()).await;
         tracing::info!(data_dir = %running.broker.data_dir().display(), "embedded broker closed");
         result
     }
@@ -507,7 +557,7 @@ impl IggyConnector for EmbeddedConnector {
 
 /// Stores the starting offsets of a new group so that a restart before the first
 /// commit does not move its start.
-fn initialize_offsets(
+async fn initialize_offsets(
     topic: &Topic,
     group_id: u32,
     start: StartPosition,
@@ -521,8 +571,10 @@ fn initialize_offsets(
                 .offset_at_timestamp(ts)
                 .unwrap_or_else(|| partition.next_offset()),
         };
-        if let Some(last_handled) = first_to_read.checked_sub(1) {
-            partition.store_offset(ConsumerKey::Group(group_id), last_handled)?;
+        if let Some(last_handled) = start_to_store(first_to_read) {
+            partition
+                .store_offset(ConsumerKey::Group(group_id), last_handled)
+                .await?;
         }
     }
     Ok(())
@@ -574,13 +626,6 @@ impl MessageSubscriber for EmbeddedSubscriber {
     }
 }
 
-#[derive(Debug, Default)]
-struct Cursors {
-    generation: u64,
-    next: HashMap<u32, u64>,
-    turn: usize,
-}
-
 struct EmbeddedGroupMember {
     broker: Arc<Broker>,
     topic: Arc<Topic>,
@@ -590,7 +635,12 @@ struct EmbeddedGroupMember {
     rebalanced: watch::Receiver<u64>,
     closed: watch::Receiver<bool>,
     left: AtomicBool,
-    cursors: tokio::sync::Mutex<Cursors>,
+    /// Set for one group generation.
+    cursors: tokio::sync::Mutex<Cursors<u64>>,
+    /// Read positions asked for by `seek`, applied by the next poll.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
+    /// Wakes a poll waiting at the head when a seek arrives.
+    sought: tokio::sync::Notify,
 }
 
 impl fmt::Debug for EmbeddedGroupMember {
@@ -638,48 +688,47 @@ impl GroupConsumer for EmbeddedGroupMember {
         loop {
             rebalanced.borrow_and_update();
             let assignment = self.current_assignment()?;
-            if assignment.generation != cursors.generation {
-                // A new assignment: every owned partition restarts after the group's
-                // last commit (un-committed deliveries are redelivered).
-                cursors.generation = assignment.generation;
-                cursors.next = assignment
-                    .partitions
-                    .iter()
-                    .filter_map(|&p| {
-                        let partition = self.topic.partitions.get(p as usize)?;
-                        let next = partition
-                            .stored_offset(ConsumerKey::Group(self.group_id))
-                            .map_or(0, |o| o.saturating_add(1));
-                        Some((p, next))
-                    })
-                    .collect();
+            if !cursors.is_for(&assignment.generation) {
+                let committed = assignment.partitions.iter().filter_map(|&p| {
+                    let partition = self.topic.partitions.get(p as usize)?;
+                    Some((
+                        p,
+                        partition.stored_offset(ConsumerKey::Group(self.group_id)),
+                    ))
+                });
+                cursors.reset(assignment.generation, committed);
+            }
+            for (partition, offset) in
+                std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if assignment.partitions.contains(&partition) {
+                    cursors.seek(partition, offset);
+                }
             }
             let mut heads = Vec::with_capacity(assignment.partitions.len());
             let mut out = Vec::new();
-            let n = assignment.partitions.len();
-            for i in 0..n {
-                let p = assignment.partitions[(cursors.turn + i) % n];
+            let mut advanced = Vec::new();
+            for (p, next) in cursors.round(&assignment.partitions) {
                 let Some(partition) = self.topic.partitions.get(p as usize) else {
                     continue;
                 };
                 let mut head = partition.watch();
                 head.borrow_and_update();
                 heads.push(head);
-                let next = cursors.next.get(&p).copied().unwrap_or(0);
                 let messages = read_messages(
                     partition,
                     next.max(partition.first_offset()),
                     max - out.len() as u32,
                 )?;
                 if let Some(last) = messages.last() {
-                    cursors.next.insert(p, last.offset + 1);
+                    advanced.push((p, last.offset + 1));
                     out.extend(messages);
                     if out.len() as u32 >= max {
                         break;
                     }
                 }
             }
-            cursors.turn = cursors.turn.wrapping_add(1);
+            cursors.finish_round(advanced);
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -702,8 +751,17 @@ impl GroupConsumer for EmbeddedGroupMember {
             waits.push(Box::pin(async {
                 let _ = closed.changed().await;
             }));
+            waits.push(Box::pin(self.sought.notified()));
             select_all(waits).await;
         }
+    }
+
+    fn seek(&self, partition: u32, offset: u64) {
+        self.seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
+        self.sought.notify_one();
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
@@ -722,7 +780,8 @@ impl GroupConsumer for EmbeddedGroupMember {
                 });
             }
         }
-        p.store_offset(ConsumerKey::Group(self.group_id), offset)?;
+        p.store_offset(ConsumerKey::Group(self.group_id), offset)
+            .await?;
         Ok(())
     }
 

@@ -23,7 +23,8 @@ use crate::embedded::broker::persist;
 use crate::embedded::broker::{ConsumerKey, Partition, Topic};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::remote::{CopiedMessage, RemoteConnector};
+use crate::remote::RemoteConnector;
+use crate::remote::copy::{self, CopiedMessage};
 
 use super::progress::{PartitionProgress, Progress, TopicProgress, advance};
 use super::source::{chunks, read_source};
@@ -165,6 +166,7 @@ struct Run<'a, F> {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use rustok_iggy_connector::ops::{MigrateOptions, migrate};
 /// use rustok_iggy_connector::*;
 ///
 /// // An embedded data directory with one event (no broker may hold it)...
@@ -301,7 +303,7 @@ where
         let mut report = MigrateReport::default();
         for stream in streams {
             report.streams += 1;
-            self.destination.ensure_stream(&stream.name).await?;
+            copy::ensure_stream(&self.destination, &stream.name).await?;
             for topic in &stream.topics {
                 report.topics += 1;
                 report.partitions += topic.partitions_count();
@@ -329,7 +331,7 @@ where
     }
 
     fn save(&self, progress: &Progress) -> Result<(), ConnectorError> {
-        persist::write_json(&self.options.progress_file, progress, true)?;
+        persist::write_json(&self.options.progress_file, progress)?;
         Ok(())
     }
 
@@ -445,10 +447,14 @@ where
             }
             for chunk in chunks(&messages, self.options.batch_bytes) {
                 let copies: Vec<CopiedMessage> = chunk.iter().map(|m| m.copy.clone()).collect();
-                let base = self
-                    .destination
-                    .publish_copies(&topic.stream_name(), &topic.name(), partition.id, &copies)
-                    .await?;
+                let base = copy::publish_copies(
+                    &self.destination,
+                    &topic.stream_name(),
+                    &topic.name(),
+                    partition.id,
+                    &copies,
+                )
+                .await?;
                 if base != state.dest_next {
                     return Err(self.foreign(
                         topic,

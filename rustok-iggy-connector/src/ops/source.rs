@@ -9,7 +9,7 @@ use iggy_binary_protocol::batch::{
 
 use crate::embedded::broker::Partition;
 use crate::error::ConnectorError;
-use crate::remote::CopiedMessage;
+use crate::remote::copy::CopiedMessage;
 
 /// A message read from the source log.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 //! (session), so two members in one process are two members for the server too, and
 //! a member's polls never queue behind another's.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -18,27 +17,17 @@ use iggy_binary_protocol::codes::SYNC_CONSUMER_GROUP_CODE;
 use iggy_binary_protocol::requests::consumer_groups::SyncConsumerGroupRequest;
 use iggy_binary_protocol::responses::consumer_groups::SyncConsumerGroupResponse;
 use iggy_binary_protocol::{WireDecode, WireEncode, WireIdentifier};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::backoff::{Backoff, unless_closed};
 use super::client::{self, is_already_exists, is_group_not_found, is_membership_error, sdk_error};
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
-use super::subscriber::Backoff;
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
 use crate::error_codes::ErrorCode;
+use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-
-/// Where a member's reads stand within one assignment.
-#[derive(Debug, Default)]
-struct Cursors {
-    /// (membership epoch, group generation) the cursors belong to.
-    key: Option<(u64, u64)>,
-    /// Next offset to read, per owned partition.
-    next: HashMap<u32, u64>,
-    /// Round-robin start among the owned partitions.
-    turn: usize,
-}
 
 /// The membership as last synced: `epoch` counts this member's joins (a reconnect
 /// makes the server forget the member, which then joins again).
@@ -48,7 +37,7 @@ struct Synced {
     assignment: Assignment,
 }
 
-/// The shared part of a member (the connector keeps a weak reference to make it
+/// The shared part of a member (a task of its own holds a weak reference to make it
 /// leave at shutdown).
 pub(crate) struct MemberInner {
     client: IggyClient,
@@ -56,11 +45,16 @@ pub(crate) struct MemberInner {
     topic: TopicName,
     group: GroupName,
     partitions: u32,
-    cursors: tokio::sync::Mutex<Cursors>,
+    /// Set for one (membership epoch, group generation).
+    cursors: tokio::sync::Mutex<Cursors<(u64, u64)>>,
     assignment: std::sync::Mutex<Assignment>,
     epoch: AtomicU64,
     left: AtomicBool,
     closed: watch::Receiver<bool>,
+    /// Never sent: dropped with the member, it ends the member's shutdown task.
+    _dropped: oneshot::Sender<()>,
+    /// Read positions asked for by `seek`, applied by the next poll round.
+    seeks: std::sync::Mutex<Vec<(u32, u64)>>,
 }
 
 impl fmt::Debug for MemberInner {
@@ -259,6 +253,7 @@ pub(super) async fn join(
 ) -> Result<RemoteGroupMember, ConnectorError> {
     let meta = session.require(stream, topic).await?;
     let (client, _) = client::open(&session.config, &session.addresses).await?;
+    let (dropped_tx, dropped) = oneshot::channel();
     let inner = Arc::new(MemberInner {
         client,
         stream: stream.clone(),
@@ -270,14 +265,38 @@ pub(super) async fn join(
         epoch: AtomicU64::new(0),
         left: AtomicBool::new(false),
         closed: session.closed.subscribe(),
+        _dropped: dropped_tx,
+        seeks: std::sync::Mutex::new(Vec::new()),
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
         inner.left.store(true, Ordering::Release);
         return Err(error);
     }
-    session.register_member(&inner);
+    leave_at_close(&inner, session, dropped);
     Ok(RemoteGroupMember { inner })
+}
+
+/// Makes the member leave its group when the session closes (shutdown waits for it
+/// through the session's departure token); the task ends early when the member is
+/// dropped (its `Drop` leaves on its own).
+fn leave_at_close(inner: &Arc<MemberInner>, session: &Session, dropped: oneshot::Receiver<()>) {
+    let member = Arc::downgrade(inner);
+    let mut closed = session.closed.subscribe();
+    let departure = session.departure();
+    tokio::spawn(async move {
+        let _departure = departure;
+        tokio::select! {
+            () = async { drop(closed.wait_for(|closed| *closed).await) } => {
+                if let Some(inner) = member.upgrade()
+                    && let Err(error) = inner.leave_now().await
+                {
+                    tracing::warn!(%error, "leaving a group at shutdown failed");
+                }
+            }
+            _ = dropped => {}
+        }
+    });
 }
 
 async fn set_up(inner: &MemberInner, start: StartPosition) -> Result<(), ConnectorError> {
@@ -323,7 +342,7 @@ async fn initialize_offsets(
                 session::offset_at(&inner.client, at, micros).await?
             }
         };
-        let Some(last_handled) = first_to_read.checked_sub(1) else {
+        let Some(last_handled) = start_to_store(first_to_read) else {
             continue;
         };
         match inner
@@ -361,23 +380,9 @@ pub(super) struct RemoteGroupMember {
     inner: Arc<MemberInner>,
 }
 
-#[async_trait]
-impl GroupConsumer for RemoteGroupMember {
-    fn group(&self) -> &GroupName {
-        &self.inner.group
-    }
-
-    /// The assignment as of this member's last exchange with the server (every
-    /// `poll` and `commit` refreshes it).
-    fn assignment(&self) -> Assignment {
-        if self.inner.left.load(Ordering::Acquire) {
-            return Assignment::default();
-        }
-        self.inner.cached_assignment()
-    }
-
-    /// Cancel-safe: the cursors move only when messages are returned.
-    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+impl RemoteGroupMember {
+    /// One poll over the owned partitions, each from this member's cursor.
+    async fn poll_owned(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let inner = &*self.inner;
         let max = max.max(1);
         let mut cursors = inner.cursors.lock().await;
@@ -390,26 +395,23 @@ impl GroupConsumer for RemoteGroupMember {
             }
             let synced = inner.current().await?;
             let key = (synced.epoch, synced.assignment.generation);
-            if cursors.key != Some(key) {
-                // A new assignment: every owned partition restarts after the group's
-                // last commit (un-committed deliveries are redelivered).
-                let mut next = HashMap::with_capacity(synced.assignment.partitions.len());
+            if !cursors.is_for(&key) {
+                let mut committed = Vec::with_capacity(synced.assignment.partitions.len());
                 for &partition in &synced.assignment.partitions {
-                    let stored = inner.stored_offset(partition).await?;
-                    next.insert(partition, stored.map_or(0, |o| o.saturating_add(1)));
+                    committed.push((partition, inner.stored_offset(partition).await?));
                 }
-                *cursors = Cursors {
-                    key: Some(key),
-                    next,
-                    turn: 0,
-                };
+                cursors.reset(key, committed);
             }
-            let owned = &synced.assignment.partitions;
+            for (partition, offset) in
+                std::mem::take(&mut *inner.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+            {
+                if synced.assignment.partitions.contains(&partition) {
+                    cursors.seek(partition, offset);
+                }
+            }
             let mut out = Vec::new();
             let mut advanced = Vec::new();
-            for i in 0..owned.len() {
-                let partition = owned[(cursors.turn + i) % owned.len()];
-                let from = cursors.next.get(&partition).copied().unwrap_or(0);
+            for (partition, from) in cursors.round(&synced.assignment.partitions) {
                 let polled = poll_partition(
                     &inner.client,
                     &consumer,
@@ -431,7 +433,7 @@ impl GroupConsumer for RemoteGroupMember {
                     Err(e) if is_membership_error(&e) => break,
                     Err(e) => return Err(inner.group_error("poll", e)),
                 };
-                let messages = polled.into_messages(partition)?;
+                let messages = polled.into_messages(partition);
                 if let Some(last) = messages.last() {
                     advanced.push((partition, last.offset + 1));
                     out.extend(messages);
@@ -440,13 +442,65 @@ impl GroupConsumer for RemoteGroupMember {
                     }
                 }
             }
-            cursors.turn = cursors.turn.wrapping_add(1);
+            {
+                // A seek that came while this round read: what was read of that
+                // partition is from before it; drop it (the next round reads from the
+                // sought offset).
+                let seeks = inner.seeks.lock().unwrap_or_else(PoisonError::into_inner);
+                if !seeks.is_empty() {
+                    out.retain(|m| !seeks.iter().any(|&(p, _)| p == m.partition));
+                    advanced.retain(|(partition, _)| !seeks.iter().any(|&(p, _)| p == *partition));
+                }
+            }
             if !out.is_empty() {
-                cursors.next.extend(advanced);
+                cursors.finish_round(advanced);
                 return Ok(out);
+            }
+            cursors.finish_round([]);
+            if !inner
+                .seeks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                continue;
             }
             backoff.wait(&mut closed).await?;
         }
+    }
+}
+
+#[async_trait]
+impl GroupConsumer for RemoteGroupMember {
+    fn group(&self) -> &GroupName {
+        &self.inner.group
+    }
+
+    /// The assignment as of this member's last exchange with the server (every
+    /// `poll` and `commit` refreshes it).
+    fn assignment(&self) -> Assignment {
+        if self.inner.left.load(Ordering::Acquire) {
+            return Assignment::default();
+        }
+        self.inner.cached_assignment()
+    }
+
+    /// Cancel-safe: the cursors move only when messages are returned. Fails with
+    /// [`ConnectorError::ShuttingDown`] once the connector shuts down, whenever the
+    /// shutdown lands.
+    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let polled = self.poll_owned(max).await;
+        unless_closed(polled, &self.inner.closed)
+    }
+
+    /// Applied at the start of the next poll round (a poll waiting at the head polls
+    /// again within 100 ms).
+    fn seek(&self, partition: u32, offset: u64) {
+        self.inner
+            .seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((partition, offset));
     }
 
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {

@@ -9,8 +9,7 @@ use iggy::prelude::{
 };
 
 use crate::connector::{PollFrom, Retention, TopicInfo};
-use crate::error::ConnectorError;
-use crate::message::{Headers, OutgoingMessage, ReceivedMessage};
+use crate::message::{OutgoingMessage, ReceivedMessage};
 use crate::names::{StreamName, TopicName};
 
 /// The SDK messages of a batch. The event id is the Iggy message id (0 lets the SDK
@@ -47,15 +46,11 @@ pub(super) fn to_iggy_messages(
 }
 
 /// A polled SDK message of `partition` as a [`ReceivedMessage`].
-pub(super) fn from_iggy_message(
-    partition: u32,
-    message: IggyMessage,
-) -> Result<ReceivedMessage, ConnectorError> {
-    let headers = match &message.user_headers {
-        Some(bytes) if !bytes.is_empty() => Headers::decode(bytes)?,
-        _ => Headers::new(),
-    };
-    Ok(ReceivedMessage {
+pub(super) fn from_iggy_message(partition: u32, message: IggyMessage) -> ReceivedMessage {
+    // Headers that do not decode spoil that one message, not the poll.
+    let (headers, malformed_headers) =
+        ReceivedMessage::read_headers(message.user_headers.as_deref().unwrap_or_default());
+    ReceivedMessage {
         partition,
         offset: message.header.offset,
         id: message.header.id,
@@ -63,7 +58,8 @@ pub(super) fn from_iggy_message(
         origin_timestamp: message.header.origin_timestamp,
         payload: message.payload,
         headers,
-    })
+        malformed_headers,
+    }
 }
 
 /// The messages at or after `from` (a server may hand back whole batches), in
@@ -73,18 +69,18 @@ pub(super) fn received(
     messages: Vec<IggyMessage>,
     from: Option<u64>,
     max: u32,
-) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+) -> Vec<ReceivedMessage> {
     let mut out = Vec::with_capacity(messages.len());
     for message in messages {
         if from.is_some_and(|from| message.header.offset < from) {
             continue;
         }
-        out.push(from_iggy_message(partition, message)?);
+        out.push(from_iggy_message(partition, message));
     }
     out.sort_by_key(|m| m.offset);
     out.dedup_by_key(|m| m.offset);
     out.truncate(max as usize);
-    Ok(out)
+    out
 }
 
 /// The SDK polling strategy of a read start.
@@ -166,7 +162,7 @@ pub(super) fn topic_info(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::HeaderValue;
+    use crate::message::{HeaderValue, Headers};
 
     #[test]
     fn messages_keep_id_payload_and_headers() {
@@ -187,7 +183,7 @@ mod tests {
         );
         message.header.offset = 7;
         message.header.timestamp = 2_000;
-        let received = from_iggy_message(3, message).unwrap();
+        let received = from_iggy_message(3, message);
         assert_eq!(received.partition, 3);
         assert_eq!(received.offset, 7);
         assert_eq!(received.id, 42);
@@ -219,7 +215,7 @@ mod tests {
                 m
             })
             .collect();
-        let out = received(0, sdk, Some(2), 2).unwrap();
+        let out = received(0, sdk, Some(2), 2);
         assert_eq!(out.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![2, 3]);
     }
 

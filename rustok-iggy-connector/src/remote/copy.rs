@@ -36,79 +36,80 @@ impl std::fmt::Debug for CopiedMessage {
     }
 }
 
-impl RemoteConnector {
-    /// Creates the stream when it is missing.
-    pub(crate) async fn ensure_stream(&self, stream: &StreamName) -> Result<(), ConnectorError> {
-        let session = self.session()?;
-        Self::create_stream_if_missing(&session, stream, &ident(stream.as_str())?).await
-    }
+/// Creates the stream when it is missing.
+pub(crate) async fn ensure_stream(
+    remote: &RemoteConnector,
+    stream: &StreamName,
+) -> Result<(), ConnectorError> {
+    let session = remote.session()?;
+    RemoteConnector::create_stream_if_missing(&session, stream, &ident(stream.as_str())?).await
+}
 
-    /// Appends `messages` to `partition` as one batch, each with its own id, origin
-    /// timestamp and user headers; returns the base offset the server gave it.
-    ///
-    /// The spread of the origin timestamps in one batch must fit the protocol's
-    /// 32-bit microsecond delta (about 71 minutes); the caller splits batches.
-    pub(crate) async fn publish_copies(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        messages: &[CopiedMessage],
-    ) -> Result<u64, ConnectorError> {
-        if messages.is_empty() {
-            return Err(ConnectorError::InvalidRequest(
-                "a batch needs at least one message".into(),
-            ));
-        }
-        let session = self.session()?;
-        let partitions = session.check_partition(stream, topic, partition).await?;
-        let mut batch: Vec<IggyMessage> = messages
-            .iter()
-            .map(|m| IggyMessage {
-                header: IggyMessageHeader {
-                    checksum: 0,
-                    id: m.id,
-                    offset: 0,
-                    timestamp: 0,
-                    origin_timestamp: m.origin_timestamp,
-                    user_headers_length: m.user_headers.len() as u32,
-                    payload_length: m.payload.len() as u32,
-                    reserved: 0,
-                },
-                payload: m.payload.clone(),
-                user_headers: (!m.user_headers.is_empty()).then(|| m.user_headers.clone()),
-            })
-            .collect();
-        let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
-        let response = session
-            .connection(partition)
-            .send_messages(
-                &s,
-                &t,
-                &IggyPartitioning::partition_id(partition),
-                &mut batch,
-            )
-            .await
-            .map_err(|e| {
-                topic_error(
-                    format!("copy messages to {stream}/{topic} partition {partition}"),
-                    e,
-                    stream,
-                    topic,
-                    Some((partition, partitions)),
-                )
-            })?;
-        response
-            .confirmations
-            .iter()
-            .find(|c| c.partition_id == partition)
-            .map(|c| c.base_offset)
-            .ok_or_else(|| ConnectorError::Publish {
-                message: format!(
-                    "the server confirmed the copy to {stream}/{topic} partition {partition} \
-                     without its offset; a migration needs it to translate consumer offsets"
-                ),
-                source: None,
-            })
+/// Appends `messages` to `partition` as one batch, each with its own id, origin
+/// timestamp and user headers; returns the base offset the server gave it.
+///
+/// The spread of the origin timestamps in one batch must fit the protocol's
+/// 32-bit microsecond delta (about 71 minutes); the caller splits batches.
+pub(crate) async fn publish_copies(
+    remote: &RemoteConnector,
+    stream: &StreamName,
+    topic: &TopicName,
+    partition: u32,
+    messages: &[CopiedMessage],
+) -> Result<u64, ConnectorError> {
+    if messages.is_empty() {
+        return Err(ConnectorError::InvalidRequest(
+            "a batch needs at least one message".into(),
+        ));
     }
+    let session = remote.session()?;
+    let partitions = session.check_partition(stream, topic, partition).await?;
+    let mut batch: Vec<IggyMessage> = messages
+        .iter()
+        .map(|m| IggyMessage {
+            header: IggyMessageHeader {
+                checksum: 0,
+                id: m.id,
+                offset: 0,
+                timestamp: 0,
+                origin_timestamp: m.origin_timestamp,
+                user_headers_length: m.user_headers.len() as u32,
+                payload_length: m.payload.len() as u32,
+                reserved: 0,
+            },
+            payload: m.payload.clone(),
+            user_headers: (!m.user_headers.is_empty()).then(|| m.user_headers.clone()),
+        })
+        .collect();
+    let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
+    let response = session
+        .connection(partition)
+        .send_messages(
+            &s,
+            &t,
+            &IggyPartitioning::partition_id(partition),
+            &mut batch,
+        )
+        .await
+        .map_err(|e| {
+            topic_error(
+                format!("copy messages to {stream}/{topic} partition {partition}"),
+                e,
+                stream,
+                topic,
+                Some((partition, partitions)),
+            )
+        })?;
+    response
+        .confirmations
+        .iter()
+        .find(|c| c.partition_id == partition)
+        .map(|c| c.base_offset)
+        .ok_or_else(|| ConnectorError::Publish {
+            message: format!(
+                "the server confirmed the copy to {stream}/{topic} partition {partition} \
+                 without its offset; a migration needs it to translate consumer offsets"
+            ),
+            source: None,
+        })
 }

@@ -1,25 +1,24 @@
 //! `RemoteConnector`: the `IggyConnector` over an Iggy server or cluster, through the
 //! official `iggy` SDK (every byte on the wire is the SDK's).
 
+mod backoff;
 mod client;
 mod consumer;
 mod convert;
 // Only the migration tool (embedded → remote) copies stored messages.
 #[cfg(feature = "embedded")]
-mod copy;
+pub(crate) mod copy;
 mod session;
 mod subscriber;
 
-#[cfg(feature = "embedded")]
-pub(crate) use self::copy::CopiedMessage;
-
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use iggy::prelude::{
     ConsumerGroupClient, Identifier, MessageClient, Partitioning as IggyPartitioning, StreamClient,
-    TopicClient, TopicCreateOptions, TopicUpdateOptions, UserClient,
+    SystemClient, TopicClient, TopicCreateOptions, TopicUpdateOptions, UserClient,
 };
 
 use self::client::{is_already_exists, is_group_not_found, sdk_error};
@@ -27,16 +26,12 @@ use self::session::{At, Session, ident, topic_error};
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom, PublishReceipt,
-    PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport, PollFrom,
+    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
 };
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
-use crate::partition::partition_for;
-
-/// Most partitions a topic may have (the embedded broker's limit too).
-const MAX_PARTITIONS: u32 = 1000;
 
 /// The remote mode: an Iggy server or cluster reached through the official `iggy`
 /// SDK (TCP, optionally TLS, or QUIC).
@@ -193,7 +188,6 @@ impl IggyConnector for RemoteConnector {
             ..config.clone()
         }
         .validate()?;
-        client::check_config(&config.remote)?;
         if self.is_connected() {
             return Err(ConnectorError::AlreadyConnected);
         }
@@ -255,13 +249,22 @@ impl IggyConnector for RemoteConnector {
             .is_some()
     }
 
-    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
-            return Err(ConnectorError::InvalidRequest(format!(
-                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {}",
-                spec.partitions
-            )));
+    /// Sends an Iggy `Ping` on the metadata connection and waits for the answer.
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
+        let session = self.session()?;
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, session.client.ping()).await {
+            Ok(Ok(())) => Ok(PingReport::new(started.elapsed(), Vec::new())),
+            Ok(Err(e)) => Err(sdk_error("ping the server", e)),
+            Err(_) => Err(ConnectorError::Timeout {
+                what: format!("the server's answer to a ping ({})", session.addresses[0]),
+                after: timeout,
+            }),
         }
+    }
+
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        spec.validate()?;
         let session = self.session()?;
         let (s, t) = (ident(spec.stream.as_str())?, ident(spec.topic.as_str())?);
         Self::create_stream_if_missing(&session, &spec.stream, &s).await?;
@@ -361,11 +364,14 @@ impl IggyConnector for RemoteConnector {
         let session = self.session()?;
         let (stream, topic) = (&request.stream, &request.topic);
         let meta = session.require(stream, topic).await?;
-        let (partition, partitions) = match &request.partitioning {
-            Partitioning::Balanced => (meta.next_balanced(), meta.partitions),
-            Partitioning::Key(key) => (partition_for(key, meta.partitions), meta.partitions),
-            Partitioning::Partition(p) => (*p, session.check_partition(stream, topic, *p).await?),
+        let partitions = match &request.partitioning {
+            // The cached count may be stale for an explicit partition: ask.
+            Partitioning::Partition(p) => session.check_partition(stream, topic, *p).await?,
+            Partitioning::Balanced | Partitioning::Key(_) => meta.partitions,
         };
+        let partition = request
+            .partitioning
+            .resolve(meta.partitions, &meta.balanced);
         let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
         let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
         let response = session
@@ -536,11 +542,8 @@ impl IggyConnector for RemoteConnector {
             return Ok(());
         };
         session.closed.send_replace(true);
-        for member in session.take_members() {
-            if let Err(error) = member.leave_now().await {
-                tracing::warn!(%error, "leaving a group at shutdown failed");
-            }
-        }
+        // Every member leaves its group on the closed signal.
+        session.departed().await;
         for connection in session.connections() {
             if let Err(error) = connection.logout_user().await {
                 tracing::debug!(%error, "signing out at shutdown failed");

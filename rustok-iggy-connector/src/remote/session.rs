@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use iggy::prelude::{
     Consumer, Identifier, IggyClient, IggyError, MessageClient, PollingStrategy, StreamClient,
@@ -13,12 +12,12 @@ use iggy::prelude::{
 use tokio::sync::watch;
 
 use super::client::{is_partition_not_found, is_stream_not_found, is_topic_not_found, sdk_error};
-use super::consumer::MemberInner;
 use super::convert;
 use crate::config::RemoteConnectorConfig;
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{StreamName, TopicName};
+use crate::partition::RoundRobin;
 
 /// The consumer id of replay reads. Replay polls name an explicit offset (or
 /// timestamp) and never auto-commit, so nothing is ever stored under it.
@@ -30,15 +29,10 @@ pub(super) struct TopicMeta {
     /// Partition count, as the server last described it.
     pub(super) partitions: u32,
     /// Cursor of balanced publishing (client-side round-robin).
-    balanced: AtomicU32,
+    pub(super) balanced: RoundRobin,
 }
 
-impl TopicMeta {
-    /// The next partition of balanced publishing.
-    pub(super) fn next_balanced(&self) -> u32 {
-        self.balanced.fetch_add(1, Ordering::Relaxed) % self.partitions.max(1)
-    }
-}
+impl TopicMeta {}
 
 /// A live connection pool.
 pub(super) struct Session {
@@ -51,8 +45,11 @@ pub(super) struct Session {
     /// The configured addresses, the one that answered first.
     pub(super) addresses: Vec<String>,
     topics: Mutex<HashMap<(String, String), Arc<TopicMeta>>>,
-    members: Mutex<Vec<Weak<MemberInner>>>,
+    /// Becomes `true` at shutdown: waiting polls end, and group members leave.
     pub(super) closed: watch::Sender<bool>,
+    /// Whatever must finish before shutdown returns (a member leaving its group)
+    /// holds a receiver; [`departed`](Self::departed) waits until none is left.
+    departures: watch::Sender<()>,
 }
 
 impl fmt::Debug for Session {
@@ -175,10 +172,7 @@ impl PolledPartition {
     }
 
     /// The messages of `partition`.
-    pub(super) fn into_messages(
-        self,
-        partition: u32,
-    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+    pub(super) fn into_messages(self, partition: u32) -> Vec<ReceivedMessage> {
         convert::received(partition, self.messages, self.from, self.max)
     }
 }
@@ -197,8 +191,8 @@ impl Session {
             config,
             addresses,
             topics: Mutex::new(HashMap::new()),
-            members: Mutex::new(Vec::new()),
             closed: watch::channel(false).0,
+            departures: watch::channel(()).0,
         }
     }
 
@@ -227,19 +221,15 @@ impl Session {
         *self.closed.borrow()
     }
 
-    /// Keeps track of a group member so that shutdown can make it leave.
-    pub(super) fn register_member(&self, member: &Arc<MemberInner>) {
-        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        members.retain(|m| m.strong_count() > 0);
-        members.push(Arc::downgrade(member));
+    /// A token that [`departed`](Self::departed) waits for: hold it until the work
+    /// that must end before shutdown returns is done.
+    pub(super) fn departure(&self) -> watch::Receiver<()> {
+        self.departures.subscribe()
     }
 
-    /// The group members still alive.
-    pub(super) fn take_members(&self) -> Vec<Arc<MemberInner>> {
-        std::mem::take(&mut *self.members.lock().unwrap_or_else(PoisonError::into_inner))
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect()
+    /// Returns when every [`departure`](Self::departure) token is dropped.
+    pub(super) async fn departed(&self) {
+        self.departures.closed().await;
     }
 
     fn remember(&self, stream: &StreamName, topic: &TopicName, partitions: u32) -> Arc<TopicMeta> {
@@ -250,7 +240,7 @@ impl Session {
             _ => {
                 let meta = Arc::new(TopicMeta {
                     partitions,
-                    balanced: AtomicU32::new(0),
+                    balanced: RoundRobin::new(),
                 });
                 topics.insert(key, Arc::clone(&meta));
                 meta
@@ -386,8 +376,8 @@ pub(super) async fn read_plain(
     );
     poll_partition(client, &consumer, at, strategy, from, max)
         .await
-        .map_err(|e| at.error("poll", e))?
-        .into_messages(at.partition)
+        .map_err(|e| at.error("poll", e))
+        .map(|polled| polled.into_messages(at.partition))
 }
 
 /// The offset the next message of the partition will get.

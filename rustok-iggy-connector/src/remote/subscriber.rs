@@ -2,57 +2,18 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use iggy::prelude::PollingStrategy;
 use tokio::sync::watch;
 
+use super::backoff::{Backoff, unless_closed};
 use super::convert;
 use super::session::{At, Session};
 use crate::connector::{MessageSubscriber, PollFrom};
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{StreamName, TopicName};
-
-/// Waiting at the head of a partition: the server has no push, so the reader polls
-/// again after 1 ms, doubling up to 100 ms while nothing arrives.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(1);
-    const MAX: Duration = Duration::from_millis(100);
-
-    pub(super) fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    /// The next pause.
-    pub(super) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        delay
-    }
-
-    /// Sleeps the next pause, or fails with [`ConnectorError::ShuttingDown`] when
-    /// the connector closes first.
-    pub(super) async fn wait(
-        &mut self,
-        closed: &mut watch::Receiver<bool>,
-    ) -> Result<(), ConnectorError> {
-        if *closed.borrow() {
-            return Err(ConnectorError::ShuttingDown);
-        }
-        let delay = self.next_delay();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            _ = closed.changed() => Err(ConnectorError::ShuttingDown),
-        }
-    }
-}
 
 /// Where the cursor stands.
 #[derive(Debug, Clone, Copy)]
@@ -122,8 +83,22 @@ impl RemoteSubscriber {
 
 #[async_trait]
 impl MessageSubscriber for RemoteSubscriber {
-    /// Cancel-safe: the cursor moves only when a batch is returned.
+    /// Cancel-safe: the cursor moves only when a batch is returned. Fails with
+    /// [`ConnectorError::ShuttingDown`] once the connector shuts down, whenever the
+    /// shutdown lands.
     async fn next_batch(&mut self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let batch = self.next_batch_until_closed(max).await;
+        unless_closed(batch, &self.closed)
+    }
+}
+
+impl RemoteSubscriber {
+    /// The read; [`MessageSubscriber::next_batch`] reports its failures after a
+    /// shutdown as the shutdown.
+    async fn next_batch_until_closed(
+        &mut self,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let max = max.max(1);
         let mut backoff = Backoff::new();
         loop {
@@ -147,29 +122,5 @@ impl MessageSubscriber for RemoteSubscriber {
             }
             backoff.wait(&mut self.closed).await?;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_100ms() {
-        let mut backoff = Backoff::new();
-        let delays: Vec<_> = (0..9).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64, 100, 100]);
-    }
-
-    #[tokio::test]
-    async fn backoff_wait_ends_when_the_connector_closes() {
-        let (tx, mut rx) = watch::channel(false);
-        let mut backoff = Backoff::new();
-        backoff.wait(&mut rx).await.unwrap();
-        tx.send_replace(true);
-        assert!(matches!(
-            backoff.wait(&mut rx).await,
-            Err(ConnectorError::ShuttingDown)
-        ));
     }
 }

@@ -43,6 +43,7 @@ async fn main() {
     let options = SubscriptionOptions {
         batch_size: 7,
         max_in_flight: 5,
+        ..SubscriptionOptions::default()
     };
     let mut subscription = jobs
         .subscribe_with("g", StartPosition::Earliest, options)

@@ -1,7 +1,6 @@
 //! A topic: its partitions, retention and consumer groups.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::groups::Group;
@@ -9,6 +8,7 @@ use super::partition::Partition;
 use crate::connector::{Retention, TopicInfo};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
+use crate::partition::RoundRobin;
 
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
@@ -52,7 +52,7 @@ pub(crate) struct Topic {
     pub(crate) partitions: Vec<Arc<Partition>>,
     pub(crate) retention: Mutex<Retention>,
     pub(crate) groups: Mutex<Groups>,
-    round_robin: AtomicU32,
+    round_robin: RoundRobin,
 }
 
 impl Topic {
@@ -76,7 +76,7 @@ impl Topic {
             partitions,
             retention: Mutex::new(retention),
             groups: Mutex::new(groups),
-            round_robin: AtomicU32::new(0),
+            round_robin: RoundRobin::new(),
         }
     }
 
@@ -126,9 +126,9 @@ impl Topic {
     }
 
     /// The next partition in round-robin order.
-    pub(crate) fn next_balanced(&self) -> u32 {
-        let n = self.partitions_count().max(1);
-        self.round_robin.fetch_add(1, Ordering::Relaxed) % n
+    /// The cursor of balanced publishing.
+    pub(crate) fn round_robin(&self) -> &RoundRobin {
+        &self.round_robin
     }
 
     pub(crate) fn retention(&self) -> Retention {

@@ -179,13 +179,13 @@ async fn route(
         UPDATE_TOPIC_CODE => topics::update(shared, body),
 
         DELETE_SEGMENTS_CODE => partitions::delete_segments(shared, body),
-        FLUSH_UNSAVED_BUFFER_CODE => partitions::flush(shared, body),
+        FLUSH_UNSAVED_BUFFER_CODE => partitions::flush(shared, body).await,
 
-        SEND_MESSAGES_CODE => messages::send(shared, body, out),
-        POLL_MESSAGES_CODE => messages::poll(shared, session, body, out),
+        SEND_MESSAGES_CODE => messages::send(shared, body, out).await,
+        POLL_MESSAGES_CODE => messages::poll(shared, session, body, out).await,
 
         GET_CONSUMER_OFFSET_CODE => offsets::get(shared, session, body, out),
-        STORE_CONSUMER_OFFSET_CODE => offsets::store(shared, session, body),
+        STORE_CONSUMER_OFFSET_CODE => offsets::store(shared, session, body).await,
         DELETE_CONSUMER_OFFSET_CODE => offsets::delete(shared, session, body),
 
         GET_CONSUMER_GROUP_CODE => groups::get(shared, body, out),

@@ -1,23 +1,24 @@
 //! `SendMessages` and `PollMessages` (`docs/wire-protocol.md` §4).
 
 use bytes::BytesMut;
+use iggy_binary_protocol::WireEncode;
 use iggy_binary_protocol::batch::{BatchIntegrity, decode_batch_slice_with};
 use iggy_binary_protocol::requests::messages::PollMessagesRequest;
 use iggy_binary_protocol::responses::messages::PollMessagesResponseHeader;
 use iggy_binary_protocol::responses::messages::{
     SendMessagesConfirmationResponse, SendMessagesResponse,
 };
-use iggy_binary_protocol::{WireEncode, WirePartitioning, validate_user_headers};
+use iggy_binary_protocol::validate_user_headers;
 
 use super::lookup::{Caller, consumer_key, decode, resolve_topic, send_parts};
 use super::reply::Handled;
 use super::session::Session;
 use super::shared::Shared;
 use crate::batch;
+use crate::connector::Partitioning;
 use crate::embedded::broker::Partition;
 use crate::error_codes::ErrorCode;
 use crate::message::MAX_HEADER_FIELD_LENGTH;
-use crate::partition::partition_for;
 
 /// Most bytes of records one poll reply gathers (at least one record is always
 /// served, up to the 64 MiB frame limit).
@@ -33,7 +34,7 @@ const FENCED_PARTITION: u32 = u32::MAX;
 
 /// Appends the received batch record: validated (layout and both checksum levels),
 /// stamped with partition, base offset and broker time, stored as is.
-pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
+pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
     let (header, record) = send_parts(body)?;
     let batch_header = batch::validate(record, true).map_err(ErrorCode::from)?;
     if batch_header.message_count == 0 || batch_header.message_count != header.messages_count {
@@ -41,13 +42,10 @@ pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
     }
     check_user_headers(record)?;
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
-    let partition = match &header.partitioning {
-        WirePartitioning::Balanced => topic.next_balanced(),
-        WirePartitioning::PartitionId(p) => *p,
-        WirePartitioning::MessagesKey(key) => partition_for(key, topic.partitions_count()),
-    };
+    let partition = Partitioning::from(header.partitioning)
+        .resolve(topic.partitions_count(), topic.round_robin());
     let mut record = record.to_vec();
-    let base_offset = shared.broker.append(&topic, partition, &mut record)?;
+    let base_offset = shared.broker.append(&topic, partition, &mut record).await?;
     SendMessagesResponse {
         confirmations: vec![SendMessagesConfirmationResponse {
             stream_id: topic.stream_id,
@@ -130,7 +128,12 @@ fn start_offset(
 
 /// Serves stored records sliced to `[start, start + count)`; the reply always has
 /// the 16-byte prefix (an empty poll is the prefix with count 0).
-pub(crate) fn poll(shared: &Shared, session: &Session, body: &[u8], out: &mut BytesMut) -> Handled {
+pub(crate) async fn poll(
+    shared: &Shared,
+    session: &Session,
+    body: &[u8],
+    out: &mut BytesMut,
+) -> Handled {
     let request: PollMessagesRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
     let caller = Caller::resolve(&topic, &request.consumer, request.partition_id, session)?;
@@ -189,7 +192,7 @@ pub(crate) fn poll(shared: &Shared, session: &Session, body: &[u8], out: &mut By
         if request.auto_commit
             && let (Some(key), Some(last)) = (key, last)
         {
-            partition.store_offset(key, last)?;
+            partition.store_offset(key, last).await?;
         }
     }
     Ok(())

@@ -23,14 +23,16 @@ pub(crate) fn delete_segments(shared: &Shared, body: &[u8]) -> Handled {
 
 /// Flushes a partition. Every append is written to its segment file before it is
 /// acknowledged (there is no buffer of unsaved messages in the broker), so without
-/// `fsync` this only checks the partition; with `fsync` it fsyncs the partition's
-/// active segment and index, whatever the configured durability.
-pub(crate) fn flush(shared: &Shared, body: &[u8]) -> Handled {
+/// `fsync` this only checks the partition; with `fsync` it asks the sync threads to
+/// fsync what the partition appended and committed so far (segment, index and
+/// offsets journal), whatever the configured durability, and answers once that is
+/// done.
+pub(crate) async fn flush(shared: &Shared, body: &[u8]) -> Handled {
     let request: FlushUnsavedBufferRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
     let partition = topic.partition(request.partition_id)?;
     if request.fsync {
-        partition.sync().map_err(ErrorCode::from)?;
+        partition.flush().await.map_err(ErrorCode::from)?;
     }
     Ok(())
 }

@@ -1,0 +1,378 @@
+//! What the application holds: a [`Delivery`] (or a [`RawDelivery`]) and the handle
+//! that settles it exactly once.
+
+use std::fmt;
+use std::ops::Deref;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustok_iggy_connector::{
+    ConnectorError, Counter, GroupConsumer, Headers, HistogramHandle, Metrics, ReceivedMessage,
+    metric_names,
+};
+use uuid::Uuid;
+
+use crate::acks::{AckState, Committed, Ticket};
+use crate::dead_letter::{DeadLetters, Failure};
+use crate::error::Error;
+use crate::metadata::EventMetadata;
+use crate::retry::Backoff;
+
+/// Where and how a delivery arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryInfo {
+    /// The partition.
+    pub partition: u32,
+    /// The offset in that partition.
+    pub offset: u64,
+    /// The event id (the Iggy message id).
+    pub event_id: Uuid,
+    /// The event type the message names.
+    pub event_type: String,
+    /// The schema version it was written with.
+    pub schema_version: u32,
+    /// When the broker appended it (µs since the Unix epoch).
+    pub timestamp: u64,
+    /// 1 for the first delivery in this process, 2 after one `nack`, ...
+    pub attempt: u32,
+    /// Correlation, causation, tenant, actor, trace context.
+    pub metadata: EventMetadata,
+    /// Every user header of the message.
+    pub headers: Headers,
+}
+
+/// The metrics of a subscription, resolved once for its topic and group.
+#[derive(Debug)]
+pub(super) struct Labels {
+    pub(super) consumed: Counter,
+    pub(super) consumed_bytes: Counter,
+    pub(super) end_to_end: HistogramHandle,
+    pub(super) acked: Counter,
+    pub(super) nacked: Counter,
+    pub(super) skipped: Counter,
+    pub(super) errors: Counter,
+}
+
+impl Labels {
+    pub(super) fn new(topic: &str, group: &str) -> Self {
+        let metrics = Metrics::global();
+        let labels = [
+            ("messaging_destination_name", topic),
+            ("messaging_consumer_group_name", group),
+        ];
+        Self {
+            consumed: metrics.counter_handle(metric_names::CONSUMED_MESSAGES, &labels),
+            consumed_bytes: metrics.counter_handle(metric_names::CONSUMED_BYTES, &labels),
+            end_to_end: metrics.histogram_handle(metric_names::END_TO_END_LATENCY, &labels),
+            acked: metrics.counter_handle(metric_names::ACKED, &labels),
+            nacked: metrics.counter_handle(metric_names::NACKED, &labels),
+            skipped: metrics.counter_handle(metric_names::SKIPPED, &labels),
+            errors: metrics.counter_handle(metric_names::CONSUMER_ERRORS, &labels),
+        }
+    }
+}
+
+/// What a subscription shares with its deliveries and its committer.
+#[derive(Debug)]
+pub(super) struct Core {
+    pub(super) labels: Labels,
+    pub(super) acks: AckState,
+    pub(super) consumer: Arc<dyn GroupConsumer>,
+    pub(super) redelivery_backoff: Backoff,
+}
+
+/// What a delivery dropped without a decision does.
+#[derive(Debug)]
+pub(super) enum OnDrop {
+    /// Delivered again at once.
+    Redeliver,
+    /// Holds its partition (an undecided decode error), with the reason.
+    Hold(Box<str>),
+    /// Counts as skipped (an undecided decode error under [`Undecided::Skip`]).
+    Skip,
+}
+
+/// The acknowledgement side of one delivery: it settles exactly once (a decision, or
+/// its drop), giving back its in-flight slot.
+pub(super) struct AckHandle {
+    pub(super) core: Arc<Core>,
+    pub(super) message: Option<ReceivedMessage>,
+    pub(super) ticket: Ticket,
+    pub(super) attempt: u32,
+    pub(super) on_drop: OnDrop,
+}
+
+impl fmt::Debug for AckHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckHandle")
+            .field("message", &self.message)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl AckHandle {
+    /// Settles the delivery (handled, skipped or dead-lettered), counting it in
+    /// `counter`.
+    fn settle(&mut self, counter: fn(&Labels) -> &Counter) {
+        if self.message.take().is_some() {
+            counter(&self.core.labels).add(1);
+            self.core.acks.settle(&self.ticket);
+        }
+    }
+
+    fn nack(&mut self, delay: Duration) {
+        if let Some(message) = self.message.take() {
+            self.core.labels.nacked.add(1);
+            self.core
+                .acks
+                .requeue(message, self.ticket.clone(), self.attempt + 1, delay);
+        }
+    }
+
+    fn hold(&mut self, reason: &str) {
+        if let Some(message) = self.message.take() {
+            let delay = self.core.redelivery_backoff.delay(self.attempt);
+            self.core.acks.hold(
+                message,
+                self.ticket.clone(),
+                self.attempt + 1,
+                reason,
+                delay,
+            );
+        }
+    }
+
+    /// Settles, then waits until the group's committed offset covers the delivery.
+    async fn settle_and_commit(mut self) -> Result<(), Error> {
+        self.settle(|l| &l.acked);
+        let core = Arc::clone(&self.core);
+        let ticket = self.ticket.clone();
+        drop(self);
+        loop {
+            core.acks.commit_now(core.consumer.as_ref()).await?;
+            let mut ended = pin!(core.acks.round_done().notified());
+            ended.as_mut().enable();
+            let lost = || {
+                !core
+                    .consumer
+                    .assignment()
+                    .partitions
+                    .contains(&ticket.partition())
+            };
+            match core.acks.committed(&ticket) {
+                Committed::Covered => return Ok(()),
+                // The partition went to another member, which delivers it again.
+                state if state == Committed::Gone || lost() => {
+                    return Err(Error::Connector(ConnectorError::Fenced {
+                        group: core.acks.group().to_owned(),
+                        partition: ticket.partition(),
+                        generation: core.consumer.assignment().generation,
+                    }));
+                }
+                // An earlier delivery of the partition is outstanding: wait for the
+                // next commit round (it follows the next settlement).
+                _ => ended.await,
+            }
+        }
+    }
+
+    fn is_superseded(&self) -> bool {
+        self.ticket.is_superseded()
+    }
+}
+
+impl Drop for AckHandle {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.on_drop, OnDrop::Redeliver) {
+            OnDrop::Redeliver => self.nack(Duration::ZERO),
+            OnDrop::Hold(reason) => self.hold(&reason),
+            OnDrop::Skip => self.settle(|l| &l.skipped),
+        }
+    }
+}
+
+/// One event handed to the application, to be acknowledged.
+///
+/// Dereferences to the event. Call [`Delivery::ack`] once it is handled: only then can
+/// its offset be committed. [`Delivery::nack`] asks for it again after a delay.
+/// A delivery dropped without either is delivered again at once.
+pub struct Delivery<E> {
+    pub(super) event: E,
+    pub(super) info: DeliveryInfo,
+    pub(super) handle: AckHandle,
+}
+
+impl<E> fmt::Debug for Delivery<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> Deref for Delivery<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.event
+    }
+}
+
+impl<E> Delivery<E> {
+    /// Where and how it arrived.
+    pub fn info(&self) -> &DeliveryInfo {
+        &self.info
+    }
+
+    /// The event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// Acknowledges the delivery: it counts as handled, and the group's committed
+    /// offset for its partition may move past it as soon as every earlier delivery of
+    /// that partition is settled too.
+    ///
+    /// When the ack becomes a commit: right after, in the background, one commit at a
+    /// time per subscription (acknowledgements that arrive while a commit is in flight
+    /// are covered by the next one). Until then a crash delivers the event again
+    /// (at-least-once). To wait for the commit, use [`Delivery::ack_and_commit`],
+    /// [`Subscription::commit`] or [`Subscription::close`]. Dropping the subscription
+    /// stores what was acknowledged before it returns on the embedded connector; on
+    /// the remote connector it only starts those commits in the background, so a
+    /// process that exits right after may see the event again: call
+    /// [`Subscription::close`] (or `ack_and_commit`) before exiting. If the partition
+    /// was reassigned to another member meanwhile, the commit is refused and that
+    /// member receives the event again.
+    pub async fn ack(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.acked);
+        Ok(())
+    }
+
+    /// Acknowledges the delivery and returns once the group's committed offset covers
+    /// it (stored by the broker): after this, a crash does not deliver it again.
+    ///
+    /// The commit covers a partition's contiguous acknowledged prefix, so this also
+    /// waits for the earlier deliveries of the partition to be settled: do not call it
+    /// while holding an earlier delivery of the same partition in the same task.
+    /// Fails with [`ConnectorError::Fenced`] when the partition went to another member
+    /// first (which receives the event again), or with the commit's error (the commit
+    /// is retried in the background).
+    pub async fn ack_and_commit(self) -> Result<(), Error> {
+        let Self { handle, .. } = self;
+        handle.settle_and_commit().await
+    }
+
+    /// Asks for the event again after `delay` (attempt + 1). The partition's commit
+    /// waits for it; other events keep flowing, so a nacked event may come back
+    /// after later ones.
+    pub fn nack(mut self, delay: Duration) {
+        self.handle.nack(delay);
+    }
+
+    /// Whether the delivery left this subscription's flow: its partition went to
+    /// another member, or is held at an earlier offset. Handling it is harmless (at
+    /// least once) but wasted: drop it, it is delivered again where it belongs.
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.handle.is_superseded()
+    }
+
+    /// Splits the delivery into the event, its info and the raw delivery that still
+    /// has to be acknowledged.
+    pub fn into_parts(self) -> (E, DeliveryInfo, RawDelivery) {
+        let Self {
+            event,
+            info,
+            handle,
+        } = self;
+        (event, info, RawDelivery { handle })
+    }
+}
+
+/// A delivery without a decoded event: acknowledge it, ask for it again, or read its
+/// bytes (for dead-lettering).
+#[derive(Debug)]
+pub struct RawDelivery {
+    pub(super) handle: AckHandle,
+}
+
+impl RawDelivery {
+    /// The message as received.
+    pub fn message(&self) -> Option<&ReceivedMessage> {
+        self.handle.message.as_ref()
+    }
+
+    /// The delivery attempt (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.handle.attempt
+    }
+
+    /// Acknowledges it: it counts as handled (see [`Delivery::ack`]).
+    pub async fn ack(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.acked);
+        Ok(())
+    }
+
+    /// Acknowledges it and waits for the commit (see [`Delivery::ack_and_commit`]).
+    pub async fn ack_and_commit(self) -> Result<(), Error> {
+        self.handle.settle_and_commit().await
+    }
+
+    /// Asks for it again after `delay` (see [`Delivery::nack`]).
+    pub fn nack(mut self, delay: Duration) {
+        self.handle.nack(delay);
+    }
+
+    /// Settles it as explicitly skipped.
+    pub(crate) fn skip(mut self) -> Result<(), Error> {
+        self.handle.settle(|l| &l.skipped);
+        Ok(())
+    }
+
+    /// Holds its partition (see [`Undecided::Hold`]).
+    pub(crate) fn hold(mut self) {
+        let reason = match &self.handle.on_drop {
+            OnDrop::Hold(reason) => reason.to_string(),
+            _ => "held by the application".to_owned(),
+        };
+        self.handle.hold(&reason);
+    }
+
+    /// Writes it to the dead-letter topic with `reason`, then settles it; on a failed
+    /// write it is held (delivered again later, never committed past).
+    pub(crate) async fn dead_letter(
+        mut self,
+        dead_letters: &DeadLetters,
+        reason: String,
+    ) -> Result<(), Error> {
+        let Some(message) = self.handle.message.as_ref() else {
+            return Ok(());
+        };
+        let core = Arc::clone(&self.handle.core);
+        let written = dead_letters
+            .write(Failure {
+                message,
+                group: core.acks.group(),
+                error: reason.clone(),
+                attempts: self.handle.attempt,
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                self.handle.settle(|l| &l.acked);
+                Ok(())
+            }
+            Err(error) => {
+                self.handle.hold(&reason);
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether it left this subscription's flow (see [`Delivery`]).
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.handle.is_superseded()
+    }
+}

@@ -1,0 +1,512 @@
+//! Consuming: `Subscription<E>` (a `Stream` of deliveries to acknowledge) and
+//! `Events<E>` (a `Stream` of plain events).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Future, Stream, StreamExt};
+use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage, now_micros};
+use tokio::time::{Instant, Sleep};
+use uuid::Uuid;
+
+use crate::acks::{AckState, HeldPartition, Ticket, held_in};
+use crate::decode::{DecodedInfo, Decoder, decode_message};
+use crate::error::{DecodeError, DecodeFailure, Error};
+use crate::event::IggyEvent;
+use crate::metadata::EventMetadata;
+use crate::retry::Backoff;
+use crate::transport::Transport;
+use crate::upcast::Upcasters;
+
+mod delivery;
+
+use delivery::{AckHandle, Core, Labels, OnDrop};
+pub use delivery::{Delivery, DeliveryInfo, RawDelivery};
+
+/// Pause after a failed fetch: doubling from 10 ms up to 5 s, reset by a success.
+const FETCH_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+
+/// What happens to a [`DecodeError`] that is dropped without a decision (see
+/// [`DecodeError`] for the decisions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Undecided {
+    /// Its partition is held: the partition's commit stays before the event, later
+    /// events of the partition wait, and the event is delivered again after
+    /// [`SubscriptionOptions::redelivery_backoff`]. Nothing is lost and nothing
+    /// passes it; [`Subscription::held_partitions`] and the
+    /// `rustok_iggy_partition_held` gauge name the partition.
+    #[default]
+    Hold,
+    /// It counts as explicitly skipped: the commit may pass it. Never applies to a
+    /// [`DecodeFailure::NewerSchemaVersion`], which is always held: during a rolling
+    /// upgrade, the newer consumers that know the version take it over.
+    Skip,
+}
+
+/// Settings of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionOptions {
+    /// Most messages fetched from the broker at once.
+    pub batch_size: u32,
+    /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
+    /// or decided); at the limit the subscription hands out nothing more and stops
+    /// fetching until one is settled (backpressure). A hard limit.
+    pub max_in_flight: usize,
+    /// What a dropped, undecided decode error does (held by default).
+    pub undecided: Undecided,
+    /// Delay before a held event is delivered again: doubling from `initial` up to
+    /// `max` with each delivery (1 s up to 60 s by default).
+    pub redelivery_backoff: Backoff,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            max_in_flight: 1024,
+            undecided: Undecided::Hold,
+            redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+}
+
+type Fetch = BoxFuture<'static, Result<Vec<ReceivedMessage>, ConnectorError>>;
+
+/// A consumer-group subscription: a [`Stream`] of [`Delivery`] items.
+///
+/// Delivery is **at-least-once**. A partition's committed offset moves past an event
+/// only when the event was acknowledged, explicitly skipped or dead-lettered, and only
+/// over the contiguous settled prefix. After a crash or a restart, or when the group
+/// rebalances, everything after the last commit is delivered again; handlers should
+/// be idempotent by [`DeliveryInfo::event_id`]. Within a partition (so for one key)
+/// events arrive in publish order.
+///
+/// A message that cannot be decoded is an `Err(Error::Decode(..))` item naming its
+/// offset and the cause, with a decision to make (see [`DecodeError`]); the stream
+/// goes on after it. A failed fetch is an `Err(Error::Connector(..))` item; the
+/// subscription tries again after a backoff (10 ms doubling up to 5 s), so a caller
+/// that logs the error and goes on rides out a disconnection.
+pub struct Subscription<E> {
+    core: Arc<Core>,
+    topic: String,
+    buffer: VecDeque<(ReceivedMessage, Ticket)>,
+    fetch: Option<Fetch>,
+    /// Wakes the subscription when the next redelivery is due.
+    timer: Option<Pin<Box<Sleep>>>,
+    next_due: Option<Instant>,
+    /// The pause after a failed fetch.
+    retry: Option<Pin<Box<Sleep>>>,
+    failures: u32,
+    generation: u64,
+    owned: Vec<u32>,
+    options: SubscriptionOptions,
+    decoder: Decoder<E>,
+}
+
+impl<E> fmt::Debug for Subscription<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .field("group", self.core.consumer.group())
+            .field("buffered", &self.buffer.len())
+            .field("in_flight", &self.core.acks.in_flight())
+            .finish()
+    }
+}
+
+impl<E: IggyEvent> Subscription<E> {
+    pub(crate) fn new(
+        topic: String,
+        consumer: Arc<dyn GroupConsumer>,
+        options: SubscriptionOptions,
+        upcasters: Arc<Upcasters<E>>,
+    ) -> Self {
+        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
+        Self::with_decoder(topic, consumer, options, decoder)
+    }
+}
+
+impl<E> Subscription<E> {
+    /// The partitions this member owns now.
+    pub fn assignment(&self) -> Vec<u32> {
+        self.core.consumer.assignment().partitions
+    }
+
+    /// The partitions this subscription holds now (see [`Undecided::Hold`]): each
+    /// one's commit waits at its held event until a decision settles it, or until the
+    /// partition goes to another member (a consumer that knows a newer schema version,
+    /// during a rolling upgrade). The `rustok_iggy_partition_held` gauge says the same.
+    pub fn held_partitions(&self) -> Vec<HeldPartition> {
+        self.core.acks.held_partitions()
+    }
+
+    /// Deliveries handed out and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.core.acks.in_flight()
+    }
+
+    /// Waits until every acknowledgement made so far is committed (stored by the
+    /// broker). Returns the commit's error, if one fails (it is retried later).
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.core
+            .acks
+            .commit_now(self.core.consumer.as_ref())
+            .await?;
+        Ok(())
+    }
+
+    /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
+    /// are delivered again to the remaining members. What is acknowledged after this
+    /// is not committed. The way to end a subscription on the remote connector.
+    pub async fn close(self) -> Result<(), Error> {
+        self.core.acks.close();
+        let committed = self.core.acks.commit_now(self.core.consumer.as_ref()).await;
+        let left = self.core.consumer.leave().await;
+        committed?;
+        left?;
+        Ok(())
+    }
+}
+
+impl<E: Send + 'static> Subscription<E> {
+    pub(crate) fn with_decoder(
+        topic: String,
+        consumer: Arc<dyn GroupConsumer>,
+        options: SubscriptionOptions,
+        decoder: Decoder<E>,
+    ) -> Self {
+        let group = consumer.group().as_str().to_owned();
+        let assignment = consumer.assignment();
+        let core = Arc::new(Core {
+            labels: Labels::new(&topic, &group),
+            acks: AckState::new(&topic, &group),
+            consumer,
+            redelivery_backoff: options.redelivery_backoff,
+        });
+        tokio::spawn(commit_in_background(Arc::clone(&core)));
+        Self {
+            core,
+            topic,
+            buffer: VecDeque::new(),
+            fetch: None,
+            timer: None,
+            next_due: None,
+            retry: None,
+            failures: 0,
+            generation: assignment.generation,
+            owned: assignment.partitions,
+            options,
+            decoder,
+        }
+    }
+
+    fn handle(
+        &self,
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+        on_drop: OnDrop,
+    ) -> AckHandle {
+        AckHandle {
+            core: Arc::clone(&self.core),
+            message: Some(message),
+            ticket,
+            attempt,
+            on_drop,
+        }
+    }
+
+    fn deliver(
+        &self,
+        message: ReceivedMessage,
+        ticket: Ticket,
+        attempt: u32,
+    ) -> Result<Delivery<E>, Error> {
+        let labels = &self.core.labels;
+        labels.consumed.add(1);
+        labels.consumed_bytes.add(message.payload.len() as u64);
+        if attempt == 1 {
+            let age = now_micros().saturating_sub(message.timestamp);
+            labels.end_to_end.observe(Duration::from_micros(age));
+        }
+        match (self.decoder)(&message) {
+            Ok((event, decoded)) => {
+                let DecodedInfo {
+                    event_type,
+                    schema_version,
+                } = decoded;
+                let info = DeliveryInfo {
+                    partition: message.partition,
+                    offset: message.offset,
+                    event_id: Uuid::from_u128(message.id),
+                    event_type,
+                    schema_version,
+                    timestamp: message.timestamp,
+                    attempt,
+                    metadata: EventMetadata::read(&message.headers, message.id),
+                    headers: message.headers.clone(),
+                };
+                Ok(Delivery {
+                    event,
+                    info,
+                    handle: self.handle(message, ticket, attempt, OnDrop::Redeliver),
+                })
+            }
+            Err((failure, event_type)) => {
+                let newer = matches!(failure, DecodeFailure::NewerSchemaVersion { .. });
+                let on_drop = if newer || self.options.undecided == Undecided::Hold {
+                    OnDrop::Hold(failure.to_string().into_boxed_str())
+                } else {
+                    OnDrop::Skip
+                };
+                Err(Error::Decode(Box::new(DecodeError {
+                    topic: self.topic.clone(),
+                    partition: message.partition,
+                    offset: message.offset,
+                    event_type,
+                    failure,
+                    delivery: Some(RawDelivery {
+                        handle: self.handle(message, ticket, attempt, on_drop),
+                    }),
+                })))
+            }
+        }
+    }
+
+    /// Forgets partitions this member no longer owns after a rebalance.
+    fn check_assignment(&mut self) {
+        let assignment = self.core.consumer.assignment();
+        if assignment.generation == self.generation && assignment.partitions == self.owned {
+            return;
+        }
+        self.generation = assignment.generation;
+        self.owned = assignment.partitions;
+        let owned = &self.owned;
+        self.buffer.retain(|(m, _)| owned.contains(&m.partition));
+        for partition in self.core.acks.tracked_partitions() {
+            if !owned.contains(&partition) {
+                self.core.acks.forget_partition(partition);
+            }
+        }
+    }
+
+    /// Makes the connector read partitions again from an offset (a hold ended), and
+    /// drops what was buffered of them from there on.
+    fn seek(&mut self, seeks: Vec<(u32, u64)>) {
+        for (partition, offset) in seeks {
+            self.core.consumer.seek(partition, offset);
+            self.buffer
+                .retain(|(m, _)| m.partition != partition || m.offset < offset);
+        }
+    }
+}
+
+impl<E: Send + 'static> Stream for Subscription<E> {
+    type Item = Result<Delivery<E>, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let max = this.options.max_in_flight.max(1);
+        this.core.acks.waker.register(cx.waker());
+        loop {
+            // Seeks and due redeliveries: the lock is taken only when something was
+            // queued or the next redelivery is due.
+            let mut due = None;
+            if let Some(work) = this.core.acks.queue_work(this.next_due) {
+                this.next_due = work.next_due;
+                if !work.seeks.is_empty() {
+                    this.seek(work.seeks);
+                }
+                due = work.due;
+            }
+            if due.is_some() || !this.buffer.is_empty() {
+                if !this.core.acks.try_take_slot(max) {
+                    if let Some(redelivery) = due {
+                        this.core.acks.put_back(redelivery);
+                    }
+                    return Poll::Pending;
+                }
+                // Due redeliveries first: they are the oldest outstanding events.
+                if let Some(redelivery) = due {
+                    return Poll::Ready(Some(this.deliver(
+                        redelivery.message,
+                        redelivery.ticket,
+                        redelivery.attempt,
+                    )));
+                }
+                while let Some((message, ticket)) = this.buffer.pop_front() {
+                    if !ticket.is_superseded() {
+                        return Poll::Ready(Some(this.deliver(message, ticket, 1)));
+                    }
+                }
+                this.core.acks.return_unused_slot();
+                continue;
+            }
+            if let Some(due) = this.next_due {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.deadline() != due {
+                    timer.as_mut().reset(due);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            if let Some(retry) = this.retry.as_mut() {
+                if retry.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.retry = None;
+            }
+            let room = this.core.acks.room(max);
+            if room == 0 {
+                return Poll::Pending;
+            }
+            let batch = (this.options.batch_size.max(1) as usize).min(room);
+            let fetch = this.fetch.get_or_insert_with(|| {
+                let consumer = Arc::clone(&this.core.consumer);
+                let batch = u32::try_from(batch).unwrap_or(u32::MAX);
+                Box::pin(async move { consumer.poll(batch).await })
+            });
+            match fetch.as_mut().poll(cx) {
+                Poll::Ready(Ok(messages)) => {
+                    this.fetch = None;
+                    this.failures = 0;
+                    this.check_assignment();
+                    this.core
+                        .acks
+                        .admit(messages, &this.owned, &mut this.buffer);
+                }
+                Poll::Ready(Err(ConnectorError::ShuttingDown)) => {
+                    this.fetch = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Err(e)) => {
+                    this.fetch = None;
+                    this.failures += 1;
+                    this.core.labels.errors.add(1);
+                    this.check_assignment();
+                    let pause = FETCH_RETRY.delay(this.failures);
+                    this.retry = Some(Box::pin(tokio::time::sleep(pause)));
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Stores acknowledged offsets as they come, coalescing those that arrive while a
+/// commit is in flight, until the subscription is closed or dropped. A failed commit
+/// is tried again after a backoff (10 ms doubling up to 5 s).
+async fn commit_in_background(core: Arc<Core>) {
+    let mut failures = 0u32;
+    loop {
+        if core.acks.is_closed() {
+            return;
+        }
+        core.acks.commit_wake.notified().await;
+        match core.acks.commit_if_idle(core.consumer.as_ref()).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                core.labels.errors.add(1);
+                let pause = FETCH_RETRY.delay(failures);
+                tracing::warn!(group = %core.consumer.group(), error = %e, ?pause, "commit failed; retried after the pause");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = core.acks.commit_wake.notified() => {}
+                }
+                core.acks.commit_wake.notify_one();
+            }
+        }
+    }
+}
+
+impl<E> Drop for Subscription<E> {
+    /// Stops redeliveries and stores what was acknowledged. On the embedded connector
+    /// the commits complete before `drop` returns (a commit there is a local write);
+    /// on the remote connector they continue in the background (a process that exits
+    /// right after may lose them: close the subscription instead).
+    fn drop(&mut self) {
+        self.core.acks.close();
+        let core = Arc::clone(&self.core);
+        let mut flush: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Err(error) = core.acks.commit_on_drop(core.consumer.as_ref()).await {
+                tracing::warn!(group = %core.consumer.group(), %error, "commit at drop failed; what it covered is delivered again");
+            }
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        if flush.as_mut().poll(&mut cx).is_pending()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(flush);
+        }
+    }
+}
+
+impl<E: IggyEvent> Transport<E> {
+    /// The partitions of this transport's topic that subscriptions of `group` in this
+    /// process hold now (see [`Subscription::held_partitions`]), the handler runner's
+    /// included.
+    pub fn held_partitions(&self, group: &str) -> Vec<HeldPartition> {
+        held_in(self.topic().as_str(), group)
+    }
+}
+
+/// Plain events of a consumer group: a [`Stream`] of `Result<E, Error>`.
+///
+/// Each event is acknowledged when the next one is asked for, so an event is
+/// committed only after the application came back from handling it: at-least-once,
+/// like [`Subscription`]. The last event taken before the stream is dropped is
+/// delivered again after a restart. A decode failure is an error item carrying its
+/// decision (see [`DecodeError`]); dropped, it holds its partition.
+pub struct Events<E> {
+    inner: BoxStream<'static, Result<E, Error>>,
+}
+
+impl<E> fmt::Debug for Events<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl<E: Send + 'static> Events<E> {
+    pub(crate) fn new(subscription: Subscription<E>) -> Self {
+        let inner = futures::stream::unfold(
+            (subscription, None::<RawDelivery>),
+            |(mut subscription, previous)| async move {
+                if let Some(previous) = previous
+                    && let Err(e) = previous.ack().await
+                {
+                    return Some((Err(e), (subscription, None)));
+                }
+                match subscription.next().await? {
+                    Ok(delivery) => {
+                        let (event, _, raw) = delivery.into_parts();
+                        Some((Ok(event), (subscription, Some(raw))))
+                    }
+                    Err(e) => Some((Err(e), (subscription, None))),
+                }
+            },
+        )
+        .boxed();
+        Self { inner }
+    }
+}
+
+impl<E> Stream for Events<E> {
+    type Item = Result<E, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}

@@ -1,0 +1,372 @@
+//! The dead-letter write is confirmed before the source offset is committed: a crash
+//! between the two duplicates the dead letter at worst, and never loses the event.
+//! A connector wrapper (a test double) injects the crash.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use rustok_iggy::prelude::*;
+use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, RetryPolicy};
+use rustok_iggy_connector::{
+    Assignment, ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName,
+    IggyConnector, MessageSubscriber, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage,
+    StreamName, TopicInfo, TopicName, TopicSpec,
+};
+use serde::{Deserialize, Serialize};
+use tests::{embedded_config, open_embedded, within};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "jobs")]
+struct Job {
+    n: u64,
+}
+
+/// Fails commits ("the process died") once a dead letter was written, and/or fails
+/// dead-letter writes.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn IggyConnector>,
+    crash_after_dead_letter: AtomicBool,
+    crashed: AtomicBool,
+    fail_dead_letters: AtomicBool,
+    failed_dead_letters: std::sync::atomic::AtomicU32,
+    dead_letter_failed: Notify,
+}
+
+#[derive(Debug)]
+struct FaultyMember {
+    inner: Box<dyn GroupConsumer>,
+    owner: Arc<Faulty>,
+}
+
+#[async_trait]
+impl GroupConsumer for FaultyMember {
+    fn group(&self) -> &GroupName {
+        self.inner.group()
+    }
+    fn assignment(&self) -> Assignment {
+        self.inner.assignment()
+    }
+    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        self.inner.poll(max).await
+    }
+    fn seek(&self, partition: u32, offset: u64) {
+        self.inner.seek(partition, offset);
+    }
+    async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
+        if self.owner.crashed.load(Ordering::SeqCst) {
+            return Err(ConnectorError::NotConnected);
+        }
+        self.inner.commit(partition, offset).await
+    }
+    async fn leave(&self) -> Result<(), ConnectorError> {
+        self.inner.leave().await
+    }
+}
+
+struct Shared(Arc<Faulty>);
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait]
+impl IggyConnector for Shared {
+    fn mode(&self) -> ConnectorMode {
+        self.0.inner.mode()
+    }
+    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
+        self.0.inner.connect(config).await
+    }
+    fn is_connected(&self) -> bool {
+        self.0.inner.is_connected()
+    }
+    async fn ping(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
+        self.0.inner.ping(timeout).await
+    }
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        self.0.inner.ensure_topic(spec).await
+    }
+    async fn topic_info(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Option<TopicInfo>, ConnectorError> {
+        self.0.inner.topic_info(stream, topic).await
+    }
+    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
+        let dead_letter = request.topic.as_str().ends_with(".dlq");
+        if dead_letter && self.0.fail_dead_letters.load(Ordering::SeqCst) {
+            self.0.failed_dead_letters.fetch_add(1, Ordering::SeqCst);
+            self.0.dead_letter_failed.notify_one();
+            return Err(ConnectorError::InvalidRequest(
+                "injected: the dead-letter write failed".into(),
+            ));
+        }
+        let receipt = self.0.inner.publish(request).await?;
+        if dead_letter && self.0.crash_after_dead_letter.load(Ordering::SeqCst) {
+            self.0.crashed.store(true, Ordering::SeqCst);
+        }
+        Ok(receipt)
+    }
+    async fn poll(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        self.0.inner.poll(stream, topic, partition, from, max).await
+    }
+    async fn subscribe(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
+        self.0.inner.subscribe(stream, topic, partition, from).await
+    }
+    async fn join_group(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+        start: StartPosition,
+    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
+        let inner = self.0.inner.join_group(stream, topic, group, start).await?;
+        Ok(Box::new(FaultyMember {
+            inner,
+            owner: Arc::clone(&self.0),
+        }))
+    }
+    async fn committed_offsets(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<Vec<Option<u64>>, ConnectorError> {
+        self.0.inner.committed_offsets(stream, topic, group).await
+    }
+    async fn shutdown(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Runs the consumer until the handler saw `n = 2`, with handler failures for `n = 1`.
+async fn run_once(
+    connector: Arc<dyn IggyConnector>,
+) -> Result<rustok_iggy::ConsumeReport, rustok_iggy::Error> {
+    let jobs = Transport::<Job>::new(
+        connector,
+        TransportOptions {
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let done = Arc::new(Notify::new());
+    let stop = Arc::clone(&done);
+    let options = ConsumeOptions {
+        retry: RetryPolicy::none(),
+        ..ConsumeOptions::default()
+    };
+    within(
+        "runner",
+        jobs.consume(
+            "workers",
+            options,
+            async move { stop.notified().await },
+            move |job| {
+                let done = Arc::clone(&done);
+                async move {
+                    if job.n == 2 {
+                        done.notify_one();
+                    }
+                    if job.n == 1 {
+                        Err(HandlerError::permanent("job 1 always fails"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        ),
+    )
+    .await
+}
+
+fn faulty(inner: Arc<dyn IggyConnector>) -> Arc<Faulty> {
+    Arc::new(Faulty {
+        inner,
+        crash_after_dead_letter: AtomicBool::new(false),
+        crashed: AtomicBool::new(false),
+        fail_dead_letters: AtomicBool::new(false),
+        failed_dead_letters: std::sync::atomic::AtomicU32::new(0),
+        dead_letter_failed: Notify::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_crash_between_the_dead_letter_and_the_commit_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = open_embedded(&embedded_config(dir.path())).await;
+    let real: Arc<dyn IggyConnector> = real;
+    let jobs = Transport::<Job>::new(
+        Arc::clone(&real),
+        TransportOptions {
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        jobs.publish(&Job { n }).await.unwrap();
+    }
+
+    // Run 1: the dead letter of job 1 is written, then the process "dies" (no commit
+    // goes through any more).
+    let crashing = faulty(Arc::clone(&real));
+    crashing
+        .crash_after_dead_letter
+        .store(true, Ordering::SeqCst);
+    let crashed = run_once(Arc::new(Shared(Arc::clone(&crashing)))).await;
+    assert!(
+        crashed.is_err(),
+        "the final commit of the dead process fails: {crashed:?}"
+    );
+    let committed = real
+        .committed_offsets(
+            jobs.stream(),
+            jobs.topic(),
+            &GroupName::new("workers").unwrap(),
+        )
+        .await
+        .unwrap();
+    // Commits run in the background, so job 0's may or may not have landed before
+    // the crash; job 1's never did (its acknowledgement came after the dead letter).
+    assert!(
+        matches!(committed[..], [None] | [Some(0)]),
+        "committed {committed:?}"
+    );
+
+    // Run 2, after the restart: job 1 comes again and is dead-lettered again.
+    let report = run_once(Arc::clone(&real)).await.unwrap();
+    assert_eq!(report.dead_lettered, 1);
+    let committed = real
+        .committed_offsets(
+            jobs.stream(),
+            jobs.topic(),
+            &GroupName::new("workers").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed, vec![Some(2)]);
+    let letters = DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+        .await
+        .unwrap()
+        .list(10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 2, "duplicated, not lost");
+    assert!(letters.iter().all(|l| l.original_offset == 1));
+    real.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_write_leaves_the_source_uncommitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let real: Arc<dyn IggyConnector> = open_embedded(&embedded_config(dir.path())).await;
+    let jobs = Transport::<Job>::new(
+        Arc::clone(&real),
+        TransportOptions {
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        jobs.publish(&Job { n }).await.unwrap();
+    }
+    let broken = faulty(Arc::clone(&real));
+    broken.fail_dead_letters.store(true, Ordering::SeqCst);
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let report = {
+        let connector: Arc<dyn IggyConnector> = Arc::new(Shared(Arc::clone(&broken)));
+        let jobs = Transport::<Job>::new(
+            connector,
+            TransportOptions {
+                partitions: 1,
+                ..TransportOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let broken = Arc::clone(&broken);
+        // Stop once the dead-letter write has failed twice (it is retried meanwhile).
+        let stop = async move {
+            while broken.failed_dead_letters.load(Ordering::SeqCst) < 2 {
+                broken.dead_letter_failed.notified().await;
+            }
+        };
+        let options = ConsumeOptions {
+            retry: RetryPolicy::fixed(1, std::time::Duration::from_millis(1)),
+            ..ConsumeOptions::default()
+        };
+        let handled = Arc::clone(&handled);
+        within(
+            "runner with a failing dead-letter topic",
+            jobs.consume("workers", options, stop, move |job| {
+                let handled = Arc::clone(&handled);
+                async move {
+                    handled.lock().unwrap().push(job.n);
+                    if job.n == 1 {
+                        Err(HandlerError::permanent("job 1 always fails"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(report.dead_lettered, 0);
+    assert_eq!(
+        *handled.lock().unwrap(),
+        vec![0, 1],
+        "the partition waited: job 2 was not handled before job 1 was settled"
+    );
+    let committed = real
+        .committed_offsets(
+            jobs.stream(),
+            jobs.topic(),
+            &GroupName::new("workers").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed, vec![Some(0)], "the commit stops before job 1");
+    // Once dead letters can be written, job 1 ends up there and everything commits.
+    let report = run_once(Arc::clone(&real)).await.unwrap();
+    assert_eq!(report.dead_lettered, 1);
+    let committed = real
+        .committed_offsets(
+            jobs.stream(),
+            jobs.topic(),
+            &GroupName::new("workers").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed, vec![Some(2)]);
+    real.shutdown().await.unwrap();
+}
