@@ -155,6 +155,9 @@ pub struct EventTypeInfo {
     pub event_type: &'static str,
     /// Its schema version, as [`IggyEvent::schema_version`] returns it.
     pub version: u32,
+    /// Fingerprints of earlier shapes of this version that the current type reads
+    /// correctly (`#[iggy(compatible_with = [...])]`; see [`crate::schema`]).
+    pub compatible_with: &'static [&'static str],
 }
 
 impl EventTypeInfo {
@@ -164,6 +167,18 @@ impl EventTypeInfo {
         Self {
             event_type,
             version,
+            compatible_with: &[],
+        }
+    }
+
+    /// The same, declaring that this version also reads payloads written with the
+    /// schema fingerprints `fingerprints` (earlier shapes of the same version, for
+    /// example before an enum variant was added at the end).
+    #[must_use]
+    pub const fn compatible_with(self, fingerprints: &'static [&'static str]) -> Self {
+        Self {
+            compatible_with: fingerprints,
+            ..self
         }
     }
 }
