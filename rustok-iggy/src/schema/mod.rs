@@ -33,7 +33,7 @@
 //!
 //! let [placed] = schema::schemas::<OrderPlaced>()? else { unreachable!() };
 //! assert_eq!(placed.event_type, "order_placed");
-//! assert_eq!(placed.shape, "struct OrderPlaced { order_id: u64, total_cents: u32 }");
+//! assert_eq!(placed.shape, "struct { order_id: u64, total_cents: u32 }");
 //! assert_eq!(placed.fingerprint.to_string().len(), 16);
 //! # Ok::<(), rustok_iggy::schema::SchemaError>(())
 //! ```
@@ -121,9 +121,10 @@ pub struct EventSchema {
     pub event_type: String,
     /// Its schema version.
     pub version: u32,
-    /// The canonical shape: the event's own line first (a struct, or for a variant of
-    /// an enum, `variant Enum::index Name ...`), then every container it reaches, one
-    /// line each, sorted by name.
+    /// The canonical shape: the event's own line first (`struct { ... }`, or for a
+    /// variant of an enum, `variant <index> <Name> ...`; the event type's own Rust name
+    /// is left out, so a renamed copy kept for an old version keeps its fingerprint),
+    /// then every container it reaches, one line each, sorted by (serde) name.
     pub shape: String,
     /// The hash of [`shape`](Self::shape).
     pub fingerprint: Fingerprint,

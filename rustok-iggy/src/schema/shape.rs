@@ -104,7 +104,9 @@ impl Traced {
         let mut reached = BTreeSet::new();
         match self.root_container() {
             Some((name, container)) => {
-                container_line(&mut out, name, container);
+                // The event's own name is left out: an old version's copy of the type
+                // is usually renamed (`OrderPlacedV1`) and has the same bytes.
+                container_line(&mut out, None, container);
                 collect_container(container, &self.registry, &mut reached);
                 // The root's own line is already written (it appears again only when
                 // it is recursive, which tracing refuses).
@@ -121,13 +123,13 @@ impl Traced {
 
     /// The shape of the root enum's variant at `index` (declaration order).
     pub(super) fn variant(&self, index: usize) -> String {
-        let Some((name, ContainerFormat::Enum(variants))) = self.root_container() else {
+        let Some((_, ContainerFormat::Enum(variants))) = self.root_container() else {
             return self.whole();
         };
         let Some((serde_index, variant)) = variants.iter().nth(index) else {
             return self.whole();
         };
-        let mut out = format!("variant {name}::{serde_index} {}", variant.name);
+        let mut out = format!("variant {serde_index} {}", variant.name);
         variant_format(&mut out, &variant.value);
         let mut reached = BTreeSet::new();
         collect_variant(&variant.value, &self.registry, &mut reached);
@@ -139,7 +141,7 @@ impl Traced {
         for name in reached {
             if let Some(container) = self.registry.get(name) {
                 out.push('\n');
-                container_line(out, name, container);
+                container_line(out, Some(name), container);
             }
         }
     }
@@ -200,28 +202,29 @@ fn collect_variant(variant: &VariantFormat, registry: &Registry, reached: &mut B
     }
 }
 
-/// One line: `struct Name { a: u32 }`, `struct Name(u8, str)`, `struct Name;`,
+/// One line (without a name for the event's own): `struct Name { a: u32 }`, `struct Name(u8, str)`, `struct Name;`,
 /// `enum Name { 0 A, 1 B(u32), 2 C { x: str } }`.
-fn container_line(out: &mut String, name: &str, container: &ContainerFormat) {
+fn container_line(out: &mut String, name: Option<&str>, container: &ContainerFormat) {
+    let name = name.map_or_else(String::new, |name| format!(" {name}"));
     match container {
         ContainerFormat::UnitStruct => {
-            let _ = write!(out, "struct {name};");
+            let _ = write!(out, "struct{name};");
         }
         ContainerFormat::NewTypeStruct(inner) => {
-            let _ = write!(out, "struct {name}(");
+            let _ = write!(out, "struct{name}(");
             format(out, inner);
             out.push(')');
         }
         ContainerFormat::TupleStruct(items) => {
-            let _ = write!(out, "struct {name}");
+            let _ = write!(out, "struct{name}");
             tuple(out, items);
         }
         ContainerFormat::Struct(fields) => {
-            let _ = write!(out, "struct {name}");
+            let _ = write!(out, "struct{name}");
             named(out, fields);
         }
         ContainerFormat::Enum(variants) => {
-            let _ = write!(out, "enum {name} {{");
+            let _ = write!(out, "enum{name} {{");
             let mut first = true;
             for (index, variant) in variants {
                 out.push_str(if first { " " } else { ", " });

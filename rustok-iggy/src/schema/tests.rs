@@ -97,7 +97,7 @@ fn the_shape_names_fields_in_order_with_their_types_and_nested_enums() {
     let schema = of::<before::Order>();
     assert_eq!(
         schema.shape,
-        "struct Order { quantity: u32, price: u32, status: Status }\n\
+        "struct { quantity: u32, price: u32, status: Status }\n\
          enum Status { 0 Open, 1 Closed { at: u64 } }"
     );
     assert_eq!(schema.fingerprint, Fingerprint::of_shape(&schema.shape));
@@ -117,7 +117,7 @@ fn the_shape_covers_options_sequences_maps_tuples_arrays_and_uuids() {
     }
     assert_eq!(
         of::<Everything>().shape,
-        "struct Everything { id: bytes, note: option<str>, lines: seq<(u8, i64)>, \
+        "struct { id: bytes, note: option<str>, lines: seq<(u8, i64)>, \
          tags: map<str, bool>, digest: [u8; 4], unit: () }"
     );
 }

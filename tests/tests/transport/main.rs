@@ -12,4 +12,5 @@ mod consumer_crash;
 mod dead_letter;
 mod dead_letter_crash;
 mod envelopes;
+mod schema;
 mod typed;
