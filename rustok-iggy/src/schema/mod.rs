@@ -63,8 +63,14 @@ pub const UPDATE_ENV: &str = "UPDATE_SCHEMAS";
 /// The hash of an event type's canonical shape: XXH3-64 of the text of
 /// [`EventSchema::shape`], written as 16 lower-case hexadecimal digits. Stable across
 /// releases, platforms and processes (it is part of the wire contract).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(u64);
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
 
 impl Fingerprint {
     /// The fingerprint of a canonical shape text.
