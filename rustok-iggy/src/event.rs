@@ -52,11 +52,14 @@ use crate::partition_for;
 /// - `event_type = "..."` (structs only): the event type; by default the type name in
 ///   snake_case (`OrderPlaced` → `order_placed`, `HTTPRequestSent` →
 ///   `http_request_sent`).
+/// - `compatible_with = ["<fingerprint>", ...]` (structs only; on an enum, per
+///   variant): the schema fingerprints of earlier shapes of this version that the type
+///   still reads (an enum variant added at the end); see [`crate::schema`].
 ///
 /// On an enum, each variant is an event type of its own. `#[iggy(...)]` on a variant
 /// takes `event_type` (by default `<enum>.<variant>` in snake_case: `OrderEvent::Shipped`
-/// → `order_event.shipped`), `key` (a field of the variant) and `version` (by default
-/// the enum's). A variant without a `key` of its own uses the enum's `key`, which must
+/// → `order_event.shipped`), `key` (a field of the variant), `version` (by default
+/// the enum's) and `compatible_with`. A variant without a `key` of its own uses the enum's `key`, which must
 /// then be a field of that variant too; with neither, the variant has no key.
 ///
 /// ```

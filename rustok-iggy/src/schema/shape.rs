@@ -149,11 +149,9 @@ impl Traced {
 
 fn collect(format: &Format, registry: &Registry, reached: &mut BTreeSet<String>) {
     match format {
-        Format::TypeName(name) => {
-            if reached.insert(name.clone()) {
-                if let Some(container) = registry.get(name) {
-                    collect_container(container, registry, reached);
-                }
+        Format::TypeName(name) if reached.insert(name.clone()) => {
+            if let Some(container) = registry.get(name) {
+                collect_container(container, registry, reached);
             }
         }
         Format::Option(inner) | Format::Seq(inner) => collect(inner, registry, reached),
