@@ -5,8 +5,8 @@
 //! decode as `struct A { y: u32, x: u32 }` or as `struct A { x: i32, y: u32 }` with
 //! wrong values and no error. The schema fingerprint closes that hole:
 //!
-//! - [`schemas`] traces an [`IggyEvent`] type's serde shape once (with
-//!   `serde-reflection`, through its `Deserialize` impl): field names, their order and
+//! - [`schemas`] traces an [`IggyEvent`] type's serde shape once (a tracing
+//!   deserializer drives its `Deserialize` impl): field names, their order and
 //!   their types, recursively, enum variants with their indices. The shape is rendered
 //!   as canonical text ([`EventSchema::shape`]) and hashed (XXH3-64) into a
 //!   [`Fingerprint`]. The result is cached per type for the life of the process.
@@ -40,6 +40,7 @@
 
 mod lock;
 mod shape;
+mod trace;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -170,7 +171,7 @@ impl EventSchema {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchemaError {
-    /// `serde-reflection` could not trace the type's `Deserialize` impl (a custom impl
+    /// The type's `Deserialize` impl could not be traced (a custom impl
     /// that validates its input, or a recursive type). Its messages are published
     /// without a fingerprint and are not checked.
     #[error("cannot trace the serde shape of {type_name}: {reason}")]

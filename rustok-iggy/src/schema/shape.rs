@@ -1,19 +1,12 @@
-//! Tracing a type's serde shape and rendering it as canonical text.
+//! Rendering a traced type as canonical text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::de::DeserializeOwned;
-use serde_reflection::{
-    ContainerFormat, Error as TraceError, Format, Named, Registry, Samples, Tracer, TracerConfig,
-    VariantFormat,
-};
 
 use super::SchemaError;
-
-/// Rounds of tracing before giving up: each round can discover one more variant of
-/// each enum, so this bounds the variants per enum, not the size of the type.
-const MAX_ROUNDS: usize = 4096;
+use super::trace::{Container, Fields, Format, Registry, trace as trace_type};
 
 /// A traced type: its root format and the containers it reaches.
 pub(super) struct Traced {
@@ -23,74 +16,25 @@ pub(super) struct Traced {
 
 /// Traces `T` through its `Deserialize` impl, every variant of every enum it reaches.
 pub(super) fn trace<T: DeserializeOwned>(type_name: &str) -> Result<Traced, SchemaError> {
-    let untraceable = |reason: String| SchemaError::Untraceable {
+    let (root, registry) = trace_type::<T>().map_err(|e| SchemaError::Untraceable {
         type_name: type_name.to_owned(),
-        reason,
-    };
-    // Postcard is not human-readable: types with two forms (UUIDs, addresses) trace in
-    // their binary one. A UUID deserializes from 16 bytes.
-    let config = || {
-        TracerConfig::default()
-            .is_human_readable(false)
-            .default_borrowed_bytes_value(&[0; 16])
-            .default_byte_buf_value(vec![0; 16])
-    };
-    let samples = Samples::new();
-    // Enums found nested in `T` (learnt from a round that ended incomplete): their
-    // "incomplete" mark is cleared between rounds so that the next round visits their
-    // next variant.
-    let mut enums: BTreeSet<String> = BTreeSet::new();
-    for _ in 0..MAX_ROUNDS {
-        let mut tracer = Tracer::new(config());
-        let mut root = None;
-        for _ in 0..MAX_ROUNDS {
-            let (format, _) = tracer
-                .trace_type_once::<T>(&samples)
-                .map_err(|e| untraceable(e.to_string()))?;
-            let mut again = false;
-            if let Format::TypeName(name) = &format {
-                again |= tracer.check_incomplete_enum(name).is_some();
-            }
-            for name in &enums {
-                again |= tracer.check_incomplete_enum(name).is_some();
-            }
-            root = Some(format);
-            if !again {
-                break;
-            }
-        }
-        let root = root.unwrap_or(Format::Unit);
-        match tracer.registry() {
-            Ok(registry) => return Ok(Traced { root, registry }),
-            Err(TraceError::MissingVariants(names)) => {
-                let before = enums.len();
-                enums.extend(names);
-                if enums.len() == before {
-                    return Err(untraceable(format!(
-                        "enum variants still missing after {MAX_ROUNDS} rounds"
-                    )));
-                }
-            }
-            Err(other) => return Err(untraceable(other.to_string())),
-        }
-    }
-    Err(untraceable(format!(
-        "enum variants still missing after {MAX_ROUNDS} rounds"
-    )))
+        reason: e.0,
+    })?;
+    Ok(Traced { root, registry })
 }
 
 impl Traced {
     /// How many variants the root has, when it is an enum.
     pub(super) fn variants_count(&self) -> Option<usize> {
         match self.root_container()? {
-            (_, ContainerFormat::Enum(variants)) => Some(variants.len()),
+            (_, Container::Enum(variants)) => Some(variants.len()),
             _ => None,
         }
     }
 
-    fn root_container(&self) -> Option<(&str, &ContainerFormat)> {
+    fn root_container(&self) -> Option<(&str, &Container)> {
         match &self.root {
-            Format::TypeName(name) => self
+            Format::Named(name) => self
                 .registry
                 .get_key_value(name)
                 .map(|(name, container)| (name.as_str(), container)),
@@ -108,8 +52,6 @@ impl Traced {
                 // is usually renamed (`OrderPlacedV1`) and has the same bytes.
                 container_line(&mut out, None, container);
                 collect_container(container, &self.registry, &mut reached);
-                // The root's own line is already written (it appears again only when
-                // it is recursive, which tracing refuses).
                 reached.remove(name);
             }
             None => {
@@ -123,16 +65,18 @@ impl Traced {
 
     /// The shape of the root enum's variant at `index` (declaration order).
     pub(super) fn variant(&self, index: usize) -> String {
-        let Some((_, ContainerFormat::Enum(variants))) = self.root_container() else {
+        let Some((_, Container::Enum(variants))) = self.root_container() else {
             return self.whole();
         };
-        let Some((serde_index, variant)) = variants.iter().nth(index) else {
+        let Some((name, fields)) = variants.get(index) else {
             return self.whole();
         };
-        let mut out = format!("variant {serde_index} {}", variant.name);
-        variant_format(&mut out, &variant.value);
+        let mut out = format!("variant {index} {name}");
         let mut reached = BTreeSet::new();
-        collect_variant(&variant.value, &self.registry, &mut reached);
+        if let Some(fields) = fields {
+            fields_format(&mut out, fields);
+            collect_fields(fields, &self.registry, &mut reached);
+        }
         self.append(&mut out, &reached);
         out
     }
@@ -149,14 +93,13 @@ impl Traced {
 
 fn collect(format: &Format, registry: &Registry, reached: &mut BTreeSet<String>) {
     match format {
-        Format::TypeName(name) if reached.insert(name.clone()) => {
+        Format::Named(name) if reached.insert(name.clone()) => {
             if let Some(container) = registry.get(name) {
                 collect_container(container, registry, reached);
             }
         }
         Format::Option(inner) | Format::Seq(inner) => collect(inner, registry, reached),
-        Format::TupleArray { content, .. } => collect(content, registry, reached),
-        Format::Map { key, value } => {
+        Format::Map(key, value) => {
             collect(key, registry, reached);
             collect(value, registry, reached);
         }
@@ -165,86 +108,71 @@ fn collect(format: &Format, registry: &Registry, reached: &mut BTreeSet<String>)
     }
 }
 
-fn collect_container(
-    container: &ContainerFormat,
-    registry: &Registry,
-    reached: &mut BTreeSet<String>,
-) {
+fn collect_container(container: &Container, registry: &Registry, reached: &mut BTreeSet<String>) {
     match container {
-        ContainerFormat::UnitStruct => {}
-        ContainerFormat::NewTypeStruct(inner) => collect(inner, registry, reached),
-        ContainerFormat::TupleStruct(items) => {
-            items.iter().for_each(|f| collect(f, registry, reached));
-        }
-        ContainerFormat::Struct(fields) => {
-            fields
-                .iter()
-                .for_each(|f| collect(&f.value, registry, reached));
-        }
-        ContainerFormat::Enum(variants) => variants
-            .values()
-            .for_each(|v| collect_variant(&v.value, registry, reached)),
+        Container::Struct(fields) => collect_fields(fields, registry, reached),
+        Container::Enum(variants) => variants
+            .iter()
+            .filter_map(|(_, fields)| fields.as_ref())
+            .for_each(|fields| collect_fields(fields, registry, reached)),
     }
 }
 
-fn collect_variant(variant: &VariantFormat, registry: &Registry, reached: &mut BTreeSet<String>) {
-    match variant {
-        VariantFormat::NewType(inner) => collect(inner, registry, reached),
-        VariantFormat::Tuple(items) => items.iter().for_each(|f| collect(f, registry, reached)),
-        VariantFormat::Struct(fields) => {
-            fields
-                .iter()
-                .for_each(|f| collect(&f.value, registry, reached));
-        }
-        VariantFormat::Unit | VariantFormat::Variable(_) => {}
+fn collect_fields(fields: &Fields, registry: &Registry, reached: &mut BTreeSet<String>) {
+    match fields {
+        Fields::Unit => {}
+        Fields::NewType(inner) => collect(inner, registry, reached),
+        Fields::Tuple(items) => items.iter().for_each(|f| collect(f, registry, reached)),
+        Fields::Struct(named) => named
+            .iter()
+            .for_each(|(_, f)| collect(f, registry, reached)),
     }
 }
 
-/// One line (without a name for the event's own): `struct Name { a: u32 }`, `struct Name(u8, str)`, `struct Name;`,
-/// `enum Name { 0 A, 1 B(u32), 2 C { x: str } }`.
-fn container_line(out: &mut String, name: Option<&str>, container: &ContainerFormat) {
+/// One line (without a name for the event's own): `struct Name { a: u32 }`,
+/// `struct Name(u8, str)`, `struct Name;`, `enum Name { 0 A, 1 B(u32), 2 C { x: str } }`.
+fn container_line(out: &mut String, name: Option<&str>, container: &Container) {
     let name = name.map_or_else(String::new, |name| format!(" {name}"));
     match container {
-        ContainerFormat::UnitStruct => {
+        Container::Struct(Fields::Unit) => {
             let _ = write!(out, "struct{name};");
         }
-        ContainerFormat::NewTypeStruct(inner) => {
-            let _ = write!(out, "struct{name}(");
-            format(out, inner);
-            out.push(')');
-        }
-        ContainerFormat::TupleStruct(items) => {
+        Container::Struct(fields) => {
             let _ = write!(out, "struct{name}");
-            tuple(out, items);
+            fields_format(out, fields);
         }
-        ContainerFormat::Struct(fields) => {
-            let _ = write!(out, "struct{name}");
-            named(out, fields);
-        }
-        ContainerFormat::Enum(variants) => {
+        Container::Enum(variants) => {
             let _ = write!(out, "enum{name} {{");
-            let mut first = true;
-            for (index, variant) in variants {
-                out.push_str(if first { " " } else { ", " });
-                first = false;
-                let _ = write!(out, "{index} {}", variant.name);
-                variant_format(out, &variant.value);
+            for (index, (variant, fields)) in variants.iter().enumerate() {
+                out.push_str(if index == 0 { " " } else { ", " });
+                let _ = write!(out, "{index} {variant}");
+                if let Some(fields) = fields {
+                    fields_format(out, fields);
+                }
             }
             out.push_str(" }");
         }
     }
 }
 
-fn variant_format(out: &mut String, variant: &VariantFormat) {
-    match variant {
-        VariantFormat::Unit | VariantFormat::Variable(_) => {}
-        VariantFormat::NewType(inner) => {
+fn fields_format(out: &mut String, fields: &Fields) {
+    match fields {
+        Fields::Unit => {}
+        Fields::NewType(inner) => {
             out.push('(');
             format(out, inner);
             out.push(')');
         }
-        VariantFormat::Tuple(items) => tuple(out, items),
-        VariantFormat::Struct(fields) => named(out, fields),
+        Fields::Tuple(items) => tuple(out, items),
+        Fields::Struct(named) => {
+            out.push_str(" {");
+            for (i, (field, format_)) in named.iter().enumerate() {
+                out.push_str(if i > 0 { ", " } else { " " });
+                let _ = write!(out, "{field}: ");
+                format(out, format_);
+            }
+            out.push_str(if named.is_empty() { "}" } else { " }" });
+        }
     }
 }
 
@@ -259,69 +187,38 @@ fn tuple(out: &mut String, items: &[Format]) {
     out.push(')');
 }
 
-fn named(out: &mut String, fields: &[Named<Format>]) {
-    out.push_str(" {");
-    for (i, field) in fields.iter().enumerate() {
-        out.push_str(if i > 0 { ", " } else { " " });
-        let _ = write!(out, "{}: ", field.name);
-        format(out, &field.value);
-    }
-    out.push_str(if fields.is_empty() { "}" } else { " }" });
-}
-
 fn format(out: &mut String, format_: &Format) {
-    let primitive = match format_ {
-        Format::Variable(_) => "?",
-        Format::TypeName(name) => name,
-        Format::Unit => "()",
-        Format::Bool => "bool",
-        Format::I8 => "i8",
-        Format::I16 => "i16",
-        Format::I32 => "i32",
-        Format::I64 => "i64",
-        Format::I128 => "i128",
-        Format::U8 => "u8",
-        Format::U16 => "u16",
-        Format::U32 => "u32",
-        Format::U64 => "u64",
-        Format::U128 => "u128",
-        Format::F32 => "f32",
-        Format::F64 => "f64",
-        Format::Char => "char",
-        Format::Str => "str",
-        Format::Bytes => "bytes",
+    match format_ {
+        Format::Unknown => out.push('?'),
+        Format::Named(name) => out.push_str(name),
+        Format::Primitive(name) => out.push_str(name),
         Format::Option(inner) => {
             out.push_str("option<");
             format(out, inner);
             out.push('>');
-            return;
         }
         Format::Seq(inner) => {
             out.push_str("seq<");
             format(out, inner);
             out.push('>');
-            return;
         }
-        Format::Map { key, value } => {
+        Format::Map(key, value) => {
             out.push_str("map<");
             format(out, key);
             out.push_str(", ");
             format(out, value);
             out.push('>');
-            return;
         }
-        Format::Tuple(items) => {
-            tuple(out, items);
-            return;
-        }
-        Format::TupleArray { content, size } => {
-            out.push('[');
-            format(out, content);
-            let _ = write!(out, "; {size}]");
-            return;
-        }
-    };
-    out.push_str(primitive);
+        // A fixed-size array is a tuple of one type: `[u8; 4]`.
+        Format::Tuple(items) => match items.split_first() {
+            Some((first, rest)) if !rest.is_empty() && rest.iter().all(|item| item == first) => {
+                out.push('[');
+                format(out, first);
+                let _ = write!(out, "; {}]", items.len());
+            }
+            _ => tuple(out, items),
+        },
+    }
 }
 
 /// Whether a payload written with the shape `old` is read correctly by the shape

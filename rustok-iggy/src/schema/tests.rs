@@ -206,3 +206,51 @@ fn a_type_whose_deserialize_validates_is_a_typed_error() {
     );
     assert!(error.to_string().contains("Counted"), "{error}");
 }
+
+#[test]
+fn every_variant_of_enums_nested_in_enums_and_containers_is_traced() {
+    #[derive(Deserialize)]
+    #[expect(dead_code, reason = "only the shape is traced")]
+    enum Inner {
+        X,
+        Y(u8),
+        Z { deep: Option<Leaf> },
+    }
+    #[derive(Deserialize)]
+    #[expect(dead_code, reason = "only the shape is traced")]
+    enum Leaf {
+        L1,
+        L2(i16),
+    }
+    #[derive(Deserialize)]
+    #[expect(dead_code, reason = "only the shape is traced")]
+    enum Outer {
+        A(Inner),
+        B,
+        C(Vec<Inner>),
+    }
+    #[derive(Deserialize)]
+    #[expect(dead_code, reason = "only the shape is traced")]
+    struct Root {
+        items: Option<Vec<Outer>>,
+        last: Leaf,
+    }
+    assert_eq!(
+        of::<Root>().shape,
+        "struct { items: option<seq<Outer>>, last: Leaf }\n\
+         enum Inner { 0 X, 1 Y(u8), 2 Z { deep: option<Leaf> } }\n\
+         enum Leaf { 0 L1, 1 L2(i16) }\n\
+         enum Outer { 0 A(Inner), 1 B, 2 C(seq<Inner>) }"
+    );
+}
+
+#[test]
+fn a_recursive_type_is_a_typed_error_not_a_hang() {
+    #[derive(Deserialize)]
+    #[expect(dead_code, reason = "only the shape is traced")]
+    struct Tree {
+        children: Vec<Tree>,
+    }
+    let error = EventSchema::of_type::<Tree>("tree", 1).unwrap_err();
+    assert!(error.to_string().contains("contains itself"), "{error}");
+}
