@@ -201,6 +201,17 @@ impl EmbeddedConnector {
         self.broker()?.flush().await
     }
 
+    /// Every topic of every stream, as (stream, topic) names: what `topic_info` and
+    /// `poll` can then read (the ops tools walk a data directory with it).
+    pub fn topics(&self) -> Result<Vec<(StreamName, TopicName)>, ConnectorError> {
+        Ok(self
+            .broker()?
+            .all_topics()
+            .iter()
+            .map(|topic| (topic.stream_name(), topic.name()))
+            .collect())
+    }
+
     /// The data directory in use.
     pub fn data_dir(&self) -> Result<std::path::PathBuf, ConnectorError> {
         Ok(self.broker()?.data_dir().to_owned())
