@@ -6,6 +6,7 @@ use crate::codec::Codec;
 use crate::error::DecodeFailure;
 use crate::event::IggyEvent;
 use crate::metadata::header;
+use crate::schema::{Fingerprint, schema_for};
 use crate::upcast::Upcasters;
 
 /// Turns a received message into an `E`, or says why not (and which event type the
@@ -97,6 +98,18 @@ pub(crate) fn decode_message<E: IggyEvent>(
         // An older version is read only through its upcaster: decoding it as the
         // current type could succeed with wrong values (Postcard is not
         // self-describing).
+        if let Some(expected) = upcasters.fingerprint(known.event_type, schema_version) {
+            let check = |found: Fingerprint| found == expected;
+            fingerprint_matches(
+                message,
+                codec,
+                known.event_type,
+                schema_version,
+                expected,
+                check,
+            )
+            .map_err(fail)?;
+        }
         upcasters
             .upcast(known.event_type, schema_version, codec, &message.payload)
             .ok_or_else(|| {
@@ -107,6 +120,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?
     } else {
+        check_fingerprint::<E>(message, codec, known.event_type, schema_version).map_err(fail)?;
         codec.decode_value::<E>(known.event_type, &message.payload)
     };
     let event = decoded.map_err(|e| fail(DecodeFailure::Codec(e)))?;
@@ -117,4 +131,63 @@ pub(crate) fn decode_message<E: IggyEvent>(
             schema_version,
         },
     ))
+}
+
+/// Refuses a Postcard payload whose schema fingerprint header differs from `E`'s for
+/// `event_type` at `version` (and from the ones it declares compatible): Postcard is
+/// not self-describing, so another shape would decode into wrong values. A type that
+/// cannot be traced is decoded as before.
+fn check_fingerprint<E: IggyEvent>(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+) -> Result<(), DecodeFailure> {
+    match schema_for::<E>(event_type) {
+        Some(schema) => fingerprint_matches(
+            message,
+            codec,
+            event_type,
+            version,
+            schema.fingerprint,
+            |found| schema.reads(found),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The one fingerprint rule: a Postcard message with a fingerprint header that
+/// `reads` refuses is a [`DecodeFailure::SchemaMismatch`]. JSON payloads name their
+/// fields and are not checked; a message without the header (an older producer) is
+/// decoded as before.
+fn fingerprint_matches(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+    expected: Fingerprint,
+    reads: impl Fn(Fingerprint) -> bool,
+) -> Result<(), DecodeFailure> {
+    if codec != Codec::Postcard {
+        return Ok(());
+    }
+    let Some(value) = message.headers.get(header::SCHEMA_FINGERPRINT) else {
+        return Ok(());
+    };
+    let found = value
+        .as_str()
+        .and_then(|text| text.parse::<Fingerprint>().ok())
+        .ok_or(DecodeFailure::InvalidHeader {
+            name: header::SCHEMA_FINGERPRINT,
+        })?;
+    if reads(found) {
+        Ok(())
+    } else {
+        Err(DecodeFailure::SchemaMismatch {
+            event_type: event_type.to_owned(),
+            version,
+            expected,
+            found,
+        })
+    }
 }

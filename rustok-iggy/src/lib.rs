@@ -35,6 +35,7 @@ mod key;
 mod metadata;
 mod replay;
 mod retry;
+pub mod schema;
 mod subscription;
 mod transport;
 mod upcast;

@@ -13,6 +13,9 @@ pub mod header {
     pub const SCHEMA_VERSION: &str = "schema_version";
     /// The codec of the payload (`json` or `postcard`).
     pub const CODEC: &str = "codec";
+    /// The schema fingerprint of the payload's type and version (16 hexadecimal
+    /// digits; see [`crate::schema`]).
+    pub const SCHEMA_FINGERPRINT: &str = "schema_fingerprint";
     /// The event id (a UUID in text form; also the Iggy message id).
     pub const EVENT_ID: &str = "event_id";
     /// Correlation id.

@@ -280,6 +280,9 @@ impl<E: IggyEvent> Transport<E> {
         headers.insert_str(header::EVENT_TYPE, event.event_type())?;
         headers.insert_str(header::SCHEMA_VERSION, event.schema_version().to_string())?;
         headers.insert_str(header::CODEC, E::CODEC.as_str())?;
+        if let Some(schema) = crate::schema::schema_for::<E>(event.event_type()) {
+            headers.insert_str(header::SCHEMA_FINGERPRINT, schema.fingerprint.to_string())?;
+        }
         headers.insert_str(header::EVENT_ID, id.to_string())?;
         metadata.write(&mut headers)?;
         if metadata.traceparent.is_none() {

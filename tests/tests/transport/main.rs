@@ -18,4 +18,5 @@ mod envelope_spans;
 mod envelopes;
 mod health;
 mod replay;
+mod schema;
 mod typed;

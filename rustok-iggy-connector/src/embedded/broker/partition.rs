@@ -414,6 +414,16 @@ impl Partition {
         Ok(())
     }
 
+    /// Deletes the `count` oldest closed segments, never the active one; offsets
+    /// are kept (files removed without the log's lock). Returns how many were
+    /// deleted.
+    pub(crate) fn delete_segments(&self, count: u32) -> Result<u32, StorageError> {
+        let removal = self.log_write().take_oldest_segments(count);
+        let report = removal.run(&self.disk)?;
+        tracing::info!(partition = self.id, ?report, "segments deleted on request");
+        Ok(report.segments_deleted)
+    }
+
     /// Deletes every message; offsets are not reused.
     pub(crate) fn purge(&self) -> Result<(), StorageError> {
         let removal = self.log_write().take_all()?;
