@@ -248,12 +248,15 @@ async fn start_positions_and_metadata_travel() {
     assert_eq!(delivery.what, "new");
     let info = delivery.info();
     assert_eq!(info.event_id, receipt.event_id);
-    assert_eq!(info.metadata.tenant_id.as_deref(), Some("acme"));
-    assert_eq!(info.metadata.correlation_id.as_deref(), Some("corr-1"));
-    assert_eq!(info.metadata.causation_id.as_deref(), Some("cause-1"));
-    assert_eq!(info.metadata.actor_id.as_deref(), Some("user-7"));
+    let metadata = info.metadata();
+    assert_eq!(metadata.event_id, Some(receipt.event_id));
+    assert_eq!(metadata.tenant_id.as_deref(), Some("acme"));
+    assert_eq!(metadata.correlation_id.as_deref(), Some("corr-1"));
+    assert_eq!(metadata.causation_id.as_deref(), Some("cause-1"));
+    assert_eq!(metadata.actor_id.as_deref(), Some("user-7"));
+    assert_eq!(info.traceparent(), metadata.traceparent.as_deref());
     assert!(
-        info.metadata
+        metadata
             .traceparent
             .as_deref()
             .unwrap()
