@@ -252,16 +252,19 @@ impl<E> Delivery<E> {
     /// that partition is settled too.
     ///
     /// When the ack becomes a commit: right after, in the background, one commit at a
-    /// time per subscription (acknowledgements that arrive while a commit is in flight
-    /// are covered by the next one). Until then a crash delivers the event again
-    /// (at-least-once). To wait for the commit, use [`Delivery::ack_and_commit`],
-    /// [`Subscription::commit`] or [`Subscription::close`]. Dropping the subscription
-    /// stores what was acknowledged before it returns on the embedded connector; on
-    /// the remote connector it only starts those commits in the background, so a
-    /// process that exits right after may see the event again: call
-    /// [`Subscription::close`] (or `ack_and_commit`) before exiting. If the partition
-    /// was reassigned to another member meanwhile, the commit is refused and that
-    /// member receives the event again.
+    /// time per subscription and at most one round per millisecond (acknowledgements
+    /// that arrive meanwhile are covered by the next one). Until then a crash delivers
+    /// the event again (at-least-once). To wait for the commit, use
+    /// [`Delivery::ack_and_commit`], [`Subscription::commit`] or
+    /// [`Subscription::close`]. Dropping the subscription stores what was acknowledged
+    /// before it returns on the embedded connector; on the remote connector it only
+    /// starts those commits in the background, so a process that exits right after may
+    /// see the event again: call [`Subscription::close`] (or `ack_and_commit`) before
+    /// exiting. If the partition was reassigned to another member meanwhile, the
+    /// commit is refused and that member receives the event again.
+    ///
+    /// [`Subscription::commit`]: crate::Subscription::commit
+    /// [`Subscription::close`]: crate::Subscription::close
     pub async fn ack(mut self) -> Result<(), Error> {
         self.handle.settle(|l| &l.acked);
         Ok(())
