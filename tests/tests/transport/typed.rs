@@ -350,3 +350,39 @@ async fn a_slow_consumer_stops_fetching_at_max_in_flight() {
     assert_eq!(next.seq, 8);
     connector.shutdown().await.unwrap();
 }
+
+/// Single publishes abandoned mid-flight (their tasks aborted while others wait for a
+/// shared request) never leave the partition's publishing stuck: the publishes left
+/// running and later ones are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_single_publishes_do_not_block_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let orders = transport::<OrderPlaced>(connector.clone(), 1).await;
+    for round in 0..20u64 {
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let orders = orders.clone();
+                tokio::spawn(async move { orders.publish(&order("acme", round * 100 + i)).await })
+            })
+            .collect();
+        for (i, task) in tasks.iter().enumerate() {
+            if i % 2 == 0 {
+                task.abort();
+            }
+        }
+        for task in tasks {
+            if let Ok(published) = task.await {
+                published.unwrap();
+            }
+        }
+        let receipt = within(
+            "a publish after abandoned ones",
+            orders.publish(&order("acme", round)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(receipt.partition, 0);
+    }
+    connector.shutdown().await.unwrap();
+}
