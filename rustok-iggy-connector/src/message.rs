@@ -376,22 +376,33 @@ impl Headers {
     /// When `bytes` is not a part of `buffer`.
     pub fn decode_shared(buffer: &Bytes, bytes: &[u8]) -> Result<Self, crate::WireError> {
         let count = iggy_binary_protocol::validate_user_headers(bytes)?;
-        let mut entries = Vec::with_capacity(count as usize);
-        for entry in iggy_binary_protocol::WireUserHeaderIterator::new(bytes) {
-            let key = match std::str::from_utf8(entry.key) {
-                Ok(_) => buffer.slice_ref(entry.key),
-                Err(_) => Bytes::from(String::from_utf8_lossy(entry.key).into_owned()),
-            };
-            let value = HeaderValue::from_parts(
-                HeaderKind::from_code(entry.value_kind.0),
-                buffer.slice_ref(entry.value),
-            );
-            entries.push((HeaderKey(key), value));
-        }
+        let mut wire = iggy_binary_protocol::WireUserHeaderIterator::new(bytes);
+        // A counted range: the shared list is allocated once, at its size. The
+        // validation counted the entries, so each step finds one (an empty entry
+        // would stand for a missing one).
+        let entries: Arc<[Entry]> = (0..count)
+            .map(|_| match wire.next() {
+                Some(entry) => {
+                    let key = match std::str::from_utf8(entry.key) {
+                        Ok(_) => buffer.slice_ref(entry.key),
+                        Err(_) => Bytes::from(String::from_utf8_lossy(entry.key).into_owned()),
+                    };
+                    let value = HeaderValue::from_parts(
+                        HeaderKind::from_code(entry.value_kind.0),
+                        buffer.slice_ref(entry.value),
+                    );
+                    (HeaderKey(key), value)
+                }
+                None => (
+                    HeaderKey(Bytes::new()),
+                    HeaderValue::from_parts(HeaderKind::Raw, Bytes::new()),
+                ),
+            })
+            .collect();
         Ok(Self {
             entries: Entries {
                 owned: Vec::new(),
-                shared: Some(Arc::from(entries)),
+                shared: Some(entries),
             },
         })
     }
