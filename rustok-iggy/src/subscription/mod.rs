@@ -447,7 +447,8 @@ async fn commit_in_background(core: Arc<Core>) {
             Ok(()) => {
                 failures = 0;
                 // Acks settled meanwhile wait for the next round: commits go per batch
-                // of acks, not per ack (on the embedded broker each is a file write).
+                // of acks, not per ack (each is a store: an offsets-journal write in
+                // process, a round trip remotely).
                 tokio::time::sleep(COMMIT_PACE).await;
             }
             Err(e) => {
