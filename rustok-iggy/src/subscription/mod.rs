@@ -113,8 +113,9 @@ pub struct Subscription<E> {
     unreported: Unreported,
 }
 
-/// Consumption not yet added to the subscription's metrics: they are recorded once
-/// per fetched batch (and when the subscription waits or ends), not per delivery.
+/// Consumption not yet added to the subscription's metrics: they are recorded when
+/// the fetched batch is handed out (and when the subscription waits or ends), not per
+/// delivery.
 #[derive(Debug, Default)]
 struct Unreported {
     messages: u64,
@@ -360,15 +361,21 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 // Due redeliveries first: they are the oldest outstanding events.
                 if let Some(redelivery) = due {
-                    return Poll::Ready(Some(this.deliver(
-                        redelivery.message,
-                        redelivery.ticket,
-                        redelivery.attempt,
-                    )));
+                    let delivery =
+                        this.deliver(redelivery.message, redelivery.ticket, redelivery.attempt);
+                    if this.buffer.is_empty() {
+                        this.unreported.report(&this.core.labels);
+                    }
+                    return Poll::Ready(Some(delivery));
                 }
                 while let Some((message, ticket)) = this.buffer.pop_front() {
                     if !ticket.is_superseded() {
-                        return Poll::Ready(Some(this.deliver(message, ticket, 1)));
+                        let delivery = this.deliver(message, ticket, 1);
+                        if this.buffer.is_empty() {
+                            // The batch is handed out: its figures go to the metrics.
+                            this.unreported.report(&this.core.labels);
+                        }
+                        return Poll::Ready(Some(delivery));
                     }
                 }
                 this.core.acks.return_unused_slot();
