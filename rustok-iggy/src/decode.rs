@@ -1,5 +1,7 @@
 //! Turning a received message into a typed event.
 
+use std::borrow::Cow;
+
 use rustok_iggy_connector::ReceivedMessage;
 
 use crate::codec::Codec;
@@ -20,7 +22,8 @@ pub(crate) type Decoder<E> = std::sync::Arc<
 /// What the headers said about a decoded event.
 #[derive(Debug)]
 pub(crate) struct DecodedInfo {
-    pub(crate) event_type: String,
+    /// Borrowed from `E::EVENT_TYPES` for typed events (no allocation per event).
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
 }
 
@@ -39,8 +42,9 @@ pub(crate) fn decode_message<E: IggyEvent>(
         ));
     }
     let headers = &message.headers;
-    let named_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
-    let fail = |failure: DecodeFailure| (failure, named_type.clone());
+    // Borrowed from the message: owned only when a failure is reported.
+    let named_type = headers.get_str(header::EVENT_TYPE);
+    let fail = |failure: DecodeFailure| (failure, named_type.map(str::to_owned));
 
     let codec = match headers.get(header::CODEC) {
         None => E::CODEC,
@@ -53,13 +57,13 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?,
     };
-    let known = match &named_type {
+    let known = match named_type {
         Some(event_type) => E::EVENT_TYPES
             .iter()
             .find(|info| info.event_type == event_type)
             .ok_or_else(|| {
                 fail(DecodeFailure::UnknownEventType {
-                    event_type: event_type.clone(),
+                    event_type: event_type.to_owned(),
                     known: E::EVENT_TYPES
                         .iter()
                         .map(|info| info.event_type)
@@ -127,7 +131,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
     Ok((
         event,
         DecodedInfo {
-            event_type: known.event_type.to_owned(),
+            event_type: Cow::Borrowed(known.event_type),
             schema_version,
         },
     ))

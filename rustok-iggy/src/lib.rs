@@ -21,6 +21,7 @@
 
 mod acks;
 mod batching;
+mod coalesce;
 mod codec;
 mod config;
 mod connect;

@@ -1,6 +1,6 @@
 //! Event metadata carried in Iggy user headers.
 
-use rustok_iggy_connector::{HeaderError, Headers};
+use rustok_iggy_connector::{HeaderError, HeaderValue, Headers};
 use uuid::Uuid;
 
 /// Names of the user headers rustok-iggy writes on every message. Other Iggy clients
@@ -125,6 +125,21 @@ impl EventMetadata {
         self
     }
 
+    /// How many fields are set (the headers [`EventMetadata::write`] adds).
+    pub(crate) fn len(&self) -> usize {
+        [
+            &self.correlation_id,
+            &self.causation_id,
+            &self.tenant_id,
+            &self.actor_id,
+            &self.traceparent,
+            &self.tracestate,
+        ]
+        .iter()
+        .filter(|field| field.is_some())
+        .count()
+    }
+
     /// Writes the set fields into `headers`.
     pub(crate) fn write(&self, headers: &mut Headers) -> Result<(), HeaderError> {
         let fields = [
@@ -137,7 +152,7 @@ impl EventMetadata {
         ];
         for (name, value) in fields {
             if let Some(value) = value {
-                headers.insert_str(name, value.as_str())?;
+                headers.insert_static(name, HeaderValue::string(value.as_str()))?;
             }
         }
         Ok(())
