@@ -23,8 +23,8 @@ use benches::brokers::{self, Broker};
 use benches::events::{ShippedPostcard, order_shipped};
 use futures::StreamExt;
 use rustok_iggy::{
-    DurabilityPolicy, GroupName, IggyEvent, StartPosition, StreamName, SubscriptionOptions,
-    Transport, TransportOptions,
+    IggyEvent, SubscriptionOptions, Transport, TransportOptions,
+    connector::{DurabilityPolicy, GroupName, StartPosition, StreamName},
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};

@@ -28,8 +28,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rustok_iggy::connector::{OutgoingMessage, Partitioning, PublishRequest};
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    BatchingOptions, BatchingPublisher, BatchingTransport, ConnectorConfig, DurabilityPolicy,
-    EmbeddedConnector, IggyConnector,
+    batching::{BatchingOptions, BatchingPublisher, BatchingTransport},
+    connector::{ConnectorConfig, DurabilityPolicy, EmbeddedConnector, IggyConnector},
 };
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use benches::brokers::{self, Broker};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rustok_iggy_connector::{
-    DurabilityPolicy, GroupName, IggyConnector, PollFrom, PublishRequest, StartPosition,
+    DurabilityPolicy, GroupName, IggyConnector, PublishRequest, StartPosition,
 };
 use tokio::runtime::Runtime;
 
@@ -113,7 +113,7 @@ fn consume(c: &mut Criterion, rt: &Runtime) {
                     let (connector, stream, topic) = (&broker.connector, &stream, &topic);
                     async move {
                         let read = connector
-                            .poll(stream, topic, 0, PollFrom::Offset(from), batch as u32)
+                            .poll(stream, topic, 0, StartPosition::Offset(from), batch as u32)
                             .await
                             .expect("poll");
                         assert_eq!(read.len(), batch);

@@ -28,8 +28,8 @@ use benches::brokers::{self, Broker};
 use benches::events::Blob;
 use futures::StreamExt;
 use rustok_iggy::{
-    DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName, SubscriptionOptions,
-    Transport, TransportOptions,
+    SubscriptionOptions, Transport, TransportOptions,
+    connector::{DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName},
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use tokio::runtime::Runtime;

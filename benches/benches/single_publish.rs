@@ -16,7 +16,10 @@ use std::sync::Arc;
 use benches::brokers::{self, Broker};
 use benches::events::Blob;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rustok_iggy::{DurabilityPolicy, IggyConnector, StreamName, Transport, TransportOptions};
+use rustok_iggy::{
+    Transport, TransportOptions,
+    connector::{DurabilityPolicy, IggyConnector, StreamName},
+};
 
 const EVENTS: usize = 1000;
 

@@ -32,8 +32,8 @@ use iggy::prelude::{
     PollingStrategy,
 };
 use rustok_iggy::{
-    DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName, SubscriptionOptions,
-    Transport, TransportOptions,
+    SubscriptionOptions, Transport, TransportOptions,
+    connector::{DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName},
 };
 use rustok_iggy_connector::{PublishRequest, RemoteConnector};
 use tokio::runtime::Runtime;

@@ -27,10 +27,10 @@ use benches::brokers::{self, Broker};
 use benches::events::{OrderShipped, ShippedJson, ShippedPostcard, order_shipped};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use rustok_iggy::header;
+use rustok_iggy::metadata::header;
 use rustok_iggy::{
-    DurabilityPolicy, GroupName, IggyConnector, IggyEvent, StartPosition, StreamName,
-    SubscriptionOptions, Transport, TransportOptions,
+    IggyEvent, SubscriptionOptions, Transport, TransportOptions,
+    connector::{DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName},
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, TopicName};
 use tokio::runtime::Runtime;
@@ -57,7 +57,7 @@ fn encoded<E: IggyEvent>(events: &[E]) -> Vec<OutgoingMessage> {
 
 /// `messages` with headers of the names and value sizes the typed layer writes.
 fn with_typed_headers(messages: &[OutgoingMessage], codec: &'static str) -> Vec<OutgoingMessage> {
-    let trace = rustok_iggy::new_traceparent();
+    let trace = rustok_iggy::metadata::new_traceparent();
     messages
         .iter()
         .map(|message| {

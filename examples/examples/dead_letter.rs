@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, RetryPolicy, connect,
+    HandlerError, RetryPolicy, connect,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rustok_iggy::{EventEnvelope, EventTransport, IggyTransport, TopicName};
+use rustok_iggy::{
+    connector::TopicName,
+    envelope::{EventEnvelope, EventTransport, IggyTransport},
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

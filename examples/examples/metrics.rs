@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rustok_iggy::prelude::*;
-use rustok_iggy::{EmbeddedConnector, HealthThresholds, IggyConfig};
+use rustok_iggy::{IggyConfig, connector::EmbeddedConnector, health::HealthThresholds};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.embedded.tcp_enabled = false;
     config.embedded.http_port = 0;
     let embedded = std::sync::Arc::new(EmbeddedConnector::new());
-    rustok_iggy::IggyConnector::connect(embedded.as_ref(), &config.connector_config()).await?;
+    rustok_iggy::connector::IggyConnector::connect(embedded.as_ref(), &config.connector_config())
+        .await?;
     let http = embedded.http_address().ok_or("the HTTP endpoint is off")?;
     let clicks = Transport::<Clicked>::new(
         embedded.clone(),
@@ -77,6 +78,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {line}");
     }
     subscription.close().await?;
-    rustok_iggy::IggyConnector::shutdown(embedded.as_ref()).await?;
+    rustok_iggy::connector::IggyConnector::shutdown(embedded.as_ref()).await?;
     Ok(())
 }

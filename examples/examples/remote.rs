@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustok_iggy::connector::{ConnectorConfig, EmbeddedConnector, IggyConnector, Secret};
 use rustok_iggy::prelude::*;
-use rustok_iggy::{ConnectorMode, IggyConfig, connect};
+use rustok_iggy::{IggyConfig, connect, connector::ConnectorMode};
 use serde::{Deserialize, Serialize};
 
 /// A domain event: orders of one tenant stay in order (they share a partition).

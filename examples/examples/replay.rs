@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use rustok_iggy::prelude::*;
-use rustok_iggy::{GroupName, ReplayFrom, ReplayUntil, connect};
+use rustok_iggy::{
+    connect,
+    connector::{GroupName, StartPosition},
+    replay::ReplayUntil,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, IggyEvent)]
@@ -60,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("replay from the beginning up to the head:");
     let mut replay = prices
-        .replay(ReplayFrom::Beginning, ReplayUntil::Head)
+        .replay(StartPosition::Earliest, ReplayUntil::Head)
         .await?;
     let mut timestamps = Vec::new();
     while let Some(item) = replay.next().await {
@@ -75,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let middle = timestamps[timestamps.len() / 2];
     println!("replay from timestamp {middle} µs:");
     let mut replay = prices
-        .replay(ReplayFrom::Timestamp(middle), ReplayUntil::Head)
+        .replay(StartPosition::Timestamp(middle), ReplayUntil::Head)
         .await?;
     while let Some(item) = replay.next().await {
         let item = item?;

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use rustok_iggy::IggyConfig;
 
-fn check(loaded: Result<IggyConfig, rustok_iggy::ConfigError>) {
+fn check(loaded: Result<IggyConfig, rustok_iggy::config::ConfigError>) {
     match loaded {
         Ok(config) => {
             if let Err(e) = config.connector_config().validate() {

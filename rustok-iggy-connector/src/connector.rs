@@ -197,28 +197,18 @@ pub struct PublishReceipt {
     pub count: u32,
 }
 
-/// Where a read starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollFrom {
-    /// The oldest retained message.
-    First,
-    /// This offset (or the oldest retained one, if it was deleted).
-    Offset(u64),
-    /// The first message appended at or after this time (µs since the Unix epoch).
-    Timestamp(u64),
-    /// Only messages appended from now on.
-    Latest,
-}
-
-/// Where a consumer group starts on partitions it has no committed offset for.
+/// Where a read starts: a [`poll`](IggyConnector::poll), a
+/// [`subscribe`](IggyConnector::subscribe), a consumer group on partitions it has no
+/// committed offset for, and a replay all use this one vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartPosition {
     /// From the oldest retained message.
     #[default]
     Earliest,
-    /// From the messages published after the group was created.
+    /// Only messages appended from now on (for a group: after the group was created).
     Latest,
-    /// From this offset in every partition.
+    /// From this offset (or the oldest retained one, if it was deleted); for a group, in
+    /// every partition.
     Offset(u64),
     /// From the first message appended at or after this time (µs since the Unix epoch).
     Timestamp(u64),
@@ -372,7 +362,7 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError>;
 
@@ -382,7 +372,7 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError>;
 
     /// Joins `group` (created when missing, starting at `start`).

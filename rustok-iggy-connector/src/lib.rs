@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use connector::{
     Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport,
-    PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
+    PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
     UnwritablePartition,
 };
 pub use error::ConnectorError;

@@ -42,7 +42,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// Names (topic, stream, event type) are 1 to 255 bytes of UTF-8 without control
 /// characters and without leading or trailing white space: the rule of
-/// `rustok_iggy::validate_name`, checked here at compile time. The key field's type must
+/// `rustok_iggy::connector::validate_name`, checked here at compile time. The key field's type must
 /// implement `rustok_iggy::PartitionKey`.
 ///
 /// ```text

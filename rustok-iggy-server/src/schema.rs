@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use rustok_iggy::header;
+use rustok_iggy::metadata::header;
 use rustok_iggy::schema::{Fingerprint, SchemaLock};
 use rustok_iggy_connector::{
-    ConnectorConfig, EmbeddedConnector, IggyConnector, PollFrom, ReceivedMessage,
+    ConnectorConfig, EmbeddedConnector, IggyConnector, ReceivedMessage, StartPosition,
 };
 
 use crate::cli::SchemaCheckArgs;
@@ -112,7 +112,7 @@ async fn scan(
         };
         let name = format!("{stream}/{topic}");
         for (partition, &end) in (0..info.partitions).zip(&info.next_offsets) {
-            let mut from = PollFrom::First;
+            let mut from = StartPosition::Earliest;
             loop {
                 let messages = connector
                     .poll(&stream, &topic, partition, from, POLL_MAX)
@@ -129,7 +129,7 @@ async fn scan(
                 if last.saturating_add(1) >= end {
                     break;
                 }
-                from = PollFrom::Offset(last + 1);
+                from = StartPosition::Offset(last + 1);
             }
         }
     }

@@ -151,7 +151,10 @@ mod schema {
     use std::path::Path;
 
     use rustok_iggy::schema::{LockMode, TypeSchemas, check_lock_with, schemas};
-    use rustok_iggy::{ConnectorConfig, EmbeddedConnector, IggyConnector, IggyEvent};
+    use rustok_iggy::{
+        IggyEvent,
+        connector::{ConnectorConfig, EmbeddedConnector, IggyConnector},
+    };
     use rustok_iggy::{Transport, TransportOptions};
     use serde::{Deserialize, Serialize};
 

@@ -288,9 +288,9 @@ struct Inner {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
+/// use rustok_iggy::batching::{BatchingOptions, BatchingPublisher};
 /// use rustok_iggy::connector::{EmbeddedConnector, ConnectorConfig, IggyConnector,
-///     OutgoingMessage, Partitioning, TopicSpec};
-/// use rustok_iggy::{BatchingOptions, BatchingPublisher, StreamName, TopicName};
+///     OutgoingMessage, Partitioning, StreamName, TopicName, TopicSpec};
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let connector = Arc::new(EmbeddedConnector::new());

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 
 /// The serialization of event payloads.
 ///

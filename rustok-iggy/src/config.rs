@@ -9,7 +9,7 @@ use rustok_iggy_connector::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Codec;
+use crate::codec_impl::Codec;
 
 /// Why a configuration was refused. `Display` names the field and what is allowed.
 #[derive(Debug, thiserror::Error)]

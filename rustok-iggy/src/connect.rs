@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rustok_iggy_connector::{ConnectorMode, IggyConnector};
 
-use crate::config::IggyConfig;
+use crate::config_impl::IggyConfig;
 use crate::error::Error;
 
 /// Opens the connector `config.mode` asks for and connects it.

@@ -1,4 +1,10 @@
-//! The handler runner: `Transport::consume` with retries and a dead-letter topic.
+//! Consuming with a handler: [`Transport::consume`](crate::Transport::consume) runs it
+//! with retries and a dead-letter topic, and this module holds its options and
+//! reports, plus the parts of a subscription's contract beyond the root types:
+//! [`Events`], [`Undecided`], [`RawDelivery`], [`HeldPartition`], the decode failure
+//! kinds and the redelivery [`Backoff`]. The guarantee is the commit rule: an offset is
+//! committed only when every event before it was handled, dead-lettered or
+//! deliberately skipped, so nothing acknowledged is lost and a crash redelivers.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,18 +21,23 @@ use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetterConfig, DeadLetters, Failure};
 use crate::error::{DecodeError, Error};
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
-use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions, Undecided};
+use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
 use crate::transport::Transport;
+
+pub use crate::acks::HeldPartition;
+pub use crate::error::DecodeFailure;
+pub use crate::retry::Backoff;
+pub use crate::subscription::{Events, RawDelivery, Undecided};
 
 /// What the handler runner does with an event written at a schema version newer than
 /// the consumer knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OnNewerSchema {
-    /// Holds its partition (see [`crate::Undecided::Hold`]): the partition's commit
+    /// Holds its partition (see [`crate::consume::Undecided::Hold`]): the partition's commit
     /// stays before the event and its later events wait, so that a consumer that knows
     /// the version (the next release, during a rolling upgrade) takes it over when
     /// this one leaves the group. Other partitions keep flowing.
@@ -226,7 +237,7 @@ impl<E: IggyEvent> Transport<E> {
 impl crate::envelope::IggyTransport {
     /// The handler runner of [`Transport::consume`] for envelopes of `topic`: the
     /// same retries, dead-letter topic (`<topic>.dlq`), ordering and shutdown. Events
-    /// are acknowledged by the runner; [`crate::EventTransport::acknowledge`] is not
+    /// are acknowledged by the runner; [`crate::envelope::EventTransport::acknowledge`] is not
     /// needed.
     pub async fn consume<H, F>(
         &self,
@@ -274,8 +285,7 @@ impl crate::envelope::IggyTransport {
 }
 
 /// Pause between two failed set-ups of a runner: doubling from 10 ms up to 5 s.
-const SET_UP_RETRY: crate::retry::Backoff =
-    crate::retry::Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+const SET_UP_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
 
 /// Runs `attempt` (joining the group, opening the dead-letter topic) until it
 /// succeeds, trying again after a backoff while it fails on what a retry can fix (a

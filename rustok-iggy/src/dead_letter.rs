@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    Headers, IggyConnector, OutgoingMessage, Partitioning, PollFrom, PublishRequest,
-    ReceivedMessage, Retention, StreamName, TopicName, TopicSpec, now_micros,
+    Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, ReceivedMessage,
+    Retention, StartPosition, StreamName, TopicName, TopicSpec, now_micros,
 };
 use uuid::Uuid;
 
@@ -300,7 +300,7 @@ impl DeadLetters {
     /// when missing, with `config.retention` or else `retention.dlq_max_age_days` of
     /// the transport's configuration).
     pub async fn for_envelopes(
-        transport: &crate::IggyTransport,
+        transport: &crate::envelope::IggyTransport,
         topic: &TopicName,
         config: &DeadLetterConfig,
     ) -> Result<Self, Error> {
@@ -597,7 +597,7 @@ struct Reader<'a> {
     stream: &'a StreamName,
     topic: &'a TopicName,
     partition: u32,
-    next: PollFrom,
+    next: StartPosition,
     /// Stop before this offset (`None`: at the current head).
     end: Option<u64>,
     done: bool,
@@ -626,7 +626,7 @@ impl<'a> Reader<'a> {
             stream,
             topic,
             partition,
-            next: PollFrom::First,
+            next: StartPosition::Earliest,
             end,
             done: false,
         }
@@ -650,7 +650,7 @@ impl<'a> Reader<'a> {
             self.done = true;
             return Ok(None);
         };
-        self.next = PollFrom::Offset(last + 1);
+        self.next = StartPosition::Offset(last + 1);
         if let Some(end) = self.end {
             batch.retain(|m| m.offset < end);
             if last + 1 >= end {

@@ -4,9 +4,9 @@ use std::borrow::Cow;
 
 use rustok_iggy_connector::ReceivedMessage;
 
-use crate::codec::Codec;
+use crate::codec_impl::Codec;
 use crate::error::DecodeFailure;
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::metadata::header;
 use crate::schema::{Fingerprint, schema_for};
 use crate::upcast::Upcasters;

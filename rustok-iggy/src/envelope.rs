@@ -1,6 +1,8 @@
-//! The platform contract: `EventEnvelope` and the object-safe `EventTransport`,
-//! implemented by `IggyTransport` for code that passes envelopes rather than generic
-//! event types.
+//! The platform contract: [`EventEnvelope`] and the object-safe [`EventTransport`],
+//! implemented by [`IggyTransport`] for code that passes envelopes rather than generic
+//! event types. Envelopes carry the same headers as typed events, and delivery is
+//! at-least-once under the same commit rule: a received envelope is committed only
+//! after it and every earlier delivery of its partition were acknowledged.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -26,13 +28,13 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::codec::Codec;
-use crate::config::IggyConfig;
+use crate::codec_impl::Codec;
+use crate::config_impl::IggyConfig;
 use crate::decode::DecodedInfo;
 use crate::error::{DecodeFailure, Error};
 use crate::health::{HealthReport, HealthThresholds};
 use crate::metadata::{EventMetadata, header, new_traceparent};
-use crate::replay::{Replay, ReplayFrom, ReplayUntil, replay_with};
+use crate::replay::{Replay, ReplayUntil, replay_with};
 use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
 use crate::transport::send;
 
@@ -661,7 +663,7 @@ impl IggyTransport {
     pub async fn replay(
         &self,
         topic: &TopicName,
-        from: ReplayFrom,
+        from: StartPosition,
         until: ReplayUntil,
     ) -> Result<Replay<EventEnvelope>, Error> {
         replay_with(

@@ -2,8 +2,8 @@
 
 use rustok_iggy_connector::{ConnectorError, HeaderError, NameError};
 
-use crate::codec::CodecError;
-use crate::config::ConfigError;
+use crate::codec_impl::CodecError;
+use crate::config_impl::ConfigError;
 use crate::dead_letter::DeadLetters;
 use crate::subscription::RawDelivery;
 
@@ -29,11 +29,11 @@ pub enum Error {
     /// `acknowledge` or `nack` named a delivery that is not pending (never received,
     /// already acknowledged or nacked, or its stream closed).
     #[error("{0} is not pending acknowledgement")]
-    NotPending(crate::AckId),
+    NotPending(crate::envelope::AckId),
     /// Metadata does not fit in a user header (values are 1 to 255 bytes).
     #[error("invalid event metadata: {0}")]
     InvalidMetadata(#[from] HeaderError),
-    /// A publish through a batching publisher failed (see [`crate::BatchError`]).
+    /// A publish through a batching publisher failed (see [`crate::batching::BatchError`]).
     #[error(transparent)]
     Batch(#[from] crate::batching::BatchError),
 }
@@ -127,7 +127,7 @@ pub enum DecodeFailure {
 ///   handled) or nack yourself.
 ///
 /// Dropped undecided (`item?`, `filter_map(Result::ok)`), it follows
-/// [`crate::SubscriptionOptions::undecided`]: [`crate::Undecided::Hold`] by default,
+/// [`crate::SubscriptionOptions::undecided`]: [`crate::consume::Undecided::Hold`] by default,
 /// so a dropped error is never committed. A [`DecodeFailure::NewerSchemaVersion`] is
 /// held when dropped whatever that setting says: it is a rolling upgrade, not garbage.
 /// Errors of a replay carry no delivery (a replay commits nothing); their decisions do

@@ -5,15 +5,15 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, CodecError};
-use crate::partition_for;
+use crate::codec_impl::{Codec, CodecError};
+use crate::connector::partition_for;
 
 /// A type whose values are published to and consumed from an Iggy topic.
 ///
 /// Derive it with `#[derive(IggyEvent)]`:
 ///
 /// ```
-/// use rustok_iggy::{Codec, IggyEvent, partition_for};
+/// use rustok_iggy::{Codec, IggyEvent, connector::partition_for};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, PartialEq, Serialize, Deserialize, IggyEvent)]
@@ -34,7 +34,7 @@ use crate::partition_for;
 ///
 /// let bytes = event.encode()?;
 /// assert_eq!(OrderPlaced::decode(&bytes)?, event);
-/// # Ok::<(), rustok_iggy::CodecError>(())
+/// # Ok::<(), rustok_iggy::codec::CodecError>(())
 /// ```
 ///
 /// # Attributes of the derive
@@ -63,7 +63,7 @@ use crate::partition_for;
 /// then be a field of that variant too; with neither, the variant has no key.
 ///
 /// ```
-/// use rustok_iggy::{EventTypeInfo, IggyEvent};
+/// use rustok_iggy::{IggyEvent, event::EventTypeInfo};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Serialize, Deserialize, IggyEvent)]
@@ -91,7 +91,7 @@ use crate::partition_for;
 /// ```
 ///
 /// Topic, stream and event type are checked at compile time against the rule of
-/// [`validate_name`](crate::validate_name): 1 to 255 bytes of UTF-8, no control
+/// [`validate_name`](crate::connector::validate_name): 1 to 255 bytes of UTF-8, no control
 /// characters, no leading or trailing white space. Event types of one enum must differ.
 ///
 /// The generated code reaches this crate as `::rustok_iggy`: depend on it under that

@@ -1,4 +1,6 @@
-//! Health of a transport: connection, storage, topology, consumer lag, dead letters.
+//! Health of a transport: connection, storage, topology, consumer lag, dead letters,
+//! each a [`HealthCheck`] of a [`HealthReport`] judged against [`HealthThresholds`].
+//! A check only reads: it never moves a committed offset or settles a dead letter.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use crate::dead_letter::{DeadLetterConfig, default_topic, open_letters};
 use crate::error::Error;
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::transport::Transport;
 
 /// Overall or per-check status, from best to worst.

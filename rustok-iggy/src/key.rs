@@ -31,7 +31,7 @@ use uuid::Uuid;
 ///
 /// ```
 /// use std::borrow::Cow;
-/// use rustok_iggy::{PartitionKey, partition_for};
+/// use rustok_iggy::{PartitionKey, connector::partition_for};
 ///
 /// struct TenantId(uuid::Uuid);
 ///
@@ -46,7 +46,7 @@ use uuid::Uuid;
 /// assert!(partition_for(&tenant.partition_key(), 8) < 8);
 /// ```
 ///
-/// [`partition_for`]: crate::partition_for
+/// [`partition_for`]: crate::connector::partition_for
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a partition key",
     label = "the trait `PartitionKey` is not implemented for `{Self}`",

@@ -15,81 +15,96 @@
 //! }
 //!
 //! let event = OrderPlaced { tenant_id: "acme".into(), total_cents: 4200 };
-//! assert_eq!(event.partition(4), Some(rustok_iggy::partition_for(b"acme", 4)));
+//! assert_eq!(event.partition(4), Some(rustok_iggy::connector::partition_for(b"acme", 4)));
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+// Implementation modules. What they define is public through the root (the
+// names most programs use) or through exactly one of the public modules below.
 mod acks;
-mod batching;
 mod coalesce;
-mod codec;
-mod config;
+#[path = "codec.rs"]
+mod codec_impl;
+#[path = "config.rs"]
+mod config_impl;
 mod connect;
-mod consume;
-mod dead_letter;
 mod decode;
-mod envelope;
 mod error;
-mod event;
-mod health;
+#[path = "event.rs"]
+mod event_impl;
 mod key;
-mod metadata;
-mod replay;
 mod retry;
-pub mod schema;
 mod subscription;
 mod transport;
-mod upcast;
+
+pub mod batching;
+pub mod consume;
+pub mod dead_letter;
+pub mod envelope;
+pub mod health;
+pub mod metadata;
+pub mod replay;
+pub mod schema;
+pub mod upcast;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+/// The connection layer (the `rustok-iggy-connector` crate): the
+/// [`IggyConnector`](connector::IggyConnector) trait and its modes, names
+/// ([`StreamName`](connector::StreamName), [`TopicName`](connector::TopicName),
+/// [`GroupName`](connector::GroupName)), [`StartPosition`](connector::StartPosition),
+/// [`partition_for`](connector::partition_for), connector configuration and errors.
+/// Connector-level types are reachable only through this path (and the prelude).
 pub use rustok_iggy_connector as connector;
 
-pub use acks::HeldPartition;
-pub use batching::{
-    Backpressure, BatchError, BatchingEventTransport, BatchingOptions, BatchingPublisher,
-    BatchingTransport, PendingEvent, PendingReceipt,
-};
-pub use codec::{Codec, CodecError, UnknownCodec};
-pub use config::{ConfigError, ConfigWarning, IggyConfig, RetentionConfig, TopologyConfig};
+pub use codec_impl::Codec;
+pub use config_impl::IggyConfig;
 pub use connect::connect;
-pub use consume::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
-pub use dead_letter::{
-    DEFAULT_DEAD_LETTER_RETENTION, DeadLetter, DeadLetterConfig, DeadLetters, dlq_header,
-};
-pub use envelope::{
-    AckId, EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope,
-    ReliabilityLevel,
-};
-pub use error::{DecodeError, DecodeFailure, Error};
-pub use event::{EventTypeInfo, IggyEvent};
-pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
+pub use error::{DecodeError, Error};
+pub use event_impl::IggyEvent;
 pub use key::PartitionKey;
-pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
-pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
-pub use retry::{Backoff, HandlerError, RetryPolicy};
-#[cfg(feature = "embedded")]
-pub use rustok_iggy_connector::EmbeddedConnector;
-pub use rustok_iggy_connector::{
-    ConnectorConfig, ConnectorError, ConnectorMode, DurabilityPolicy, EmbeddedConnectorConfig,
-    GroupName, IggyConnector, MAX_NAME_LENGTH, NameError, RemoteConnectorConfig, Retention,
-    StartPosition, StreamName, TopicName, partition_for, validate_name,
-};
+pub use retry::{HandlerError, RetryPolicy};
 /// Derives [`IggyEvent`]; see the trait for the attributes.
 pub use rustok_iggy_derive::IggyEvent;
-pub use subscription::{
-    Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions, Undecided,
-};
+pub use subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
 pub use transport::{Receipt, Transport, TransportOptions};
-pub use upcast::Upcasters;
+
+/// Payload codecs: the errors of turning an event into the bytes of a message and
+/// back. The [`Codec`] itself is at the root. A codec error names the codec and never
+/// loses the message: a consumer turns it into a [`DecodeError`].
+pub mod codec {
+    pub use crate::codec_impl::{CodecError, UnknownCodec};
+}
+
+/// Configuration: the parts and the diagnostics of [`IggyConfig`] (itself at the
+/// root), the `events.iggy` section of an application's configuration. A
+/// configuration is checked as a whole before anything connects: every problem is a
+/// [`ConfigError`](config::ConfigError), every accepted oddity a
+/// [`ConfigWarning`](config::ConfigWarning).
+pub mod config {
+    pub use crate::config_impl::{ConfigError, ConfigWarning, RetentionConfig, TopologyConfig};
+}
+
+/// What the derive records about an event type beyond the [`IggyEvent`] trait (itself
+/// at the root): [`EventTypeInfo`](event::EventTypeInfo), the static description a
+/// transport checks and writes into every message's headers.
+pub mod event {
+    pub use crate::event_impl::EventTypeInfo;
+}
 
 /// The names most programs need: `use rustok_iggy::prelude::*;`.
+///
+/// A glob convenience: every name here is a second path to an item whose one
+/// documented home is the crate root, [`metadata`](mod@crate::metadata) or
+/// [`connector`](mod@crate::connector).
 pub mod prelude {
+    pub use crate::connector::StartPosition;
+    pub use crate::metadata::EventMetadata;
     pub use crate::{
-        Codec, Delivery, EventMetadata, IggyConfig, IggyEvent, PartitionKey, StartPosition,
-        Subscription, Transport, TransportOptions,
+        Codec, Delivery, IggyConfig, IggyEvent, PartitionKey, Subscription, Transport,
+        TransportOptions,
     };
     pub use futures::StreamExt as _;
 }

@@ -1,4 +1,7 @@
-//! Event metadata carried in Iggy user headers.
+//! Event metadata carried in Iggy user headers: [`EventMetadata`] (ids, tenant,
+//! actor, W3C trace context), the [`header`] names every message carries, and the
+//! trace-context helpers. The header names are part of the wire contract: other Iggy
+//! clients can read them, and they do not change between releases.
 
 use rustok_iggy_connector::{HeaderError, HeaderValue, Headers};
 use uuid::Uuid;

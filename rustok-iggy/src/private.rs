@@ -5,10 +5,10 @@ pub use serde::Serialize;
 pub use serde::de::DeserializeOwned;
 pub use std::borrow::Cow;
 
-pub use crate::codec::Codec;
-pub use crate::event::{EventTypeInfo, IggyEvent};
+pub use crate::codec_impl::Codec;
+pub use crate::event_impl::{EventTypeInfo, IggyEvent};
 pub use crate::key::PartitionKey;
-pub use crate::partition_for;
+pub use rustok_iggy_connector::partition_for;
 
 /// The key bytes of a field. The generated call names the field's type and is spanned
 /// at it, so a type that is not a `PartitionKey` is reported at the field.

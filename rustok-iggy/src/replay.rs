@@ -1,5 +1,7 @@
-//! Replay: read a topic again from an offset, a time or the beginning, under no
-//! consumer identity (group offsets never move).
+//! Replay: read a topic again from a [`StartPosition`] (the beginning, an offset, a
+//! time, or the head) until a [`ReplayUntil`], under no consumer identity: no group's
+//! committed offset is read or moved, and nothing is acknowledged. A finite replay
+//! always ends.
 
 use std::fmt;
 use std::pin::Pin;
@@ -9,27 +11,16 @@ use std::task::{Context, Poll};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
 use rustok_iggy_connector::{
-    ConnectorError, IggyConnector, MessageSubscriber, PollFrom, ReceivedMessage, StreamName,
+    ConnectorError, IggyConnector, MessageSubscriber, ReceivedMessage, StartPosition, StreamName,
     TopicName,
 };
 use uuid::Uuid;
 
 use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::subscription::DeliveryInfo;
 use crate::transport::Transport;
-
-/// Where a replay starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayFrom {
-    /// The oldest retained event of every partition.
-    Beginning,
-    /// This offset in every partition.
-    Offset(u64),
-    /// The first event stored at or after this time (µs since the Unix epoch).
-    Timestamp(u64),
-}
 
 /// Where a replay stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +73,7 @@ enum Source {
         stream: StreamName,
         topic: TopicName,
         partition: u32,
-        next: PollFrom,
+        next: StartPosition,
         end: u64,
     },
     /// `ReplayUntil::Follow`: a reader that waits at the head for new events.
@@ -119,7 +110,7 @@ impl PartitionReplay {
                     // Nothing (more) at or after the start: the partition is done.
                     None => self.done = true,
                     Some(last) => {
-                        *next = PollFrom::Offset(last.offset + 1);
+                        *next = StartPosition::Offset(last.offset + 1);
                         if last.offset + 1 >= *end {
                             self.done = true;
                         }
@@ -146,7 +137,7 @@ pub(crate) async fn replay_with<E: Send + 'static>(
     stream: &StreamName,
     topic: &TopicName,
     decoder: Decoder<E>,
-    from: ReplayFrom,
+    from: StartPosition,
     until: ReplayUntil,
 ) -> Result<Replay<E>, Error> {
     let info = connector.topic_info(stream, topic).await?.ok_or_else(|| {
@@ -155,11 +146,7 @@ pub(crate) async fn replay_with<E: Send + 'static>(
             topic: topic.to_string(),
         }
     })?;
-    let poll_from = match from {
-        ReplayFrom::Beginning => PollFrom::First,
-        ReplayFrom::Offset(offset) => PollFrom::Offset(offset),
-        ReplayFrom::Timestamp(ts) => PollFrom::Timestamp(ts),
-    };
+    let poll_from = from;
     let mut inner = SelectAll::new();
     for partition in 0..info.partitions {
         let head = info
@@ -177,9 +164,11 @@ pub(crate) async fn replay_with<E: Send + 'static>(
                 None,
             ),
             ReplayUntil::Head | ReplayUntil::Timestamp(_) => {
+                // `Latest` starts at the head: a bounded replay from there is empty.
                 let starts_past_the_end = match from {
-                    ReplayFrom::Offset(offset) => offset >= head,
-                    ReplayFrom::Beginning | ReplayFrom::Timestamp(_) => head == 0,
+                    StartPosition::Offset(offset) => offset >= head,
+                    StartPosition::Latest => true,
+                    StartPosition::Earliest | StartPosition::Timestamp(_) => head == 0,
                 };
                 if starts_past_the_end {
                     continue;
@@ -271,10 +260,16 @@ impl<E: IggyEvent> Transport<E> {
     ///
     /// A finite replay ([`ReplayUntil::Head`], [`ReplayUntil::Timestamp`]) is bounded
     /// by each partition's head when the call is made and always ends: at once (empty)
-    /// when it starts at or past the head, or at a time after the last event.
-    /// [`ReplayUntil::Follow`] never ends. Events are read, never acknowledged: a
+    /// when it starts at or past the head, or at a time after the last event, so a
+    /// replay from [`StartPosition::Latest`] until [`ReplayUntil::Head`] yields nothing.
+    /// [`ReplayUntil::Follow`] never ends; from [`StartPosition::Latest`] it tails the
+    /// topic (only the events stored after the call). Events are read, never acknowledged: a
     /// replay has no delivery guarantee to keep beyond "what was stored and retained".
-    pub async fn replay(&self, from: ReplayFrom, until: ReplayUntil) -> Result<Replay<E>, Error> {
+    pub async fn replay(
+        &self,
+        from: StartPosition,
+        until: ReplayUntil,
+    ) -> Result<Replay<E>, Error> {
         let upcasters = Arc::clone(self.upcasters());
         let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
         replay_with(

@@ -15,9 +15,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::coalesce::{Coalescer, Destination};
-use crate::config::IggyConfig;
+use crate::config_impl::IggyConfig;
 use crate::error::Error;
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::metadata::{EventMetadata, header, new_traceparent};
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
@@ -37,7 +37,7 @@ pub struct TransportOptions {
     /// Retention of the topic (unless it is one of `system_topics`).
     pub retention: Retention,
     /// Retention of the topic's dead-letter topic (`<topic>.dlq`), used by the
-    /// handler runner and [`crate::DeadLetters::for_transport`].
+    /// handler runner and [`crate::dead_letter::DeadLetters::for_transport`].
     pub dead_letter_retention: Retention,
     /// Topics of system events: created with `system_retention` instead of
     /// `retention`.
@@ -391,7 +391,7 @@ impl<E: IggyEvent> Transport<E> {
     ///
     /// If this returns an error the event may or may not be stored; publishing it
     /// again may store it twice (consumers deduplicate by event id). When the failed
-    /// request carried other events too, the error is [`crate::BatchError::Publish`].
+    /// request carried other events too, the error is [`crate::batching::BatchError::Publish`].
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }

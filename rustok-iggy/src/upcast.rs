@@ -1,5 +1,7 @@
-//! Schema evolution: upcasters turn events written at an older schema version into the
-//! current type.
+//! Schema evolution: [`Upcasters`] turn events written at an older schema version into
+//! the current type. They apply wherever a transport decodes (subscriptions, the
+//! handler runner, replay); an event no upcaster covers is a decode error, never a
+//! silently wrong value.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, CodecError};
+use crate::codec_impl::{Codec, CodecError};
 use crate::schema::{EventSchema, Fingerprint};
 
 type Upcaster<E> = Arc<dyn Fn(Codec, &str, &[u8]) -> Result<E, CodecError> + Send + Sync>;
@@ -21,13 +23,13 @@ type Upcaster<E> = Arc<dyn Fn(Codec, &str, &[u8]) -> Result<E, CodecError> + Sen
 /// self-describing) and converted. Register one per older version (each converting
 /// straight to the current type; compose conversions inside if you like). A message
 /// older than the current version without an upcaster is a decode error
-/// ([`crate::DecodeFailure::MissingUpcaster`]), never decoded as `E` directly; when
+/// ([`crate::consume::DecodeFailure::MissingUpcaster`]), never decoded as `E` directly; when
 /// the old shape reads as the new one (a JSON change that only added defaulted fields),
 /// register the identity: `.register("order_placed", 1, |e: OrderPlaced| e)`.
 ///
 /// ```
 /// use rustok_iggy::prelude::*;
-/// use rustok_iggy::Upcasters;
+/// use rustok_iggy::upcast::Upcasters;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Serialize, Deserialize)]

@@ -29,7 +29,7 @@ fn name_messages_are_those_of_validate_name() {
             .and_then(|(_, rest)| rest.split('"').nth(1))
             .unwrap_or_else(|| panic!("{case}.rs has no `{attribute}\"...\"`"))
             .replace("\\n", "\n");
-        let expected = rustok_iggy::validate_name(what, &literal)
+        let expected = rustok_iggy::connector::validate_name(what, &literal)
             .expect_err(case)
             .to_string();
         let stderr = std::fs::read_to_string(ui.join(format!("{case}.stderr"))).unwrap();

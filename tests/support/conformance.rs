@@ -18,8 +18,8 @@ use std::time::Duration;
 use iggy::prelude::{Client, Identifier, IggyClient, StreamClient, UserClient};
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorMode, EmbeddedConnector, GroupConsumer, GroupName, IggyConnector,
-    OutgoingMessage, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, RemoteConnector,
-    RemoteConnectorConfig, Secret, StreamName, TopicName, TopicSpec,
+    OutgoingMessage, PublishReceipt, PublishRequest, ReceivedMessage, RemoteConnector,
+    RemoteConnectorConfig, Secret, StartPosition, StreamName, TopicName, TopicSpec,
 };
 
 use crate::wire::{PASSWORD, USERNAME, WireBroker};
@@ -371,7 +371,7 @@ pub async fn read_all(
         let next = out.last().map_or(from, |m| m.offset + 1);
         let batch = within(
             "poll",
-            connector.poll(stream, topic, partition, PollFrom::Offset(next), 100),
+            connector.poll(stream, topic, partition, StartPosition::Offset(next), 100),
         )
         .await
         .expect("poll");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, EmbeddedConnector, GroupName, IggyConnector, OutgoingMessage,
-    PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StorageError,
+    PublishReceipt, PublishRequest, ReceivedMessage, StartPosition, StorageError,
 };
 
 use crate::{create_topic, embedded_config, names, open_embedded, within};
@@ -92,7 +92,7 @@ pub async fn publish_range(
 pub async fn read(
     connector: &EmbeddedConnector,
     partition: u32,
-    from: PollFrom,
+    from: StartPosition,
 ) -> Vec<ReceivedMessage> {
     let (stream, topic) = names("s", "t");
     within(
@@ -106,7 +106,7 @@ pub async fn read(
 /// The offsets of the whole partition, each checked to carry the message published
 /// at that offset.
 pub async fn offsets(connector: &EmbeddedConnector, partition: u32) -> Vec<u64> {
-    read(connector, partition, PollFrom::First)
+    read(connector, partition, StartPosition::Earliest)
         .await
         .iter()
         .map(|m| {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, IggyConnector,
-    MessageSubscriber, PingReport, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage,
-    StartPosition, StreamName, TopicInfo, TopicName, TopicSpec,
+    MessageSubscriber, PingReport, PublishReceipt, PublishRequest, ReceivedMessage, StartPosition,
+    StreamName, TopicInfo, TopicName, TopicSpec,
 };
 use tokio::sync::Notify;
 
@@ -91,7 +91,7 @@ impl IggyConnector for DeadLetterOutage {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         self.inner.poll(stream, topic, partition, from, max).await
@@ -101,7 +101,7 @@ impl IggyConnector for DeadLetterOutage {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         self.inner.subscribe(stream, topic, partition, from).await
     }

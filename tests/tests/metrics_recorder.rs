@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use rustok_iggy::connector::{EmbeddedConnector, IggyConnector};
 use rustok_iggy::prelude::*;
-use rustok_iggy::{EmbeddedConnector, IggyConnector};
 use rustok_iggy_connector::{Metrics, metric_names};
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, within};

@@ -16,8 +16,8 @@ use super::wire::WireServer;
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
 };
 use crate::error::ConnectorError;
 use crate::member::{Cursors, start_to_store};
@@ -85,7 +85,7 @@ struct Running {
 ///         .key(&b"tenant-1"[..])
 ///         .message(OutgoingMessage::new(&b"hello"[..])))
 ///     .await?;
-/// let read = connector.poll(&stream, &topic, receipt.partition, PollFrom::First, 10).await?;
+/// let read = connector.poll(&stream, &topic, receipt.partition, StartPosition::Earliest, 10).await?;
 /// assert_eq!(&read[0].payload[..], b"hello");
 /// connector.shutdown().await?;
 /// # Ok::<(), ConnectorError>(()) });
@@ -269,14 +269,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Where a reader starts in `partition`.
-fn resolve(partition: &Partition, from: PollFrom) -> u64 {
+fn resolve(partition: &Partition, from: StartPosition) -> u64 {
     match from {
-        PollFrom::First => partition.first_offset(),
-        PollFrom::Offset(offset) => offset.max(partition.first_offset()),
-        PollFrom::Timestamp(ts) => partition
+        StartPosition::Earliest => partition.first_offset(),
+        StartPosition::Offset(offset) => offset.max(partition.first_offset()),
+        StartPosition::Timestamp(ts) => partition
             .offset_at_timestamp(ts)
             .unwrap_or_else(|| partition.next_offset()),
-        PollFrom::Latest => partition.next_offset(),
+        StartPosition::Latest => partition.next_offset(),
     }
 }
 
@@ -456,7 +456,7 @@ impl IggyConnector for EmbeddedConnector {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let (_, topic) = self.topic(stream, topic)?;
@@ -469,7 +469,7 @@ impl IggyConnector for EmbeddedConnector {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         let (_, topic) = self.topic(stream, topic)?;
         let partition = Arc::clone(topic.partition(partition)?);

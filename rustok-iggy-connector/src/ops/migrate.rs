@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::StreamExt;
 
 use crate::config::{ConnectorConfig, ConnectorMode, RemoteConnectorConfig};
-use crate::connector::{IggyConnector, PollFrom, StartPosition, TopicSpec};
+use crate::connector::{IggyConnector, StartPosition, TopicSpec};
 use crate::embedded::EmbeddedConnector;
 use crate::embedded::broker::persist;
 use crate::embedded::broker::{ConsumerKey, Partition, Topic};
@@ -193,7 +193,7 @@ struct Run<'a, F> {
 /// let options = MigrateOptions::new(dir.path().join("old"), to, dir.path().join("progress.json"));
 /// let report = migrate(&options, &|p| println!("{}/{} #{}: {} of {}", p.stream, p.topic, p.partition, p.copied, p.total)).await?;
 /// assert_eq!(report.messages_total, 1);
-/// let moved = server.poll(&stream, &topic, 1, PollFrom::First, 10).await?;
+/// let moved = server.poll(&stream, &topic, 1, StartPosition::Earliest, 10).await?;
 /// assert_eq!((moved[0].id, &moved[0].payload[..]), (7, &b"hello"[..]));
 /// server.shutdown().await?;
 /// # Ok::<(), ConnectorError>(()) }).unwrap();
@@ -567,7 +567,7 @@ where
                     &topic.stream_name(),
                     &topic.name(),
                     partition.id,
-                    PollFrom::Offset(state.dest_next),
+                    StartPosition::Offset(state.dest_next),
                     want,
                 )
                 .await?;

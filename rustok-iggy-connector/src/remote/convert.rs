@@ -8,7 +8,7 @@ use iggy::prelude::{
     PollingStrategy, TopicDetails,
 };
 
-use crate::connector::{PollFrom, Retention, TopicInfo};
+use crate::connector::{Retention, StartPosition, TopicInfo};
 use crate::message::{OutgoingMessage, ReceivedMessage};
 use crate::names::{StreamName, TopicName};
 
@@ -88,12 +88,12 @@ pub(super) fn received(
 /// The SDK polling strategy of a read start.
 ///
 /// `Latest` has no strategy of its own: callers resolve it to an offset first.
-pub(super) fn strategy(from: PollFrom) -> PollingStrategy {
+pub(super) fn strategy(from: StartPosition) -> PollingStrategy {
     match from {
-        PollFrom::First => PollingStrategy::first(),
-        PollFrom::Offset(offset) => PollingStrategy::offset(offset),
-        PollFrom::Timestamp(micros) => PollingStrategy::timestamp(micros.into()),
-        PollFrom::Latest => PollingStrategy::last(),
+        StartPosition::Earliest => PollingStrategy::first(),
+        StartPosition::Offset(offset) => PollingStrategy::offset(offset),
+        StartPosition::Timestamp(micros) => PollingStrategy::timestamp(micros.into()),
+        StartPosition::Latest => PollingStrategy::last(),
     }
 }
 

@@ -26,8 +26,8 @@ use self::session::{At, Session, ident, topic_error};
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec,
 };
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -99,7 +99,7 @@ use crate::names::{GroupName, StreamName, TopicName};
 ///         .message(OutgoingMessage::new(&b"hello"[..])))
 ///     .await?;
 /// assert_eq!(receipt.partition, partition_for(b"tenant-1", 2));
-/// let read = connector.poll(&stream, &topic, receipt.partition, PollFrom::First, 10).await?;
+/// let read = connector.poll(&stream, &topic, receipt.partition, StartPosition::Earliest, 10).await?;
 /// assert_eq!(&read[0].payload[..], b"hello");
 /// connector.shutdown().await?;
 /// server.shutdown().await?;
@@ -435,16 +435,16 @@ impl IggyConnector for RemoteConnector {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let session = self.session()?;
         let partitions = session.check_partition(stream, topic, partition).await?;
-        if max == 0 || from == PollFrom::Latest {
+        if max == 0 || from == StartPosition::Latest {
             return Ok(Vec::new());
         }
         let start = match from {
-            PollFrom::Offset(offset) => Some(offset),
+            StartPosition::Offset(offset) => Some(offset),
             _ => None,
         };
         let at = At {
@@ -463,7 +463,7 @@ impl IggyConnector for RemoteConnector {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         let session = self.session()?;
         let partitions = session.check_partition(stream, topic, partition).await?;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::backoff::{Backoff, unless_closed};
 use super::convert;
 use super::session::{At, Session};
-use crate::connector::{MessageSubscriber, PollFrom};
+use crate::connector::{MessageSubscriber, StartPosition};
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
 use crate::names::{StreamName, TopicName};
@@ -19,7 +19,7 @@ use crate::names::{StreamName, TopicName};
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     /// Nothing read yet: the original start (`First` or `Timestamp`).
-    Start(PollFrom),
+    Start(StartPosition),
     /// The next offset to read.
     At(u64),
 }
@@ -54,10 +54,10 @@ impl RemoteSubscriber {
         stream: StreamName,
         topic: TopicName,
         partition: (u32, u32),
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Self, ConnectorError> {
         let cursor = match from {
-            PollFrom::Latest => {
+            StartPosition::Latest => {
                 let at = At {
                     stream: &stream,
                     topic: &topic,
@@ -66,8 +66,8 @@ impl RemoteSubscriber {
                 };
                 Cursor::At(super::session::head_offset(session.connection(partition.0), at).await?)
             }
-            PollFrom::Offset(offset) => Cursor::At(offset),
-            PollFrom::First | PollFrom::Timestamp(_) => Cursor::Start(from),
+            StartPosition::Offset(offset) => Cursor::At(offset),
+            StartPosition::Earliest | StartPosition::Timestamp(_) => Cursor::Start(from),
         };
         let closed = session.closed.subscribe();
         Ok(Self {

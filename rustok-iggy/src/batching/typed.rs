@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{BatchingOptions, BatchingPublisher, PendingReceipt, TopicLanes};
 use crate::envelope::{AckId, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel};
 use crate::error::Error;
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::metadata::EventMetadata;
 use crate::transport::{Receipt, Transport, routing};
 
@@ -28,21 +28,21 @@ impl<E: IggyEvent> Transport<E> {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use rustok_iggy::prelude::*;
-    /// use rustok_iggy::BatchingOptions;
+    /// use rustok_iggy::batching::BatchingOptions;
     /// # use serde::{Deserialize, Serialize};
     /// #[derive(Serialize, Deserialize, IggyEvent)]
     /// #[iggy(topic = "orders", key = tenant_id)]
     /// struct OrderPlaced { tenant_id: String, total_cents: u64 }
     ///
     /// let dir = tempfile::tempdir().unwrap();
-    /// let config = rustok_iggy::ConnectorConfig::embedded(dir.path());
-    /// let connector = std::sync::Arc::new(rustok_iggy::EmbeddedConnector::new());
-    /// rustok_iggy::IggyConnector::connect(&*connector, &config).await?;
+    /// let config = rustok_iggy::connector::ConnectorConfig::embedded(dir.path());
+    /// let connector = std::sync::Arc::new(rustok_iggy::connector::EmbeddedConnector::new());
+    /// rustok_iggy::connector::IggyConnector::connect(&*connector, &config).await?;
     /// let orders = Transport::<OrderPlaced>::new(connector.clone(), TransportOptions::default()).await?;
     ///
     /// let batched = orders.batching(BatchingOptions::default())?;
     /// let receipt = batched.publish(&OrderPlaced { tenant_id: "acme".into(), total_cents: 1 }).await?;
-    /// assert_eq!(receipt.partition, rustok_iggy::partition_for(b"acme", orders.partitions()));
+    /// assert_eq!(receipt.partition, rustok_iggy::connector::partition_for(b"acme", orders.partitions()));
     /// batched.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
@@ -140,7 +140,7 @@ impl<E: IggyEvent> BatchingTransport<E> {
     /// Events with the same key keep their publish order.
     ///
     /// If this returns an error the event may or may not be stored, unless
-    /// [`crate::BatchError::is_not_stored`] says it never left the buffer.
+    /// [`crate::batching::BatchError::is_not_stored`] says it never left the buffer.
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shape::only_appends_variants;
 use super::{EventSchema, Fingerprint, SchemaError, UPDATE_ENV, schemas};
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 
 const LOCK_HEADER: &str = "\
 # The published schemas of this project's events: one entry per event type and

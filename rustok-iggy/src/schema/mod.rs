@@ -11,11 +11,11 @@
 //!   as canonical text ([`EventSchema::shape`]) and hashed (XXH3-64) into a
 //!   [`Fingerprint`]. The result is cached per type for the life of the process.
 //! - Every message published through a [`Transport`](crate::Transport) carries its
-//!   fingerprint in the [`header::SCHEMA_FINGERPRINT`](crate::header::SCHEMA_FINGERPRINT)
+//!   fingerprint in the [`header::SCHEMA_FINGERPRINT`](crate::metadata::header::SCHEMA_FINGERPRINT)
 //!   header.
 //! - A consumer of a Postcard event refuses a message of the same event type and
 //!   version whose fingerprint differs from its own (and from the ones the type
-//!   declares compatible) with [`DecodeFailure::SchemaMismatch`](crate::DecodeFailure),
+//!   declares compatible) with [`DecodeFailure::SchemaMismatch`](crate::consume::DecodeFailure),
 //!   instead of decoding garbage. A message without the header (an older producer) is
 //!   decoded as before.
 //! - [`check_lock`] compares the fingerprints with a committed lock file
@@ -50,7 +50,7 @@ use std::sync::{OnceLock, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 
 pub use lock::{
     Changed, LockError, LockMismatch, LockMode, LockReport, LockedSchema, SchemaLock, TypeSchemas,

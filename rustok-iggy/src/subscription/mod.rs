@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::acks::{AckState, HeldPartition, Ticket, held_in};
 use crate::decode::{DecodedInfo, Decoder, decode_message};
 use crate::error::{DecodeError, DecodeFailure, Error};
-use crate::event::IggyEvent;
+use crate::event_impl::IggyEvent;
 use crate::retry::Backoff;
 use crate::transport::Transport;
 use crate::upcast::Upcasters;

@@ -17,7 +17,7 @@ use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustok_iggy::{Codec, CodecError, IggyEvent};
+use rustok_iggy::{Codec, IggyEvent, codec::CodecError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use rustok_iggy::{Codec, EventTypeInfo, IggyEvent, PartitionKey, partition_for};
+use rustok_iggy::{Codec, IggyEvent, PartitionKey, connector::partition_for, event::EventTypeInfo};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

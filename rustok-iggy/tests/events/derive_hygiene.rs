@@ -122,7 +122,7 @@ fn derives_under_shadowed_names() {
     assert_eq!(placed.schema_version(), 3);
     assert_eq!(
         placed.partition(8),
-        ::core::option::Option::Some(::rustok_iggy::partition_for(b"acme", 8))
+        ::core::option::Option::Some(::rustok_iggy::connector::partition_for(b"acme", 8))
     );
     let bytes = placed.encode().unwrap();
     let decoded = <OrderPlaced as ::rustok_iggy::IggyEvent>::decode(&bytes).unwrap();

@@ -56,7 +56,7 @@ async fn run(mode: &str, target: &str, settle: &str) {
         }
         "remote" => {
             let config = ConnectorConfig {
-                mode: rustok_iggy::ConnectorMode::Remote,
+                mode: rustok_iggy::connector::ConnectorMode::Remote,
                 remote: rustok_iggy_connector::RemoteConnectorConfig {
                     addresses: vec![target.to_owned()],
                     username: "iggy".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{IggyConnector, SubscriptionOptions};
+use rustok_iggy::{SubscriptionOptions, connector::IggyConnector};
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector};
 use serde::{Deserialize, Serialize};
 

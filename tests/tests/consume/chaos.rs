@@ -23,8 +23,10 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, ConsumeReport, DeadLetterConfig, DeadLetters, GroupName, HandlerError,
-    IggyConnector, RetryPolicy, SubscriptionOptions,
+    HandlerError, RetryPolicy, SubscriptionOptions,
+    connector::{GroupName, IggyConnector},
+    consume::{ConsumeOptions, ConsumeReport},
+    dead_letter::{DeadLetterConfig, DeadLetters},
 };
 use rustok_iggy_connector::{
     ConnectorConfig, DurabilityPolicy, EmbeddedConnector, OutgoingMessage, PublishRequest,

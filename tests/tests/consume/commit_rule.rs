@@ -10,8 +10,11 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    Backoff, ConsumeOptions, DeadLetter, DeadLetterConfig, DeadLetters, Error, GroupName,
-    IggyConnector, RetryPolicy, StreamName, SubscriptionOptions, Undecided, Upcasters,
+    Error, RetryPolicy, SubscriptionOptions,
+    connector::{GroupName, IggyConnector, StreamName},
+    consume::{Backoff, ConsumeOptions, Undecided},
+    dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters},
+    upcast::Upcasters,
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, metric_names};
 use serde::{Deserialize, Serialize};

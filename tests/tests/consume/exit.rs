@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use rustok_iggy::IggyConnector;
+use rustok_iggy::connector::IggyConnector;
 use rustok_iggy::prelude::*;
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector};
 use serde::{Deserialize, Serialize};

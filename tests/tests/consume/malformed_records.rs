@@ -13,7 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, Error, IggyConnector};
+use rustok_iggy::{
+    Error,
+    connector::IggyConnector,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
+};
 use rustok_iggy_connector::{
     ConnectorConfig, EmbeddedConnector, Headers, OutgoingMessage, PublishRequest, StreamName,
     TopicName,

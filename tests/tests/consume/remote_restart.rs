@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustok_iggy::prelude::*;
-use rustok_iggy::{ConsumeOptions, IggyConnector};
+use rustok_iggy::{connector::IggyConnector, consume::ConsumeOptions};
 use rustok_iggy_connector::{ConnectorConfig, DurabilityPolicy, EmbeddedConnector, metric_names};
 use serde::{Deserialize, Serialize};
 use tests::conformance::{open_remote, remote_config};
@@ -119,7 +119,9 @@ async fn consume_rides_out_a_server_restart() {
         handled: &Arc<Mutex<BTreeSet<u64>>>,
         progress: &Notify,
         runner: &mut Option<
-            tokio::task::JoinHandle<Result<rustok_iggy::ConsumeReport, rustok_iggy::Error>>,
+            tokio::task::JoinHandle<
+                Result<rustok_iggy::consume::ConsumeReport, rustok_iggy::Error>,
+            >,
         >,
     ) {
         within(&format!("{n} jobs handled"), async {
@@ -202,7 +204,8 @@ struct Stopping {
     broker: Arc<EmbeddedConnector>,
     address: std::net::SocketAddr,
     consumer: Arc<dyn IggyConnector>,
-    runner: tokio::task::JoinHandle<Result<rustok_iggy::ConsumeReport, rustok_iggy::Error>>,
+    runner:
+        tokio::task::JoinHandle<Result<rustok_iggy::consume::ConsumeReport, rustok_iggy::Error>>,
     entered: Arc<Notify>,
     release: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -311,9 +314,9 @@ impl Stopping {
 }
 
 async fn committed(broker: &EmbeddedConnector) -> Vec<Option<u64>> {
-    let stream = rustok_iggy::StreamName::new("closing").unwrap();
-    let topic = rustok_iggy::TopicName::new("jobs").unwrap();
-    let group = rustok_iggy::GroupName::new("closing").unwrap();
+    let stream = rustok_iggy::connector::StreamName::new("closing").unwrap();
+    let topic = rustok_iggy::connector::TopicName::new("jobs").unwrap();
+    let group = rustok_iggy::connector::GroupName::new("closing").unwrap();
     within(
         "the committed offsets",
         broker.committed_offsets(&stream, &topic, &group),

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rustok_iggy_connector::{IggyConnector, OutgoingMessage, PollFrom, PublishRequest};
+use rustok_iggy_connector::{IggyConnector, OutgoingMessage, PublishRequest, StartPosition};
 use tests::{create_topic, embedded_config, names, open_embedded, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +17,7 @@ async fn producers_get_unique_contiguous_offsets_and_readers_see_no_gap() {
     create_topic(connector.as_ref(), &stream, &topic, 1).await;
 
     let mut reader = connector
-        .subscribe(&stream, &topic, 0, PollFrom::First)
+        .subscribe(&stream, &topic, 0, StartPosition::Earliest)
         .await
         .unwrap();
     let total = PRODUCERS * BATCHES * PER_BATCH;

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use rustok_iggy_connector::{IggyConnector, PollFrom};
+use rustok_iggy_connector::{IggyConnector, StartPosition};
 use tests::{embedded_config, names, open_embedded};
 
 /// A small deterministic generator (no wall clock in the test's decisions).
@@ -58,7 +58,13 @@ async fn acknowledged_batches_survive_sigkill() {
         let (stream, topic) = names("crash", "events");
         for partition in 0..2u32 {
             let stored = connector
-                .poll(&stream, &topic, partition, PollFrom::First, u32::MAX)
+                .poll(
+                    &stream,
+                    &topic,
+                    partition,
+                    StartPosition::Earliest,
+                    u32::MAX,
+                )
                 .await
                 .unwrap();
             // Offsets strictly increase with no gap and no corrupt record.

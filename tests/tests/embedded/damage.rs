@@ -7,7 +7,7 @@
 
 use std::fs;
 
-use rustok_iggy_connector::{ConnectorError, IggyConnector, PollFrom, StartPosition, StorageError};
+use rustok_iggy_connector::{ConnectorError, IggyConnector, StartPosition, StorageError};
 use tests::faults::{
     connect, group, offsets, partition_dir, populated, publish_range, read, segment, shutdown,
     snapshot,
@@ -31,9 +31,9 @@ async fn segments_deleted_by_hand_leave_gaps_and_the_rest_readable() {
     let expected: Vec<u64> = (4..8).chain(12..20).collect();
     assert_eq!(offsets(&connector, 0).await, expected);
     // A read starting in a gap starts after it.
-    let from_gap = read(&connector, 0, PollFrom::Offset(9)).await;
+    let from_gap = read(&connector, 0, StartPosition::Offset(9)).await;
     assert_eq!(from_gap.first().map(|m| m.offset), Some(12));
-    let from_start = read(&connector, 0, PollFrom::Offset(0)).await;
+    let from_start = read(&connector, 0, StartPosition::Offset(0)).await;
     assert_eq!(from_start.first().map(|m| m.offset), Some(4));
     // Offsets are not reused.
     publish_range(&connector, 0, 20..21).await;
@@ -153,7 +153,7 @@ async fn deleted_index_files_are_rebuilt_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let connector = populated(&data, 10, 0).await;
-    let all = read(&connector, 0, PollFrom::First).await;
+    let all = read(&connector, 0, StartPosition::Earliest).await;
     shutdown(&connector).await;
     for base in [0, 4, 8] {
         fs::remove_file(segment(&data, 0, base, "index")).unwrap();
@@ -166,7 +166,7 @@ async fn deleted_index_files_are_rebuilt_and_nothing_is_lost() {
     for target in [1, 5, 9] {
         let at = all[target].timestamp;
         let expected = all.iter().find(|m| m.timestamp >= at).unwrap().offset;
-        let from_time = read(&connector, 0, PollFrom::Timestamp(at)).await;
+        let from_time = read(&connector, 0, StartPosition::Timestamp(at)).await;
         assert_eq!(
             from_time.first().map(|m| m.offset),
             Some(expected),

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustok_iggy_connector::{EmbeddedConnector, IggyConnector, PollFrom};
+use rustok_iggy_connector::{EmbeddedConnector, IggyConnector, StartPosition};
 use tests::faults::{self, offsets, partition_dir, populated, publish_range, read, segment};
 use tests::{create_topic, names, within};
 
@@ -83,7 +83,7 @@ async fn damage_in_the_middle_of_the_active_segment_loses_only_that_record() {
         }
         assert_eq!(offsets(&connector, 0).await, expected, "restart {restart}");
         // A read starting at the lost offset starts after it.
-        let from_lost = read(&connector, 0, PollFrom::Offset(10)).await;
+        let from_lost = read(&connector, 0, StartPosition::Offset(10)).await;
         assert_eq!(from_lost.first().map(|m| m.offset), Some(11));
         assert_eq!(
             fs::metadata(&log).unwrap().len(),
@@ -159,7 +159,7 @@ async fn damage_in_an_index_file_alone_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let connector = populated(&data, 18, 0).await;
-    let all = read(&connector, 0, PollFrom::First).await;
+    let all = read(&connector, 0, StartPosition::Earliest).await;
     within("shutdown", connector.shutdown()).await.unwrap();
     // A position of segment 4's offset index that still looks well-formed (it
     // stays between its neighbours), a timestamp of segment 8's time index, and a
@@ -174,13 +174,13 @@ async fn damage_in_an_index_file_alone_loses_nothing() {
     let connector = faults::connect(&data).await.unwrap();
     assert_eq!(offsets(&connector, 0).await, (0..18).collect::<Vec<_>>());
     for from in [6, 9, 17] {
-        let got = read(&connector, 0, PollFrom::Offset(from)).await;
+        let got = read(&connector, 0, StartPosition::Offset(from)).await;
         assert_eq!(got.first().map(|m| m.offset), Some(from), "from {from}");
     }
     for target in [5, 9, 13] {
         let at = all[target].timestamp;
         let expected = all.iter().find(|m| m.timestamp >= at).unwrap().offset;
-        let got = read(&connector, 0, PollFrom::Timestamp(at)).await;
+        let got = read(&connector, 0, StartPosition::Timestamp(at)).await;
         assert_eq!(got.first().map(|m| m.offset), Some(expected));
     }
     assert!(connector.verify().unwrap().is_clean());

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorError, DurabilityPolicy, EmbeddedConnector, IggyConnector, OutgoingMessage, PollFrom,
-    PublishRequest, StorageError,
+    ConnectorError, DurabilityPolicy, EmbeddedConnector, IggyConnector, OutgoingMessage,
+    PublishRequest, StartPosition, StorageError,
 };
 use tests::faults::{self, offsets, payload, publish, publish_range, read, segment};
 use tests::{create_topic, names, scrape, within};
@@ -363,7 +363,7 @@ async fn the_interval_window_is_reported_for_every_partition_on_a_slow_disk() {
         windows.iter().all(|w| *w > 0.0),
         "every partition waited for an fsync: {windows:?}"
     );
-    let stored = read(&connector, 3, PollFrom::First).await;
+    let stored = read(&connector, 3, StartPosition::Earliest).await;
     assert_eq!(stored.len(), 40);
     faults::shutdown(&connector).await;
 }

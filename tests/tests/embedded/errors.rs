@@ -2,7 +2,7 @@
 
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, NameError, OutgoingMessage,
-    PollFrom, PublishRequest, StreamName, TopicName, TopicSpec,
+    PublishRequest, StartPosition, StreamName, TopicName, TopicSpec,
 };
 use tests::{create_topic, embedded_config, names, open_embedded};
 
@@ -25,7 +25,7 @@ async fn unknown_stream_topic_and_partition_are_typed_errors() {
     create_topic(connector.as_ref(), &stream, &topic, 2).await;
     let other = TopicName::new("missing").unwrap();
     let err = connector
-        .poll(&stream, &other, 0, PollFrom::First, 1)
+        .poll(&stream, &other, 0, StartPosition::Earliest, 1)
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectorError::TopicNotFound { .. }), "{err}");
@@ -99,7 +99,9 @@ async fn calls_before_connect_and_bad_config_are_typed_errors() {
     let connector = EmbeddedConnector::new();
     let (stream, topic) = names("s", "t");
     assert!(matches!(
-        connector.poll(&stream, &topic, 0, PollFrom::First, 1).await,
+        connector
+            .poll(&stream, &topic, 0, StartPosition::Earliest, 1)
+            .await,
         Err(ConnectorError::NotConnected)
     ));
     let mut config = ConnectorConfig::embedded("/nonexistent/never");

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustok_iggy_connector::{
-    ConnectorError, IggyConnector, OutgoingMessage, PollFrom, PublishRequest, StartPosition,
-    StorageError, TopicName, TopicSpec,
+    ConnectorError, IggyConnector, OutgoingMessage, PublishRequest, StartPosition, StorageError,
+    TopicName, TopicSpec,
 };
 use tests::faults::{
     connect, group, offsets, partition_dir, populated, publish, publish_range, segment, shutdown,
@@ -574,7 +574,7 @@ async fn a_full_disk_while_creating_a_topic_or_group_leaves_nothing_half_made() 
 
     let connector = connect(&data).await.unwrap();
     let read = connector
-        .poll(&stream, &other, 0, PollFrom::First, 10)
+        .poll(&stream, &other, 0, StartPosition::Earliest, 10)
         .await
         .unwrap();
     assert_eq!(read.len(), 1);

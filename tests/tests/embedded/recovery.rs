@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rustok_iggy_connector::{IggyConnector, OutgoingMessage, PollFrom, PublishRequest};
+use rustok_iggy_connector::{IggyConnector, OutgoingMessage, PublishRequest, StartPosition};
 use tests::{create_topic, embedded_config, names, open_embedded};
 
 fn log_file(data: &Path) -> PathBuf {
@@ -40,7 +40,7 @@ async fn reopen_and_check(data: &Path, intact: &[u64], next: u64) {
     let connector = open_embedded(&embedded_config(data)).await;
     let (stream, topic) = names("s", "t");
     let read = connector
-        .poll(&stream, &topic, 0, PollFrom::First, 100)
+        .poll(&stream, &topic, 0, StartPosition::Earliest, 100)
         .await
         .unwrap();
     let offsets: Vec<u64> = read.iter().map(|m| m.offset).collect();

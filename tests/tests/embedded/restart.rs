@@ -1,7 +1,7 @@
 //! The embedded broker keeps what it acknowledged across restarts.
 
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, Headers, IggyConnector, OutgoingMessage, PollFrom, PublishRequest,
+    ConnectorError, GroupName, Headers, IggyConnector, OutgoingMessage, PublishRequest,
     StartPosition,
 };
 use tests::{create_topic, embedded_config, names, open_embedded, within};
@@ -54,7 +54,7 @@ async fn publish_shutdown_reopen_reads_everything_back() {
     assert_eq!(info.next_offsets, vec![10, 10, 10]);
     for partition in 0..3 {
         let read = connector
-            .poll(&stream, &topic, partition, PollFrom::First, 100)
+            .poll(&stream, &topic, partition, StartPosition::Earliest, 100)
             .await
             .unwrap();
         assert_eq!(read.len(), 10);

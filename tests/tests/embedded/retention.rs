@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    GroupName, IggyConnector, OutgoingMessage, PollFrom, PublishRequest, Retention, StartPosition,
-    TopicSpec,
+    GroupName, IggyConnector, OutgoingMessage, PublishRequest, Retention, StartPosition, TopicSpec,
 };
 use tests::{embedded_config, names, open_embedded, within};
 
@@ -48,7 +47,7 @@ async fn age_retention_keeps_the_active_segment_and_the_offsets() {
     connector.enforce_retention().unwrap();
 
     let left = connector
-        .poll(&stream, &topic, 0, PollFrom::First, 1000)
+        .poll(&stream, &topic, 0, StartPosition::Earliest, 1000)
         .await
         .unwrap();
     assert!(!left.is_empty(), "the active segment stays");
@@ -91,7 +90,7 @@ async fn size_retention_bounds_the_topic() {
     fill(connector.as_ref(), &stream, &topic, 40).await;
     connector.enforce_retention().unwrap();
     let left = connector
-        .poll(&stream, &topic, 0, PollFrom::First, 10_000)
+        .poll(&stream, &topic, 0, StartPosition::Earliest, 10_000)
         .await
         .unwrap();
     let bytes: usize = left.iter().map(|m| m.payload.len() + 48).sum();

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use rustok_iggy::connector::{EmbeddedConnector, IggyConnector};
 use rustok_iggy::prelude::*;
-use rustok_iggy::{EmbeddedConnector, IggyConnector};
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, within};
 

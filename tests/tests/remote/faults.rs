@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustok_iggy_connector::{
     ConnectorConfig, DurabilityPolicy, EmbeddedConnector, GroupName, IggyConnector,
-    OutgoingMessage, PollFrom, PublishRequest, StartPosition, StreamName, TopicName, TopicSpec,
+    OutgoingMessage, PublishRequest, StartPosition, StreamName, TopicName, TopicSpec,
 };
 use tests::conformance::{open_remote, remote_config};
 use tests::wire::{PASSWORD, USERNAME};
@@ -272,7 +272,7 @@ async fn a_listener_restart_keeps_acked_events_and_resumes_from_committed_offset
         loop {
             let batch = within(
                 "read back",
-                checker.poll(&stream, &topic, partition, PollFrom::Offset(next), 500),
+                checker.poll(&stream, &topic, partition, StartPosition::Offset(next), 500),
             )
             .await
             .unwrap();

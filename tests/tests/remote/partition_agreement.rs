@@ -1,4 +1,4 @@
-//! `rustok_iggy::partition_for` agrees with the official `iggy` 0.11 SDK, so events with
+//! `rustok_iggy::connector::partition_for` agrees with the official `iggy` 0.11 SDK, so events with
 //! the same key land in the same partition whichever client publishes them.
 //!
 //! The SDK resolves `Partitioning::messages_key` on the client (`resolve_partitioning`
@@ -9,7 +9,7 @@
 //! the same modulo.
 
 use iggy::prelude::Partitioning;
-use rustok_iggy::{IggyEvent, PartitionKey, partition_for};
+use rustok_iggy::{IggyEvent, PartitionKey, connector::partition_for};
 use serde::{Deserialize, Serialize};
 
 /// The partition the SDK computes for `key` among `count` partitions.

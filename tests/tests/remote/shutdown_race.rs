@@ -11,8 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rustok_iggy_connector::{
-    ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, PollFrom, StartPosition,
-    TopicSpec,
+    ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, StartPosition, TopicSpec,
 };
 use tests::conformance::{group, open_remote, remote_config};
 use tests::wire::{PASSWORD, USERNAME, WireBroker};
@@ -75,7 +74,7 @@ where
             Read::Subscriber => {
                 let mut subscriber = within(
                     "subscribe",
-                    connector.subscribe(&stream, &topic, 0, PollFrom::First),
+                    connector.subscribe(&stream, &topic, 0, StartPosition::Earliest),
                 )
                 .await
                 .expect("subscribed");

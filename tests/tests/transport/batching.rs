@@ -14,13 +14,15 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use rustok_iggy::connector::{
     ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, IggyConnector,
-    MessageSubscriber, OutgoingMessage, Partitioning, PollFrom, PublishReceipt, PublishRequest,
+    MessageSubscriber, OutgoingMessage, Partitioning, PublishReceipt, PublishRequest,
     ReceivedMessage, StartPosition, TopicInfo, TopicSpec,
 };
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    Backpressure, BatchError, BatchingOptions, BatchingPublisher, Error, EventEnvelope,
-    EventTransport, GroupName, IggyConfig, IggyTransport, StreamName, TopicName,
+    Error, IggyConfig,
+    batching::{Backpressure, BatchError, BatchingOptions, BatchingPublisher},
+    connector::{GroupName, StreamName, TopicName},
+    envelope::{EventEnvelope, EventTransport, IggyTransport},
 };
 use serde::{Deserialize, Serialize};
 use tests::{create_topic, embedded_config, names, open_embedded, within};
@@ -128,7 +130,7 @@ impl IggyConnector for Observed {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         self.inner.poll(stream, topic, partition, from, max).await
@@ -138,7 +140,7 @@ impl IggyConnector for Observed {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         self.inner.subscribe(stream, topic, partition, from).await
     }
@@ -203,7 +205,7 @@ async fn stored(s: &Setup, partitions: u32) -> BTreeMap<u128, (u32, u64)> {
     for p in 0..partitions {
         let read = s
             .embedded
-            .poll(&s.stream, &s.topic, p, PollFrom::First, 100_000)
+            .poll(&s.stream, &s.topic, p, StartPosition::Earliest, 100_000)
             .await
             .unwrap();
         for m in read {
@@ -254,7 +256,7 @@ async fn every_caller_gets_its_own_receipt_and_each_key_keeps_its_order() {
     let mut receipts: BTreeMap<u128, PublishReceipt> = BTreeMap::new();
     for caller in callers {
         let (key, list) = within("a caller's receipts", caller).await.unwrap();
-        let expected = rustok_iggy::partition_for(key.as_bytes(), 4);
+        let expected = rustok_iggy::connector::partition_for(key.as_bytes(), 4);
         let offsets: Vec<u64> = list.iter().map(|(_, r)| r.base_offset).collect();
         assert!(
             offsets.windows(2).all(|w| w[0] < w[1]),
@@ -408,7 +410,10 @@ async fn a_failed_batch_reaches_every_caller_of_it_and_no_one_else() {
 async fn full_buffer(
     s: &Setup,
     backpressure: Backpressure,
-) -> (BatchingPublisher, Vec<rustok_iggy::PendingReceipt>) {
+) -> (
+    BatchingPublisher,
+    Vec<rustok_iggy::batching::PendingReceipt>,
+) {
     let publisher = BatchingPublisher::new(
         s.observed.clone(),
         BatchingOptions {

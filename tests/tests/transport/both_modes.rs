@@ -10,8 +10,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, DeadLetterConfig, DeadLetters, Error, HandlerError, HealthStatus,
-    HealthThresholds, ReplayFrom, ReplayUntil, RetryPolicy, SubscriptionOptions, Upcasters,
+    Error, HandlerError, RetryPolicy, SubscriptionOptions,
+    connector::StartPosition,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
+    health::{HealthStatus, HealthThresholds},
+    replay::ReplayUntil,
+    upcast::Upcasters,
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
@@ -275,7 +280,7 @@ async fn replay_windows_leave_groups_alone(mut h: Harness) {
         next(&mut subscription).await.ack().await.unwrap();
     }
     subscription.close().await.unwrap();
-    let group = rustok_iggy::GroupName::new("g").unwrap();
+    let group = rustok_iggy::connector::GroupName::new("g").unwrap();
     let before = h
         .connector
         .committed_offsets(orders.stream(), orders.topic(), &group)
@@ -285,7 +290,7 @@ async fn replay_windows_leave_groups_alone(mut h: Harness) {
     let all: Vec<_> = within(
         "replay all",
         orders
-            .replay(ReplayFrom::Beginning, ReplayUntil::Head)
+            .replay(StartPosition::Earliest, ReplayUntil::Head)
             .await
             .unwrap()
             .collect::<Vec<_>>(),
@@ -305,7 +310,7 @@ async fn replay_windows_leave_groups_alone(mut h: Harness) {
     let window: Vec<u64> = within(
         "replay window",
         orders
-            .replay(ReplayFrom::Timestamp(from_ts), ReplayUntil::Head)
+            .replay(StartPosition::Timestamp(from_ts), ReplayUntil::Head)
             .await
             .unwrap()
             .collect::<Vec<_>>(),

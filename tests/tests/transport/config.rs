@@ -1,6 +1,6 @@
 //! `IggyConfig` loads the YAML shape of the original design documents.
 
-use rustok_iggy::{Codec, ConfigError, ConnectorMode, IggyConfig};
+use rustok_iggy::{Codec, IggyConfig, config::ConfigError, connector::ConnectorMode};
 
 /// The example of the rustok-iggy README in `shared/seeds/003_*.txt`, verbatim.
 const SEEDS_EXAMPLE: &str = r#"

@@ -21,10 +21,12 @@ use std::time::Duration;
 use iggy::prelude::SystemClient;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    Codec, ConnectorError, ConnectorMode, DeadLetterConfig, DeadLetters, EmbeddedConnector,
-    EventEnvelope, EventTransport, IggyConnector, IggyTransport, TopicName,
+    Codec,
+    connector::{ConnectorError, ConnectorMode, EmbeddedConnector, IggyConnector, TopicName},
+    dead_letter::{DeadLetterConfig, DeadLetters},
+    envelope::{EventEnvelope, EventTransport, IggyTransport},
 };
-use rustok_iggy_connector::{PollFrom, RemoteConnector};
+use rustok_iggy_connector::{RemoteConnector, StartPosition};
 use serde::{Deserialize, Serialize};
 use tests::wire::WireBroker;
 use tests::within;
@@ -380,7 +382,7 @@ async fn mode() {
                 orders.stream(),
                 orders.topic(),
                 partition,
-                PollFrom::First,
+                StartPosition::Earliest,
                 10,
             )
             .await
@@ -408,7 +410,13 @@ async fn serialization() {
         let topic = transport.topic_for("x.y").clone();
         let stored = transport
             .connector()
-            .poll(transport.stream_name(), &topic, 0, PollFrom::First, 1)
+            .poll(
+                transport.stream_name(),
+                &topic,
+                0,
+                StartPosition::Earliest,
+                1,
+            )
             .await
             .unwrap();
         assert_eq!(stored[0].headers.get_str("codec"), Some(name));
@@ -494,7 +502,7 @@ async fn routing() {
                 transport.stream_name(),
                 &TopicName::new(topic).unwrap(),
                 0,
-                PollFrom::First,
+                StartPosition::Earliest,
                 10,
             )
             .await

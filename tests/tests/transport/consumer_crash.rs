@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use rustok_iggy::connector::{GroupName, IggyConnector, StreamName, TopicName};
 use rustok_iggy::prelude::*;
-use rustok_iggy::{GroupName, IggyConnector, StreamName, TopicName};
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, IggyConnector, RetryPolicy,
+    HandlerError, RetryPolicy,
+    connector::IggyConnector,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
@@ -147,7 +150,7 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
         .committed_offsets(
             payments.stream(),
             payments.topic(),
-            &rustok_iggy::GroupName::new("ledger").unwrap(),
+            &rustok_iggy::connector::GroupName::new("ledger").unwrap(),
         )
         .await
         .unwrap();
@@ -166,8 +169,8 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
     assert!(dead_letters.redrive_one(bad.event_id).await.unwrap());
     let replay = payments
         .replay(
-            rustok_iggy::ReplayFrom::Beginning,
-            rustok_iggy::ReplayUntil::Head,
+            StartPosition::Earliest,
+            rustok_iggy::replay::ReplayUntil::Head,
         )
         .await
         .unwrap();

@@ -7,11 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, RetryPolicy};
+use rustok_iggy::{
+    HandlerError, RetryPolicy,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
+};
 use rustok_iggy_connector::{
     Assignment, ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName,
-    IggyConnector, MessageSubscriber, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage,
-    StreamName, TopicInfo, TopicName, TopicSpec,
+    IggyConnector, MessageSubscriber, PublishReceipt, PublishRequest, ReceivedMessage,
+    StartPosition, StreamName, TopicInfo, TopicName, TopicSpec,
 };
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded, within};
@@ -121,7 +125,7 @@ impl IggyConnector for Shared {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         self.0.inner.poll(stream, topic, partition, from, max).await
@@ -131,7 +135,7 @@ impl IggyConnector for Shared {
         stream: &StreamName,
         topic: &TopicName,
         partition: u32,
-        from: PollFrom,
+        from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         self.0.inner.subscribe(stream, topic, partition, from).await
     }
@@ -164,7 +168,7 @@ impl IggyConnector for Shared {
 /// Runs the consumer until the handler saw `n = 2`, with handler failures for `n = 1`.
 async fn run_once(
     connector: Arc<dyn IggyConnector>,
-) -> Result<rustok_iggy::ConsumeReport, rustok_iggy::Error> {
+) -> Result<rustok_iggy::consume::ConsumeReport, rustok_iggy::Error> {
     let jobs = Transport::<Job>::new(
         connector,
         TransportOptions {

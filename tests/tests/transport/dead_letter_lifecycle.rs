@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, HealthStatus, HealthThresholds,
-    RetryPolicy,
+    HandlerError, RetryPolicy,
+    consume::ConsumeOptions,
+    dead_letter::{DeadLetterConfig, DeadLetters},
+    health::{HealthStatus, HealthThresholds},
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
@@ -292,7 +294,7 @@ async fn dead_letter_retention_comes_from_the_configuration(mut h: Harness) {
         .await
         .unwrap();
     dead_letter_all(&invoices, 1).await;
-    let dlq = rustok_iggy::TopicName::new("invoices.dlq").unwrap();
+    let dlq = rustok_iggy::connector::TopicName::new("invoices.dlq").unwrap();
     let info = h
         .connector
         .topic_info(invoices.stream(), &dlq)

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rustok_iggy::connector::{PollFrom, metric_names};
+use rustok_iggy::connector::metric_names;
 use rustok_iggy::{
-    EnvelopeStream, Error, EventEnvelope, EventTransport, GroupName, HealthStatus,
-    HealthThresholds, IggyConfig, IggyTransport, ReceivedEnvelope, ReplayFrom, ReplayUntil,
-    StreamName, TopicName,
+    Error, IggyConfig,
+    connector::{GroupName, StartPosition, StreamName, TopicName},
+    envelope::{EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope},
+    health::{HealthStatus, HealthThresholds},
+    replay::ReplayUntil,
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use tests::conformance::Harness;
@@ -58,7 +60,7 @@ async fn committed(
         .await
     {
         Ok(offsets) => offsets,
-        Err(rustok_iggy::ConnectorError::GroupNotFound { .. }) => vec![None],
+        Err(rustok_iggy::connector::ConnectorError::GroupNotFound { .. }) => vec![None],
         Err(e) => panic!("committed offsets: {e}"),
     }
 }
@@ -214,7 +216,9 @@ async fn shutdown_commits_what_was_acknowledged(mut h: Harness) {
         platform
             .publish(EventEnvelope::new("order.placed", serde_json::json!({})))
             .await,
-        Err(Error::Connector(rustok_iggy::ConnectorError::ShuttingDown))
+        Err(Error::Connector(
+            rustok_iggy::connector::ConnectorError::ShuttingDown
+        ))
     ));
     assert!(h.connector.is_connected(), "a shared connector stays open");
 
@@ -298,7 +302,7 @@ async fn replay_and_health_of_envelopes(mut h: Harness) {
     let mut replayed: Vec<_> = within(
         "replay",
         transport
-            .replay(&topic, ReplayFrom::Beginning, ReplayUntil::Head)
+            .replay(&topic, StartPosition::Earliest, ReplayUntil::Head)
             .await
             .unwrap()
             .collect::<Vec<_>>(),
@@ -370,7 +374,13 @@ async fn publishes_carry_a_traceparent_and_are_counted(mut h: Harness) {
         .unwrap();
     let stored = h
         .connector
-        .poll(transport.stream_name(), &topic, 0, PollFrom::First, 10)
+        .poll(
+            transport.stream_name(),
+            &topic,
+            0,
+            StartPosition::Earliest,
+            10,
+        )
         .await
         .unwrap();
     let traces: Vec<&str> = stored
@@ -379,7 +389,11 @@ async fn publishes_carry_a_traceparent_and_are_counted(mut h: Harness) {
         .collect();
     assert_eq!(traces.len(), 4);
     assert_eq!(traces[0], own.traceparent.as_deref().unwrap());
-    assert!(rustok_iggy::trace_id(traces[1]).is_some(), "{}", traces[1]);
+    assert!(
+        rustok_iggy::metadata::trace_id(traces[1]).is_some(),
+        "{}",
+        traces[1]
+    );
     assert_ne!(traces[1], traces[0]);
     assert_eq!(traces[2], traces[3], "one trace per publish call");
     assert_ne!(traces[2], traces[1]);

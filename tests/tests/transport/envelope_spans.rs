@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex};
 
 use rustok_iggy::{
-    EventEnvelope, EventTransport, IggyConfig, IggyConnector, IggyTransport, StreamName, TopicName,
+    IggyConfig,
+    connector::{IggyConnector, StreamName, TopicName},
+    envelope::{EventEnvelope, EventTransport, IggyTransport},
 };
 
 /// A writer that keeps what the fmt subscriber writes.

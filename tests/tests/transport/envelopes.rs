@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use rustok_iggy::{
-    Codec, Error, EventEnvelope, EventTransport, IggyConfig, IggyConnector, IggyTransport,
-    ReliabilityLevel, TopicName,
+    Codec, Error, IggyConfig,
+    connector::{IggyConnector, TopicName},
+    envelope::{EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel},
 };
 use tests::{embedded_config, open_embedded, within};
 
@@ -117,7 +118,9 @@ async fn envelopes_roundtrip_with_postcard() {
 
 #[tokio::test]
 async fn the_handler_runner_serves_envelopes_too() {
-    use rustok_iggy::{ConsumeOptions, DeadLetterConfig, HandlerError, RetryPolicy};
+    use rustok_iggy::{
+        HandlerError, RetryPolicy, consume::ConsumeOptions, dead_letter::DeadLetterConfig,
+    };
     use std::sync::atomic::{AtomicU32, Ordering};
 
     let dir = tempfile::tempdir().unwrap();
@@ -173,7 +176,7 @@ async fn the_handler_runner_serves_envelopes_too() {
         (2, 1, 1)
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
-    let dead = rustok_iggy::DeadLetters::open(
+    let dead = rustok_iggy::dead_letter::DeadLetters::open(
         connector.clone(),
         transport.stream_name().clone(),
         orders.clone(),

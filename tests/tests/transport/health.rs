@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    ConsumeOptions, EmbeddedConnector, HandlerError, HealthReport, HealthStatus, HealthThresholds,
-    IggyConnector, RetryPolicy, StreamName,
+    HandlerError, RetryPolicy,
+    connector::{EmbeddedConnector, IggyConnector, StreamName},
+    consume::ConsumeOptions,
+    health::{HealthReport, HealthStatus, HealthThresholds},
 };
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, open_remote, remote_config};
@@ -44,7 +46,7 @@ async fn transport(connector: Arc<dyn IggyConnector>, stream: StreamName) -> Tra
     .unwrap()
 }
 
-fn check<'a>(report: &'a HealthReport, name: &str) -> &'a rustok_iggy::HealthCheck {
+fn check<'a>(report: &'a HealthReport, name: &str) -> &'a rustok_iggy::health::HealthCheck {
     report
         .checks
         .iter()
@@ -147,7 +149,7 @@ async fn a_missing_topic_is_unhealthy(mut h: Harness) {
     struct Other {
         n: u64,
     }
-    let iggy = rustok_iggy::IggyTransport::with_connector(Arc::clone(&h.connector), {
+    let iggy = rustok_iggy::envelope::IggyTransport::with_connector(Arc::clone(&h.connector), {
         let mut config = IggyConfig::default();
         config.topology.stream_name = stream;
         config
@@ -155,7 +157,7 @@ async fn a_missing_topic_is_unhealthy(mut h: Harness) {
     let report = iggy
         .health(
             "g",
-            &rustok_iggy::TopicName::new(Other::TOPIC).unwrap(),
+            &rustok_iggy::connector::TopicName::new(Other::TOPIC).unwrap(),
             &HealthThresholds::default(),
         )
         .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{ReplayFrom, ReplayUntil};
+use rustok_iggy::{connector::StartPosition, replay::ReplayUntil};
 use serde::{Deserialize, Serialize};
 use tests::conformance::Harness;
 use tests::within;
@@ -36,7 +36,7 @@ async fn ledger(h: &mut Harness, case: &str, partitions: u32) -> Transport<Entry
 /// Collects a replay; fails the test if it does not end.
 async fn collect(
     transport: &Transport<Entry>,
-    from: ReplayFrom,
+    from: StartPosition,
     until: ReplayUntil,
 ) -> Vec<(u32, u64)> {
     let replay = transport.replay(from, until).await.unwrap();
@@ -79,11 +79,11 @@ async fn publish(
 async fn from_the_head_ends_empty(mut h: Harness) {
     let ledger = ledger(&mut h, "head", 1).await;
     publish(&ledger, "a", 3).await;
-    let seen = collect(&ledger, ReplayFrom::Offset(3), ReplayUntil::Head).await;
+    let seen = collect(&ledger, StartPosition::Offset(3), ReplayUntil::Head).await;
     assert_eq!(seen, vec![], "{:?}", h.target);
     let seen = collect(
         &ledger,
-        ReplayFrom::Offset(3),
+        StartPosition::Offset(3),
         ReplayUntil::Timestamp(u64::MAX),
     )
     .await;
@@ -94,7 +94,7 @@ async fn from_the_head_ends_empty(mut h: Harness) {
 async fn past_the_head_ends_empty(mut h: Harness) {
     let ledger = ledger(&mut h, "past", 1).await;
     publish(&ledger, "a", 3).await;
-    let seen = collect(&ledger, ReplayFrom::Offset(1_000), ReplayUntil::Head).await;
+    let seen = collect(&ledger, StartPosition::Offset(1_000), ReplayUntil::Head).await;
     assert_eq!(seen, vec![], "{:?}", h.target);
     h.finish().await;
 }
@@ -102,12 +102,12 @@ async fn past_the_head_ends_empty(mut h: Harness) {
 async fn from_a_time_after_the_last_event_ends_empty(mut h: Harness) {
     let ledger = ledger(&mut h, "late", 1).await;
     let receipts = publish(&ledger, "a", 3).await;
-    let last = collect(&ledger, ReplayFrom::Beginning, ReplayUntil::Head).await;
+    let last = collect(&ledger, StartPosition::Earliest, ReplayUntil::Head).await;
     assert_eq!(last.len(), receipts.len());
     let newest = within(
         "replay",
         ledger
-            .replay(ReplayFrom::Beginning, ReplayUntil::Head)
+            .replay(StartPosition::Earliest, ReplayUntil::Head)
             .await
             .unwrap()
             .collect::<Vec<_>>(),
@@ -119,7 +119,7 @@ async fn from_a_time_after_the_last_event_ends_empty(mut h: Harness) {
     .unwrap();
     let seen = collect(
         &ledger,
-        ReplayFrom::Timestamp(newest + 1),
+        StartPosition::Timestamp(newest + 1),
         ReplayUntil::Head,
     )
     .await;
@@ -137,7 +137,7 @@ async fn mixed_partitions_end_after_what_they_hold(mut h: Harness) {
     let mut n = 0;
     while by_partition.iter().any(Option::is_none) {
         let account = format!("acct-{n}");
-        let partition = rustok_iggy::partition_for(account.as_bytes(), 3) as usize;
+        let partition = rustok_iggy::connector::partition_for(account.as_bytes(), 3) as usize;
         by_partition[partition].get_or_insert(account);
         n += 1;
     }
@@ -146,7 +146,7 @@ async fn mixed_partitions_end_after_what_they_hold(mut h: Harness) {
     };
     let five_at = publish(&ledger, &five, 5).await[0].partition;
     publish(&ledger, &two, 2).await;
-    let seen = collect(&ledger, ReplayFrom::Offset(3), ReplayUntil::Head).await;
+    let seen = collect(&ledger, StartPosition::Offset(3), ReplayUntil::Head).await;
     assert_eq!(seen, vec![(five_at, 3), (five_at, 4)], "{:?}", h.target);
     h.finish().await;
 }
@@ -157,7 +157,7 @@ async fn events_published_after_the_start_are_not_waited_for(mut h: Harness) {
     let ledger = ledger(&mut h, "moving", 1).await;
     publish(&ledger, "a", 2).await;
     let replay = ledger
-        .replay(ReplayFrom::Offset(2), ReplayUntil::Head)
+        .replay(StartPosition::Offset(2), ReplayUntil::Head)
         .await
         .unwrap();
     publish(&ledger, "a", 2).await;

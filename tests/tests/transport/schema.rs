@@ -8,7 +8,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::schema::{Fingerprint, schemas};
-use rustok_iggy::{DecodeFailure, Error, IggyConnector, Upcasters, header};
+use rustok_iggy::{
+    Error, connector::IggyConnector, consume::DecodeFailure, metadata::header, upcast::Upcasters,
+};
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded, within};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{Error, EventMetadata, IggyConnector, SubscriptionOptions};
+use rustok_iggy::{Error, SubscriptionOptions, connector::IggyConnector, metadata::EventMetadata};
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded, within};
@@ -131,7 +131,7 @@ async fn unacked_events_are_redelivered_after_a_restart() {
             .committed_offsets(
                 orders.stream(),
                 orders.topic(),
-                &rustok_iggy::GroupName::new("billing").unwrap(),
+                &rustok_iggy::connector::GroupName::new("billing").unwrap(),
             )
             .await
             .unwrap();
@@ -241,7 +241,7 @@ async fn start_positions_and_metadata_travel() {
         .unwrap();
     assert_eq!(
         receipt.partition,
-        rustok_iggy::partition_for(b"acme", 2),
+        rustok_iggy::connector::partition_for(b"acme", 2),
         "keyless events go by tenant"
     );
     let delivery = within("latest", latest.next()).await.unwrap().unwrap();

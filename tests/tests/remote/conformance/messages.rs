@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustok_iggy_connector::{
-    ConnectorError, HeaderValue, Headers, OutgoingMessage, PollFrom, PublishRequest, StartPosition,
+    ConnectorError, HeaderValue, Headers, OutgoingMessage, PublishRequest, StartPosition,
     partition_for,
 };
 use tests::conformance::{Harness, collect, committed, group, new_id, publish, read_all};
@@ -124,7 +124,7 @@ pub(crate) async fn batch_publish_appends_contiguously(mut h: Harness) {
                 &stream,
                 &topic,
                 receipt.partition,
-                PollFrom::Offset(receipt.base_offset),
+                StartPosition::Offset(receipt.base_offset),
                 2,
             ),
         )
@@ -181,7 +181,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     let connector = h.connector.as_ref();
     let all = within(
         "poll first",
-        connector.poll(&stream, &topic, 0, PollFrom::First, 100),
+        connector.poll(&stream, &topic, 0, StartPosition::Earliest, 100),
     )
     .await
     .unwrap();
@@ -191,7 +191,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     );
     let capped = within(
         "poll capped",
-        connector.poll(&stream, &topic, 0, PollFrom::First, 3),
+        connector.poll(&stream, &topic, 0, StartPosition::Earliest, 3),
     )
     .await
     .unwrap();
@@ -201,7 +201,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     );
     let from_offset = within(
         "poll offset",
-        connector.poll(&stream, &topic, 0, PollFrom::Offset(7), 100),
+        connector.poll(&stream, &topic, 0, StartPosition::Offset(7), 100),
     )
     .await
     .unwrap();
@@ -213,7 +213,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     let first_at_t = all.iter().find(|m| m.timestamp >= t).unwrap().offset;
     let from_time = within(
         "poll timestamp",
-        connector.poll(&stream, &topic, 0, PollFrom::Timestamp(t), 100),
+        connector.poll(&stream, &topic, 0, StartPosition::Timestamp(t), 100),
     )
     .await
     .unwrap();
@@ -223,7 +223,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     );
     let latest = within(
         "poll latest",
-        connector.poll(&stream, &topic, 0, PollFrom::Latest, 100),
+        connector.poll(&stream, &topic, 0, StartPosition::Latest, 100),
     )
     .await
     .unwrap();
@@ -231,7 +231,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
 
     let mut from_first = within(
         "subscribe",
-        connector.subscribe(&stream, &topic, 0, PollFrom::First),
+        connector.subscribe(&stream, &topic, 0, StartPosition::Earliest),
     )
     .await
     .unwrap();
@@ -256,7 +256,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     );
     let mut by_time = within(
         "subscribe",
-        connector.subscribe(&stream, &topic, 0, PollFrom::Timestamp(t)),
+        connector.subscribe(&stream, &topic, 0, StartPosition::Timestamp(t)),
     )
     .await
     .unwrap();
@@ -266,7 +266,7 @@ pub(crate) async fn replay_reads_from_first_offset_and_timestamp_without_moving_
     // A subscriber at the head waits for the next message.
     let mut at_head = within(
         "subscribe",
-        connector.subscribe(&stream, &topic, 0, PollFrom::Latest),
+        connector.subscribe(&stream, &topic, 0, StartPosition::Latest),
     )
     .await
     .unwrap();

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorError, OutgoingMessage, PollFrom, PublishRequest, Retention, StartPosition,
-    StreamName, TopicName, TopicSpec,
+    ConnectorError, OutgoingMessage, PublishRequest, Retention, StartPosition, StreamName,
+    TopicName, TopicSpec,
 };
 use tests::conformance::{Harness, group, publish};
 use tests::within;
@@ -140,7 +140,7 @@ pub(crate) async fn unknown_targets_are_typed_errors(mut h: Harness) {
         "{err:?}"
     );
     let err = connector
-        .poll(&stream, &missing, 0, PollFrom::First, 10)
+        .poll(&stream, &missing, 0, StartPosition::Earliest, 10)
         .await
         .unwrap_err();
     assert!(
@@ -148,7 +148,7 @@ pub(crate) async fn unknown_targets_are_typed_errors(mut h: Harness) {
         "{err:?}"
     );
     let err = connector
-        .subscribe(&stream, &missing, 0, PollFrom::First)
+        .subscribe(&stream, &missing, 0, StartPosition::Earliest)
         .await
         .unwrap_err();
     assert!(
@@ -187,7 +187,7 @@ pub(crate) async fn unknown_targets_are_typed_errors(mut h: Harness) {
         "{err:?}"
     );
     let err = connector
-        .poll(&stream, &topic, 7, PollFrom::First, 10)
+        .poll(&stream, &topic, 7, StartPosition::Earliest, 10)
         .await
         .unwrap_err();
     assert!(
@@ -202,7 +202,7 @@ pub(crate) async fn unknown_targets_are_typed_errors(mut h: Harness) {
         "{err:?}"
     );
     let err = connector
-        .subscribe(&stream, &topic, 7, PollFrom::First)
+        .subscribe(&stream, &topic, 7, StartPosition::Earliest)
         .await
         .unwrap_err();
     assert!(
