@@ -1,7 +1,7 @@
 //! Consumer-group members on a remote server, with commit after ack.
 //!
 //! Each member has its own connection: the server keys membership by connection
-//! (session), so two members in one process are two members for the server too, and
+//! (link), so two members in one process are two members for the server too, and
 //! a member's polls never queue behind another's.
 
 use std::fmt;
@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::backoff::{Backoff, unless_closed};
 use super::client::{self, is_already_exists, is_group_not_found, is_membership_error, sdk_error};
-use super::session::{self, At, Session, ident, poll_partition, topic_error};
+use super::link::{self, At, Link, ident, poll_partition, topic_error};
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
 use crate::error_codes::ErrorCode;
@@ -258,14 +258,14 @@ pub(super) async fn stored_group_offset(
 /// Opens a member of `group` on its own connection: creates the group when it is
 /// missing (then stores the offsets `start` implies), joins, and syncs.
 pub(super) async fn join(
-    session: &Arc<Session>,
+    link: &Arc<Link>,
     stream: &StreamName,
     topic: &TopicName,
     group: &GroupName,
     start: StartPosition,
 ) -> Result<RemoteGroupMember, ConnectorError> {
-    let meta = session.require(stream, topic).await?;
-    let (client, _) = client::open(&session.config, &session.addresses).await?;
+    let meta = link.require(stream, topic).await?;
+    let (client, _) = client::open(&link.config, &link.addresses).await?;
     let (dropped_tx, dropped) = oneshot::channel();
     let inner = Arc::new(MemberInner {
         client,
@@ -277,27 +277,27 @@ pub(super) async fn join(
         assignment: std::sync::Mutex::new(Assignment::default()),
         epoch: AtomicU64::new(0),
         left: AtomicBool::new(false),
-        closed: session.closed.subscribe(),
+        closed: link.closed.subscribe(),
         _dropped: dropped_tx,
         seeks: std::sync::Mutex::new(Vec::new()),
-        leave_timeout: Duration::from_millis(session.config.connect_timeout_ms),
+        leave_timeout: Duration::from_millis(link.config.connect_timeout_ms),
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
         inner.left.store(true, Ordering::Release);
         return Err(error);
     }
-    leave_at_close(&inner, session, dropped);
+    leave_at_close(&inner, link, dropped);
     Ok(RemoteGroupMember { inner })
 }
 
-/// Makes the member leave its group when the session closes (shutdown waits for it
-/// through the session's departure token); the task ends early when the member is
+/// Makes the member leave its group when the link closes (shutdown waits for it
+/// through the link's departure token); the task ends early when the member is
 /// dropped (its `Drop` leaves on its own).
-fn leave_at_close(inner: &Arc<MemberInner>, session: &Session, dropped: oneshot::Receiver<()>) {
+fn leave_at_close(inner: &Arc<MemberInner>, link: &Link, dropped: oneshot::Receiver<()>) {
     let member = Arc::downgrade(inner);
-    let mut closed = session.closed.subscribe();
-    let departure = session.departure();
+    let mut closed = link.closed.subscribe();
+    let departure = link.departure();
     tokio::spawn(async move {
         let _departure = departure;
         tokio::select! {
@@ -350,10 +350,10 @@ async fn initialize_offsets(
         let at = inner.at(partition);
         let first_to_read = match start {
             StartPosition::Earliest => continue,
-            StartPosition::Latest => session::head_offset(&inner.client, at).await?,
+            StartPosition::Latest => link::head_offset(&inner.client, at).await?,
             StartPosition::Offset(offset) => offset,
             StartPosition::Timestamp(micros) => {
-                session::offset_at(&inner.client, at, micros).await?
+                link::offset_at(&inner.client, at, micros).await?
             }
         };
         let Some(last_handled) = start_to_store(first_to_read) else {

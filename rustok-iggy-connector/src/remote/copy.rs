@@ -8,7 +8,7 @@ use iggy::prelude::{
 };
 
 use super::RemoteConnector;
-use super::session::{ident, topic_error};
+use super::link::{ident, topic_error};
 use crate::error::ConnectorError;
 use crate::names::{StreamName, TopicName};
 
@@ -41,8 +41,8 @@ pub(crate) async fn ensure_stream(
     remote: &RemoteConnector,
     stream: &StreamName,
 ) -> Result<(), ConnectorError> {
-    let session = remote.session()?;
-    RemoteConnector::create_stream_if_missing(&session, stream, &ident(stream.as_str())?).await
+    let link = remote.link()?;
+    RemoteConnector::create_stream_if_missing(&link, stream, &ident(stream.as_str())?).await
 }
 
 /// Appends `messages` to `partition` as one batch, each with its own id, origin
@@ -62,8 +62,8 @@ pub(crate) async fn publish_copies(
             "a batch needs at least one message".into(),
         ));
     }
-    let session = remote.session()?;
-    let partitions = session.check_partition(stream, topic, partition).await?;
+    let link = remote.link()?;
+    let partitions = link.check_partition(stream, topic, partition).await?;
     let mut batch: Vec<IggyMessage> = messages
         .iter()
         .map(|m| IggyMessage {
@@ -82,7 +82,7 @@ pub(crate) async fn publish_copies(
         })
         .collect();
     let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
-    let response = session
+    let response = link
         .connection(partition)
         .send_messages(
             &s,

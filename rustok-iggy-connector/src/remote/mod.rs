@@ -8,7 +8,7 @@ mod convert;
 // Only the migration tool (embedded → remote) copies stored messages.
 #[cfg(feature = "embedded")]
 pub(crate) mod copy;
-mod session;
+mod link;
 mod subscriber;
 
 use std::fmt;
@@ -22,7 +22,7 @@ use iggy::prelude::{
 };
 
 use self::client::{is_already_exists, is_group_not_found, sdk_error};
-use self::session::{At, Session, ident, topic_error};
+use self::link::{At, Link, ident, topic_error};
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
@@ -109,14 +109,14 @@ use crate::names::{GroupName, StreamName, TopicName};
 /// ```
 #[derive(Default)]
 pub struct RemoteConnector {
-    session: RwLock<Option<Arc<Session>>>,
+    link: RwLock<Option<Arc<Link>>>,
 }
 
 impl fmt::Debug for RemoteConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let session = self.session.read().unwrap_or_else(PoisonError::into_inner);
+        let link = self.link.read().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("RemoteConnector")
-            .field("session", &*session)
+            .field("link", &*link)
             .finish()
     }
 }
@@ -131,11 +131,11 @@ impl RemoteConnector {
     /// The address of the server the connector reached (the first of
     /// `remote.addresses` that answered).
     pub fn server_address(&self) -> Result<String, ConnectorError> {
-        Ok(self.session()?.addresses[0].clone())
+        Ok(self.link()?.addresses[0].clone())
     }
 
-    fn session(&self) -> Result<Arc<Session>, ConnectorError> {
-        self.session
+    fn link(&self) -> Result<Arc<Link>, ConnectorError> {
+        self.link
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
@@ -144,17 +144,17 @@ impl RemoteConnector {
     }
 
     async fn create_stream_if_missing(
-        session: &Session,
+        link: &Link,
         stream: &StreamName,
         id: &Identifier,
     ) -> Result<(), ConnectorError> {
-        let exists = match session.client.get_stream(id).await {
+        let exists = match link.client.get_stream(id).await {
             Ok(found) => found.is_some(),
             Err(e) if client::is_stream_not_found(&e) => false,
             Err(e) => return Err(sdk_error(format!("describe stream {stream}"), e)),
         };
         if !exists {
-            match session.client.create_stream(stream.as_str()).await {
+            match link.client.create_stream(stream.as_str()).await {
                 Ok(_) => tracing::info!(%stream, "stream created"),
                 Err(e) if is_already_exists(&e) => {}
                 Err(e) => return Err(sdk_error(format!("create stream {stream}"), e)),
@@ -223,18 +223,18 @@ impl IggyConnector for RemoteConnector {
             }
             return Err(error);
         }
-        let session = Arc::new(Session::new(client, pool, config.remote.clone(), addresses));
+        let link = Arc::new(Link::new(client, pool, config.remote.clone(), addresses));
         let raced = {
-            let mut slot = self.session.write().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = self.link.write().unwrap_or_else(PoisonError::into_inner);
             if slot.is_some() {
                 true
             } else {
-                *slot = Some(Arc::clone(&session));
+                *slot = Some(Arc::clone(&link));
                 false
             }
         };
         if raced {
-            for connection in session.connections() {
+            for connection in link.connections() {
                 client::shutdown_quietly(connection).await;
             }
             return Err(ConnectorError::AlreadyConnected);
@@ -243,7 +243,7 @@ impl IggyConnector for RemoteConnector {
     }
 
     fn is_connected(&self) -> bool {
-        self.session
+        self.link
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
@@ -251,13 +251,13 @@ impl IggyConnector for RemoteConnector {
 
     /// Sends an Iggy `Ping` on the metadata connection and waits for the answer.
     async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
-        let session = self.session()?;
+        let link = self.link()?;
         let started = std::time::Instant::now();
-        match tokio::time::timeout(timeout, session.client.ping()).await {
+        match tokio::time::timeout(timeout, link.client.ping()).await {
             Ok(Ok(())) => Ok(PingReport::new(started.elapsed(), Vec::new())),
             Ok(Err(e)) => Err(sdk_error("ping the server", e)),
             Err(_) => Err(ConnectorError::Timeout {
-                what: format!("the server's answer to a ping ({})", session.addresses[0]),
+                what: format!("the server's answer to a ping ({})", link.addresses[0]),
                 after: timeout,
             }),
         }
@@ -265,10 +265,10 @@ impl IggyConnector for RemoteConnector {
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         spec.validate()?;
-        let session = self.session()?;
+        let link = self.link()?;
         let (s, t) = (ident(spec.stream.as_str())?, ident(spec.topic.as_str())?);
-        Self::create_stream_if_missing(&session, &spec.stream, &s).await?;
-        let details = match session.describe(&spec.stream, &spec.topic).await? {
+        Self::create_stream_if_missing(&link, &spec.stream, &s).await?;
+        let details = match link.describe(&spec.stream, &spec.topic).await? {
             Some(details) => details,
             None => {
                 let options = TopicCreateOptions {
@@ -277,7 +277,7 @@ impl IggyConnector for RemoteConnector {
                     max_topic_size: Some(convert::max_topic_size(&spec.retention)),
                     ..TopicCreateOptions::default()
                 };
-                match session
+                match link
                     .client
                     .create_topic(&s, spec.topic.as_str(), &options)
                     .await
@@ -285,12 +285,12 @@ impl IggyConnector for RemoteConnector {
                     Ok(created) => {
                         tracing::info!(stream = %spec.stream, topic = %spec.topic, partitions = spec.partitions, "topic created");
                         // The creation reply may omit the partitions; read it back.
-                        match session.describe(&spec.stream, &spec.topic).await? {
+                        match link.describe(&spec.stream, &spec.topic).await? {
                             Some(details) => details,
                             None => created,
                         }
                     }
-                    Err(e) if is_already_exists(&e) => session
+                    Err(e) if is_already_exists(&e) => link
                         .describe(&spec.stream, &spec.topic)
                         .await?
                         .ok_or_else(|| ConnectorError::TopicNotFound {
@@ -320,7 +320,7 @@ impl IggyConnector for RemoteConnector {
             max_topic_size: Some(convert::max_topic_size(&spec.retention)),
             ..TopicUpdateOptions::default()
         };
-        session
+        link
             .client
             .update_topic(&s, &t, spec.topic.as_str(), &options)
             .await
@@ -333,7 +333,7 @@ impl IggyConnector for RemoteConnector {
                     None,
                 )
             })?;
-        let details = session
+        let details = link
             .describe(&spec.stream, &spec.topic)
             .await?
             .ok_or_else(|| ConnectorError::TopicNotFound {
@@ -348,8 +348,8 @@ impl IggyConnector for RemoteConnector {
         stream: &StreamName,
         topic: &TopicName,
     ) -> Result<Option<TopicInfo>, ConnectorError> {
-        let session = self.session()?;
-        Ok(session
+        let link = self.link()?;
+        Ok(link
             .describe(stream, topic)
             .await?
             .map(|details| convert::topic_info(stream, topic, &details)))
@@ -361,12 +361,12 @@ impl IggyConnector for RemoteConnector {
     /// again may then store it twice (consumers deduplicate by event id).
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
         request.validate()?;
-        let session = self.session()?;
+        let link = self.link()?;
         let (stream, topic) = (&request.stream, &request.topic);
-        let meta = session.require(stream, topic).await?;
+        let meta = link.require(stream, topic).await?;
         let partitions = match &request.partitioning {
             // The cached count may be stale for an explicit partition: ask.
-            Partitioning::Partition(p) => session.check_partition(stream, topic, *p).await?,
+            Partitioning::Partition(p) => link.check_partition(stream, topic, *p).await?,
             Partitioning::Balanced | Partitioning::Key(_) => meta.partitions,
         };
         let partition = request
@@ -374,7 +374,7 @@ impl IggyConnector for RemoteConnector {
             .resolve(meta.partitions, &meta.balanced);
         let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
         let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
-        let response = session
+        let response = link
             .connection(partition)
             .send_messages(
                 &s,
@@ -385,7 +385,7 @@ impl IggyConnector for RemoteConnector {
             .await
             .map_err(|e| {
                 if client::is_topic_not_found(&e) || client::is_stream_not_found(&e) {
-                    session.forget(stream, topic);
+                    link.forget(stream, topic);
                 }
                 match topic_error(
                     format!("publish to {stream}/{topic} partition {partition}"),
@@ -418,7 +418,7 @@ impl IggyConnector for RemoteConnector {
                     partition,
                     partitions,
                 };
-                let head = session::head_offset(session.connection(partition), at).await?;
+                let head = link::head_offset(link.connection(partition), at).await?;
                 tracing::debug!(%stream, %topic, partition, "the server sent no offset; the receipt's offset is read back");
                 head.saturating_sub(u64::from(count))
             }
@@ -438,8 +438,8 @@ impl IggyConnector for RemoteConnector {
         from: StartPosition,
         max: u32,
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        let session = self.session()?;
-        let partitions = session.check_partition(stream, topic, partition).await?;
+        let link = self.link()?;
+        let partitions = link.check_partition(stream, topic, partition).await?;
         if max == 0 || from == StartPosition::Latest {
             return Ok(Vec::new());
         }
@@ -453,7 +453,7 @@ impl IggyConnector for RemoteConnector {
             partition,
             partitions,
         };
-        session
+        link
             .replay(at, convert::strategy(from), start, max)
             .await
     }
@@ -465,10 +465,10 @@ impl IggyConnector for RemoteConnector {
         partition: u32,
         from: StartPosition,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
-        let session = self.session()?;
-        let partitions = session.check_partition(stream, topic, partition).await?;
+        let link = self.link()?;
+        let partitions = link.check_partition(stream, topic, partition).await?;
         let subscriber = subscriber::RemoteSubscriber::open(
-            session,
+            link,
             stream.clone(),
             topic.clone(),
             (partition, partitions),
@@ -485,8 +485,8 @@ impl IggyConnector for RemoteConnector {
         group: &GroupName,
         start: StartPosition,
     ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
-        let session = self.session()?;
-        let member = consumer::join(&session, stream, topic, group, start).await?;
+        let link = self.link()?;
+        let member = consumer::join(&link, stream, topic, group, start).await?;
         Ok(Box::new(member))
     }
 
@@ -496,8 +496,8 @@ impl IggyConnector for RemoteConnector {
         topic: &TopicName,
         group: &GroupName,
     ) -> Result<Vec<Option<u64>>, ConnectorError> {
-        let session = self.session()?;
-        let meta = session.require(stream, topic).await?;
+        let link = self.link()?;
+        let meta = link.require(stream, topic).await?;
         let (s, t, g) = (
             ident(stream.as_str())?,
             ident(topic.as_str())?,
@@ -508,7 +508,7 @@ impl IggyConnector for RemoteConnector {
             topic: topic.to_string(),
             group: group.to_string(),
         };
-        match session.client.get_consumer_group(&s, &t, &g).await {
+        match link.client.get_consumer_group(&s, &t, &g).await {
             Ok(Some(_)) => {}
             Ok(None) => return Err(group_not_found()),
             Err(e) if is_group_not_found(&e) => return Err(group_not_found()),
@@ -516,7 +516,7 @@ impl IggyConnector for RemoteConnector {
         }
         let mut offsets = Vec::with_capacity(meta.partitions as usize);
         for partition in 0..meta.partitions {
-            let stored = consumer::stored_group_offset(&session.client, &s, &t, &g, partition)
+            let stored = consumer::stored_group_offset(&link.client, &s, &t, &g, partition)
                 .await
                 .map_err(|e| {
                     if is_group_not_found(&e) {
@@ -533,18 +533,18 @@ impl IggyConnector for RemoteConnector {
     /// Leaves every group joined through this connector (their pending `poll`s fail
     /// with [`ConnectorError::ShuttingDown`]), signs out and closes the connections.
     async fn shutdown(&self) -> Result<(), ConnectorError> {
-        let session = self
-            .session
+        let link = self
+            .link
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let Some(session) = session else {
+        let Some(link) = link else {
             return Ok(());
         };
-        session.closed.send_replace(true);
+        link.closed.send_replace(true);
         // Every member leaves its group on the closed signal.
-        session.departed().await;
-        for connection in session.connections() {
+        link.departed().await;
+        for connection in link.connections() {
             if let Err(error) = connection.logout_user().await {
                 tracing::debug!(%error, "signing out at shutdown failed");
             }

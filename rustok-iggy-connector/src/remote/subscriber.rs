@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::backoff::{Backoff, unless_closed};
 use super::convert;
-use super::session::{At, Session};
+use super::link::{At, Link};
 use crate::connector::{MessageSubscriber, StartPosition};
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -28,7 +28,7 @@ enum Cursor {
 /// strategy under the replay identity and keeps its cursor here, so no stored
 /// consumer offset is read or moved.
 pub(super) struct RemoteSubscriber {
-    session: Arc<Session>,
+    link: Arc<Link>,
     stream: StreamName,
     topic: TopicName,
     partition: (u32, u32),
@@ -50,7 +50,7 @@ impl fmt::Debug for RemoteSubscriber {
 impl RemoteSubscriber {
     /// A subscriber from `from`; `Latest` is resolved to the partition's head now.
     pub(super) async fn open(
-        session: Arc<Session>,
+        link: Arc<Link>,
         stream: StreamName,
         topic: TopicName,
         partition: (u32, u32),
@@ -64,14 +64,14 @@ impl RemoteSubscriber {
                     partition: partition.0,
                     partitions: partition.1,
                 };
-                Cursor::At(super::session::head_offset(session.connection(partition.0), at).await?)
+                Cursor::At(super::link::head_offset(link.connection(partition.0), at).await?)
             }
             StartPosition::Offset(offset) => Cursor::At(offset),
             StartPosition::Earliest | StartPosition::Timestamp(_) => Cursor::Start(from),
         };
-        let closed = session.closed.subscribe();
+        let closed = link.closed.subscribe();
         Ok(Self {
-            session,
+            link,
             stream,
             topic,
             partition,
@@ -102,7 +102,7 @@ impl RemoteSubscriber {
         let max = max.max(1);
         let mut backoff = Backoff::new();
         loop {
-            if self.session.is_closed() {
+            if self.link.is_closed() {
                 return Err(ConnectorError::ShuttingDown);
             }
             let (strategy, from) = match self.cursor {
@@ -115,7 +115,7 @@ impl RemoteSubscriber {
                 partition: self.partition.0,
                 partitions: self.partition.1,
             };
-            let messages = self.session.replay(at, strategy, from, max).await?;
+            let messages = self.link.replay(at, strategy, from, max).await?;
             if let Some(last) = messages.last() {
                 self.cursor = Cursor::At(last.offset + 1);
                 return Ok(messages);

@@ -1,5 +1,6 @@
-//! One connection of the remote connector to the server: the SDK client, the topic
-//! metadata it caches, and the group members it opened.
+//! The remote connector's link to the server: its pool of SDK clients (each one a
+//! logged-in server session), the topic metadata it caches, and the group members it
+//! opened.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,8 +35,8 @@ pub(super) struct TopicMeta {
 
 impl TopicMeta {}
 
-/// A live connection pool.
-pub(super) struct Session {
+/// A live link to the server: the pool of SDK clients, from connect to shutdown.
+pub(super) struct Link {
     /// Connection 0: metadata calls, and the partition-scoped calls of the
     /// partitions it serves.
     pub(super) client: IggyClient,
@@ -52,9 +53,9 @@ pub(super) struct Session {
     departures: watch::Sender<()>,
 }
 
-impl fmt::Debug for Session {
+impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("Link")
             .field("addresses", &self.addresses)
             .field("protocol", &self.config.protocol)
             .field("pool_size", &self.pool_size())
@@ -177,8 +178,8 @@ impl PolledPartition {
     }
 }
 
-impl Session {
-    /// A session over connection 0 (`client`) and the other connections of the pool.
+impl Link {
+    /// A link over connection 0 (`client`) and the other connections of the pool.
     pub(super) fn new(
         client: IggyClient,
         pool: Vec<IggyClient>,
