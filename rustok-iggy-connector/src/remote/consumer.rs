@@ -352,9 +352,7 @@ async fn initialize_offsets(
             StartPosition::Earliest => continue,
             StartPosition::Latest => link::head_offset(&inner.client, at).await?,
             StartPosition::Offset(offset) => offset,
-            StartPosition::Timestamp(micros) => {
-                link::offset_at(&inner.client, at, micros).await?
-            }
+            StartPosition::Timestamp(micros) => link::offset_at(&inner.client, at, micros).await?,
         };
         let Some(last_handled) = start_to_store(first_to_read) else {
             continue;

@@ -320,8 +320,7 @@ impl IggyConnector for RemoteConnector {
             max_topic_size: Some(convert::max_topic_size(&spec.retention)),
             ..TopicUpdateOptions::default()
         };
-        link
-            .client
+        link.client
             .update_topic(&s, &t, spec.topic.as_str(), &options)
             .await
             .map_err(|e| {
@@ -453,9 +452,7 @@ impl IggyConnector for RemoteConnector {
             partition,
             partitions,
         };
-        link
-            .replay(at, convert::strategy(from), start, max)
-            .await
+        link.replay(at, convert::strategy(from), start, max).await
     }
 
     async fn subscribe(

@@ -1,7 +1,8 @@
 //! Replay bounds on both connectors: a finite replay (`ReplayUntil::Head` or
 //! `ReplayUntil::Timestamp`) always ends, also when it starts at, or past, the head of
-//! a partition, or at a time after the last event. With `IGGY_TEST_ADDRESS` set, also
-//! against that server.
+//! a partition, or at a time after the last event; from `StartPosition::Latest` it is
+//! empty, and a following replay from there tails the topic. With `IGGY_TEST_ADDRESS`
+//! set, also against that server.
 
 use std::sync::Arc;
 
@@ -166,10 +167,57 @@ async fn events_published_after_the_start_are_not_waited_for(mut h: Harness) {
     h.finish().await;
 }
 
+/// `StartPosition::Latest` starts at the head: a finite replay from there yields
+/// nothing, however much the topic holds.
+async fn from_latest_until_the_head_is_empty(mut h: Harness) {
+    let ledger = ledger(&mut h, "latest", 2).await;
+    publish(&ledger, "a", 3).await;
+    publish(&ledger, "b", 3).await;
+    let seen = collect(&ledger, StartPosition::Latest, ReplayUntil::Head).await;
+    assert_eq!(seen, vec![], "{:?}", h.target);
+    let seen = collect(
+        &ledger,
+        StartPosition::Latest,
+        ReplayUntil::Timestamp(u64::MAX),
+    )
+    .await;
+    assert_eq!(seen, vec![], "{:?}", h.target);
+    h.finish().await;
+}
+
+/// Following from `StartPosition::Latest` tails the topic: the events stored before
+/// the call are not replayed, the ones stored after it are, in order.
+async fn following_from_latest_tails_the_topic(mut h: Harness) {
+    let ledger = ledger(&mut h, "tail", 1).await;
+    publish(&ledger, "a", 3).await;
+    let mut replay = ledger
+        .replay(StartPosition::Latest, ReplayUntil::Follow)
+        .await
+        .unwrap();
+    let receipts = publish(&ledger, "a", 2).await;
+    for (seq, receipt) in receipts.iter().enumerate() {
+        let replayed = within("a new event is replayed", replay.next())
+            .await
+            .expect("a following replay does not end")
+            .unwrap();
+        assert_eq!(
+            (replayed.info.offset, replayed.event.seq),
+            (receipt.offset, seq as u64),
+            "{:?}",
+            h.target
+        );
+    }
+    assert_eq!(receipts[0].offset, 3, "{:?}", h.target);
+    drop(replay);
+    h.finish().await;
+}
+
 tests::both_modes!(
     from_the_head_ends_empty,
     past_the_head_ends_empty,
     from_a_time_after_the_last_event_ends_empty,
     mixed_partitions_end_after_what_they_hold,
     events_published_after_the_start_are_not_waited_for,
+    from_latest_until_the_head_is_empty,
+    following_from_latest_tails_the_topic,
 );
