@@ -33,11 +33,11 @@ mod remote;
 
 pub use batch::now_micros;
 pub use config::{
-    ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
-    RemoteConnectorConfig, RemoteProtocol, Secret,
+    ConnectorConfig, ConnectorMode, DeduplicationConfig, Durability, DurabilityPolicy,
+    EmbeddedConnectorConfig, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
+    Assignment, Duplicate, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
     PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
 };
 pub use error::ConnectorError;

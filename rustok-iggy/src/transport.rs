@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishRequest,
-    Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names, partition_for,
+    GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishReceipt,
+    PublishRequest, Retention, RoundRobin, StartPosition, StreamName, TopicName, TopicSpec,
+    metric_names, partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::event::IggyEvent;
 use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::publish_retry::PublishRetry;
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
@@ -27,6 +29,9 @@ pub struct TransportOptions {
     pub partitions: u32,
     /// Retention of the topic.
     pub retention: Retention,
+    /// Retries of a publish that failed on a lost connection or a timeout (same
+    /// event ids, same partition). Default [`PublishRetry::default`].
+    pub publish_retry: PublishRetry,
 }
 
 impl Default for TransportOptions {
@@ -35,6 +40,7 @@ impl Default for TransportOptions {
             stream: StreamName::new("rustok").unwrap_or_else(|_| unreachable!()),
             partitions: 8,
             retention: Retention::default(),
+            publish_retry: PublishRetry::default(),
         }
     }
 }
@@ -44,10 +50,29 @@ impl Default for TransportOptions {
 pub struct Receipt {
     /// The partition it went to.
     pub partition: u32,
-    /// Its offset there.
+    /// Its offset there (for a duplicate, the offset of the copy stored before).
     pub offset: u64,
     /// Its event id.
     pub event_id: Uuid,
+    /// The broker had stored this event id already, within its deduplication
+    /// window, so did not store it again: a retry whose first attempt was stored
+    /// though its answer was lost, or the same event published twice.
+    pub duplicate: bool,
+}
+
+impl Receipt {
+    /// The receipt of message `index` of a batch the connector acknowledged with
+    /// `receipt`.
+    pub(crate) fn of(receipt: &PublishReceipt, index: u32, event_id: Uuid) -> Self {
+        Self {
+            partition: receipt.partition,
+            offset: receipt
+                .offset_of(index)
+                .unwrap_or(receipt.base_offset + u64::from(index)),
+            event_id,
+            duplicate: receipt.is_duplicate(index),
+        }
+    }
 }
 
 /// Publishes and consumes events of type `E` on `E`'s topic.
@@ -59,6 +84,10 @@ pub struct Transport<E> {
     topic: TopicName,
     partitions: u32,
     upcasters: Arc<Upcasters<E>>,
+    retry: PublishRetry,
+    /// Picks the partition of events without a key before the first attempt, so
+    /// that a retry goes where the first attempt went.
+    balanced: Arc<RoundRobin>,
 }
 
 impl<E> Clone for Transport<E> {
@@ -69,6 +98,8 @@ impl<E> Clone for Transport<E> {
             topic: self.topic.clone(),
             partitions: self.partitions,
             upcasters: Arc::clone(&self.upcasters),
+            retry: self.retry,
+            balanced: Arc::clone(&self.balanced),
         }
     }
 }
@@ -125,6 +156,8 @@ impl<E: IggyEvent> Transport<E> {
             topic,
             partitions: info.partitions,
             upcasters: Arc::new(Upcasters::new()),
+            retry: options.publish_retry,
+            balanced: Arc::new(RoundRobin::new()),
         })
     }
 
@@ -191,11 +224,9 @@ impl<E: IggyEvent> Transport<E> {
         ))
     }
 
-    /// Publishes through the connector and records the publish metrics.
-    async fn send(
-        &self,
-        request: PublishRequest,
-    ) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
+    /// Publishes through the connector, again after a transient failure (the same
+    /// request: same ids, same partition), and records the publish metrics.
+    async fn send(&self, request: PublishRequest) -> Result<PublishReceipt, Error> {
         let count = request.messages.len() as u64;
         let bytes: u64 = request
             .messages
@@ -203,7 +234,10 @@ impl<E: IggyEvent> Transport<E> {
             .map(|m| m.payload.len() as u64)
             .sum();
         let started = Instant::now();
-        let result = self.connector.publish(request).await;
+        let result = self
+            .retry
+            .run(|| self.connector.publish(request.clone()))
+            .await;
         let metrics = Metrics::global();
         let topic = [("messaging_destination_name", self.topic.as_str())];
         metrics.observe(
@@ -222,8 +256,13 @@ impl<E: IggyEvent> Transport<E> {
     /// under the configured durability policy). Events with the same key keep their
     /// publish order for every consumer.
     ///
-    /// If this returns an error the event may or may not be stored; publishing it
-    /// again may store it twice (consumers deduplicate by event id).
+    /// A publish that fails on a lost connection or a timeout is sent again
+    /// ([`TransportOptions::publish_retry`]) with the same event id to the same
+    /// partition; with the broker's deduplication on (the embedded broker's
+    /// default) the event is then stored once, and [`Receipt::duplicate`] tells a
+    /// retry the broker had stored already. If this returns an error the event may
+    /// or may not be stored: publishing it again with the same event id
+    /// ([`EventMetadata::event_id`]) within the deduplication window stores it once.
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }
@@ -236,10 +275,9 @@ impl<E: IggyEvent> Transport<E> {
         metadata: &EventMetadata,
     ) -> Result<Receipt, Error> {
         let (message, event_id) = self.message(event, metadata, &new_traceparent())?;
-        let partitioning = match routing(event, metadata, self.partitions) {
-            Some(partition) => Partitioning::Partition(partition),
-            None => Partitioning::Balanced,
-        };
+        let partition = routing(event, metadata, self.partitions)
+            .unwrap_or_else(|| self.balanced.next(self.partitions));
+        let partitioning = Partitioning::Partition(partition);
         let span = tracing::debug_span!(
             "publish",
             messaging.system = "iggy",
@@ -258,11 +296,7 @@ impl<E: IggyEvent> Transport<E> {
             })
             .instrument(span)
             .await?;
-        Ok(Receipt {
-            partition: receipt.partition,
-            offset: receipt.base_offset,
-            event_id,
-        })
+        Ok(Receipt::of(&receipt, 0, event_id))
     }
 
     /// Publishes events in one call per partition; receipts come back in input order.
@@ -270,7 +304,7 @@ impl<E: IggyEvent> Transport<E> {
     /// together to one partition (round-robin across calls).
     ///
     /// Not atomic across partitions: on error, the batches of some partitions may be
-    /// stored already.
+    /// stored already. Each batch is retried as [`Transport::publish`] is.
     pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
         let metadata = EventMetadata::default();
         let trace = new_traceparent();
@@ -290,7 +324,8 @@ impl<E: IggyEvent> Transport<E> {
         }
         let mut receipts = vec![None; events.len()];
         for (target, indexes, messages) in buckets {
-            let partitioning = target.map_or(Partitioning::Balanced, Partitioning::Partition);
+            let partition = target.unwrap_or_else(|| self.balanced.next(self.partitions));
+            let partitioning = Partitioning::Partition(partition);
             let receipt = self
                 .send(PublishRequest {
                     stream: self.stream.clone(),
@@ -299,12 +334,8 @@ impl<E: IggyEvent> Transport<E> {
                     messages,
                 })
                 .await?;
-            for (position, index) in indexes.into_iter().enumerate() {
-                receipts[index] = Some(Receipt {
-                    partition: receipt.partition,
-                    offset: receipt.base_offset + position as u64,
-                    event_id: ids[index],
-                });
+            for (position, index) in (0u32..).zip(indexes) {
+                receipts[index] = Some(Receipt::of(&receipt, position, ids[index]));
             }
         }
         Ok(receipts.into_iter().flatten().collect())

@@ -294,6 +294,7 @@ impl IggyConnector for EmbeddedConnector {
             data_dir,
             durability,
             segment_size_bytes: embedded.segment_size_bytes,
+            deduplication: embedded.deduplication,
         })?);
         let wire = if embedded.tcp_enabled {
             let users = Users::open(
@@ -374,12 +375,13 @@ impl IggyConnector for EmbeddedConnector {
         let partition = request
             .partitioning
             .resolve(topic.partitions_count(), topic.round_robin());
-        let mut record = batch::encode_batch(&request.messages, batch::now_micros());
-        let base_offset = broker.append(&topic, partition, &mut record)?;
+        let record = batch::encode_batch(&request.messages, batch::now_micros());
+        let appended = broker.append(&topic, partition, record)?;
         Ok(PublishReceipt {
             partition,
-            base_offset,
+            base_offset: appended.base_offset,
             count: request.messages.len() as u32,
+            duplicates: appended.duplicates,
         })
     }
 

@@ -8,6 +8,7 @@
 mod concurrency;
 mod crash;
 mod damage;
+mod dedup;
 mod errors;
 mod faults;
 mod groups;

@@ -1,6 +1,7 @@
 //! The broker: streams → topics → partitions, consumer offsets and groups, persisted
 //! metadata. The in-process connector and the TCP front end both call it directly.
 
+mod dedup;
 mod groups;
 mod partition;
 pub(crate) mod persist;
@@ -18,12 +19,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
-pub(crate) use self::partition::{ConsumerKey, Partition};
+pub(crate) use self::partition::{Appended, ConsumerKey, Partition};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
 use crate::batch;
-use crate::config::Durability;
+use crate::config::{DeduplicationConfig, Durability};
 use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
@@ -45,6 +46,7 @@ pub(crate) struct BrokerConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: Durability,
     pub(crate) segment_size_bytes: u64,
+    pub(crate) deduplication: DeduplicationConfig,
 }
 
 /// A stream or topic named by id or by name (the Iggy protocol allows both).
@@ -313,6 +315,7 @@ impl Broker {
             &dir,
             config,
             self.config.durability != Durability::Never,
+            &self.config.deduplication,
         )?)
     }
 
@@ -617,13 +620,14 @@ impl Broker {
     // ---- messages -------------------------------------------------------------------
 
     /// Appends a batch record (whose layout the caller validated) to a partition of
-    /// `topic`; returns the base offset.
+    /// `topic`, leaving out the messages the partition's deduplication window
+    /// already holds.
     pub(crate) fn append(
         &self,
         topic: &Topic,
         partition: u32,
-        record: &mut [u8],
-    ) -> Result<u64, ConnectorError> {
+        record: Vec<u8>,
+    ) -> Result<Appended, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
         Ok(partition.append(record, batch::now_micros())?)

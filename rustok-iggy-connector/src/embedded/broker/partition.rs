@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::dedup::Window;
 use super::persist;
+use crate::batch::record;
+use crate::config::DeduplicationConfig;
+use crate::connector::Duplicate;
 use crate::embedded::StorageError;
 use crate::embedded::storage::{LogConfig, LogStats, PartitionLog, RecoveryReport, VerifyReport};
 
@@ -77,6 +81,25 @@ pub(crate) struct Partition {
     head: watch::Sender<u64>,
     offsets: Mutex<StoredOffsets>,
     sync_offsets: bool,
+    /// The ids stored recently; `None` when deduplication is off. Locked inside the
+    /// log's write lock.
+    window: Mutex<Option<Window>>,
+}
+
+/// What an append stored.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// The offset of the first message stored; when none was (all duplicates), the
+    /// offset of the first duplicate's stored copy.
+    pub(crate) base_offset: u64,
+    /// The messages not stored, because the partition had their ids already.
+    pub(crate) duplicates: Vec<Duplicate>,
+}
+
+/// Where a duplicate's stored copy is: before this batch, or a message kept from it.
+enum Copy {
+    Stored(u64),
+    Kept(u64),
 }
 
 impl Partition {
@@ -85,9 +108,17 @@ impl Partition {
         dir: &Path,
         config: LogConfig,
         sync_offsets: bool,
+        deduplication: &DeduplicationConfig,
     ) -> Result<Self, StorageError> {
         let id = config.partition_id;
         let log = PartitionLog::open(dir, config)?;
+        let window = match Window::new(deduplication) {
+            Some(mut window) => {
+                rebuild_window(&log, &mut window)?;
+                Some(window)
+            }
+            None => None,
+        };
         let report = log.recovery_report();
         log_recovery(dir, report);
         let mut offsets: StoredOffsets =
@@ -110,6 +141,7 @@ impl Partition {
             head,
             offsets: Mutex::new(offsets),
             sync_offsets,
+            window: Mutex::new(window),
         })
     }
 
@@ -126,19 +158,96 @@ impl Partition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends a validated batch record; returns its base offset. Readers waiting at
-    /// the head are woken.
+    /// Appends a validated batch record; readers waiting at the head are woken.
+    ///
+    /// With deduplication on, a message whose id the window holds (or an earlier
+    /// message of the same record has) is left out, the others are stored
+    /// contiguously, and ids of 0 are replaced by random UUIDv4 values; the record is
+    /// rebuilt only when one of these applies.
     pub(crate) fn append(
         &self,
-        record: &mut [u8],
+        mut record: Vec<u8>,
         timestamp_micros: u64,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Appended, StorageError> {
         let mut log = self.log_write();
-        let base = log.append(record, timestamp_micros)?;
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let messages = match (window.as_mut(), record::messages(&record)) {
+            (Some(window), Ok(messages)) => {
+                window.expire(timestamp_micros);
+                Some((window, messages))
+            }
+            // Off, or a layout the log refuses with its own error.
+            (None, _) | (Some(_), Err(_)) => None,
+        };
+        let Some((window, messages)) = messages else {
+            let base_offset = log.append(&mut record, timestamp_micros)?;
+            let next = log.next_offset();
+            drop(log);
+            self.head.send_replace(next);
+            return Ok(Appended {
+                base_offset,
+                duplicates: Vec::new(),
+            });
+        };
+        let mut kept: Vec<u128> = Vec::new();
+        let mut in_batch: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+        let mut duplicates: Vec<(u32, Copy)> = Vec::new();
+        let mut rebuild = false;
+        for (index, message) in messages.enumerate() {
+            let Ok(message) = message else { break };
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let mut id = message.id;
+            if id == 0 {
+                rebuild = true;
+                id = uuid::Uuid::new_v4().as_u128();
+            } else if let Some(offset) = window.offset_of(id) {
+                duplicates.push((index, Copy::Stored(offset)));
+                continue;
+            } else if let Some(position) = in_batch.get(&id) {
+                duplicates.push((index, Copy::Kept(*position)));
+                continue;
+            }
+            in_batch.insert(id, kept.len() as u64);
+            kept.push(id);
+        }
+        let base_offset = if kept.is_empty() {
+            log.next_offset()
+        } else {
+            if rebuild || !duplicates.is_empty() {
+                record = rebuilt(&record, &kept, &duplicates);
+            }
+            let base = log.append(&mut record, timestamp_micros)?;
+            for (position, id) in kept.iter().enumerate() {
+                window.remember(*id, base + position as u64, timestamp_micros);
+            }
+            base
+        };
         let next = log.next_offset();
         drop(log);
-        self.head.send_replace(next);
-        Ok(base)
+        if !kept.is_empty() {
+            self.head.send_replace(next);
+        }
+        let duplicates: Vec<Duplicate> = duplicates
+            .into_iter()
+            .map(|(index, copy)| Duplicate {
+                index,
+                offset: match copy {
+                    Copy::Stored(offset) => offset,
+                    Copy::Kept(position) => base_offset + position,
+                },
+            })
+            .collect();
+        let base_offset = match (kept.is_empty(), duplicates.first()) {
+            (true, Some(first)) => first.offset,
+            _ => base_offset,
+        };
+        Ok(Appended {
+            base_offset,
+            duplicates,
+        })
     }
 
     /// Stored records covering `[from, from + max_messages)`.
@@ -274,6 +383,49 @@ impl Partition {
     pub(crate) fn stats(&self) -> LogStats {
         self.log_read().stats()
     }
+}
+
+/// `record` without the messages of `duplicates`, the others with the ids of `kept`
+/// (in order: ids of 0 replaced), sealed again.
+fn rebuilt(record: &[u8], kept: &[u128], duplicates: &[(u32, Copy)]) -> Vec<u8> {
+    let mut builder = record::RecordBuilder::with_capacity(record.len());
+    let mut ids = kept.iter();
+    let mut origin = None;
+    if let Ok(messages) = record::messages(record) {
+        for (index, message) in messages.enumerate() {
+            let Ok(message) = message else { break };
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            if duplicates.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let Some(id) = ids.next() else { break };
+            origin.get_or_insert(message.origin_timestamp);
+            builder.push(*id, message.payload, message.user_headers);
+        }
+    }
+    builder.finish(origin.unwrap_or_default())
+}
+
+/// Fills `window` from the tail of `log`: the ids of its last `max_entries`
+/// messages with the times they were stored, then drops those past the expiry.
+fn rebuild_window(log: &PartitionLog, window: &mut Window) -> Result<(), StorageError> {
+    let max = u32::try_from(window.max_entries()).unwrap_or(u32::MAX);
+    let from = log
+        .next_offset()
+        .saturating_sub(u64::from(max))
+        .max(log.first_offset());
+    for stored in log.read(from, max, usize::MAX)? {
+        let Ok(messages) = record::messages(&stored) else {
+            continue;
+        };
+        for message in messages.flatten() {
+            if message.offset >= from {
+                window.remember(message.id, message.offset, message.timestamp);
+            }
+        }
+    }
+    window.expire(crate::batch::now_micros());
+    Ok(())
 }
 
 fn log_recovery(dir: &Path, report: &RecoveryReport) {
