@@ -11,5 +11,6 @@ mod config;
 mod consumer_crash;
 mod dead_letter;
 mod dead_letter_crash;
+mod dedup;
 mod envelopes;
 mod typed;
