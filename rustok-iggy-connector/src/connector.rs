@@ -363,7 +363,9 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
 
     /// Appends the batch to one partition. Returns once the broker has accepted it:
     /// for the embedded broker, once it is written under the configured durability
-    /// policy.
+    /// policy. Messages whose id the partition stored within its deduplication window
+    /// are not stored again; the receipt lists them ([`PublishReceipt::duplicates`]).
+    /// A message id of 0 gets a random UUIDv4 before it is sent.
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError>;
 
     /// Reads at most `max` messages of one partition from `from`, without waiting and
