@@ -279,9 +279,11 @@ impl DeadLetters {
     }
 
     /// Publishes the dead letters matching `filter` to their original topic again, with
-    /// their original id, headers (correlation, tenant, ...) and partition. Returns how
-    /// many were re-driven. Re-driving an entry twice publishes it twice (consumers
-    /// deduplicate by event id).
+    /// their original event id (in the `event_id` header), headers (correlation,
+    /// tenant, ...) and partition, as a new message: its message id is fresh, so the
+    /// broker's deduplication window, which still holds the original's id, stores it.
+    /// Returns how many were re-driven. Re-driving an entry twice publishes it twice
+    /// (consumers deduplicate by event id).
     pub async fn redrive(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
         let mut count = 0;
         for letter in self.list(usize::MAX).await? {
@@ -290,15 +292,19 @@ impl DeadLetters {
             }
             let topic = TopicName::new(letter.original_topic.as_str())?;
             let stream = StreamName::new(letter.original_stream.as_str())?;
+            let mut headers = letter.headers.clone();
+            if headers.get_str(header::EVENT_ID).is_none() {
+                headers.insert_str(header::EVENT_ID, letter.event_id.to_string())?;
+            }
             self.connector
                 .publish(PublishRequest {
                     stream,
                     topic,
                     partitioning: Partitioning::Partition(letter.original_partition),
                     messages: vec![OutgoingMessage {
-                        id: letter.event_id.as_u128(),
+                        id: 0,
                         payload: letter.payload.clone(),
-                        headers: letter.headers.clone(),
+                        headers,
                     }],
                 })
                 .await?;

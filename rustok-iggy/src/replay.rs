@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
 use rustok_iggy_connector::{MessageSubscriber, PollFrom};
-use uuid::Uuid;
 
 use crate::decode::decode_message;
 use crate::error::{DecodeError, Error};
@@ -155,7 +154,10 @@ impl<E: IggyEvent> Transport<E> {
                                 info: DeliveryInfo {
                                     partition: message.partition,
                                     offset: message.offset,
-                                    event_id: Uuid::from_u128(message.id),
+                                    event_id: crate::metadata::event_id(
+                                        &message.headers,
+                                        message.id,
+                                    ),
                                     event_type: decoded.event_type,
                                     schema_version: decoded.schema_version,
                                     timestamp: message.timestamp,
