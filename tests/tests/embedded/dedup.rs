@@ -243,3 +243,60 @@ async fn the_official_sdk_sending_an_id_twice_stores_it_once() {
     client.disconnect().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_sends_of_one_id_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let (stream, topic) = names("dedup", "race");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    let sends: Vec<_> = (0..16)
+        .map(|_| {
+            let connector = connector.clone();
+            tokio::spawn(async move { connector.publish(batch("dedup", "race", &[77])).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for send in sends {
+        let receipt = send.await.unwrap().unwrap();
+        assert_eq!(receipt.offset_of(0), Some(0));
+        stored += usize::from(!receipt.is_duplicate(0));
+    }
+    assert_eq!(stored, 1, "one send stored it, the others were duplicates");
+    assert_eq!(stored_ids(connector.as_ref(), "dedup", "race").await, [77]);
+}
+
+#[tokio::test]
+async fn a_purged_partition_forgets_its_ids() {
+    let broker = WireBroker::start().await;
+    let (stream, topic) = names("dedup", "purge");
+    create_topic(&broker.connector, &stream, &topic, 1).await;
+    broker
+        .connector
+        .publish(batch("dedup", "purge", &[5]))
+        .await
+        .unwrap();
+    let client = broker.client().await;
+    use iggy::prelude::TopicClient;
+    within(
+        "purge_topic",
+        client.purge_topic(
+            &Identifier::named("dedup").unwrap(),
+            &Identifier::named("purge").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let receipt = broker
+        .connector
+        .publish(batch("dedup", "purge", &[5]))
+        .await
+        .unwrap();
+    assert!(
+        !receipt.is_duplicate(0),
+        "the purged message is gone, so is its id"
+    );
+    assert_eq!(stored_ids(&broker.connector, "dedup", "purge").await, [5]);
+    client.disconnect().await.unwrap();
+    broker.shutdown().await;
+}

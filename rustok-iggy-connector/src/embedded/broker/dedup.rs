@@ -69,6 +69,12 @@ impl Window {
         }
     }
 
+    /// Forgets every id.
+    pub(crate) fn clear(&mut self) {
+        self.ids.clear();
+        self.order.clear();
+    }
+
     /// The offset `id` was stored at, if it is remembered.
     pub(crate) fn offset_of(&self, id: u128) -> Option<u64> {
         self.ids.get(&id).map(|entry| entry.offset)

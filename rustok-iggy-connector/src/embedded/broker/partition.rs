@@ -369,9 +369,20 @@ impl Partition {
         Ok(())
     }
 
-    /// Deletes every message; offsets are not reused.
+    /// Deletes every message; offsets are not reused. The deduplication window is
+    /// emptied with them: the ids it held name messages that are gone.
     pub(crate) fn purge(&self) -> Result<(), StorageError> {
-        self.log_write().purge()
+        let mut log = self.log_write();
+        log.purge()?;
+        if let Some(window) = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            window.clear();
+        }
+        Ok(())
     }
 
     /// Walks every record checking both checksum levels.
@@ -390,12 +401,14 @@ impl Partition {
 fn rebuilt(record: &[u8], kept: &[u128], duplicates: &[(u32, Copy)]) -> Vec<u8> {
     let mut builder = record::RecordBuilder::with_capacity(record.len());
     let mut ids = kept.iter();
+    // In batch order, like the messages.
+    let mut skipped = duplicates.iter().map(|(index, _)| *index).peekable();
     let mut origin = None;
     if let Ok(messages) = record::messages(record) {
         for (index, message) in messages.enumerate() {
             let Ok(message) = message else { break };
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            if duplicates.iter().any(|(i, _)| *i == index) {
+            if skipped.next_if_eq(&index).is_some() {
                 continue;
             }
             let Some(id) = ids.next() else { break };
