@@ -59,9 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             envelope.correlation_id,
             envelope.payload
         );
-        transport.acknowledge(envelope.id).await?;
+        transport.acknowledge(envelope.ack_id).await?;
     }
-    iggy.connector().shutdown().await?;
+    // Commits what was acknowledged, leaves the group, closes the connector.
+    transport.shutdown().await?;
     println!("done");
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Run with: cargo run -p examples --example quickstart
 //!
-//! Derive an event, publish a few, consume them as a `Stream` in a consumer group,
-//! acknowledge each. Runs on the embedded broker (data in a temporary directory), no
-//! set-up needed.
+//! Load the configuration, derive an event, publish a few, consume them as a
+//! `Stream` in a consumer group, acknowledge each. Runs on the embedded broker (data
+//! in a temporary directory), no set-up needed.
 
 use std::time::Duration;
 
@@ -19,20 +19,30 @@ struct OrderPlaced {
     total_cents: u64,
 }
 
+/// The `events.iggy` section of the application's configuration (usually read from
+/// its YAML file). Every field has a default; see the README's Configuration section.
+const CONFIG: &str = r#"
+events:
+  transport: iggy
+  iggy:
+    mode: embedded
+    topology:
+      stream_name: shop
+      domain_partitions: 4
+    embedded:
+      persistent: false   # a temporary data directory, removed at shutdown
+      tcp_port: 0         # the Iggy protocol listener on a free port (default 8090)
+      http_port: 0        # /ping /health /metrics on a free port (default 3000)
+    retention:
+      domain_max_age_days: 30
+"#;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Embedded mode keeps its data in `embedded.data_dir` (default ./data/iggy);
-    // `persistent: false` uses a temporary directory removed at shutdown.
-    let mut config = IggyConfig::default();
-    config.embedded.persistent = false;
-    // The broker's TCP listener (Iggy protocol) and HTTP endpoint take free ports here;
-    // the defaults are 8090 and 3000 on 127.0.0.1.
-    config.embedded.tcp_port = 0;
-    config.embedded.http_port = 0;
-
+    let config = IggyConfig::from_yaml(CONFIG)?;
     let connector = connect(&config).await?;
-    let orders =
-        Transport::<OrderPlaced>::new(connector.clone(), TransportOptions::default()).await?;
+    // Stream, partitions and retention come from the configuration.
+    let orders = Transport::<OrderPlaced>::from_config(connector.clone(), &config).await?;
     println!(
         "embedded broker ready, topic {}/{} with {} partitions",
         orders.stream(),

@@ -486,7 +486,29 @@ const DEFAULT_POOL_SIZE: u32 = 2;
 const MAX_POOL_SIZE: u32 = 64;
 
 impl RemoteConnectorConfig {
-    fn validate(&self) -> Result<(), ConnectorError> {
+    /// Checks the remote settings, what the SDK needs included (so that a
+    /// configuration that cannot connect is refused when it is loaded).
+    pub(crate) fn validate(&self) -> Result<(), ConnectorError> {
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ConnectorError::config(
+                "remote.heartbeat_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.protocol == RemoteProtocol::Http {
+            return Err(ConnectorError::config(
+                "remote.protocol",
+                "`http` cannot carry consumer-group membership (Iggy's HTTP API has no join, sync \
+                 or heartbeat); allowed: tcp, quic",
+            ));
+        }
+        if self.protocol == RemoteProtocol::Quic && self.tls_ca_file.is_some() {
+            return Err(ConnectorError::config(
+                "remote.tls_ca_file",
+                "the iggy SDK's QUIC client validates against the system roots only; unset it or \
+                 use protocol tcp",
+            ));
+        }
         if self.addresses.is_empty() {
             return Err(ConnectorError::config(
                 "remote.addresses",

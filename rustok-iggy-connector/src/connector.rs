@@ -289,6 +289,52 @@ pub struct Assignment {
     pub partitions: Vec<u32>,
 }
 
+/// A partition that refuses writes: its log was poisoned by a failed write or fsync
+/// (embedded), until the broker is reopened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnwritablePartition {
+    /// Its stream.
+    pub stream: StreamName,
+    /// Its topic.
+    pub topic: TopicName,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl fmt::Display for UnwritablePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} partition {}",
+            self.stream, self.topic, self.partition
+        )
+    }
+}
+
+/// What [`IggyConnector::ping`] found: the broker answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PingReport {
+    /// How long the answer took.
+    pub round_trip: Duration,
+    /// Partitions that refuse writes (known to the embedded broker; a remote
+    /// server reports none through this call).
+    pub unwritable: Vec<UnwritablePartition>,
+}
+
+impl PingReport {
+    /// A report of an answer after `round_trip`, with the partitions that refuse
+    /// writes.
+    #[must_use]
+    pub fn new(round_trip: Duration, unwritable: Vec<UnwritablePartition>) -> Self {
+        Self {
+            round_trip,
+            unwritable,
+        }
+    }
+}
+
 /// Reads one partition from a position, waiting at its head for new messages.
 ///
 /// A subscriber has its own cursor and never reads or moves any stored consumer
@@ -346,8 +392,17 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
     /// Opens the broker (embedded) or the connection (remote).
     async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError>;
 
-    /// Whether [`IggyConnector::connect`] succeeded and no shutdown followed.
+    /// Whether [`IggyConnector::connect`] succeeded and no shutdown followed. This
+    /// is not a liveness check: a remote server may be gone while this is `true`
+    /// (use [`IggyConnector::ping`]).
     fn is_connected(&self) -> bool;
+
+    /// Checks that the broker answers within `timeout`: a ping round trip to the
+    /// server (remote), the broker being open (embedded). Fails with
+    /// [`ConnectorError::NotConnected`] before `connect` or after `shutdown`,
+    /// [`ConnectorError::Timeout`] when no answer came in time, and the connection's
+    /// error when it is lost. The report lists the partitions that refuse writes.
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError>;
 
     /// Creates the stream and the topic when missing. An existing topic with another
     /// partition count is reported as [`ConnectorError::TopologyMismatch`], never

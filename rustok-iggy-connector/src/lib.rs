@@ -37,8 +37,9 @@ pub use config::{
     EmbeddedConnectorConfig, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
-    Assignment, Duplicate, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PollFrom,
-    PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
+    Assignment, Duplicate, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning,
+    PingReport, PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo,
+    TopicSpec, UnwritablePartition,
 };
 pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;

@@ -165,6 +165,12 @@ impl PartitionLog {
             .unwrap_or(self.next_offset)
     }
 
+    /// Whether a failed write or fsync poisoned the log: it refuses appends
+    /// ([`StorageError::Poisoned`]) until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Segment, byte and message counts.
     pub fn stats(&self) -> LogStats {
         let mut stats = LogStats::default();

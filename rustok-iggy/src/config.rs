@@ -1,11 +1,11 @@
 //! `IggyConfig`: the `events.iggy` section of the application's configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorConfig, ConnectorMode, EmbeddedConnectorConfig, RemoteConnectorConfig, Retention,
-    StreamName, TopicName,
+    ConnectorConfig, ConnectorMode, DurabilityPolicy, EmbeddedConnectorConfig,
+    RemoteConnectorConfig, RemoteProtocol, Retention, StreamName, TopicName,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,24 @@ pub enum ConfigError {
     MissingSection,
 }
 
+/// A field that is read but cannot take effect with the rest of the configuration
+/// (for example `embedded.tcp_port` with `embedded.tcp_enabled: false`). Loading logs
+/// each one; [`IggyConfig::warnings`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigWarning {
+    /// The field, as a dotted path within the section (`embedded.tcp_port`).
+    pub path: String,
+    /// Why it has no effect.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
 /// Stream, partitions and topic routing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,14 +67,20 @@ pub struct TopologyConfig {
     pub stream_name: StreamName,
     /// Partitions of each topic created by rustok-iggy.
     pub domain_partitions: u32,
-    /// Replicas of each partition (remote clusters only; the embedded broker is a
-    /// single node and accepts only 1).
+    /// Replicas of each partition. Only 1 is accepted: the embedded broker is a single
+    /// node, and Iggy 0.11 has no per-topic replication factor (a cluster replicates
+    /// by its own configuration). Kept so that configurations written for the
+    /// original design load.
     pub replication_factor: u32,
     /// Topic of envelopes whose event type matches no route (`EventTransport`).
     pub default_topic: TopicName,
     /// Envelope routing: event-type prefix → topic (`EventTransport`). The longest
     /// matching prefix wins; `order.` matches `order.placed`.
     pub routes: BTreeMap<String, TopicName>,
+    /// Topics of system (platform) events rather than domain events, typed or
+    /// envelopes: they are created with `retention.system_max_age_days` instead of
+    /// the domain limits.
+    pub system_topics: BTreeSet<TopicName>,
 }
 
 impl Default for TopologyConfig {
@@ -67,6 +91,7 @@ impl Default for TopologyConfig {
             replication_factor: 1,
             default_topic: TopicName::new("domain").unwrap_or_else(|_| unreachable!()),
             routes: BTreeMap::new(),
+            system_topics: BTreeSet::new(),
         }
     }
 }
@@ -91,7 +116,8 @@ pub struct RetentionConfig {
     pub domain_max_age_days: Option<u32>,
     /// Size limit of each domain topic, in GB (10^9 bytes).
     pub domain_max_size_gb: Option<u64>,
-    /// Age limit of system topics, in days.
+    /// Age limit of system topics (`topology.system_topics`), in days; none by
+    /// default.
     pub system_max_age_days: Option<u32>,
     /// Age limit of dead-letter topics, in days.
     pub dlq_max_age_days: Option<u32>,
@@ -102,7 +128,7 @@ impl Default for RetentionConfig {
         Self {
             domain_max_age_days: Some(30),
             domain_max_size_gb: Some(10),
-            system_max_age_days: Some(7),
+            system_max_age_days: None,
             dlq_max_age_days: Some(365),
         }
     }
@@ -113,7 +139,7 @@ fn days(days: Option<u32>) -> Option<Duration> {
 }
 
 impl RetentionConfig {
-    /// Retention of domain topics.
+    /// Retention of domain topics (every topic not in `topology.system_topics`).
     #[must_use]
     pub fn domain(&self) -> Retention {
         Retention {
@@ -121,6 +147,15 @@ impl RetentionConfig {
             max_size_bytes: self
                 .domain_max_size_gb
                 .map(|gb| gb.saturating_mul(1_000_000_000)),
+        }
+    }
+
+    /// Retention of system topics (`topology.system_topics`).
+    #[must_use]
+    pub fn system(&self) -> Retention {
+        Retention {
+            max_age: days(self.system_max_age_days),
+            max_size_bytes: None,
         }
     }
 
@@ -220,15 +255,29 @@ impl IggyConfig {
             }
         })?;
         config.validate(root)?;
+        for warning in config.warnings() {
+            tracing::warn!(
+                field = %join_path(root, &warning.path),
+                "{}",
+                warning.message
+            );
+        }
         Ok(config)
     }
 
     fn validate(&self, root: &str) -> Result<(), ConfigError> {
-        if self.mode == ConnectorMode::Embedded && self.topology.replication_factor != 1 {
+        if self.topology.replication_factor != 1 {
+            let why = match self.mode {
+                ConnectorMode::Embedded => "the embedded broker is a single node",
+                ConnectorMode::Remote => {
+                    "Iggy 0.11 has no per-topic replication factor (a cluster replicates by \
+                     its own configuration)"
+                }
+            };
             return Err(ConfigError::Field {
                 path: join_path(root, "topology.replication_factor"),
                 message: format!(
-                    "{} is not possible in embedded mode (a single node); allowed: 1",
+                    "{} is not possible: {why}; allowed: 1",
                     self.topology.replication_factor
                 ),
             });
@@ -248,6 +297,155 @@ impl IggyConfig {
                 message: other.to_string(),
             },
         })
+    }
+
+    /// The fields that are set (differ from their default) but cannot take effect
+    /// with the rest of the configuration; empty for the default configuration.
+    /// Loading from YAML logs each one (at `warn`, with the field's full path).
+    #[must_use]
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        let mut warn = |path: &str, message: String| {
+            out.push(ConfigWarning {
+                path: path.to_owned(),
+                message,
+            });
+        };
+        if self.retention.system_max_age_days.is_some() && self.topology.system_topics.is_empty() {
+            warn(
+                "retention.system_max_age_days",
+                "applies to the topics listed in topology.system_topics, and none is listed".into(),
+            );
+        }
+        let embedded_default = EmbeddedConnectorConfig::default();
+        let remote_default = RemoteConnectorConfig::default();
+        match self.mode {
+            ConnectorMode::Embedded => {
+                if self.remote != remote_default {
+                    warn(
+                        "remote",
+                        "not used in embedded mode (it applies when mode is remote)".into(),
+                    );
+                }
+                self.embedded_warnings(&embedded_default, &mut warn);
+            }
+            ConnectorMode::Remote => {
+                if self.embedded != embedded_default {
+                    warn(
+                        "embedded",
+                        "not used in remote mode (it applies when mode is embedded)".into(),
+                    );
+                }
+                self.remote_warnings(&remote_default, &mut warn);
+            }
+        }
+        out
+    }
+
+    fn embedded_warnings(
+        &self,
+        default: &EmbeddedConnectorConfig,
+        warn: &mut impl FnMut(&str, String),
+    ) {
+        let e = &self.embedded;
+        if !e.persistent && e.data_dir != default.data_dir {
+            warn(
+                "embedded.data_dir",
+                "ignored: embedded.persistent is false (a temporary directory is used)".into(),
+            );
+        }
+        if e.durability != DurabilityPolicy::Interval
+            && e.fsync_interval_ms != default.fsync_interval_ms
+        {
+            warn(
+                "embedded.fsync_interval_ms",
+                "ignored: it applies to durability `interval` only".into(),
+            );
+        }
+        if !e.tcp_enabled {
+            let set = [
+                ("embedded.tcp_address", e.tcp_address != default.tcp_address),
+                ("embedded.tcp_port", e.tcp_port != default.tcp_port),
+                (
+                    "embedded.root_username",
+                    e.root_username != default.root_username,
+                ),
+                (
+                    "embedded.root_password",
+                    e.root_password != default.root_password,
+                ),
+            ];
+            for (path, _) in set.into_iter().filter(|(_, set)| *set) {
+                warn(path, "ignored: embedded.tcp_enabled is false".into());
+            }
+        }
+        if !e.http_enabled {
+            let set = [
+                (
+                    "embedded.http_address",
+                    e.http_address != default.http_address,
+                ),
+                ("embedded.http_port", e.http_port != default.http_port),
+            ];
+            for (path, _) in set.into_iter().filter(|(_, set)| *set) {
+                warn(path, "ignored: embedded.http_enabled is false".into());
+            }
+        }
+    }
+
+    fn remote_warnings(
+        &self,
+        default: &RemoteConnectorConfig,
+        warn: &mut impl FnMut(&str, String),
+    ) {
+        let r = &self.remote;
+        if r.protocol == RemoteProtocol::Tcp && !r.tls_enabled {
+            if r.tls_ca_file.is_some() {
+                warn(
+                    "remote.tls_ca_file",
+                    "ignored: remote.tls_enabled is false".into(),
+                );
+            }
+            if r.tls_domain.is_some() {
+                warn(
+                    "remote.tls_domain",
+                    "ignored: remote.tls_enabled is false".into(),
+                );
+            }
+        }
+        if !r.personal_access_token.is_empty() {
+            if r.username != default.username {
+                warn(
+                    "remote.username",
+                    "ignored: remote.personal_access_token is used to sign in".into(),
+                );
+            }
+            if !r.password.is_empty() {
+                warn(
+                    "remote.password",
+                    "ignored: remote.personal_access_token is used to sign in".into(),
+                );
+            }
+        }
+        if r.reconnection_retries == 0
+            && r.reconnection_interval_ms != default.reconnection_interval_ms
+        {
+            warn(
+                "remote.reconnection_interval_ms",
+                "ignored: remote.reconnection_retries is 0 (no reconnection)".into(),
+            );
+        }
+    }
+
+    /// The retention `topic` is created with: `retention.system_max_age_days` for
+    /// a topic of `topology.system_topics`, the domain limits for the others.
+    #[must_use]
+    pub fn retention_of(&self, topic: &TopicName) -> Retention {
+        if self.topology.system_topics.contains(topic) {
+            self.retention.system()
+        } else {
+            self.retention.domain()
+        }
     }
 
     /// The connector part of the configuration.

@@ -190,14 +190,7 @@ impl<E: IggyEvent> Transport<E> {
         H: Fn(Received<E>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream().clone(),
-            self.topic().clone(),
-            self.partitions(),
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
         let subscription = self
             .subscribe_with(
                 group,
@@ -234,7 +227,7 @@ impl crate::envelope::IggyTransport {
         H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let (subscription, partitions) = self
+        let (subscription, _) = self
             .envelope_subscription(
                 group,
                 topic,
@@ -242,14 +235,7 @@ impl crate::envelope::IggyTransport {
                 runner_subscription(options.subscription),
             )
             .await?;
-        let dead_letters = DeadLetters::open(
-            Arc::clone(self.connector()),
-            self.stream_name().clone(),
-            topic.clone(),
-            partitions,
-            &options.dead_letter,
-        )
-        .await?;
+        let dead_letters = DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
         run(
             subscription,
             dead_letters,

@@ -1,6 +1,13 @@
 //! The dead-letter topic: where events go that could not be handled, with why; and
-//! how to inspect and re-drive them.
+//! how to inspect, re-drive and dismiss them.
+//!
+//! A letter is settled (re-driven or dismissed) by a *tombstone*: a message appended
+//! to the same partition of the dead-letter topic that names the letter's offset.
+//! Tombstones always follow their letter in its partition, so retention (which
+//! deletes the oldest segments first) never keeps a tombstone without its letter's
+//! successors: a settled letter never comes back.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -34,16 +41,49 @@ pub mod dlq_header {
     pub const ATTEMPTS: &str = "dlq.attempts";
     /// When it was dead-lettered (µs since the Unix epoch).
     pub const DEAD_LETTERED_AT: &str = "dlq.dead_lettered_at";
+    /// On a tombstone: the offset (in the same partition) of the letter it settles.
+    pub const SETTLES: &str = "dlq.settles";
+    /// On a tombstone: how the letter was settled, `redriven` or `dismissed`.
+    pub const SETTLED_AS: &str = "dlq.settled_as";
+    /// On a tombstone: when (µs since the Unix epoch).
+    pub const SETTLED_AT: &str = "dlq.settled_at";
 }
+
+/// Every `dlq.*` header: what a re-driven event does not carry back.
+const DLQ_HEADERS: [&str; 12] = [
+    dlq_header::ORIGINAL_STREAM,
+    dlq_header::ORIGINAL_TOPIC,
+    dlq_header::ORIGINAL_PARTITION,
+    dlq_header::ORIGINAL_OFFSET,
+    dlq_header::ORIGINAL_TIMESTAMP,
+    dlq_header::GROUP,
+    dlq_header::ERROR,
+    dlq_header::ATTEMPTS,
+    dlq_header::DEAD_LETTERED_AT,
+    dlq_header::SETTLES,
+    dlq_header::SETTLED_AS,
+    dlq_header::SETTLED_AT,
+];
 
 /// Where dead letters of a topic go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterConfig {
     /// The dead-letter topic; `<topic>.dlq` by default.
     pub topic: Option<TopicName>,
-    /// Its retention.
-    pub retention: Retention,
+    /// Its retention. `None` (the default): the dead-letter retention of the
+    /// transport ([`crate::TransportOptions::dead_letter_retention`], from
+    /// `retention.dlq_max_age_days`) for [`DeadLetters::for_transport`], the handler
+    /// runner and envelopes; for [`DeadLetters::open`], the retention an existing
+    /// topic has, and [`DEFAULT_DEAD_LETTER_RETENTION`] for a new one.
+    pub retention: Option<Retention>,
 }
+
+/// The retention of a dead-letter topic that nothing else names: 365 days (the
+/// default of `retention.dlq_max_age_days`).
+pub const DEFAULT_DEAD_LETTER_RETENTION: Retention = Retention {
+    max_age: Some(std::time::Duration::from_secs(365 * 86_400)),
+    max_size_bytes: None,
+};
 
 /// The default dead-letter topic of `topic`: `<topic>.dlq` (cut to fit 255 bytes).
 pub(crate) fn default_topic(topic: &TopicName) -> TopicName {
@@ -134,7 +174,29 @@ pub(crate) struct Failure<'a> {
     pub(crate) attempts: u32,
 }
 
+/// How a letter was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settlement {
+    Redriven,
+    Dismissed,
+}
+
+impl Settlement {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Redriven => "redriven",
+            Self::Dismissed => "dismissed",
+        }
+    }
+}
+
+/// How many messages one read of the dead-letter topic asks for.
+const READ_BATCH: u32 = 1000;
+
 /// Writes dead letters of one source topic and reads them back.
+///
+/// Reads stream the topic a batch at a time: memory grows with the number of
+/// settled letters (an offset each), never with their payloads.
 #[derive(Clone)]
 pub struct DeadLetters {
     connector: Arc<dyn IggyConnector>,
@@ -142,6 +204,9 @@ pub struct DeadLetters {
     source: TopicName,
     topic: TopicName,
     partitions: u32,
+    /// Serializes re-drives and dismissals through this value and its clones, so
+    /// that two of them never settle the same letter twice.
+    settling: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for DeadLetters {
@@ -157,7 +222,9 @@ impl fmt::Debug for DeadLetters {
 impl DeadLetters {
     /// The dead letters of `source` in `stream`; the dead-letter topic (named by
     /// `config`, `<source>.dlq` by default, with `partitions` partitions) is created
-    /// when missing.
+    /// when missing. Its retention is `config.retention` when set; otherwise an
+    /// existing topic keeps its own and a new one gets
+    /// [`DEFAULT_DEAD_LETTER_RETENTION`].
     pub async fn open(
         connector: Arc<dyn IggyConnector>,
         stream: StreamName,
@@ -169,12 +236,30 @@ impl DeadLetters {
             .topic
             .clone()
             .unwrap_or_else(|| default_topic(&source));
+        let retention = match config.retention {
+            Some(retention) => retention,
+            None => connector
+                .topic_info(&stream, &topic)
+                .await?
+                .map_or(DEFAULT_DEAD_LETTER_RETENTION, |info| info.retention),
+        };
+        Self::open_with(connector, stream, source, topic, partitions, retention).await
+    }
+
+    async fn open_with(
+        connector: Arc<dyn IggyConnector>,
+        stream: StreamName,
+        source: TopicName,
+        topic: TopicName,
+        partitions: u32,
+        retention: Retention,
+    ) -> Result<Self, Error> {
         let info = connector
             .ensure_topic(&TopicSpec {
                 stream: stream.clone(),
                 topic: topic.clone(),
                 partitions,
-                retention: config.retention,
+                retention,
             })
             .await?;
         Ok(Self {
@@ -183,20 +268,53 @@ impl DeadLetters {
             source,
             topic,
             partitions: info.partitions,
+            settling: Arc::default(),
         })
     }
 
-    /// The dead letters of `transport`'s topic (the topic is created when missing).
+    /// The dead letters of `transport`'s topic (the dead-letter topic is created
+    /// when missing, with `config.retention` or else the transport's
+    /// [`crate::TransportOptions::dead_letter_retention`]).
     pub async fn for_transport<E: crate::IggyEvent>(
         transport: &crate::Transport<E>,
         config: &DeadLetterConfig,
     ) -> Result<Self, Error> {
-        Self::open(
+        let topic = config
+            .topic
+            .clone()
+            .unwrap_or_else(|| default_topic(transport.topic()));
+        Self::open_with(
             Arc::clone(transport.connector()),
             transport.stream().clone(),
             transport.topic().clone(),
+            topic,
             transport.partitions(),
-            config,
+            config
+                .retention
+                .unwrap_or_else(|| transport.dead_letter_retention()),
+        )
+        .await
+    }
+
+    /// The dead letters of the envelopes of `topic` (the dead-letter topic is created
+    /// when missing, with `config.retention` or else `retention.dlq_max_age_days` of
+    /// the transport's configuration).
+    pub async fn for_envelopes(
+        transport: &crate::IggyTransport,
+        topic: &TopicName,
+        config: &DeadLetterConfig,
+    ) -> Result<Self, Error> {
+        let partitions = transport.partitions(topic).await?;
+        let dlq = config.topic.clone().unwrap_or_else(|| default_topic(topic));
+        Self::open_with(
+            Arc::clone(transport.connector()),
+            transport.stream_name().clone(),
+            topic.clone(),
+            dlq,
+            partitions,
+            config
+                .retention
+                .unwrap_or_else(|| transport.config().retention.dead_letter()),
         )
         .await
     }
@@ -217,6 +335,9 @@ impl DeadLetters {
     pub(crate) async fn write(&self, failure: Failure<'_>) -> Result<(), Error> {
         let original = failure.message;
         let mut headers = original.headers.clone();
+        for name in DLQ_HEADERS {
+            headers.remove(name);
+        }
         let entries = [
             (dlq_header::ORIGINAL_STREAM, self.stream.to_string()),
             (dlq_header::ORIGINAL_TOPIC, self.source.to_string()),
@@ -252,81 +373,354 @@ impl DeadLetters {
         Ok(())
     }
 
-    /// Every dead letter currently stored, oldest first per partition (at most
-    /// `limit`).
+    /// The letters of the dead-letter topic that are neither re-driven nor
+    /// dismissed, oldest first per partition (at most `limit`).
     pub async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
         let mut out = Vec::new();
         for partition in 0..self.partitions {
-            let mut from = PollFrom::First;
-            loop {
-                let batch = self
-                    .connector
-                    .poll(&self.stream, &self.topic, partition, from, 1000)
-                    .await?;
-                let Some(last) = batch.last().map(|m| m.offset) else {
-                    break;
-                };
+            if out.len() >= limit {
+                break;
+            }
+            let settled = settled_in(
+                self.connector.as_ref(),
+                &self.stream,
+                &self.topic,
+                partition,
+            )
+            .await?;
+            let mut reader = Reader::new(self, partition, None);
+            while let Some(batch) = reader.next().await? {
                 for message in &batch {
                     if out.len() >= limit {
                         return Ok(out);
                     }
-                    out.push(parse(message));
+                    if is_letter(message) && !settled.contains(&message.offset) {
+                        out.push(parse(message));
+                    }
                 }
-                from = PollFrom::Offset(last + 1);
             }
         }
         Ok(out)
     }
 
-    /// Publishes the dead letters matching `filter` to their original topic again, with
-    /// their original event id (in the `event_id` header), headers (correlation,
-    /// tenant, ...) and partition, as a new message: its message id is fresh, so the
-    /// broker's deduplication window, which still holds the original's id, stores it.
-    /// Returns how many were re-driven. Re-driving an entry twice publishes it twice
-    /// (consumers deduplicate by event id).
+    /// Publishes the open letters matching `filter` to their original topic again,
+    /// with their original id, headers (correlation, tenant, ...) and partition, and
+    /// settles each: a letter is re-driven **at most once**, so a second call
+    /// re-drives only what was dead-lettered (or left open) since. Returns how many
+    /// were re-driven.
+    ///
+    /// Guarantee: a letter is settled only after its re-publish was accepted, so
+    /// none is lost. A crash between the two may publish the letters of the batch in
+    /// hand (at most 1,000, consecutive letters of one original partition) again on
+    /// the next call, and so may a re-drive running at the same time in another
+    /// process; consumers deduplicate by event id. A letter whose origin is not a
+    /// valid stream and topic is left open (dismiss it).
+    /// Re-drives through one `DeadLetters` (and its clones) run one at a time. The
+    /// topic is read a batch at a time, up to the letters stored when the call began.
     pub async fn redrive(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
+        self.settle(filter, Settlement::Redriven).await
+    }
+
+    /// Re-drives the open letters of event `event_id` (see
+    /// [`DeadLetters::redrive`]); returns whether there was one.
+    pub async fn redrive_one(&self, event_id: Uuid) -> Result<bool, Error> {
+        Ok(self.redrive(|letter| letter.event_id == event_id).await? > 0)
+    }
+
+    /// Settles the open letters matching `filter` without re-driving them: they stop
+    /// counting in [`DeadLetters::depth`] and [`DeadLetters::list`], and are never
+    /// re-driven. The letters stay stored until retention removes them. Returns how
+    /// many were dismissed.
+    pub async fn dismiss(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
+        self.settle(filter, Settlement::Dismissed).await
+    }
+
+    /// Dismisses the open letters of event `event_id`; returns whether there was one.
+    pub async fn dismiss_one(&self, event_id: Uuid) -> Result<bool, Error> {
+        Ok(self.dismiss(|letter| letter.event_id == event_id).await? > 0)
+    }
+
+    /// Dismisses every open letter (see [`DeadLetters::dismiss`]): the dead-letter
+    /// topic's depth is then 0. Returns how many were dismissed.
+    pub async fn purge(&self) -> Result<usize, Error> {
+        self.dismiss(|_| true).await
+    }
+
+    /// Letters neither re-driven nor dismissed: what health reports as
+    /// `dead_letters`.
+    pub async fn depth(&self) -> Result<u64, Error> {
+        open_letters(self.connector.as_ref(), &self.stream, &self.topic).await
+    }
+
+    async fn settle(
+        &self,
+        filter: impl Fn(&DeadLetter) -> bool,
+        how: Settlement,
+    ) -> Result<usize, Error> {
+        let _one_at_a_time = self.settling.lock().await;
+        let Some(info) = self.connector.topic_info(&self.stream, &self.topic).await? else {
+            return Ok(0);
+        };
         let mut count = 0;
-        for letter in self.list(usize::MAX).await? {
-            if !filter(&letter) {
+        for partition in 0..self.partitions {
+            let end = info
+                .next_offsets
+                .get(partition as usize)
+                .copied()
+                .unwrap_or(0);
+            if end == 0 {
                 continue;
             }
-            let topic = TopicName::new(letter.original_topic.as_str())?;
-            let stream = StreamName::new(letter.original_stream.as_str())?;
-            let mut headers = letter.headers.clone();
-            if headers.get_str(header::EVENT_ID).is_none() {
-                headers.insert_str(header::EVENT_ID, letter.event_id.to_string())?;
+            let settled = settled_in(
+                self.connector.as_ref(),
+                &self.stream,
+                &self.topic,
+                partition,
+            )
+            .await?;
+            let mut reader = Reader::new(self, partition, Some(end));
+            while let Some(batch) = reader.next().await? {
+                let chosen: Vec<DeadLetter> = batch
+                    .iter()
+                    .filter(|m| is_letter(m) && !settled.contains(&m.offset))
+                    .map(parse)
+                    .filter(|letter| filter(letter))
+                    .collect();
+                if chosen.is_empty() {
+                    continue;
+                }
+                count += match how {
+                    Settlement::Redriven => self.redrive_letters(partition, &chosen).await?,
+                    Settlement::Dismissed => {
+                        self.tombstones(partition, &chosen, how).await?;
+                        chosen.len()
+                    }
+                };
+            }
+        }
+        Ok(count)
+    }
+
+    /// Publishes `letters` (of dead-letter partition `partition`) to their original
+    /// partitions, consecutive letters of one partition in one request, in order, and
+    /// settles each run once its publish was accepted. A letter whose origin is not a
+    /// valid stream and topic (written by hand, say) is left open, with a warning: it
+    /// can be dismissed. Returns how many were re-driven.
+    async fn redrive_letters(
+        &self,
+        partition: u32,
+        letters: &[DeadLetter],
+    ) -> Result<usize, Error> {
+        let mut redriven = 0;
+        let mut start = 0;
+        while let Some(first) = letters.get(start) {
+            let same = |l: &DeadLetter| {
+                l.original_stream == first.original_stream
+                    && l.original_topic == first.original_topic
+                    && l.original_partition == first.original_partition
+            };
+            let run =
+                &letters[start..start + letters[start..].iter().take_while(|l| same(l)).count()];
+            start += run.len();
+            let (Ok(stream), Ok(topic)) = (
+                StreamName::new(first.original_stream.as_str()),
+                TopicName::new(first.original_topic.as_str()),
+            ) else {
+                tracing::warn!(
+                    dlq = %self.topic,
+                    partition,
+                    offsets = ?run.iter().map(|l| l.dlq_offset).collect::<Vec<_>>(),
+                    original_stream = %first.original_stream,
+                    original_topic = %first.original_topic,
+                    "dead letters without a valid origin are not re-driven (dismiss them)"
+                );
+                continue;
+            };
+            // A re-driven letter is a new message of the same event: the event id
+            // travels in its header, and its message id is the letter's own, so that
+            // the broker's deduplication window (which holds the original's id) stores
+            // it, and a re-drive repeated after a crash is stored once.
+            let mut messages = Vec::with_capacity(run.len());
+            for letter in run {
+                let mut headers = letter.headers.clone();
+                if headers.get_str(header::EVENT_ID).is_none() {
+                    headers.insert_str(header::EVENT_ID, letter.event_id.to_string())?;
+                }
+                messages.push(OutgoingMessage {
+                    id: self.redrive_id(letter),
+                    payload: letter.payload.clone(),
+                    headers,
+                });
             }
             self.connector
                 .publish(PublishRequest {
                     stream,
                     topic,
-                    partitioning: Partitioning::Partition(letter.original_partition),
-                    messages: vec![OutgoingMessage {
-                        id: 0,
-                        payload: letter.payload.clone(),
-                        headers,
-                    }],
+                    partitioning: Partitioning::Partition(first.original_partition),
+                    messages,
                 })
                 .await?;
-            count += 1;
+            self.tombstones(partition, run, Settlement::Redriven)
+                .await?;
+            redriven += run.len();
         }
-        Ok(count)
+        Ok(redriven)
     }
 
-    /// Re-drives one dead letter by event id; returns whether it was found.
-    pub async fn redrive_one(&self, event_id: Uuid) -> Result<bool, Error> {
-        Ok(self.redrive(|letter| letter.event_id == event_id).await? > 0)
+    /// The message id of `letter`'s re-driven copy: a UUID (version 8) made of the
+    /// dead-letter topic, its partition and its offset, the same at every re-drive
+    /// of that letter and different from every UUIDv4 event id.
+    fn redrive_id(&self, letter: &DeadLetter) -> u128 {
+        // FNV-1a over the dead-letter topic's names: stable across versions.
+        let mut topic: u32 = 0x811c_9dc5;
+        for byte in self
+            .stream
+            .as_str()
+            .bytes()
+            .chain([b'/'])
+            .chain(self.topic.as_str().bytes())
+        {
+            topic = (topic ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&topic.to_be_bytes());
+        bytes[4..8].copy_from_slice(&letter.dlq_partition.to_be_bytes());
+        bytes[8..].copy_from_slice(&letter.dlq_offset.to_be_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Uuid::from_bytes(bytes).as_u128()
     }
 
-    /// Dead letters stored (what retention kept).
-    pub async fn depth(&self) -> Result<u64, Error> {
-        stored_messages(self.connector.as_ref(), &self.stream, &self.topic).await
+    /// Appends a tombstone for each of `letters` (all of `partition`).
+    async fn tombstones(
+        &self,
+        partition: u32,
+        letters: &[DeadLetter],
+        how: Settlement,
+    ) -> Result<(), Error> {
+        let at = now_micros().to_string();
+        let mut messages = Vec::with_capacity(letters.len());
+        for letter in letters {
+            let mut headers = Headers::new();
+            headers.insert_str(dlq_header::SETTLES, letter.dlq_offset.to_string())?;
+            headers.insert_str(dlq_header::SETTLED_AS, how.as_str())?;
+            headers.insert_str(dlq_header::SETTLED_AT, at.as_str())?;
+            messages.push(OutgoingMessage {
+                id: Uuid::new_v4().as_u128(),
+                payload: Bytes::from_static(how.as_str().as_bytes()),
+                headers,
+            });
+        }
+        self.connector
+            .publish(PublishRequest {
+                stream: self.stream.clone(),
+                topic: self.topic.clone(),
+                partitioning: Partitioning::Partition(partition),
+                messages,
+            })
+            .await?;
+        Ok(())
     }
 }
 
-/// Messages stored in `topic` (0 when it does not exist): per partition, the next
-/// offset minus the oldest retained one.
-pub(crate) async fn stored_messages(
+/// Reads one partition of a dead-letter topic a batch at a time, without waiting.
+struct Reader<'a> {
+    connector: &'a dyn IggyConnector,
+    stream: &'a StreamName,
+    topic: &'a TopicName,
+    partition: u32,
+    next: PollFrom,
+    /// Stop before this offset (`None`: at the current head).
+    end: Option<u64>,
+    done: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(letters: &'a DeadLetters, partition: u32, end: Option<u64>) -> Self {
+        Self::over(
+            letters.connector.as_ref(),
+            &letters.stream,
+            &letters.topic,
+            partition,
+            end,
+        )
+    }
+
+    fn over(
+        connector: &'a dyn IggyConnector,
+        stream: &'a StreamName,
+        topic: &'a TopicName,
+        partition: u32,
+        end: Option<u64>,
+    ) -> Self {
+        Self {
+            connector,
+            stream,
+            topic,
+            partition,
+            next: PollFrom::First,
+            end,
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<ReceivedMessage>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut batch = self
+            .connector
+            .poll(
+                self.stream,
+                self.topic,
+                self.partition,
+                self.next,
+                READ_BATCH,
+            )
+            .await?;
+        let Some(last) = batch.last().map(|m| m.offset) else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.next = PollFrom::Offset(last + 1);
+        if let Some(end) = self.end {
+            batch.retain(|m| m.offset < end);
+            if last + 1 >= end {
+                self.done = true;
+            }
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Whether `message` is a letter (not a tombstone).
+fn is_letter(message: &ReceivedMessage) -> bool {
+    message.headers.get(dlq_header::SETTLES).is_none()
+}
+
+/// The offsets of the settled letters of one partition (read from its tombstones).
+async fn settled_in(
+    connector: &dyn IggyConnector,
+    stream: &StreamName,
+    topic: &TopicName,
+    partition: u32,
+) -> Result<BTreeSet<u64>, Error> {
+    let mut settled = BTreeSet::new();
+    let mut reader = Reader::over(connector, stream, topic, partition, None);
+    while let Some(batch) = reader.next().await? {
+        settled.extend(batch.iter().filter_map(|m| {
+            m.headers
+                .get_str(dlq_header::SETTLES)
+                .and_then(|offset| offset.parse::<u64>().ok())
+        }));
+    }
+    Ok(settled)
+}
+
+/// Letters of `topic` neither re-driven nor dismissed (0 when it does not exist),
+/// in one pass per partition: tombstones follow their letters, so a letter is open
+/// until its tombstone is read.
+pub(crate) async fn open_letters(
     connector: &dyn IggyConnector,
     stream: &StreamName,
     topic: &TopicName,
@@ -334,17 +728,33 @@ pub(crate) async fn stored_messages(
     let Some(info) = connector.topic_info(stream, topic).await? else {
         return Ok(0);
     };
-    let mut stored = 0;
+    let mut open = 0u64;
     for (partition, next) in info.next_offsets.iter().enumerate() {
         if *next == 0 {
             continue;
         }
-        let first = connector
-            .poll(stream, topic, partition as u32, PollFrom::First, 1)
-            .await?;
-        stored += first.first().map_or(0, |m| next - m.offset);
+        let mut letters = BTreeSet::new();
+        let mut reader = Reader::over(connector, stream, topic, partition as u32, None);
+        while let Some(batch) = reader.next().await? {
+            for message in &batch {
+                match message
+                    .headers
+                    .get_str(dlq_header::SETTLES)
+                    .map(str::parse::<u64>)
+                {
+                    None => {
+                        letters.insert(message.offset);
+                    }
+                    Some(Ok(settled)) => {
+                        letters.remove(&settled);
+                    }
+                    Some(Err(_)) => {}
+                }
+            }
+        }
+        open += letters.len() as u64;
     }
-    Ok(stored)
+    Ok(open)
 }
 
 fn parse(message: &ReceivedMessage) -> DeadLetter {
@@ -357,17 +767,7 @@ fn parse(message: &ReceivedMessage) -> DeadLetter {
             .unwrap_or(0)
     };
     let mut original = headers.clone();
-    for name in [
-        dlq_header::ORIGINAL_STREAM,
-        dlq_header::ORIGINAL_TOPIC,
-        dlq_header::ORIGINAL_PARTITION,
-        dlq_header::ORIGINAL_OFFSET,
-        dlq_header::ORIGINAL_TIMESTAMP,
-        dlq_header::GROUP,
-        dlq_header::ERROR,
-        dlq_header::ATTEMPTS,
-        dlq_header::DEAD_LETTERED_AT,
-    ] {
+    for name in DLQ_HEADERS {
         original.remove(name);
     }
     DeadLetter {

@@ -5,26 +5,36 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rustok_iggy_connector::{
-    GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest,
-    ReceivedMessage, StartPosition, TopicName, TopicSpec, now_micros, partition_for,
+    ConnectorError, GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning,
+    PublishRequest, ReceivedMessage, StartPosition, TopicName, TopicSpec, now_micros,
+    partition_for,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::codec::Codec;
 use crate::config::IggyConfig;
 use crate::decode::DecodedInfo;
 use crate::error::{DecodeFailure, Error};
-use crate::metadata::{EventMetadata, header};
-use crate::subscription::{RawDelivery, Subscription, SubscriptionOptions};
+use crate::health::{HealthReport, HealthThresholds};
+use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::replay::{Replay, ReplayFrom, ReplayUntil, replay_with};
+use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
+use crate::transport::send;
 
 /// An event as the platform passes it around: identity, type, version, tenancy,
 /// causality, tracing, and a JSON-shaped payload.
@@ -101,15 +111,66 @@ pub enum ReliabilityLevel {
     Streaming,
 }
 
+/// Names one delivery of an envelope, to acknowledge it: the subscription
+/// ([`EnvelopeStream`]) that received it, its partition and offset there, and which
+/// delivery of that subscription it was.
+///
+/// Two groups that receive the same event, or a re-driven dead letter with the id of
+/// an event already received, get different `AckId`s: acknowledging one never settles
+/// the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct AckId {
+    /// The subscription that received it (unique within its [`IggyTransport`]).
+    pub subscription: u64,
+    /// The partition.
+    pub partition: u32,
+    /// The offset in that partition.
+    pub offset: u64,
+    /// Which delivery of the subscription it was (1 for the first): a redelivery of
+    /// the same offset gets a new one.
+    pub delivery: u64,
+}
+
+impl fmt::Display for AckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "delivery {} of subscription {} (partition {}, offset {})",
+            self.delivery, self.subscription, self.partition, self.offset
+        )
+    }
+}
+
 /// The platform's object-safe event transport.
+///
+/// Delivery is at-least-once, as for [`crate::Transport`]: an envelope received by a
+/// consumer group is committed only after it was acknowledged, over the contiguous
+/// acknowledged prefix of its partition.
 #[async_trait]
 pub trait EventTransport: Send + Sync {
-    /// Publishes one envelope; returns once the broker accepted it.
+    /// Publishes one envelope; returns once the broker accepted it. On error it may
+    /// or may not be stored: publishing it again may store it twice (consumers
+    /// deduplicate by [`EventEnvelope::id`]).
     async fn publish(&self, envelope: EventEnvelope) -> Result<(), Error>;
-    /// Publishes envelopes; per tenant their order is kept.
+    /// Publishes envelopes; per tenant their order is kept. Not atomic: on error,
+    /// some may be stored already.
     async fn publish_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<(), Error>;
-    /// Acknowledges a received envelope by id (see [`IggyTransport::subscribe`]).
-    async fn acknowledge(&self, event_id: Uuid) -> Result<(), Error>;
+    /// Acknowledges one received delivery (see [`ReceivedEnvelope::ack_id`]): its
+    /// group's committed offset moves past it once every earlier delivery of its
+    /// partition is acknowledged too (the commit is made in the background, as
+    /// [`crate::Delivery::ack`]). Fails with [`Error::NotPending`] for a delivery that
+    /// is not pending (already acknowledged or nacked, never received, or its stream
+    /// closed).
+    async fn acknowledge(&self, ack: AckId) -> Result<(), Error>;
+    /// Asks for a received delivery again after `delay` (as [`crate::Delivery::nack`]):
+    /// the partition's commit waits for it.
+    async fn nack(&self, ack: AckId, delay: Duration) -> Result<(), Error>;
+    /// Stops gracefully: refuses new publishes and subscriptions, ends every stream
+    /// of this transport, commits what was acknowledged and leaves the groups. What
+    /// was received and not acknowledged is delivered again (after a restart, or to
+    /// the group's other members).
+    async fn shutdown(&self) -> Result<(), Error>;
     /// How reliable this transport is.
     fn reliability_level(&self) -> ReliabilityLevel;
     /// For downcasting to the concrete transport.
@@ -244,17 +305,100 @@ fn decode_envelope(
     ))
 }
 
-type Pending = Arc<Mutex<HashMap<Uuid, RawDelivery>>>;
+/// Deliveries received and not yet acknowledged, by [`AckId`].
+type Pending = Arc<Mutex<HashMap<AckId, RawDelivery>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the stream's task hands over: the envelope, where it came from, and what is
+/// left to acknowledge.
+type Parts = (EventEnvelope, DeliveryInfo, RawDelivery);
+
+/// One open [`EnvelopeStream`]: how to stop its task and wait for it.
+#[derive(Debug)]
+struct StreamControl {
+    id: u64,
+    stop: watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<JoinHandle<Result<(), Error>>>>,
+}
+
+impl StreamControl {
+    /// Whether its task is over (nothing left to wait for).
+    fn finished(&self) -> bool {
+        self.task
+            .try_lock()
+            .is_ok_and(|task| task.as_ref().is_none_or(JoinHandle::is_finished))
+    }
+
+    /// Stops the task and waits until it closed its subscription (what was
+    /// acknowledged committed, the group left).
+    async fn stop_and_wait(&self) -> Result<(), Error> {
+        self.stop.send_replace(true);
+        let mut task = self.task.lock().await;
+        let Some(handle) = task.take() else {
+            return Ok(());
+        };
+        match handle.await {
+            Ok(closed) => closed,
+            Err(e) => {
+                // The subscription was dropped with the task: nothing is committed
+                // past what was acknowledged.
+                tracing::error!(subscription = self.id, error = %e, "an envelope stream's task failed");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Moves deliveries from the subscription to its [`EnvelopeStream`] until the stream
+/// is dropped or stopped, then closes the subscription.
+async fn pump(
+    mut subscription: Subscription<EventEnvelope>,
+    sender: mpsc::Sender<Result<Parts, Error>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            () = sender.closed() => break,
+            item = subscription.next() => item,
+        };
+        let Some(item) = item else {
+            break;
+        };
+        let item = item.map(Delivery::into_parts);
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            sent = sender.send(item) => if sent.is_err() { break },
+        }
+    }
+    subscription.close().await
+}
 
 /// `EventTransport` over Iggy: envelopes are routed to topics by event type
 /// (`topology.routes`, else `topology.default_topic`), partitioned by tenant, their
 /// fields carried in user headers, their payload encoded with
 /// `serialization` (JSON or Postcard).
+///
+/// It has what [`crate::Transport`] has for typed events: at-least-once consumer
+/// groups ([`IggyTransport::subscribe`], acknowledged by [`AckId`]), the handler
+/// runner ([`IggyTransport::consume`]), [`IggyTransport::replay`],
+/// [`IggyTransport::health`], a `traceparent` on every message, publish metrics and
+/// spans, and a graceful [`EventTransport::shutdown`].
 pub struct IggyTransport {
     connector: Arc<dyn IggyConnector>,
+    /// Whether `shutdown` shuts the connector down too (it was opened by `new`).
+    owns_connector: bool,
     config: IggyConfig,
     partitions: Mutex<HashMap<TopicName, u32>>,
     pending: Pending,
+    streams: Mutex<Vec<Arc<StreamControl>>>,
+    next_subscription: AtomicU64,
+    closed: AtomicBool,
 }
 
 impl fmt::Debug for IggyTransport {
@@ -263,30 +407,44 @@ impl fmt::Debug for IggyTransport {
             .field("mode", &self.config.mode)
             .field("stream", &self.config.topology.stream_name)
             .field("serialization", &self.config.serialization)
+            .field("pending", &lock(&self.pending).len())
             .finish_non_exhaustive()
     }
 }
 
 impl IggyTransport {
-    /// Connects in the configured mode.
+    /// Connects in the configured mode; [`EventTransport::shutdown`] shuts that
+    /// connector down too.
     pub async fn new(config: IggyConfig) -> Result<Self, Error> {
         let connector = crate::connect(&config).await?;
-        Ok(Self::with_connector(connector, config))
+        let mut transport = Self::with_connector(connector, config);
+        transport.owns_connector = true;
+        Ok(transport)
     }
 
-    /// Uses an already connected connector.
+    /// Uses an already connected connector (shared: [`EventTransport::shutdown`]
+    /// leaves it connected).
     pub fn with_connector(connector: Arc<dyn IggyConnector>, config: IggyConfig) -> Self {
         Self {
             connector,
+            owns_connector: false,
             config,
             partitions: Mutex::new(HashMap::new()),
             pending: Arc::default(),
+            streams: Mutex::new(Vec::new()),
+            next_subscription: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         }
     }
 
     /// The connector underneath.
     pub fn connector(&self) -> &Arc<dyn IggyConnector> {
         &self.connector
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IggyConfig {
+        &self.config
     }
 
     /// The stream envelopes go to (`topology.stream_name`).
@@ -299,14 +457,17 @@ impl IggyTransport {
         self.config.topology.topic_for(event_type)
     }
 
-    /// Partition count of `topic`, creating it on first use.
+    fn ensure_open(&self) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ConnectorError::ShuttingDown.into());
+        }
+        Ok(())
+    }
+
+    /// Partition count of `topic`, creating it on first use (with the partitions
+    /// and retention of the configuration).
     pub(crate) async fn partitions(&self, topic: &TopicName) -> Result<u32, Error> {
-        if let Some(&n) = self
-            .partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-        {
+        if let Some(&n) = lock(&self.partitions).get(topic) {
             return Ok(n);
         }
         let info = self
@@ -315,17 +476,26 @@ impl IggyTransport {
                 stream: self.config.topology.stream_name.clone(),
                 topic: topic.clone(),
                 partitions: self.config.topology.domain_partitions,
-                retention: self.config.retention.domain(),
+                retention: self.config.retention_of(topic),
             })
             .await?;
-        self.partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(topic.clone(), info.partitions);
+        lock(&self.partitions).insert(topic.clone(), info.partitions);
         Ok(info.partitions)
     }
 
+    /// The message of `envelope`, with a fresh `traceparent` when it has none.
     pub(crate) fn message(&self, envelope: &EventEnvelope) -> Result<OutgoingMessage, Error> {
+        self.message_traced(envelope, None)
+    }
+
+    /// The message of `envelope`; `trace` is the `traceparent` written when the
+    /// envelope has none (one per publish call: a batch is one operation), a fresh
+    /// one when `None`.
+    fn message_traced(
+        &self,
+        envelope: &EventEnvelope,
+        trace: Option<&str>,
+    ) -> Result<OutgoingMessage, Error> {
         let codec = self.config.serialization;
         let mut headers = Headers::new();
         headers.insert_str(header::EVENT_TYPE, envelope.event_type.as_str())?;
@@ -334,6 +504,12 @@ impl IggyTransport {
         headers.insert_str(header::EVENT_ID, envelope.id.to_string())?;
         headers.insert_str(header::OCCURRED_AT, envelope.occurred_at.to_string())?;
         envelope.metadata().write(&mut headers)?;
+        if envelope.traceparent.is_none() {
+            match trace {
+                Some(trace) => headers.insert_str(header::TRACEPARENT, trace)?,
+                None => headers.insert_str(header::TRACEPARENT, new_traceparent())?,
+            }
+        }
         Ok(OutgoingMessage {
             id: envelope.id.as_u128(),
             payload: Bytes::from(encode_payload(codec, envelope)?),
@@ -345,7 +521,9 @@ impl IggyTransport {
         &self,
         topic: &TopicName,
         envelopes: &[EventEnvelope],
+        trace: &str,
     ) -> Result<(), Error> {
+        self.ensure_open()?;
         let partitions = self.partitions(topic).await?;
         // One request per tenant partition (order kept), keyless envelopes together.
         let mut buckets: Vec<(Option<u32>, Vec<OutgoingMessage>)> = Vec::new();
@@ -354,21 +532,42 @@ impl IggyTransport {
                 .tenant_id
                 .as_deref()
                 .map(|tenant| partition_for(tenant.as_bytes(), partitions));
-            let message = self.message(envelope)?;
+            let message = self.message_traced(envelope, Some(trace))?;
             match buckets.iter_mut().find(|(t, _)| *t == target) {
                 Some((_, messages)) => messages.push(message),
                 None => buckets.push((target, vec![message])),
             }
         }
         for (target, messages) in buckets {
-            self.connector
-                .publish(PublishRequest {
+            let span = tracing::debug_span!(
+                "publish",
+                messaging.system = "iggy",
+                messaging.operation.type = "send",
+                messaging.destination.name = %topic,
+                messaging.batch.message_count = messages.len(),
+                messaging.message.id = tracing::field::Empty,
+                traceparent = tracing::field::Empty,
+            );
+            if let [only] = messages.as_slice() {
+                span.record("messaging.message.id", Uuid::from_u128(only.id).to_string());
+                span.record(
+                    "traceparent",
+                    only.headers
+                        .get_str(header::TRACEPARENT)
+                        .unwrap_or_default(),
+                );
+            }
+            send(
+                self.connector.as_ref(),
+                PublishRequest {
                     stream: self.config.topology.stream_name.clone(),
                     topic: topic.clone(),
                     partitioning: target.map_or(Partitioning::Balanced, Partitioning::Partition),
                     messages,
-                })
-                .await?;
+                },
+            )
+            .instrument(span)
+            .await?;
         }
         Ok(())
     }
@@ -382,6 +581,7 @@ impl IggyTransport {
         start: StartPosition,
         options: SubscriptionOptions,
     ) -> Result<(Subscription<EventEnvelope>, u32), Error> {
+        self.ensure_open()?;
         let partitions = self.partitions(topic).await?;
         let group = GroupName::new(group)?;
         let consumer = self
@@ -399,21 +599,104 @@ impl IggyTransport {
 
     /// Receives envelopes of `topic` in consumer group `group` (created from the
     /// earliest message when new). Each received envelope stays pending until
-    /// [`EventTransport::acknowledge`] is called with its id; only acknowledged
-    /// envelopes are committed (at-least-once, as [`crate::Subscription`]).
+    /// [`EventTransport::acknowledge`] (or [`EventTransport::nack`]) is called with its
+    /// [`AckId`]; only acknowledged envelopes are committed (at-least-once, as
+    /// [`crate::Subscription`]). Members of one group, in this process or others,
+    /// split the partitions.
     pub async fn subscribe(&self, group: &str, topic: &TopicName) -> Result<EnvelopeStream, Error> {
+        self.subscribe_with(
+            group,
+            topic,
+            StartPosition::Earliest,
+            SubscriptionOptions::default(),
+        )
+        .await
+    }
+
+    /// [`IggyTransport::subscribe`] with a start position (used only when the group is
+    /// created) and options (batch size, `max_in_flight`: envelopes received and not
+    /// yet acknowledged count against it).
+    pub async fn subscribe_with(
+        &self,
+        group: &str,
+        topic: &TopicName,
+        start: StartPosition,
+        options: SubscriptionOptions,
+    ) -> Result<EnvelopeStream, Error> {
         let (subscription, _) = self
-            .envelope_subscription(
-                group,
-                topic,
-                StartPosition::Earliest,
-                SubscriptionOptions::default(),
-            )
+            .envelope_subscription(group, topic, start, options)
             .await?;
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
+        let (stop, stopped) = watch::channel(false);
+        let (sender, receiver) = mpsc::channel(1);
+        let task = tokio::spawn(pump(subscription, sender, stopped.clone()));
+        let control = Arc::new(StreamControl {
+            id,
+            stop,
+            task: tokio::sync::Mutex::new(Some(task)),
+        });
+        {
+            let mut streams = lock(&self.streams);
+            streams.retain(|control| !control.finished());
+            streams.push(Arc::clone(&control));
+        }
+        // A shutdown that ran meanwhile did not see this stream.
+        if self.closed.load(Ordering::Acquire) {
+            control.stop.send_replace(true);
+        }
         Ok(EnvelopeStream {
-            subscription,
+            control,
+            receiver,
+            stopped,
             pending: Arc::clone(&self.pending),
+            deliveries: 0,
+            topic: topic.clone(),
+            group: group.to_owned(),
         })
+    }
+
+    /// Replays the envelopes of `topic` from `from` until `until` under no consumer
+    /// identity: no group's committed offset is read or moved (see
+    /// [`crate::Transport::replay`]; a finite replay always ends).
+    pub async fn replay(
+        &self,
+        topic: &TopicName,
+        from: ReplayFrom,
+        until: ReplayUntil,
+    ) -> Result<Replay<EventEnvelope>, Error> {
+        replay_with(
+            &self.connector,
+            self.stream_name(),
+            topic,
+            Arc::new(decode_envelope),
+            from,
+            until,
+        )
+        .await
+    }
+
+    /// The health of consumer group `group` on `topic`: connection, topology, lag,
+    /// dead letters (see [`crate::Transport::health`]).
+    pub async fn health(
+        &self,
+        group: &str,
+        topic: &TopicName,
+        thresholds: &HealthThresholds,
+    ) -> Result<HealthReport, Error> {
+        crate::health::check(
+            self.connector.as_ref(),
+            self.stream_name(),
+            topic,
+            group,
+            thresholds,
+        )
+        .await
+    }
+
+    fn take_pending(&self, ack: AckId) -> Result<RawDelivery, Error> {
+        lock(&self.pending)
+            .remove(&ack)
+            .ok_or(Error::NotPending(ack))
     }
 }
 
@@ -421,11 +704,12 @@ impl IggyTransport {
 impl EventTransport for IggyTransport {
     async fn publish(&self, envelope: EventEnvelope) -> Result<(), Error> {
         let topic = self.topic_for(&envelope.event_type).clone();
-        self.publish_group(&topic, std::slice::from_ref(&envelope))
+        self.publish_group(&topic, std::slice::from_ref(&envelope), &new_traceparent())
             .await
     }
 
     async fn publish_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<(), Error> {
+        let trace = new_traceparent();
         let mut by_topic: Vec<(TopicName, Vec<EventEnvelope>)> = Vec::new();
         for envelope in envelopes {
             let topic = self.topic_for(&envelope.event_type).clone();
@@ -435,19 +719,42 @@ impl EventTransport for IggyTransport {
             }
         }
         for (topic, list) in by_topic {
-            self.publish_group(&topic, &list).await?;
+            self.publish_group(&topic, &list, &trace).await?;
         }
         Ok(())
     }
 
-    async fn acknowledge(&self, event_id: Uuid) -> Result<(), Error> {
-        let delivery = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&event_id)
-            .ok_or(Error::NotPending(event_id))?;
-        delivery.ack().await
+    async fn acknowledge(&self, ack: AckId) -> Result<(), Error> {
+        self.take_pending(ack)?.ack().await
+    }
+
+    async fn nack(&self, ack: AckId, delay: Duration) -> Result<(), Error> {
+        self.take_pending(ack)?.nack(delay);
+        Ok(())
+    }
+
+    /// Shuts the connector down too when this transport opened it
+    /// ([`IggyTransport::new`]).
+    async fn shutdown(&self) -> Result<(), Error> {
+        self.closed.store(true, Ordering::Release);
+        let streams = std::mem::take(&mut *lock(&self.streams));
+        for control in &streams {
+            control.stop.send_replace(true);
+        }
+        // Received and not acknowledged: delivered again later.
+        drop(std::mem::take(&mut *lock(&self.pending)));
+        let mut first_error = None;
+        for control in streams {
+            if let Err(e) = control.stop_and_wait().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if self.owns_connector
+            && let Err(e) = self.connector.shutdown().await
+        {
+            first_error.get_or_insert(e.into());
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn reliability_level(&self) -> ReliabilityLevel {
@@ -459,34 +766,114 @@ impl EventTransport for IggyTransport {
     }
 }
 
+/// An envelope received by an [`EnvelopeStream`]: the envelope, where it came from,
+/// and the [`AckId`] to acknowledge it with. Dereferences to the envelope.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReceivedEnvelope {
+    /// The envelope.
+    pub envelope: EventEnvelope,
+    /// What [`EventTransport::acknowledge`] and [`EventTransport::nack`] take.
+    pub ack_id: AckId,
+    /// Partition, offset, attempt, headers.
+    pub info: DeliveryInfo,
+}
+
+impl Deref for ReceivedEnvelope {
+    type Target = EventEnvelope;
+    fn deref(&self) -> &EventEnvelope {
+        &self.envelope
+    }
+}
+
 /// Envelopes received by [`IggyTransport::subscribe`]: a [`Stream`] of
-/// `Result<EventEnvelope, Error>`. Acknowledge each with
-/// [`EventTransport::acknowledge`].
+/// `Result<ReceivedEnvelope, Error>`. Acknowledge each with
+/// [`EventTransport::acknowledge`] and its [`AckId`].
+///
+/// Decode failures are error items (see [`crate::DecodeError`]). The stream ends
+/// when its transport shuts down. Dropping it (or [`EnvelopeStream::close`]) commits
+/// what was acknowledged and leaves the group; deliveries still pending are
+/// delivered again, to the group's other members or after a restart.
 pub struct EnvelopeStream {
-    subscription: Subscription<EventEnvelope>,
+    control: Arc<StreamControl>,
+    receiver: mpsc::Receiver<Result<Parts, Error>>,
+    stopped: watch::Receiver<bool>,
     pending: Pending,
+    deliveries: u64,
+    topic: TopicName,
+    group: String,
 }
 
 impl fmt::Debug for EnvelopeStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EnvelopeStream")
-            .field("subscription", &self.subscription)
+            .field("subscription", &self.control.id)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("deliveries", &self.deliveries)
             .finish()
     }
 }
 
+impl EnvelopeStream {
+    /// The subscription id every [`AckId`] of this stream carries.
+    pub fn id(&self) -> u64 {
+        self.control.id
+    }
+
+    fn forget_pending(&self) {
+        let id = self.control.id;
+        let stale: Vec<RawDelivery> = {
+            let mut pending = lock(&self.pending);
+            let keys: Vec<AckId> = pending
+                .keys()
+                .filter(|ack| ack.subscription == id)
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| pending.remove(k)).collect()
+        };
+        drop(stale);
+    }
+
+    /// Commits what was acknowledged and leaves the group; returns once that is
+    /// stored. Deliveries still pending are delivered again (to the group's other
+    /// members, or after a restart).
+    pub async fn close(self) -> Result<(), Error> {
+        self.forget_pending();
+        self.control.stop_and_wait().await
+    }
+}
+
+impl Drop for EnvelopeStream {
+    fn drop(&mut self) {
+        self.forget_pending();
+        // The task sees the receiver gone, closes the subscription and ends.
+        self.control.stop.send_replace(true);
+    }
+}
+
 impl Stream for EnvelopeStream {
-    type Item = Result<EventEnvelope, Error>;
+    type Item = Result<ReceivedEnvelope, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.subscription.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(delivery))) => {
-                let (envelope, _, raw) = delivery.into_parts();
-                self.pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(envelope.id, raw);
-                Poll::Ready(Some(Ok(envelope)))
+        if *self.stopped.borrow() {
+            return Poll::Ready(None);
+        }
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(Ok((envelope, info, raw)))) => {
+                self.deliveries += 1;
+                let ack_id = AckId {
+                    subscription: self.control.id,
+                    partition: info.partition,
+                    offset: info.offset,
+                    delivery: self.deliveries,
+                };
+                lock(&self.pending).insert(ack_id, raw);
+                Poll::Ready(Some(Ok(ReceivedEnvelope {
+                    envelope,
+                    ack_id,
+                    info,
+                })))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),

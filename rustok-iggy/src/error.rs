@@ -26,10 +26,10 @@ pub enum Error {
     /// A stream, topic or group name is invalid.
     #[error(transparent)]
     InvalidName(#[from] NameError),
-    /// `acknowledge` named an event that is not pending (never received, or already
-    /// acknowledged).
-    #[error("event {0} is not pending acknowledgement")]
-    NotPending(uuid::Uuid),
+    /// `acknowledge` or `nack` named a delivery that is not pending (never received,
+    /// already acknowledged or nacked, or its stream closed).
+    #[error("{0} is not pending acknowledgement")]
+    NotPending(crate::AckId),
     /// Metadata does not fit in a user header (values are 1 to 255 bytes).
     #[error("invalid event metadata: {0}")]
     InvalidMetadata(#[from] HeaderError),

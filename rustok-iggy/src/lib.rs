@@ -52,12 +52,15 @@ pub use batching::{
     BatchingTransport, PendingEvent, PendingReceipt,
 };
 pub use codec::{Codec, CodecError, UnknownCodec};
-pub use config::{ConfigError, IggyConfig, RetentionConfig, TopologyConfig};
+pub use config::{ConfigError, ConfigWarning, IggyConfig, RetentionConfig, TopologyConfig};
 pub use connect::connect;
 pub use consume::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
-pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
+pub use dead_letter::{
+    DEFAULT_DEAD_LETTER_RETENTION, DeadLetter, DeadLetterConfig, DeadLetters, dlq_header,
+};
 pub use envelope::{
-    EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel,
+    AckId, EnvelopeStream, EventEnvelope, EventTransport, IggyTransport, ReceivedEnvelope,
+    ReliabilityLevel,
 };
 pub use error::{DecodeError, DecodeFailure, Error};
 pub use event::{EventTypeInfo, IggyEvent};

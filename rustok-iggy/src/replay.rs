@@ -8,9 +8,12 @@ use std::task::{Context, Poll};
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
-use rustok_iggy_connector::{MessageSubscriber, PollFrom};
+use rustok_iggy_connector::{
+    ConnectorError, IggyConnector, MessageSubscriber, PollFrom, ReceivedMessage, StreamName,
+    TopicName,
+};
 
-use crate::decode::decode_message;
+use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
 use crate::metadata::EventMetadata;
@@ -70,124 +73,219 @@ impl<E> Stream for Replay<E> {
     }
 }
 
+/// How one partition is read.
+enum Source {
+    /// A finite replay: non-waiting reads from `next` until `end` (the head when the
+    /// replay started) or an empty read, so it ends whatever is (not) stored.
+    Bounded {
+        connector: Arc<dyn IggyConnector>,
+        stream: StreamName,
+        topic: TopicName,
+        partition: u32,
+        next: PollFrom,
+        end: u64,
+    },
+    /// `ReplayUntil::Follow`: a reader that waits at the head for new events.
+    Follow(Box<dyn MessageSubscriber>),
+}
+
 struct PartitionReplay {
-    subscriber: Box<dyn MessageSubscriber>,
-    /// Stop before this offset (`None`: follow).
-    end: Option<u64>,
+    source: Source,
     until_time: Option<u64>,
     done: bool,
+}
+
+/// How many messages one read asks for.
+const READ_BATCH: u32 = 256;
+
+impl PartitionReplay {
+    /// The next messages of this partition, with `done` set once the end is reached
+    /// (the messages past the end are left out).
+    async fn next_messages(&mut self) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        let mut batch = match &mut self.source {
+            Source::Follow(subscriber) => subscriber.next_batch(READ_BATCH).await?,
+            Source::Bounded {
+                connector,
+                stream,
+                topic,
+                partition,
+                next,
+                end,
+            } => {
+                let mut batch = connector
+                    .poll(stream, topic, *partition, *next, READ_BATCH)
+                    .await?;
+                match batch.last() {
+                    // Nothing (more) at or after the start: the partition is done.
+                    None => self.done = true,
+                    Some(last) => {
+                        *next = PollFrom::Offset(last.offset + 1);
+                        if last.offset + 1 >= *end {
+                            self.done = true;
+                        }
+                    }
+                }
+                let end = *end;
+                batch.retain(|m| m.offset < end);
+                batch
+            }
+        };
+        if let Some(ts) = self.until_time
+            && let Some(cut) = batch.iter().position(|m| m.timestamp > ts)
+        {
+            batch.truncate(cut);
+            self.done = true;
+        }
+        Ok(batch)
+    }
+}
+
+/// A replay of `stream`/`topic` decoded by `decoder` (see [`Transport::replay`]).
+pub(crate) async fn replay_with<E: Send + 'static>(
+    connector: &Arc<dyn IggyConnector>,
+    stream: &StreamName,
+    topic: &TopicName,
+    decoder: Decoder<E>,
+    from: ReplayFrom,
+    until: ReplayUntil,
+) -> Result<Replay<E>, Error> {
+    let info = connector.topic_info(stream, topic).await?.ok_or_else(|| {
+        ConnectorError::TopicNotFound {
+            stream: stream.to_string(),
+            topic: topic.to_string(),
+        }
+    })?;
+    let poll_from = match from {
+        ReplayFrom::Beginning => PollFrom::First,
+        ReplayFrom::Offset(offset) => PollFrom::Offset(offset),
+        ReplayFrom::Timestamp(ts) => PollFrom::Timestamp(ts),
+    };
+    let mut inner = SelectAll::new();
+    for partition in 0..info.partitions {
+        let head = info
+            .next_offsets
+            .get(partition as usize)
+            .copied()
+            .unwrap_or(0);
+        let (source, until_time) = match until {
+            ReplayUntil::Follow => (
+                Source::Follow(
+                    connector
+                        .subscribe(stream, topic, partition, poll_from)
+                        .await?,
+                ),
+                None,
+            ),
+            ReplayUntil::Head | ReplayUntil::Timestamp(_) => {
+                let starts_past_the_end = match from {
+                    ReplayFrom::Offset(offset) => offset >= head,
+                    ReplayFrom::Beginning | ReplayFrom::Timestamp(_) => head == 0,
+                };
+                if starts_past_the_end {
+                    continue;
+                }
+                let until_time = match until {
+                    ReplayUntil::Timestamp(ts) => Some(ts),
+                    _ => None,
+                };
+                let source = Source::Bounded {
+                    connector: Arc::clone(connector),
+                    stream: stream.clone(),
+                    topic: topic.clone(),
+                    partition,
+                    next: poll_from,
+                    end: head,
+                };
+                (source, until_time)
+            }
+        };
+        let state = PartitionReplay {
+            source,
+            until_time,
+            done: false,
+        };
+        let decoder = Arc::clone(&decoder);
+        let topic = topic.to_string();
+        let stream = futures::stream::unfold(state, move |mut state| {
+            let decoder = Arc::clone(&decoder);
+            let topic = topic.clone();
+            async move {
+                if state.done {
+                    return None;
+                }
+                let batch = match state.next_messages().await {
+                    Ok(batch) => batch,
+                    Err(ConnectorError::ShuttingDown) => return None,
+                    Err(e) => {
+                        state.done = true;
+                        return Some((vec![Err(Error::from(e))], state));
+                    }
+                };
+                let items = batch
+                    .iter()
+                    .map(|message| replayed(message, &decoder, &topic))
+                    .collect::<Vec<_>>();
+                Some((items, state))
+            }
+        })
+        .flat_map(futures::stream::iter)
+        .boxed();
+        inner.push(stream);
+    }
+    Ok(Replay { inner })
+}
+
+fn replayed<E>(
+    message: &ReceivedMessage,
+    decoder: &Decoder<E>,
+    topic: &str,
+) -> Result<Replayed<E>, Error> {
+    match decoder(message) {
+        Ok((event, decoded)) => Ok(Replayed {
+            event,
+            info: DeliveryInfo {
+                partition: message.partition,
+                offset: message.offset,
+                event_id: crate::metadata::event_id(&message.headers, message.id),
+                event_type: decoded.event_type,
+                schema_version: decoded.schema_version,
+                timestamp: message.timestamp,
+                attempt: 1,
+                metadata: EventMetadata::read(&message.headers, message.id),
+                headers: message.headers.clone(),
+            },
+        }),
+        Err((failure, event_type)) => Err(Error::Decode(Box::new(DecodeError {
+            topic: topic.to_owned(),
+            partition: message.partition,
+            offset: message.offset,
+            event_type,
+            failure,
+            delivery: None,
+        }))),
+    }
 }
 
 impl<E: IggyEvent> Transport<E> {
     /// Replays the topic from `from` until `until`, under its own consumer identity:
     /// no group's committed offset is read or moved. Upcasters of this transport apply.
+    ///
+    /// A finite replay ([`ReplayUntil::Head`], [`ReplayUntil::Timestamp`]) is bounded
+    /// by each partition's head when the call is made and always ends: at once (empty)
+    /// when it starts at or past the head, or at a time after the last event.
+    /// [`ReplayUntil::Follow`] never ends. Events are read, never acknowledged: a
+    /// replay has no delivery guarantee to keep beyond "what was stored and retained".
     pub async fn replay(&self, from: ReplayFrom, until: ReplayUntil) -> Result<Replay<E>, Error> {
-        let info = self
-            .connector()
-            .topic_info(self.stream(), self.topic())
-            .await?
-            .ok_or_else(|| rustok_iggy_connector::ConnectorError::TopicNotFound {
-                stream: self.stream().to_string(),
-                topic: self.topic().to_string(),
-            })?;
-        let poll_from = match from {
-            ReplayFrom::Beginning => PollFrom::First,
-            ReplayFrom::Offset(offset) => PollFrom::Offset(offset),
-            ReplayFrom::Timestamp(ts) => PollFrom::Timestamp(ts),
-        };
-        let mut inner = SelectAll::new();
-        for partition in 0..info.partitions {
-            let head = info
-                .next_offsets
-                .get(partition as usize)
-                .copied()
-                .unwrap_or(0);
-            let (end, until_time) = match until {
-                ReplayUntil::Head => (Some(head), None),
-                ReplayUntil::Timestamp(ts) => (Some(head), Some(ts)),
-                ReplayUntil::Follow => (None, None),
-            };
-            if end == Some(0) {
-                continue;
-            }
-            let subscriber = self
-                .connector()
-                .subscribe(self.stream(), self.topic(), partition, poll_from)
-                .await?;
-            let state = PartitionReplay {
-                subscriber,
-                end,
-                until_time,
-                done: false,
-            };
-            let upcasters = Arc::clone(self.upcasters());
-            let topic = self.topic().to_string();
-            let stream = futures::stream::unfold(state, move |mut state| {
-                let upcasters = Arc::clone(&upcasters);
-                let topic = topic.clone();
-                async move {
-                    if state.done {
-                        return None;
-                    }
-                    let batch = match state.subscriber.next_batch(256).await {
-                        Ok(batch) => batch,
-                        Err(rustok_iggy_connector::ConnectorError::ShuttingDown) => return None,
-                        Err(e) => {
-                            state.done = true;
-                            return Some((vec![Err(Error::from(e))], state));
-                        }
-                    };
-                    let mut items = Vec::with_capacity(batch.len());
-                    for message in batch {
-                        let past_end = state.end.is_some_and(|end| message.offset >= end);
-                        let past_time = state.until_time.is_some_and(|ts| message.timestamp > ts);
-                        if past_end || past_time {
-                            state.done = true;
-                            break;
-                        }
-                        if state.end.is_some_and(|end| message.offset + 1 >= end) {
-                            state.done = true;
-                        }
-                        items.push(match decode_message::<E>(&message, &upcasters) {
-                            Ok((event, decoded)) => Ok(Replayed {
-                                event,
-                                info: DeliveryInfo {
-                                    partition: message.partition,
-                                    offset: message.offset,
-                                    event_id: crate::metadata::event_id(
-                                        &message.headers,
-                                        message.id,
-                                    ),
-                                    event_type: decoded.event_type,
-                                    schema_version: decoded.schema_version,
-                                    timestamp: message.timestamp,
-                                    attempt: 1,
-                                    metadata: EventMetadata::read(&message.headers, message.id),
-                                    headers: message.headers.clone(),
-                                },
-                            }),
-                            Err((failure, event_type)) => {
-                                Err(Error::Decode(Box::new(DecodeError {
-                                    topic: topic.clone(),
-                                    partition: message.partition,
-                                    offset: message.offset,
-                                    event_type,
-                                    failure,
-                                    delivery: None,
-                                })))
-                            }
-                        });
-                        if state.done {
-                            break;
-                        }
-                    }
-                    Some((items, state))
-                }
-            })
-            .flat_map(futures::stream::iter)
-            .boxed();
-            inner.push(stream);
-        }
-        Ok(Replay { inner })
+        let upcasters = Arc::clone(self.upcasters());
+        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
+        replay_with(
+            self.connector(),
+            self.stream(),
+            self.topic(),
+            decoder,
+            from,
+            until,
+        )
+        .await
     }
 }

@@ -1,5 +1,6 @@
 //! `Transport<E>`: publish typed events and subscribe to them.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use rustok_iggy_connector::{
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
 use crate::metadata::{EventMetadata, header, new_traceparent};
@@ -20,15 +22,28 @@ use crate::publish_retry::PublishRetry;
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
-/// Where a [`Transport`] puts its topic.
+/// Where a [`Transport`] puts its topic, and how its topics are kept.
+///
+/// Build it from the configuration with `TransportOptions::from(&config)` (or use
+/// [`Transport::from_config`]): `topology.stream_name`, `topology.domain_partitions`,
+/// `topology.system_topics` and the `retention` section. `Default` is the options of
+/// the default configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportOptions {
     /// The stream, unless the event names its own (`#[iggy(stream = "...")]`).
     pub stream: StreamName,
     /// Partitions of the topic when it is created.
     pub partitions: u32,
-    /// Retention of the topic.
+    /// Retention of the topic (unless it is one of `system_topics`).
     pub retention: Retention,
+    /// Retention of the topic's dead-letter topic (`<topic>.dlq`), used by the
+    /// handler runner and [`crate::DeadLetters::for_transport`].
+    pub dead_letter_retention: Retention,
+    /// Topics of system events: created with `system_retention` instead of
+    /// `retention`.
+    pub system_topics: BTreeSet<TopicName>,
+    /// Retention of `system_topics`.
+    pub system_retention: Retention,
     /// Retries of a publish that failed on a lost connection or a timeout (same
     /// event ids, same partition). Default [`PublishRetry::default`].
     pub publish_retry: PublishRetry,
@@ -36,10 +51,19 @@ pub struct TransportOptions {
 
 impl Default for TransportOptions {
     fn default() -> Self {
+        Self::from(&IggyConfig::default())
+    }
+}
+
+impl From<&IggyConfig> for TransportOptions {
+    fn from(config: &IggyConfig) -> Self {
         Self {
-            stream: StreamName::new("rustok").unwrap_or_else(|_| unreachable!()),
-            partitions: 8,
-            retention: Retention::default(),
+            stream: config.topology.stream_name.clone(),
+            partitions: config.topology.domain_partitions,
+            retention: config.retention.domain(),
+            dead_letter_retention: config.retention.dead_letter(),
+            system_topics: config.topology.system_topics.clone(),
+            system_retention: config.retention.system(),
             publish_retry: PublishRetry::default(),
         }
     }
@@ -83,6 +107,7 @@ pub struct Transport<E> {
     stream: StreamName,
     topic: TopicName,
     partitions: u32,
+    dead_letter_retention: Retention,
     upcasters: Arc<Upcasters<E>>,
     retry: PublishRetry,
     /// Picks the partition of events without a key before the first attempt, so
@@ -97,6 +122,7 @@ impl<E> Clone for Transport<E> {
             stream: self.stream.clone(),
             topic: self.topic.clone(),
             partitions: self.partitions,
+            dead_letter_retention: self.dead_letter_retention,
             upcasters: Arc::clone(&self.upcasters),
             retry: self.retry,
             balanced: Arc::clone(&self.balanced),
@@ -130,9 +156,51 @@ pub(crate) fn routing<E: IggyEvent>(
     }
 }
 
+/// Publishes `request` through `connector` and records the publish metrics
+/// (operation duration; sent messages and bytes on success): what every publish of
+/// the typed and the envelope layer goes through.
+pub(crate) async fn send(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+) -> Result<PublishReceipt, Error> {
+    send_with(connector, request, PublishRetry::none()).await
+}
+
+/// [`send`], sending the same request again after a transient failure as `retry`
+/// says (the metrics count the publish once).
+pub(crate) async fn send_with(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+    retry: PublishRetry,
+) -> Result<PublishReceipt, Error> {
+    let count = request.messages.len() as u64;
+    let bytes: u64 = request
+        .messages
+        .iter()
+        .map(|m| m.payload.len() as u64)
+        .sum();
+    let topic_name = request.topic.clone();
+    let started = Instant::now();
+    let result = retry.run(|| connector.publish(request.clone())).await;
+    let metrics = Metrics::global();
+    let topic = [("messaging_destination_name", topic_name.as_str())];
+    metrics.observe(
+        metric_names::OPERATION_DURATION,
+        &[("messaging_operation_name", "publish")],
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        metrics.add(metric_names::SENT_MESSAGES, &topic, count);
+        metrics.add(metric_names::SENT_BYTES, &topic, bytes);
+    }
+    Ok(result?)
+}
+
 impl<E: IggyEvent> Transport<E> {
     /// A transport for `E` over a connected `connector`; creates `E`'s stream and topic
-    /// when missing (an existing topic with another partition count is an error).
+    /// when missing (an existing topic with another partition count is an error) and
+    /// sets the topic's retention (`options.system_retention` for a topic of
+    /// `options.system_topics`, else `options.retention`).
     pub async fn new(
         connector: Arc<dyn IggyConnector>,
         options: TransportOptions,
@@ -142,12 +210,17 @@ impl<E: IggyEvent> Transport<E> {
             None => options.stream,
         };
         let topic = TopicName::new(E::TOPIC)?;
+        let retention = if options.system_topics.contains(&topic) {
+            options.system_retention
+        } else {
+            options.retention
+        };
         let info = connector
             .ensure_topic(&TopicSpec {
                 stream: stream.clone(),
                 topic: topic.clone(),
                 partitions: options.partitions,
-                retention: options.retention,
+                retention,
             })
             .await?;
         Ok(Self {
@@ -155,10 +228,45 @@ impl<E: IggyEvent> Transport<E> {
             stream,
             topic,
             partitions: info.partitions,
+            dead_letter_retention: options.dead_letter_retention,
             upcasters: Arc::new(Upcasters::new()),
             retry: options.publish_retry,
             balanced: Arc::new(RoundRobin::new()),
         })
+    }
+
+    /// A transport for `E` as `config` says: [`Transport::new`] with
+    /// `TransportOptions::from(config)`. `connector` is what
+    /// [`crate::connect`]`(config)` returned (shared by every transport of the
+    /// process).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use rustok_iggy::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, IggyEvent)]
+    /// #[iggy(topic = "orders", key = tenant)]
+    /// struct OrderPlaced { tenant: String }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = IggyConfig::from_section_yaml(&format!(
+    ///     "topology: {{ stream_name: shop, domain_partitions: 3 }}\n\
+    ///      embedded: {{ data_dir: {:?}, tcp_enabled: false, http_enabled: false }}\n\
+    ///      retention: {{ domain_max_age_days: 7 }}",
+    ///     dir.path()
+    /// ))?;
+    /// let connector = rustok_iggy::connect(&config).await?;
+    /// let orders = Transport::<OrderPlaced>::from_config(connector.clone(), &config).await?;
+    /// assert_eq!((orders.stream().as_str(), orders.partitions()), ("shop", 3));
+    /// connector.shutdown().await?;
+    /// # Ok::<(), rustok_iggy::Error>(()) }).unwrap();
+    /// ```
+    pub async fn from_config(
+        connector: Arc<dyn IggyConnector>,
+        config: &IggyConfig,
+    ) -> Result<Self, Error> {
+        Self::new(connector, TransportOptions::from(config)).await
     }
 
     /// Reads events written at older schema versions through `upcasters` (see
@@ -191,6 +299,12 @@ impl<E: IggyEvent> Transport<E> {
     /// The connector underneath.
     pub fn connector(&self) -> &Arc<dyn IggyConnector> {
         &self.connector
+    }
+
+    /// Retention of the dead-letter topic (from
+    /// [`TransportOptions::dead_letter_retention`]).
+    pub fn dead_letter_retention(&self) -> Retention {
+        self.dead_letter_retention
     }
 
     /// Builds the message for `event`: payload, id, and the headers every consumer
@@ -227,29 +341,7 @@ impl<E: IggyEvent> Transport<E> {
     /// Publishes through the connector, again after a transient failure (the same
     /// request: same ids, same partition), and records the publish metrics.
     async fn send(&self, request: PublishRequest) -> Result<PublishReceipt, Error> {
-        let count = request.messages.len() as u64;
-        let bytes: u64 = request
-            .messages
-            .iter()
-            .map(|m| m.payload.len() as u64)
-            .sum();
-        let started = Instant::now();
-        let result = self
-            .retry
-            .run(|| self.connector.publish(request.clone()))
-            .await;
-        let metrics = Metrics::global();
-        let topic = [("messaging_destination_name", self.topic.as_str())];
-        metrics.observe(
-            metric_names::OPERATION_DURATION,
-            &[("messaging_operation_name", "publish")],
-            started.elapsed(),
-        );
-        if result.is_ok() {
-            metrics.add(metric_names::SENT_MESSAGES, &topic, count);
-            metrics.add(metric_names::SENT_BYTES, &topic, bytes);
-        }
-        Ok(result?)
+        send_with(self.connector.as_ref(), request, self.retry).await
     }
 
     /// Publishes one event. Returns when the broker has accepted it (embedded: written

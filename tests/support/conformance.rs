@@ -236,6 +236,24 @@ async fn delete_streams(address: &str, username: &str, password: &str, streams: 
     let _ = client.shutdown().await;
 }
 
+/// Declares one test per case and target: modules `embedded`, `listener` and
+/// `external` of the calling file, each with a `#[tokio::test]` per case that runs
+/// it with [`run`]. A case is an `async fn(Harness)` of the calling module.
+#[macro_export]
+macro_rules! both_modes {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::conformance::run($crate::conformance::Target::Embedded, super::$case).await; } )*
+        }
+        mod listener {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::conformance::run($crate::conformance::Target::Listener, super::$case).await; } )*
+        }
+        mod external {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::conformance::run($crate::conformance::Target::External, super::$case).await; } )*
+        }
+    };
+}
+
 /// Runs `case` on `target` (or prints that the target is unavailable).
 pub async fn run<F, Fut>(target: Target, case: F)
 where

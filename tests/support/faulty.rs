@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, IggyConnector,
-    MessageSubscriber, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StartPosition,
-    StreamName, TopicInfo, TopicName, TopicSpec,
+    MessageSubscriber, PingReport, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage,
+    StartPosition, StreamName, TopicInfo, TopicName, TopicSpec,
 };
 use tokio::sync::Notify;
 
@@ -60,6 +61,9 @@ impl IggyConnector for DeadLetterOutage {
     }
     fn is_connected(&self) -> bool {
         self.inner.is_connected()
+    }
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
+        self.inner.ping(timeout).await
     }
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         self.inner.ensure_topic(spec).await

@@ -16,8 +16,8 @@ use super::wire::WireServer;
 use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode, Durability};
 use crate::connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PollFrom, PublishReceipt,
-    PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom,
+    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
 };
 use crate::error::ConnectorError;
 use crate::member::{Cursors, start_to_store};
@@ -351,6 +351,24 @@ impl IggyConnector for EmbeddedConnector {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+
+    /// The broker is in this process: it answers when it is open. Lists the
+    /// partitions whose log is poisoned.
+    async fn ping(&self, _timeout: Duration) -> Result<PingReport, ConnectorError> {
+        let started = std::time::Instant::now();
+        let broker = self.broker()?;
+        broker.ensure_open()?;
+        let unwritable = broker
+            .unwritable_partitions()
+            .into_iter()
+            .map(|(stream, topic, partition)| UnwritablePartition {
+                stream,
+                topic,
+                partition,
+            })
+            .collect();
+        Ok(PingReport::new(started.elapsed(), unwritable))
     }
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {

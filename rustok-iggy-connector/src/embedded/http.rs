@@ -183,10 +183,21 @@ fn health(broker: &Broker) -> Response<Full<Bytes>> {
     let open = broker.ensure_open().is_ok();
     let topics = broker.all_topics();
     let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    // A poisoned log refuses writes until the broker is reopened.
+    let unwritable: Vec<serde_json::Value> = broker
+        .unwritable_partitions()
+        .into_iter()
+        .map(|(stream, topic, partition)| {
+            serde_json::json!({"stream": stream.as_str(), "topic": topic.as_str(), "partition": partition})
+        })
+        .collect();
+    let writable = unwritable.is_empty();
+    let open = open && writable;
     let body = serde_json::json!({
         "status": if open { "healthy" } else { "unhealthy" },
         "checks": [
-            {"name": "broker", "status": if open { "healthy" } else { "unhealthy" }},
+            {"name": "broker", "status": if broker.ensure_open().is_ok() { "healthy" } else { "unhealthy" }},
+            {"name": "partitions", "status": if writable { "healthy" } else { "unhealthy" }, "unwritable": unwritable},
         ],
         "streams": broker.streams().len(),
         "topics": topics.len(),

@@ -75,26 +75,6 @@ fn non_zero(field: &str, millis: u64) -> Result<NonZeroIggyDuration, ConnectorEr
         .map_err(|_| ConnectorError::config(format!("remote.{field}"), "must be at least 1"))
 }
 
-/// Checks what the SDK needs beyond [`RemoteConnectorConfig`]'s own validation.
-pub(super) fn check_config(config: &RemoteConnectorConfig) -> Result<(), ConnectorError> {
-    non_zero("heartbeat_interval_ms", config.heartbeat_interval_ms)?;
-    if config.protocol == RemoteProtocol::Http {
-        return Err(ConnectorError::config(
-            "remote.protocol",
-            "`http` cannot carry consumer-group membership (Iggy's HTTP API has no join, sync \
-             or heartbeat); allowed: tcp, quic",
-        ));
-    }
-    if config.protocol == RemoteProtocol::Quic && config.tls_ca_file.is_some() {
-        return Err(ConnectorError::config(
-            "remote.tls_ca_file",
-            "the iggy SDK's QUIC client validates against the system roots only; unset it or \
-             use protocol tcp",
-        ));
-    }
-    Ok(())
-}
-
 /// The SDK transport for one server address.
 fn transport(
     config: &RemoteConnectorConfig,
@@ -307,14 +287,14 @@ mod tests {
             protocol: RemoteProtocol::Http,
             ..RemoteConnectorConfig::default()
         };
-        let err = check_config(&config).unwrap_err().to_string();
+        let err = config.validate().unwrap_err().to_string();
         assert!(
             err.contains("remote.protocol") && err.contains("tcp"),
             "{err}"
         );
         config.protocol = RemoteProtocol::Tcp;
         config.heartbeat_interval_ms = 0;
-        let err = check_config(&config).unwrap_err().to_string();
+        let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("remote.heartbeat_interval_ms"), "{err}");
     }
 

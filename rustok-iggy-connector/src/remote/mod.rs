@@ -14,10 +14,11 @@ mod subscriber;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use iggy::prelude::{
-    ConsumerGroupClient, Identifier, StreamClient, TopicClient, TopicCreateOptions,
+    ConsumerGroupClient, Identifier, StreamClient, SystemClient, TopicClient, TopicCreateOptions,
     TopicUpdateOptions, UserClient,
 };
 
@@ -25,8 +26,8 @@ use self::client::{is_already_exists, is_group_not_found, sdk_error};
 use self::session::{At, Session, ident, topic_error};
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    GroupConsumer, IggyConnector, MessageSubscriber, PollFrom, PublishReceipt, PublishRequest,
-    StartPosition, TopicInfo, TopicSpec,
+    GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec,
 };
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -187,7 +188,6 @@ impl IggyConnector for RemoteConnector {
             ..config.clone()
         }
         .validate()?;
-        client::check_config(&config.remote)?;
         if self.is_connected() {
             return Err(ConnectorError::AlreadyConnected);
         }
@@ -247,6 +247,20 @@ impl IggyConnector for RemoteConnector {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+
+    /// Sends an Iggy `Ping` on the metadata connection and waits for the answer.
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
+        let session = self.session()?;
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, session.client.ping()).await {
+            Ok(Ok(())) => Ok(PingReport::new(started.elapsed(), Vec::new())),
+            Ok(Err(e)) => Err(sdk_error("ping the server", e)),
+            Err(_) => Err(ConnectorError::Timeout {
+                what: format!("the server's answer to a ping ({})", session.addresses[0]),
+                after: timeout,
+            }),
+        }
     }
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {

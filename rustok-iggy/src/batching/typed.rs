@@ -7,13 +7,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rustok_iggy_connector::partition_for;
 use uuid::Uuid;
 
 use super::{BatchingOptions, BatchingPublisher, PendingReceipt, TopicLanes};
-use crate::envelope::{EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel};
+use crate::envelope::{AckId, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel};
 use crate::error::Error;
 use crate::event::IggyEvent;
 use crate::metadata::EventMetadata;
@@ -270,8 +271,19 @@ impl EventTransport for BatchingEventTransport {
         first_error.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    async fn acknowledge(&self, event_id: Uuid) -> Result<(), Error> {
-        self.inner.acknowledge(event_id).await
+    async fn acknowledge(&self, ack: AckId) -> Result<(), Error> {
+        self.inner.acknowledge(ack).await
+    }
+
+    async fn nack(&self, ack: AckId, delay: Duration) -> Result<(), Error> {
+        self.inner.nack(ack, delay).await
+    }
+
+    /// Answers every queued envelope (refusing new ones), then shuts the inner
+    /// transport down.
+    async fn shutdown(&self) -> Result<(), Error> {
+        self.publisher.shutdown().await;
+        self.inner.shutdown().await
     }
 
     fn reliability_level(&self) -> ReliabilityLevel {

@@ -82,6 +82,12 @@ impl IggyConnector for Observed {
     fn is_connected(&self) -> bool {
         self.inner.is_connected()
     }
+    async fn ping(
+        &self,
+        timeout: Duration,
+    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
+        self.inner.ping(timeout).await
+    }
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         self.inner.ensure_topic(spec).await
     }
@@ -792,7 +798,7 @@ async fn envelopes_through_a_batching_event_transport() {
         } else {
             assert!(ids.remove(&envelope.id));
         }
-        platform.acknowledge(envelope.id).await.unwrap();
+        platform.acknowledge(envelope.ack_id).await.unwrap();
     }
     assert!(ids.is_empty());
     assert_eq!(ordered, batch_ids);

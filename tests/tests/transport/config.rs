@@ -51,6 +51,9 @@ fn the_seeds_example_loads_verbatim() {
         !format!("{config:?}").contains("from-env"),
         "secrets stay out of Debug"
     );
+    // What cannot take effect in this document is said at load.
+    let warned: Vec<String> = config.warnings().into_iter().map(|w| w.path).collect();
+    assert_eq!(warned, ["retention.system_max_age_days", "remote"]);
 }
 
 #[test]

@@ -85,6 +85,12 @@ impl IggyConnector for Shared {
     fn is_connected(&self) -> bool {
         self.0.inner.is_connected()
     }
+    async fn ping(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
+        self.0.inner.ping(timeout).await
+    }
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         self.0.inner.ensure_topic(spec).await
     }

@@ -67,9 +67,12 @@ async fn roundtrip(codec: Codec) {
         .unwrap();
     let mut received = Vec::new();
     for _ in 0..6 {
-        let envelope = within("envelope", stream.next()).await.unwrap().unwrap();
-        transport.acknowledge(envelope.id).await.unwrap();
-        received.push(envelope);
+        let received_envelope = within("envelope", stream.next()).await.unwrap().unwrap();
+        transport
+            .acknowledge(received_envelope.ack_id)
+            .await
+            .unwrap();
+        received.push(received_envelope);
     }
     for tenant in ["acme", "globex"] {
         let want: Vec<_> = sent
@@ -80,15 +83,15 @@ async fn roundtrip(codec: Codec) {
         let got: Vec<_> = received
             .iter()
             .filter(|e| e.tenant_id.as_deref() == Some(tenant))
-            .cloned()
+            .map(|e| e.envelope.clone())
             .collect();
         assert_eq!(
             got, want,
             "{tenant}: every field survives, in order ({codec})"
         );
     }
-    let again = transport.acknowledge(received[0].id).await.unwrap_err();
-    assert!(matches!(again, Error::NotPending(id) if id == received[0].id));
+    let again = transport.acknowledge(received[0].ack_id).await.unwrap_err();
+    assert!(matches!(again, Error::NotPending(ack) if ack == received[0].ack_id));
 
     let mut other = iggy
         .subscribe("projections", &TopicName::new("domain").unwrap())

@@ -8,9 +8,15 @@
 mod batching;
 mod both_modes;
 mod config;
+mod config_effect;
 mod consumer_crash;
 mod dead_letter;
 mod dead_letter_crash;
+mod dead_letter_lifecycle;
 mod dedup;
+mod envelope_parity;
+mod envelope_spans;
 mod envelopes;
+mod health;
+mod replay;
 mod typed;

@@ -716,6 +716,21 @@ impl Broker {
     }
 
     /// Every topic of every stream.
+    /// The partitions whose log is poisoned (refuses appends until the broker is
+    /// reopened), as (stream, topic, partition).
+    pub(crate) fn unwritable_partitions(&self) -> Vec<(StreamName, TopicName, u32)> {
+        self.all_topics()
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.is_poisoned())
+                    .map(|p| (topic.stream_name.clone(), topic.name.clone(), p.id))
+            })
+            .collect()
+    }
+
     pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
         self.read_state()
             .streams

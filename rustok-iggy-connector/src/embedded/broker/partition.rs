@@ -391,6 +391,12 @@ impl Partition {
     }
 
     /// Segment, byte and message counts.
+    /// Whether the log refuses appends until the broker is reopened (a failed write
+    /// or fsync left its tail unknown).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.log_read().is_poisoned()
+    }
+
     pub(crate) fn stats(&self) -> LogStats {
         self.log_read().stats()
     }
