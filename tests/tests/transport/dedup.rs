@@ -13,8 +13,8 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{BatchingOptions, EventMetadata, IggyConnector, PublishRetry};
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, MessageSubscriber,
-    PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StreamName, TopicInfo, TopicName,
-    TopicSpec,
+    PingReport, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StreamName, TopicInfo,
+    TopicName, TopicSpec,
 };
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded};
@@ -54,6 +54,9 @@ impl IggyConnector for LostAnswers {
     }
     fn is_connected(&self) -> bool {
         self.inner.is_connected()
+    }
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
+        self.inner.ping(timeout).await
     }
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         self.inner.ensure_topic(spec).await
