@@ -773,7 +773,9 @@ fn parse(message: &ReceivedMessage) -> DeadLetter {
     DeadLetter {
         dlq_partition: message.partition,
         dlq_offset: message.offset,
-        event_id: Uuid::from_u128(message.id),
+        // A letter of a re-driven event has the re-driven copy's message id; the
+        // event id is in its header.
+        event_id: crate::metadata::event_id(headers, message.id),
         event_type: headers.get_str(header::EVENT_TYPE).map(str::to_owned),
         original_stream: text(dlq_header::ORIGINAL_STREAM),
         original_topic: text(dlq_header::ORIGINAL_TOPIC),

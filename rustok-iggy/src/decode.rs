@@ -1,11 +1,14 @@
 //! Turning a received message into a typed event.
 
+use std::borrow::Cow;
+
 use rustok_iggy_connector::ReceivedMessage;
 
 use crate::codec::Codec;
 use crate::error::DecodeFailure;
 use crate::event::IggyEvent;
 use crate::metadata::header;
+use crate::schema::{Fingerprint, schema_for};
 use crate::upcast::Upcasters;
 
 /// Turns a received message into an `E`, or says why not (and which event type the
@@ -19,7 +22,8 @@ pub(crate) type Decoder<E> = std::sync::Arc<
 /// What the headers said about a decoded event.
 #[derive(Debug)]
 pub(crate) struct DecodedInfo {
-    pub(crate) event_type: String,
+    /// Borrowed from `E::EVENT_TYPES` for typed events (no allocation per event).
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
 }
 
@@ -38,8 +42,9 @@ pub(crate) fn decode_message<E: IggyEvent>(
         ));
     }
     let headers = &message.headers;
-    let named_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
-    let fail = |failure: DecodeFailure| (failure, named_type.clone());
+    // Borrowed from the message: owned only when a failure is reported.
+    let named_type = headers.get_str(header::EVENT_TYPE);
+    let fail = |failure: DecodeFailure| (failure, named_type.map(str::to_owned));
 
     let codec = match headers.get(header::CODEC) {
         None => E::CODEC,
@@ -52,13 +57,13 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?,
     };
-    let known = match &named_type {
+    let known = match named_type {
         Some(event_type) => E::EVENT_TYPES
             .iter()
             .find(|info| info.event_type == event_type)
             .ok_or_else(|| {
                 fail(DecodeFailure::UnknownEventType {
-                    event_type: event_type.clone(),
+                    event_type: event_type.to_owned(),
                     known: E::EVENT_TYPES
                         .iter()
                         .map(|info| info.event_type)
@@ -97,6 +102,18 @@ pub(crate) fn decode_message<E: IggyEvent>(
         // An older version is read only through its upcaster: decoding it as the
         // current type could succeed with wrong values (Postcard is not
         // self-describing).
+        if let Some(expected) = upcasters.fingerprint(known.event_type, schema_version) {
+            let check = |found: Fingerprint| found == expected;
+            fingerprint_matches(
+                message,
+                codec,
+                known.event_type,
+                schema_version,
+                expected,
+                check,
+            )
+            .map_err(fail)?;
+        }
         upcasters
             .upcast(known.event_type, schema_version, codec, &message.payload)
             .ok_or_else(|| {
@@ -107,14 +124,74 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?
     } else {
+        check_fingerprint::<E>(message, codec, known.event_type, schema_version).map_err(fail)?;
         codec.decode_value::<E>(known.event_type, &message.payload)
     };
     let event = decoded.map_err(|e| fail(DecodeFailure::Codec(e)))?;
     Ok((
         event,
         DecodedInfo {
-            event_type: known.event_type.to_owned(),
+            event_type: Cow::Borrowed(known.event_type),
             schema_version,
         },
     ))
+}
+
+/// Refuses a Postcard payload whose schema fingerprint header differs from `E`'s for
+/// `event_type` at `version` (and from the ones it declares compatible): Postcard is
+/// not self-describing, so another shape would decode into wrong values. A type that
+/// cannot be traced is decoded as before.
+fn check_fingerprint<E: IggyEvent>(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+) -> Result<(), DecodeFailure> {
+    match schema_for::<E>(event_type) {
+        Some(schema) => fingerprint_matches(
+            message,
+            codec,
+            event_type,
+            version,
+            schema.fingerprint,
+            |found| schema.reads(found),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The one fingerprint rule: a Postcard message with a fingerprint header that
+/// `reads` refuses is a [`DecodeFailure::SchemaMismatch`]. JSON payloads name their
+/// fields and are not checked; a message without the header (an older producer) is
+/// decoded as before.
+fn fingerprint_matches(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+    expected: Fingerprint,
+    reads: impl Fn(Fingerprint) -> bool,
+) -> Result<(), DecodeFailure> {
+    if codec != Codec::Postcard {
+        return Ok(());
+    }
+    let Some(value) = message.headers.get(header::SCHEMA_FINGERPRINT) else {
+        return Ok(());
+    };
+    let found = value
+        .as_str()
+        .and_then(|text| text.parse::<Fingerprint>().ok())
+        .ok_or(DecodeFailure::InvalidHeader {
+            name: header::SCHEMA_FINGERPRINT,
+        })?;
+    if reads(found) {
+        Ok(())
+    } else {
+        Err(DecodeFailure::SchemaMismatch {
+            event_type: event_type.to_owned(),
+            version,
+            expected,
+            found,
+        })
+    }
 }

@@ -299,7 +299,7 @@ fn decode_envelope(
     Ok((
         envelope,
         DecodedInfo {
-            event_type: named,
+            event_type: named.into(),
             schema_version,
         },
     ))

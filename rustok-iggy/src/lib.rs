@@ -21,6 +21,7 @@
 
 mod acks;
 mod batching;
+mod coalesce;
 mod codec;
 mod config;
 mod connect;
@@ -36,6 +37,7 @@ mod metadata;
 mod publish_retry;
 mod replay;
 mod retry;
+pub mod schema;
 mod subscription;
 mod transport;
 mod upcast;

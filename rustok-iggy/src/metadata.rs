@@ -1,6 +1,6 @@
 //! Event metadata carried in Iggy user headers.
 
-use rustok_iggy_connector::{HeaderError, Headers};
+use rustok_iggy_connector::{HeaderError, HeaderValue, Headers};
 use uuid::Uuid;
 
 /// Names of the user headers rustok-iggy writes on every message. Other Iggy clients
@@ -13,6 +13,9 @@ pub mod header {
     pub const SCHEMA_VERSION: &str = "schema_version";
     /// The codec of the payload (`json` or `postcard`).
     pub const CODEC: &str = "codec";
+    /// The schema fingerprint of the payload's type and version (16 hexadecimal
+    /// digits; see [`crate::schema`]).
+    pub const SCHEMA_FINGERPRINT: &str = "schema_fingerprint";
     /// The event id (a UUID in text form; also the Iggy message id).
     pub const EVENT_ID: &str = "event_id";
     /// Correlation id.
@@ -122,6 +125,21 @@ impl EventMetadata {
         self
     }
 
+    /// How many fields are set (the headers [`EventMetadata::write`] adds).
+    pub(crate) fn len(&self) -> usize {
+        [
+            &self.correlation_id,
+            &self.causation_id,
+            &self.tenant_id,
+            &self.actor_id,
+            &self.traceparent,
+            &self.tracestate,
+        ]
+        .iter()
+        .filter(|field| field.is_some())
+        .count()
+    }
+
     /// Writes the set fields into `headers`.
     pub(crate) fn write(&self, headers: &mut Headers) -> Result<(), HeaderError> {
         let fields = [
@@ -134,7 +152,7 @@ impl EventMetadata {
         ];
         for (name, value) in fields {
             if let Some(value) = value {
-                headers.insert_str(name, value.as_str())?;
+                headers.insert_static(name, HeaderValue::string(value.as_str()))?;
             }
         }
         Ok(())

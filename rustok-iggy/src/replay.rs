@@ -16,7 +16,6 @@ use rustok_iggy_connector::{
 use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
-use crate::metadata::EventMetadata;
 use crate::subscription::DeliveryInfo;
 use crate::transport::Transport;
 
@@ -251,7 +250,6 @@ fn replayed<E>(
                 schema_version: decoded.schema_version,
                 timestamp: message.timestamp,
                 attempt: 1,
-                metadata: EventMetadata::read(&message.headers, message.id),
                 headers: message.headers.clone(),
             },
         }),

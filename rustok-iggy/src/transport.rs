@@ -5,15 +5,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rustok_iggy_connector::{
-    GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishReceipt,
-    PublishRequest, Retention, RoundRobin, StartPosition, StreamName, TopicName, TopicSpec,
-    metric_names, partition_for,
+    ConnectorError, GroupName, HeaderValue, Headers, IggyConnector, Metrics, OutgoingMessage,
+    Partitioning, PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName,
+    TopicName, TopicSpec, metric_names, partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::coalesce::{Coalescer, Destination};
 use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
@@ -113,6 +114,8 @@ pub struct Transport<E> {
     /// Picks the partition of events without a key before the first attempt, so
     /// that a retry goes where the first attempt went.
     balanced: Arc<RoundRobin>,
+    /// Shares requests among concurrent single-event publishes.
+    coalescer: Arc<Coalescer>,
 }
 
 impl<E> Clone for Transport<E> {
@@ -126,6 +129,7 @@ impl<E> Clone for Transport<E> {
             upcasters: Arc::clone(&self.upcasters),
             retry: self.retry,
             balanced: Arc::clone(&self.balanced),
+            coalescer: Arc::clone(&self.coalescer),
         }
     }
 }
@@ -156,6 +160,41 @@ pub(crate) fn routing<E: IggyEvent>(
     }
 }
 
+/// Length of a UUID in text form (`8-4-4-4-12` hex digits).
+const ID_TEXT_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+
+/// The text forms of `ids`, one after the other in one buffer (one allocation per
+/// publish call, sliced per event).
+pub(crate) fn id_texts(ids: &[Uuid]) -> Bytes {
+    let mut out = BytesMut::with_capacity(ids.len() * ID_TEXT_LEN);
+    let mut text = [0u8; ID_TEXT_LEN];
+    for id in ids {
+        out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+    }
+    out.freeze()
+}
+
+/// A text header value from bytes known to be UTF-8 (made here).
+fn shared_text(bytes: Bytes) -> HeaderValue {
+    HeaderValue::shared_str(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A fresh `traceparent` as a header value, shared by the messages of one call.
+pub(crate) fn traceparent_value() -> HeaderValue {
+    HeaderValue::string(new_traceparent())
+}
+
+/// The schema version as header text; versions below 16 are static.
+fn schema_version_text(version: u32) -> HeaderValue {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match SMALL.get(version as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::string(version.to_string()),
+    }
+}
+
 /// Publishes `request` through `connector` and records the publish metrics
 /// (operation duration; sent messages and bytes on success): what every publish of
 /// the typed and the envelope layer goes through.
@@ -173,6 +212,15 @@ pub(crate) async fn send_with(
     request: PublishRequest,
     retry: PublishRetry,
 ) -> Result<PublishReceipt, Error> {
+    Ok(send_recorded(connector, request, retry).await?)
+}
+
+/// [`send_with`] with the connector's own error.
+pub(crate) async fn send_recorded(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+    retry: PublishRetry,
+) -> Result<PublishReceipt, ConnectorError> {
     let count = request.messages.len() as u64;
     let bytes: u64 = request
         .messages
@@ -193,7 +241,7 @@ pub(crate) async fn send_with(
         metrics.add(metric_names::SENT_MESSAGES, &topic, count);
         metrics.add(metric_names::SENT_BYTES, &topic, bytes);
     }
-    Ok(result?)
+    result
 }
 
 impl<E: IggyEvent> Transport<E> {
@@ -223,15 +271,25 @@ impl<E: IggyEvent> Transport<E> {
                 retention,
             })
             .await?;
+        let balanced = Arc::new(RoundRobin::new());
+        let coalescer = Arc::new(Coalescer::new(Destination {
+            connector: Arc::clone(&connector),
+            stream: stream.clone(),
+            topic: topic.clone(),
+            partitions: info.partitions,
+            balanced: Arc::clone(&balanced),
+            retry: options.publish_retry,
+        }));
         Ok(Self {
             connector,
             stream,
             topic,
+            coalescer,
             partitions: info.partitions,
             dead_letter_retention: options.dead_letter_retention,
             upcasters: Arc::new(Upcasters::new()),
             retry: options.publish_retry,
-            balanced: Arc::new(RoundRobin::new()),
+            balanced,
         })
     }
 
@@ -315,27 +373,51 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         event: &E,
         metadata: &EventMetadata,
-        trace: &str,
+        trace: &HeaderValue,
     ) -> Result<(OutgoingMessage, Uuid), Error> {
-        let payload = event.encode()?;
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
-        let mut headers = Headers::new();
-        headers.insert_str(header::EVENT_TYPE, event.event_type())?;
-        headers.insert_str(header::SCHEMA_VERSION, event.schema_version().to_string())?;
-        headers.insert_str(header::CODEC, E::CODEC.as_str())?;
-        headers.insert_str(header::EVENT_ID, id.to_string())?;
+        let text = id_texts(&[id]);
+        let message = self.message_with_id(event, metadata, trace, id, text)?;
+        Ok((message, id))
+    }
+
+    /// [`Transport::message`] with the event id chosen and its text (`id_text`, a
+    /// slice of one buffer per publish call) made by the caller. Header names, the
+    /// event type, the codec and small schema versions are static: the headers cost
+    /// one allocation (their list) beyond the payload, and one more for the schema
+    /// fingerprint's text where the type has one.
+    fn message_with_id(
+        &self,
+        event: &E,
+        metadata: &EventMetadata,
+        trace: &HeaderValue,
+        id: Uuid,
+        id_text: Bytes,
+    ) -> Result<OutgoingMessage, Error> {
+        let payload = event.encode()?;
+        let mut headers = Headers::with_capacity(6 + metadata.len());
+        headers.insert_static(
+            header::EVENT_TYPE,
+            HeaderValue::from_static(event.event_type()),
+        )?;
+        headers.insert_static(
+            header::SCHEMA_VERSION,
+            schema_version_text(event.schema_version()),
+        )?;
+        headers.insert_static(header::CODEC, HeaderValue::from_static(E::CODEC.as_str()))?;
+        if let Some(schema) = crate::schema::schema_for::<E>(event.event_type()) {
+            headers.insert_str(header::SCHEMA_FINGERPRINT, schema.fingerprint.to_string())?;
+        }
+        headers.insert_static(header::EVENT_ID, shared_text(id_text))?;
         metadata.write(&mut headers)?;
         if metadata.traceparent.is_none() {
-            headers.insert_str(header::TRACEPARENT, trace)?;
+            headers.insert_static(header::TRACEPARENT, trace.clone())?;
         }
-        Ok((
-            OutgoingMessage {
-                id: id.as_u128(),
-                payload: Bytes::from(payload),
-                headers,
-            },
-            id,
-        ))
+        Ok(OutgoingMessage {
+            id: id.as_u128(),
+            payload: Bytes::from(payload),
+            headers,
+        })
     }
 
     /// Publishes through the connector, again after a transient failure (the same
@@ -355,6 +437,13 @@ impl<E: IggyEvent> Transport<E> {
     /// retry the broker had stored already. If this returns an error the event may
     /// or may not be stored: publishing it again with the same event id
     /// ([`EventMetadata::event_id`]) within the deduplication window stores it once.
+    /// When the failed request carried other events too, the error is
+    /// [`crate::BatchError::Publish`].
+    ///
+    /// Concurrent calls share requests: while a request for the event's partition is
+    /// in flight, events published by other tasks wait and go together in the next
+    /// one (no linger: an event published when nothing is in flight is sent at once).
+    /// A shared request is retried as a whole, with the same ids.
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }
@@ -366,10 +455,8 @@ impl<E: IggyEvent> Transport<E> {
         event: &E,
         metadata: &EventMetadata,
     ) -> Result<Receipt, Error> {
-        let (message, event_id) = self.message(event, metadata, &new_traceparent())?;
-        let partition = routing(event, metadata, self.partitions)
-            .unwrap_or_else(|| self.balanced.next(self.partitions));
-        let partitioning = Partitioning::Partition(partition);
+        let (message, event_id) = self.message(event, metadata, &traceparent_value())?;
+        let target = routing(event, metadata, self.partitions);
         let span = tracing::debug_span!(
             "publish",
             messaging.system = "iggy",
@@ -379,16 +466,17 @@ impl<E: IggyEvent> Transport<E> {
             event_type = event.event_type(),
             traceparent = message.headers.get_str(header::TRACEPARENT).unwrap_or_default(),
         );
-        let receipt = self
-            .send(PublishRequest {
-                stream: self.stream.clone(),
-                topic: self.topic.clone(),
-                partitioning,
-                messages: vec![message],
-            })
+        let placed = self
+            .coalescer
+            .publish(target, message)
             .instrument(span)
             .await?;
-        Ok(Receipt::of(&receipt, 0, event_id))
+        Ok(Receipt {
+            partition: placed.partition,
+            offset: placed.offset,
+            event_id,
+            duplicate: placed.duplicate,
+        })
     }
 
     /// Publishes events in one call per partition; receipts come back in input order.
@@ -399,12 +487,14 @@ impl<E: IggyEvent> Transport<E> {
     /// stored already. Each batch is retried as [`Transport::publish`] is.
     pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
         let metadata = EventMetadata::default();
-        let trace = new_traceparent();
+        let trace = traceparent_value();
         let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
-        let mut ids = Vec::with_capacity(events.len());
+        let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
+        let texts = id_texts(&ids);
         for (index, event) in events.iter().enumerate() {
-            let (message, id) = self.message(event, &metadata, &trace)?;
-            ids.push(id);
+            let id = ids[index];
+            let text = texts.slice(index * ID_TEXT_LEN..(index + 1) * ID_TEXT_LEN);
+            let message = self.message_with_id(event, &metadata, &trace, id, text)?;
             let target = routing(event, &metadata, self.partitions);
             match buckets.iter_mut().find(|(t, _, _)| *t == target) {
                 Some((_, indexes, messages)) => {

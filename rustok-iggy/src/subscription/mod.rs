@@ -18,7 +18,6 @@ use crate::acks::{AckState, HeldPartition, Ticket, held_in};
 use crate::decode::{DecodedInfo, Decoder, decode_message};
 use crate::error::{DecodeError, DecodeFailure, Error};
 use crate::event::IggyEvent;
-use crate::metadata::EventMetadata;
 use crate::retry::Backoff;
 use crate::transport::Transport;
 use crate::upcast::Upcasters;
@@ -27,6 +26,9 @@ mod delivery;
 
 use delivery::{AckHandle, Core, Labels, OnDrop};
 pub use delivery::{Delivery, DeliveryInfo, RawDelivery};
+
+/// Least time between two background commit rounds of a subscription.
+const COMMIT_PACE: Duration = Duration::from_millis(1);
 
 /// Pause after a failed fetch: doubling from 10 ms up to 5 s, reset by a success.
 const FETCH_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
@@ -63,6 +65,9 @@ pub struct SubscriptionOptions {
     /// Delay before a held event is delivered again: doubling from `initial` up to
     /// `max` with each delivery (1 s up to 60 s by default).
     pub redelivery_backoff: Backoff,
+    /// How long [`Subscription::close`] keeps trying its final commit while the
+    /// connection is lost or the server restarts (10 s by default).
+    pub close_timeout: Duration,
 }
 
 impl Default for SubscriptionOptions {
@@ -72,11 +77,55 @@ impl Default for SubscriptionOptions {
             max_in_flight: 1024,
             undecided: Undecided::Hold,
             redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
 
-type Fetch = BoxFuture<'static, Result<Vec<ReceivedMessage>, ConnectorError>>;
+/// A fetch in flight, run as a task of its own so that it is driven even while nobody
+/// polls the subscription: on the remote connector a call that hits a lost connection
+/// leads the connection's reconnect, and every other call on that connection (the
+/// commits) waits for it. Dropping it cancels the fetch (the connector's `poll` is
+/// cancel-safe).
+struct Fetch(tokio::task::JoinHandle<Result<Vec<ReceivedMessage>, ConnectorError>>);
+
+impl Fetch {
+    fn spawn(
+        runtime: &tokio::runtime::Handle,
+        consumer: Arc<dyn GroupConsumer>,
+        batch: u32,
+    ) -> Self {
+        Self(runtime.spawn(async move { consumer.poll(batch).await }))
+    }
+
+    /// Cancels the fetch and returns once it is gone (what it held is released).
+    async fn cancel(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Future for Fetch {
+    type Output = Result<Vec<ReceivedMessage>, ConnectorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(fetched)) => Poll::Ready(fetched),
+            Poll::Ready(Err(error)) if error.is_panic() => {
+                std::panic::resume_unwind(error.into_panic())
+            }
+            // Cancelled: only the runtime shutting down does that.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ConnectorError::ShuttingDown)),
+        }
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A consumer-group subscription: a [`Stream`] of [`Delivery`] items.
 ///
@@ -97,6 +146,8 @@ pub struct Subscription<E> {
     topic: String,
     buffer: VecDeque<(ReceivedMessage, Ticket)>,
     fetch: Option<Fetch>,
+    /// Where fetches run (the runtime the subscription was opened on).
+    runtime: tokio::runtime::Handle,
     /// Wakes the subscription when the next redelivery is due.
     timer: Option<Pin<Box<Sleep>>>,
     next_due: Option<Instant>,
@@ -107,6 +158,27 @@ pub struct Subscription<E> {
     owned: Vec<u32>,
     options: SubscriptionOptions,
     decoder: Decoder<E>,
+    unreported: Unreported,
+}
+
+/// Consumption not yet added to the subscription's metrics: they are recorded when
+/// the fetched batch is handed out (and when the subscription waits or ends), not per
+/// delivery.
+#[derive(Debug, Default)]
+struct Unreported {
+    messages: u64,
+    bytes: u64,
+    /// The next first delivery records its end-to-end latency (one sample per fetch).
+    sample_age: bool,
+}
+
+impl Unreported {
+    fn report(&mut self, labels: &Labels) {
+        if self.messages > 0 {
+            labels.consumed.add(std::mem::take(&mut self.messages));
+            labels.consumed_bytes.add(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 impl<E> fmt::Debug for Subscription<E> {
@@ -164,13 +236,57 @@ impl<E> Subscription<E> {
     /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
     /// are delivered again to the remaining members. What is acknowledged after this
     /// is not committed. The way to end a subscription on the remote connector.
-    pub async fn close(self) -> Result<(), Error> {
+    ///
+    /// The closing commit rides out a lost connection or a server restarting: a
+    /// commit that fails on it is tried again after a backoff (10 ms doubling) until
+    /// [`SubscriptionOptions::close_timeout`] (10 s by default) has passed since the
+    /// call. When the server is not back by then, `close` returns that error (a
+    /// [`ConnectorError::Timeout`] when the last try was cut short) and what it would
+    /// have committed is delivered again to the group. Leaving the group waits at
+    /// most the connector's connect timeout on top; the member's connection is
+    /// closed either way, which makes the server drop the membership. So `close`
+    /// always returns, within `close_timeout` plus that.
+    pub async fn close(mut self) -> Result<(), Error> {
         self.core.acks.close();
-        let committed = self.core.acks.commit_now(self.core.consumer.as_ref()).await;
+        // Nothing more is fetched. A fetch in flight may lead the reconnect of the
+        // member's connection, which the commit then waits for: cancelled, it lets
+        // the commit reconnect on its own.
+        if let Some(fetch) = self.fetch.take() {
+            fetch.cancel().await;
+        }
+        let committed = self.commit_to_close().await;
         let left = self.core.consumer.leave().await;
         committed?;
         left?;
         Ok(())
+    }
+
+    /// The closing commit, tried again on a transient failure until the close timeout.
+    async fn commit_to_close(&self) -> Result<(), ConnectorError> {
+        let limit = self.options.close_timeout;
+        let deadline = Instant::now() + limit;
+        let mut failures = 0;
+        loop {
+            let attempt = self.core.acks.commit_now(self.core.consumer.as_ref());
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Err(error)) if error.is_transient() && Instant::now() < deadline => {
+                    failures += 1;
+                    let pause = FETCH_RETRY.delay(failures);
+                    tracing::debug!(group = %self.core.consumer.group(), %error, ?pause, "the closing commit failed; trying again");
+                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+                }
+                Ok(committed) => return committed,
+                Err(_elapsed) => {
+                    return Err(ConnectorError::Timeout {
+                        what: format!(
+                            "the closing commit of group {:?}",
+                            self.core.consumer.group().as_str()
+                        ),
+                        after: limit,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -189,12 +305,14 @@ impl<E: Send + 'static> Subscription<E> {
             consumer,
             redelivery_backoff: options.redelivery_backoff,
         });
-        tokio::spawn(commit_in_background(Arc::clone(&core)));
+        let runtime = tokio::runtime::Handle::current();
+        runtime.spawn(commit_in_background(Arc::clone(&core)));
         Self {
             core,
             topic,
             buffer: VecDeque::new(),
             fetch: None,
+            runtime,
             timer: None,
             next_due: None,
             retry: None,
@@ -203,6 +321,7 @@ impl<E: Send + 'static> Subscription<E> {
             owned: assignment.partitions,
             options,
             decoder,
+            unreported: Unreported::default(),
         }
     }
 
@@ -223,17 +342,19 @@ impl<E: Send + 'static> Subscription<E> {
     }
 
     fn deliver(
-        &self,
+        &mut self,
         message: ReceivedMessage,
         ticket: Ticket,
         attempt: u32,
     ) -> Result<Delivery<E>, Error> {
-        let labels = &self.core.labels;
-        labels.consumed.add(1);
-        labels.consumed_bytes.add(message.payload.len() as u64);
-        if attempt == 1 {
+        self.unreported.messages += 1;
+        self.unreported.bytes += message.payload.len() as u64;
+        if attempt == 1 && std::mem::take(&mut self.unreported.sample_age) {
             let age = now_micros().saturating_sub(message.timestamp);
-            labels.end_to_end.observe(Duration::from_micros(age));
+            self.core
+                .labels
+                .end_to_end
+                .observe(Duration::from_micros(age));
         }
         match (self.decoder)(&message) {
             Ok((event, decoded)) => {
@@ -249,7 +370,6 @@ impl<E: Send + 'static> Subscription<E> {
                     schema_version,
                     timestamp: message.timestamp,
                     attempt,
-                    metadata: EventMetadata::read(&message.headers, message.id),
                     headers: message.headers.clone(),
                 };
                 Ok(Delivery {
@@ -330,19 +450,26 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                     if let Some(redelivery) = due {
                         this.core.acks.put_back(redelivery);
                     }
+                    this.unreported.report(&this.core.labels);
                     return Poll::Pending;
                 }
                 // Due redeliveries first: they are the oldest outstanding events.
                 if let Some(redelivery) = due {
-                    return Poll::Ready(Some(this.deliver(
-                        redelivery.message,
-                        redelivery.ticket,
-                        redelivery.attempt,
-                    )));
+                    let delivery =
+                        this.deliver(redelivery.message, redelivery.ticket, redelivery.attempt);
+                    if this.buffer.is_empty() {
+                        this.unreported.report(&this.core.labels);
+                    }
+                    return Poll::Ready(Some(delivery));
                 }
                 while let Some((message, ticket)) = this.buffer.pop_front() {
                     if !ticket.is_superseded() {
-                        return Poll::Ready(Some(this.deliver(message, ticket, 1)));
+                        let delivery = this.deliver(message, ticket, 1);
+                        if this.buffer.is_empty() {
+                            // The batch is handed out: its figures go to the metrics.
+                            this.unreported.report(&this.core.labels);
+                        }
+                        return Poll::Ready(Some(delivery));
                     }
                 }
                 this.core.acks.return_unused_slot();
@@ -365,17 +492,18 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 this.retry = None;
             }
+            // The buffer is handed out: its batch goes to the metrics at once.
+            this.unreported.report(&this.core.labels);
             let room = this.core.acks.room(max);
             if room == 0 {
                 return Poll::Pending;
             }
             let batch = (this.options.batch_size.max(1) as usize).min(room);
             let fetch = this.fetch.get_or_insert_with(|| {
-                let consumer = Arc::clone(&this.core.consumer);
                 let batch = u32::try_from(batch).unwrap_or(u32::MAX);
-                Box::pin(async move { consumer.poll(batch).await })
+                Fetch::spawn(&this.runtime, Arc::clone(&this.core.consumer), batch)
             });
-            match fetch.as_mut().poll(cx) {
+            match Pin::new(fetch).poll(cx) {
                 Poll::Ready(Ok(messages)) => {
                     this.fetch = None;
                     this.failures = 0;
@@ -383,6 +511,7 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                     this.core
                         .acks
                         .admit(messages, &this.owned, &mut this.buffer);
+                    this.unreported.sample_age = true;
                 }
                 Poll::Ready(Err(ConnectorError::ShuttingDown)) => {
                     this.fetch = None;
@@ -404,7 +533,8 @@ impl<E: Send + 'static> Stream for Subscription<E> {
 }
 
 /// Stores acknowledged offsets as they come, coalescing those that arrive while a
-/// commit is in flight, until the subscription is closed or dropped. A failed commit
+/// commit is in flight or within [`COMMIT_PACE`] after it, until the subscription is
+/// closed or dropped. A failed commit
 /// is tried again after a backoff (10 ms doubling up to 5 s).
 async fn commit_in_background(core: Arc<Core>) {
     let mut failures = 0u32;
@@ -414,7 +544,13 @@ async fn commit_in_background(core: Arc<Core>) {
         }
         core.acks.commit_wake.notified().await;
         match core.acks.commit_if_idle(core.consumer.as_ref()).await {
-            Ok(()) => failures = 0,
+            Ok(()) => {
+                failures = 0;
+                // Acks settled meanwhile wait for the next round: commits go per batch
+                // of acks, not per ack (each is a store: an offsets-journal write in
+                // process, a round trip remotely).
+                tokio::time::sleep(COMMIT_PACE).await;
+            }
             Err(e) => {
                 failures += 1;
                 core.labels.errors.add(1);
@@ -436,6 +572,7 @@ impl<E> Drop for Subscription<E> {
     /// on the remote connector they continue in the background (a process that exits
     /// right after may lose them: close the subscription instead).
     fn drop(&mut self) {
+        self.unreported.report(&self.core.labels);
         self.core.acks.close();
         let core = Arc::clone(&self.core);
         let mut flush: BoxFuture<'static, ()> = Box::pin(async move {

@@ -108,6 +108,35 @@ fn checks() -> Vec<(&'static str, Check)> {
         ("embedded.http_port", || Box::pin(http_endpoint())),
         ("embedded.http_max_connections", || Box::pin(http_limits())),
         ("embedded.http_timeout_ms", || Box::pin(http_limits())),
+        ("embedded.tcp_limits.max_connections", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.max_unauthenticated", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.first_frame_timeout_ms", || {
+            Box::pin(tcp_limits())
+        }),
+        (
+            "embedded.tcp_limits.unauthenticated_idle_timeout_ms",
+            || Box::pin(tcp_limits()),
+        ),
+        ("embedded.tcp_limits.write_timeout_ms", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.login_queue", || Box::pin(tcp_limits())),
+        ("embedded.tcp_limits.max_failed_logins", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.deduplication.enabled", || {
+            Box::pin(deduplication())
+        }),
+        ("embedded.deduplication.max_entries", || {
+            Box::pin(deduplication())
+        }),
+        ("embedded.deduplication.expiry_ms", || {
+            Box::pin(deduplication_expiry())
+        }),
         ("embedded.root_username", || Box::pin(root_user())),
         ("embedded.root_password", || Box::pin(root_user())),
         ("remote.addresses", || Box::pin(addresses())),
@@ -719,6 +748,144 @@ async fn http_limits() {
         ),
         "embedded.http_max_connections",
     );
+}
+
+/// `tcp_limits` is read from YAML: `first_frame_timeout_ms: 300` closes a connection
+/// that sends nothing long before the 10 s default, and each of its fields set to 0
+/// is refused with its path (the listener's effect of every limit is in the
+/// `wire_limits` binary).
+/// Publishes `order(n)` with event id `id`; whether the broker had it already.
+async fn publish_id(orders: &Transport<OrderPlaced>, n: u64, id: u128) -> bool {
+    let metadata = EventMetadata {
+        event_id: Some(uuid::Uuid::from_u128(id)),
+        ..EventMetadata::default()
+    };
+    orders
+        .publish_with(&order(n), &metadata)
+        .await
+        .unwrap()
+        .duplicate
+}
+
+async fn deduplication() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { max_entries: 2 }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        assert!(!publish_id(&orders, id as u64, id).await);
+    }
+    assert!(
+        publish_id(&orders, 3, 3).await,
+        "embedded.deduplication.enabled: an id stored already is a duplicate"
+    );
+    assert!(
+        !publish_id(&orders, 1, 1).await,
+        "embedded.deduplication.max_entries: 2 ids are remembered, 1 was pushed out"
+    );
+    connector.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { enabled: false }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    assert!(!publish_id(&orders, 1, 1).await);
+    assert!(
+        !publish_id(&orders, 1, 1).await,
+        "embedded.deduplication.enabled: false stores every message"
+    );
+    connector.shutdown().await.unwrap();
+    refused(
+        &embedded(dir.path(), "deduplication: { max_entries: 0 }"),
+        "embedded.deduplication.max_entries",
+    );
+    warned(
+        &embedded(
+            dir.path(),
+            "deduplication: { enabled: false, max_entries: 5 }",
+        ),
+        "embedded.deduplication.max_entries",
+    );
+}
+
+async fn deduplication_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { expiry_ms: 20 }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    assert!(!publish_id(&orders, 1, 1).await);
+    // Under the default (60 s) this would not end within the bound.
+    within("embedded.deduplication.expiry_ms: the id expires", async {
+        while publish_id(&orders, 1, 1).await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    connector.shutdown().await.unwrap();
+    warned(
+        &embedded(
+            dir.path(),
+            "deduplication: { enabled: false, expiry_ms: 5 }",
+        ),
+        "embedded.deduplication.expiry_ms",
+    );
+}
+
+async fn tcp_limits() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "embedded: {{ data_dir: {:?}, http_enabled: false, tcp_enabled: true, tcp_port: 0, tcp_limits: {{ first_frame_timeout_ms: 300 }} }}",
+        dir.path().display().to_string()
+    ));
+    let broker = EmbeddedConnector::new();
+    broker.connect(&config.connector_config()).await.unwrap();
+    let address = broker.tcp_address().expect("the TCP listener is on");
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte))
+        .await
+        .expect(
+            "embedded.tcp_limits.first_frame_timeout_ms: the silent connection is cut after 300 ms",
+        );
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "embedded.tcp_limits.first_frame_timeout_ms: the silent connection is closed, not answered"
+    );
+    broker.shutdown().await.unwrap();
+    for field in [
+        "max_connections",
+        "max_unauthenticated",
+        "first_frame_timeout_ms",
+        "unauthenticated_idle_timeout_ms",
+        "write_timeout_ms",
+        "login_queue",
+        "max_failed_logins",
+    ] {
+        refused(
+            &format!(
+                "embedded: {{ data_dir: {:?}, tcp_limits: {{ {field}: 0 }} }}",
+                dir.path().display().to_string()
+            ),
+            &format!("embedded.tcp_limits.{field}"),
+        );
+    }
 }
 
 async fn http_endpoint() {

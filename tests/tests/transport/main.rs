@@ -19,4 +19,5 @@ mod envelope_spans;
 mod envelopes;
 mod health;
 mod replay;
+mod schema;
 mod typed;

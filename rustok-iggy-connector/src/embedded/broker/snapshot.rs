@@ -5,14 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::offsets::OFFSETS_FILE;
 use super::users::USERS_FILE;
 use super::{Broker, METADATA_FILE, MetadataFile, Topic, partition_dir, persist};
 use crate::embedded::storage::{CopyStats, LogSnapshot};
 use crate::error::ConnectorError;
 use crate::names::{StreamName, TopicName};
-
-/// Name of a partition's stored consumer offsets (see `partition.rs`).
-pub(crate) const OFFSETS_FILE: &str = "offsets.json";
 
 /// One partition of a snapshot.
 #[derive(Debug)]
@@ -76,8 +74,8 @@ impl Broker {
         let mut partitions = Vec::with_capacity(held.len());
         for (topic, partition, log) in &held {
             partitions.push(PartitionSnapshot {
-                stream: topic.stream_name.clone(),
-                topic: topic.name.clone(),
+                stream: topic.stream_name(),
+                topic: topic.name(),
                 relative: partition_dir(Path::new(""), topic.stream_id, topic.id, partition.id),
                 log: log.snapshot()?,
                 offsets: partition.offsets_json()?,
