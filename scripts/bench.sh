@@ -25,9 +25,9 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 criterion_dir="${target}/criterion"
 out_dir="benches/results"
-benches=(codec typed_overhead embedded tcp latency batching pool single_publish commits)
+benches=(codec typed_overhead embedded tcp latency batching pool single_publish commits dedup)
 # Criterion groups the benches write (cleared before each run of a full suite).
-groups=(codec typed_overhead embedded tcp publish_1000_callers remote_pool_publish single_publish commits rustok)
+groups=(codec typed_overhead embedded tcp publish_1000_callers remote_pool_publish single_publish commits dedup rustok)
 
 args=()
 filtered=false

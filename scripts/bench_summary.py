@@ -432,7 +432,7 @@ def markdown(data, m):
             add(f"| {r['name']} | " + " | ".join(fmt_pct(v) for v in r["runs"]) + f" | {span} |")
         add("")
     if data.get("other"):
-        add("### Other benches (`batching`, `pool`, `single_publish`, `commits`)")
+        add("### Other benches (`batching`, `pool`, `single_publish`, `commits`, `dedup`)")
         add("")
         add("| benchmark | throughput | min–max over the runs |")
         add("|---|---|---|")
