@@ -33,6 +33,7 @@ mod error;
 #[path = "event.rs"]
 mod event_impl;
 mod key;
+mod publish_retry;
 mod retry;
 mod subscription;
 mod transport;
@@ -65,6 +66,7 @@ pub use connect::connect;
 pub use error::{DecodeError, Error};
 pub use event_impl::IggyEvent;
 pub use key::PartitionKey;
+pub use publish_retry::PublishRetry;
 pub use retry::{HandlerError, RetryPolicy};
 /// Derives [`IggyEvent`]; see the trait for the attributes.
 pub use rustok_iggy_derive::IggyEvent;

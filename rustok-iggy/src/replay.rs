@@ -14,7 +14,6 @@ use rustok_iggy_connector::{
     ConnectorError, IggyConnector, MessageSubscriber, ReceivedMessage, StartPosition, StreamName,
     TopicName,
 };
-use uuid::Uuid;
 
 use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
@@ -235,7 +234,7 @@ fn replayed<E>(
             info: DeliveryInfo {
                 partition: message.partition,
                 offset: message.offset,
-                event_id: Uuid::from_u128(message.id),
+                event_id: crate::metadata::event_id(&message.headers, message.id),
                 event_type: decoded.event_type,
                 schema_version: decoded.schema_version,
                 timestamp: message.timestamp,

@@ -1,5 +1,5 @@
 //! The remote connector's link to the server: its pool of SDK clients (each one a
-//! logged-in server session), the topic metadata it caches, and the group members it
+//! logged-in server link), the topic metadata it caches, and the group members it
 //! opened.
 
 use std::collections::HashMap;
