@@ -33,7 +33,7 @@ use crate::event::IggyEvent;
 /// assert!("xml".parse::<Codec>().unwrap_err().to_string().contains("json, postcard"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Codec {
     /// JSON through `serde_json`. The default.
     #[default]
@@ -143,6 +143,14 @@ impl fmt::Display for Codec {
     }
 }
 
+impl TryFrom<String> for Codec {
+    type Error = UnknownCodec;
+
+    fn try_from(name: String) -> Result<Self, UnknownCodec> {
+        name.parse()
+    }
+}
+
 impl FromStr for Codec {
     type Err = UnknownCodec;
 
@@ -157,9 +165,10 @@ impl FromStr for Codec {
     }
 }
 
-/// A codec name that is not `json` or `postcard`.
+/// A codec name that is not `json` or `postcard`. For `bincode` (the codec of the
+/// original design) it says to use `postcard`, the compact binary codec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown codec {name:?}; expected one of: json, postcard")]
+#[error("unknown codec {name:?}; expected one of: json, postcard{hint}", hint = if name.eq_ignore_ascii_case("bincode") { " (bincode is not supported: use postcard, the compact binary codec)" } else { "" })]
 pub struct UnknownCodec {
     name: String,
 }

@@ -2,10 +2,9 @@
 
 use rustok_iggy_connector::ReceivedMessage;
 
-use crate::codec::Codec;
 use crate::error::DecodeFailure;
 use crate::event::IggyEvent;
-use crate::metadata::header;
+use crate::metadata::{EventHeaders, header};
 use crate::upcast::Upcasters;
 
 /// Turns a received message into an `E`, or says why not (and which event type the
@@ -37,21 +36,16 @@ pub(crate) fn decode_message<E: IggyEvent>(
             None,
         ));
     }
-    let headers = &message.headers;
-    let named_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
+    let read = EventHeaders::read(&message.headers).map_err(|invalid| {
+        let named = message.headers.get_str(header::EVENT_TYPE);
+        (
+            DecodeFailure::InvalidHeader { name: invalid.name },
+            named.map(str::to_owned),
+        )
+    })?;
+    let named_type = read.event_type.map(str::to_owned);
     let fail = |failure: DecodeFailure| (failure, named_type.clone());
-
-    let codec = match headers.get(header::CODEC) {
-        None => E::CODEC,
-        Some(value) => value
-            .as_str()
-            .and_then(|s| s.parse::<Codec>().ok())
-            .ok_or_else(|| {
-                fail(DecodeFailure::InvalidHeader {
-                    name: header::CODEC,
-                })
-            })?,
-    };
+    let codec = read.codec;
     let known = match &named_type {
         Some(event_type) => E::EVENT_TYPES
             .iter()
@@ -75,17 +69,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
             }
         },
     };
-    let schema_version = match headers.get(header::SCHEMA_VERSION) {
-        None => known.version,
-        Some(value) => value
-            .as_str()
-            .and_then(|s| s.parse::<u32>().ok())
-            .ok_or_else(|| {
-                fail(DecodeFailure::InvalidHeader {
-                    name: header::SCHEMA_VERSION,
-                })
-            })?,
-    };
+    let schema_version = read.schema_version;
     if schema_version > known.version {
         return Err(fail(DecodeFailure::NewerSchemaVersion {
             event_type: known.event_type.to_owned(),

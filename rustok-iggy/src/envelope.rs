@@ -31,7 +31,7 @@ use crate::config::IggyConfig;
 use crate::decode::DecodedInfo;
 use crate::error::{DecodeFailure, Error};
 use crate::health::{HealthReport, HealthThresholds};
-use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::metadata::{EventHeaders, EventMetadata, header, new_traceparent};
 use crate::replay::{Replay, ReplayFrom, ReplayUntil, replay_with};
 use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
 use crate::transport::send;
@@ -250,29 +250,23 @@ fn decode_envelope(
     message: &ReceivedMessage,
 ) -> Result<(EventEnvelope, DecodedInfo), (DecodeFailure, Option<String>)> {
     let headers = &message.headers;
-    let event_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
-    let fail = |failure| (failure, event_type.clone());
-    let Some(named) = event_type.clone() else {
-        return Err(fail(DecodeFailure::InvalidHeader {
-            name: header::EVENT_TYPE,
-        }));
+    let read = EventHeaders::read(headers).map_err(|invalid| {
+        let named = headers.get_str(header::EVENT_TYPE);
+        (
+            DecodeFailure::InvalidHeader { name: invalid.name },
+            named.map(str::to_owned),
+        )
+    })?;
+    let Some(named) = read.event_type.map(str::to_owned) else {
+        return Err((
+            DecodeFailure::InvalidHeader {
+                name: header::EVENT_TYPE,
+            },
+            None,
+        ));
     };
-    let codec = match headers.get_str(header::CODEC) {
-        None => Codec::Json,
-        Some(text) => text.parse::<Codec>().map_err(|_| {
-            fail(DecodeFailure::InvalidHeader {
-                name: header::CODEC,
-            })
-        })?,
-    };
-    let schema_version = match headers.get_str(header::SCHEMA_VERSION) {
-        None => 1,
-        Some(text) => text.parse().map_err(|_| {
-            fail(DecodeFailure::InvalidHeader {
-                name: header::SCHEMA_VERSION,
-            })
-        })?,
-    };
+    let fail = |failure| (failure, Some(named.clone()));
+    let (codec, schema_version) = (read.codec, read.schema_version);
     let payload = match codec {
         Codec::Json => codec.decode_value::<serde_json::Value>(&named, &message.payload),
         Codec::Postcard => codec
@@ -498,18 +492,15 @@ impl IggyTransport {
     ) -> Result<OutgoingMessage, Error> {
         let codec = self.config.serialization;
         let mut headers = Headers::new();
-        headers.insert_str(header::EVENT_TYPE, envelope.event_type.as_str())?;
-        headers.insert_str(header::SCHEMA_VERSION, envelope.schema_version.to_string())?;
-        headers.insert_str(header::CODEC, codec.as_str())?;
-        headers.insert_str(header::EVENT_ID, envelope.id.to_string())?;
-        headers.insert_str(header::OCCURRED_AT, envelope.occurred_at.to_string())?;
-        envelope.metadata().write(&mut headers)?;
-        if envelope.traceparent.is_none() {
-            match trace {
-                Some(trace) => headers.insert_str(header::TRACEPARENT, trace)?,
-                None => headers.insert_str(header::TRACEPARENT, new_traceparent())?,
-            }
+        let fresh = (trace.is_none() && envelope.traceparent.is_none()).then(new_traceparent);
+        let trace = trace.or(fresh.as_deref()).unwrap_or_default();
+        EventHeaders {
+            event_type: Some(&envelope.event_type),
+            schema_version: envelope.schema_version,
+            codec,
         }
+        .write(&mut headers, envelope.id, &envelope.metadata(), trace)?;
+        headers.insert_str(header::OCCURRED_AT, envelope.occurred_at.to_string())?;
         Ok(OutgoingMessage {
             id: envelope.id.as_u128(),
             payload: Bytes::from(encode_payload(codec, envelope)?),

@@ -3,15 +3,22 @@
 use rustok_iggy_connector::{HeaderError, Headers};
 use uuid::Uuid;
 
+use crate::codec::Codec;
+
 /// Names of the user headers rustok-iggy writes on every message. Other Iggy clients
 /// can read them; they are part of the wire contract and do not change between
 /// releases.
 pub mod header {
     /// The event type (`order_placed`).
     pub const EVENT_TYPE: &str = "event_type";
-    /// The schema version of the payload (text, `"2"`).
+    /// The schema version of the payload (text, `"2"`). A message without it is read
+    /// as version 1, the first version of every event type.
     pub const SCHEMA_VERSION: &str = "schema_version";
-    /// The codec of the payload (`json` or `postcard`).
+    /// The codec of the payload (`json` or `postcard`). A message without it is read as
+    /// JSON, by typed subscriptions and envelope streams alike, whatever codec the
+    /// reading type declares: rustok-iggy always writes it, so such a message comes
+    /// from another producer, and JSON is self-describing (a wrong guess fails to
+    /// decode instead of decoding wrong values, as Postcard could).
     pub const CODEC: &str = "codec";
     /// The event id (a UUID in text form; also the Iggy message id).
     pub const EVENT_ID: &str = "event_id";
@@ -29,6 +36,89 @@ pub mod header {
     pub const TRACESTATE: &str = "tracestate";
     /// When the producer created the event (µs since the Unix epoch, text).
     pub const OCCURRED_AT: &str = "occurred_at";
+}
+
+/// The headers that say what a message's payload is: its event type, schema version
+/// and codec. Typed transports and envelopes write them and read them back through
+/// this one type, so both read a message the same way (the defaults for a missing
+/// header are on [`header::SCHEMA_VERSION`] and [`header::CODEC`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventHeaders<'a> {
+    /// The event type; `None` when the message names none.
+    pub(crate) event_type: Option<&'a str>,
+    /// The schema version of the payload.
+    pub(crate) schema_version: u32,
+    /// The codec of the payload.
+    pub(crate) codec: Codec,
+}
+
+impl<'a> EventHeaders<'a> {
+    /// The schema version of a message without a [`header::SCHEMA_VERSION`].
+    pub(crate) const DEFAULT_SCHEMA_VERSION: u32 = 1;
+    /// The codec of a message without a [`header::CODEC`].
+    pub(crate) const DEFAULT_CODEC: Codec = Codec::Json;
+
+    /// Reads the headers of a received message. A missing header takes its default; a
+    /// present one that does not parse (or is not text) is an error naming it.
+    pub(crate) fn read(headers: &'a Headers) -> Result<Self, InvalidEventHeader> {
+        let schema_version = match text(headers, header::SCHEMA_VERSION)? {
+            None => Self::DEFAULT_SCHEMA_VERSION,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::SCHEMA_VERSION,
+            })?,
+        };
+        let codec = match text(headers, header::CODEC)? {
+            None => Self::DEFAULT_CODEC,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::CODEC,
+            })?,
+        };
+        Ok(Self {
+            event_type: text(headers, header::EVENT_TYPE)?,
+            schema_version,
+            codec,
+        })
+    }
+
+    /// Writes the headers of an outgoing message: these three, the event id, the set
+    /// fields of `metadata`, and `trace` as the `traceparent` when `metadata` has none.
+    pub(crate) fn write(
+        &self,
+        headers: &mut Headers,
+        event_id: Uuid,
+        metadata: &EventMetadata,
+        trace: &str,
+    ) -> Result<(), HeaderError> {
+        if let Some(event_type) = self.event_type {
+            headers.insert_str(header::EVENT_TYPE, event_type)?;
+        }
+        headers.insert_str(header::SCHEMA_VERSION, self.schema_version.to_string())?;
+        headers.insert_str(header::CODEC, self.codec.as_str())?;
+        headers.insert_str(header::EVENT_ID, event_id.to_string())?;
+        metadata.write(headers)?;
+        if metadata.traceparent.is_none() {
+            headers.insert_str(header::TRACEPARENT, trace)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of header `name`, `None` when absent, an error when it is not text.
+fn text<'h>(
+    headers: &'h Headers,
+    name: &'static str,
+) -> Result<Option<&'h str>, InvalidEventHeader> {
+    headers
+        .get(name)
+        .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
+        .transpose()
+}
+
+/// A header of [`EventHeaders`] is present with a value that does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidEventHeader {
+    /// The header.
+    pub(crate) name: &'static str,
 }
 
 /// A fresh W3C `traceparent` (version 00, random trace and span ids, sampled).

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
-use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::metadata::{EventHeaders, EventMetadata, header, new_traceparent};
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
@@ -277,14 +277,12 @@ impl<E: IggyEvent> Transport<E> {
         let payload = event.encode()?;
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
         let mut headers = Headers::new();
-        headers.insert_str(header::EVENT_TYPE, event.event_type())?;
-        headers.insert_str(header::SCHEMA_VERSION, event.schema_version().to_string())?;
-        headers.insert_str(header::CODEC, E::CODEC.as_str())?;
-        headers.insert_str(header::EVENT_ID, id.to_string())?;
-        metadata.write(&mut headers)?;
-        if metadata.traceparent.is_none() {
-            headers.insert_str(header::TRACEPARENT, trace)?;
+        EventHeaders {
+            event_type: Some(event.event_type()),
+            schema_version: event.schema_version(),
+            codec: E::CODEC,
         }
+        .write(&mut headers, id, metadata, trace)?;
         Ok((
             OutgoingMessage {
                 id: id.as_u128(),

@@ -24,13 +24,13 @@ pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> Connec
         // InvalidPassword, UserInactive, InvalidPersonalAccessToken,
         // PersonalAccessTokenExpired.
         40..=44 | 47 | 53 | 54 => ConnectorError::Auth {
-            message: format!("{context}: {source}"),
+            message: context,
             source: Some(Box::new(source)),
         },
         // Disconnected, CannotEstablishConnection, StaleClient, TcpError, QuicError,
         // NotConnected, ClientShutdown, ConnectionClosed, EmptyResponse.
         8 | 9 | 30 | 31 | 32 | 61 | 63 | 206 | 304 => ConnectorError::Connection {
-            message: format!("{context}: {source}"),
+            message: context,
             source: Some(Box::new(source)),
         },
         _ => ConnectorError::Iggy { context, source },
@@ -177,7 +177,7 @@ async fn connect_and_login(
             // A refused sign-in is an authentication failure whatever code the
             // server picked for it.
             ConnectorError::Iggy { context, source } => ConnectorError::Auth {
-                message: format!("{context}: {source}"),
+                message: context,
                 source: Some(Box::new(source)),
             },
             other => other,

@@ -395,7 +395,7 @@ impl IggyConnector for RemoteConnector {
                     Some((partition, partitions)),
                 ) {
                     ConnectorError::Iggy { context, source } => ConnectorError::Publish {
-                        message: format!("{context}: {source}"),
+                        message: context,
                         source: Some(Box::new(source)),
                     },
                     other => other,

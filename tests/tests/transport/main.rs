@@ -16,6 +16,8 @@ mod dead_letter_lifecycle;
 mod envelope_parity;
 mod envelope_spans;
 mod envelopes;
+mod error_chains;
+mod event_headers;
 mod health;
 mod replay;
 mod typed;

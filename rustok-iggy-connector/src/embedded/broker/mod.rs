@@ -245,15 +245,12 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
-                if check_partition_count(t.partitions).is_err() {
+                if let Err(e) = check_partition_count(t.partitions) {
                     // A damaged count would otherwise create up to 2^32 partitions.
                     return Err(StorageError::Corrupt {
                         path: self.root.join(METADATA_FILE),
                         position: 0,
-                        reason: format!(
-                            "topic {} of stream {} has {} partitions; allowed: 1 to {MAX_PARTITIONS}",
-                            t.id, s.id, t.partitions
-                        ),
+                        reason: format!("topic {} of stream {}: {e}", t.id, s.id),
                     }
                     .into());
                 }
@@ -746,7 +743,7 @@ impl Broker {
             let limits = topic.retention();
             for partition in &topic.partitions {
                 if let Err(e) = partition.sync_if_due(now) {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "group commit failed");
+                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "group commit failed");
                 }
                 if retention && (limits.max_age.is_some() || limits.max_size_bytes.is_some()) {
                     let per_partition = limits
@@ -755,7 +752,7 @@ impl Broker {
                     if let Err(e) =
                         partition.apply_retention(now_micros, limits.max_age, per_partition)
                     {
-                        tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "retention failed");
+                        tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "retention failed");
                     }
                 }
             }
@@ -771,7 +768,7 @@ impl Broker {
         for topic in self.all_topics() {
             for partition in &topic.partitions {
                 if let Err(e) = partition.sync() {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %e, "final fsync failed");
+                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "final fsync failed");
                     first_error.get_or_insert(e);
                 }
             }

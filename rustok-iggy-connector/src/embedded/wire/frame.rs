@@ -98,7 +98,7 @@ pub(crate) enum FrameError {
     SizeTooSmall(u32),
     #[error("frame size {0} exceeds the limit of {MAX_FRAME_SIZE} bytes")]
     SizeTooLarge(u32),
-    #[error("socket: {0}")]
+    #[error("socket error")]
     Io(#[from] std::io::Error),
 }
 

@@ -167,7 +167,7 @@ impl From<UserError> for Status {
             UserError::InvalidTokenName | UserError::TokenNotFound => Self::INVALID_PAT_NAME,
             UserError::TooManyTokens => Self::PAT_LIMIT_REACHED,
             UserError::Hash(_) | UserError::Storage(_) => {
-                tracing::error!(error = %e, "user store failed");
+                tracing::error!(error = %crate::error_chain(&e), "user store failed");
                 Self::ERROR
             }
         }
