@@ -160,6 +160,13 @@ pub struct EmbeddedConnectorConfig {
     /// the configuration is serialized.
     #[serde(skip_serializing)]
     pub root_password: Secret,
+    /// Fault injection, for drills and tests: every fsync the broker's storage
+    /// makes (segment data and index files, directories, the consumer-offsets
+    /// journal) first sleeps this long on the thread that runs it, as on a slow
+    /// disk. Zero (the default) injects nothing. Set in code only; not read from
+    /// YAML.
+    #[serde(skip)]
+    pub fault_fsync_delay: Duration,
 }
 
 impl Default for EmbeddedConnectorConfig {
@@ -180,6 +187,7 @@ impl Default for EmbeddedConnectorConfig {
             http_timeout_ms: 10_000,
             root_username: "iggy".to_owned(),
             root_password: Secret::new("iggy"),
+            fault_fsync_delay: Duration::ZERO,
         }
     }
 }

@@ -51,14 +51,25 @@ pub enum StorageError {
         /// The message count of the refused batch.
         count: u32,
     },
-    /// An earlier write or fsync failed in a way that leaves the tail of the
-    /// segment in an unknown state; the log refuses writes until it is reopened
-    /// (recovery then truncates whatever is not a whole, valid record).
+    /// A write or sync failed in a way that leaves what is on stable storage
+    /// unknown (a failed fsync, a failed index or seal write, a partial write that
+    /// could not be cut off); the log or journal refuses writes until it is
+    /// reopened (recovery then repairs whatever is not whole and valid).
     #[error("{path}: an earlier write failure left the log unwritable; reopen it to recover")]
     Poisoned {
-        /// The segment file that failed.
+        /// The file that was being written.
         path: PathBuf,
+        /// The failure that poisoned it.
+        #[source]
+        cause: std::sync::Arc<StorageError>,
     },
+}
+
+/// An `io::Error` like `e` (same OS error code, or same kind), for when both a
+/// caller and a poisoned state need it.
+pub fn copy_io_error(e: &io::Error) -> io::Error {
+    e.raw_os_error()
+        .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
 }
 
 impl StorageError {

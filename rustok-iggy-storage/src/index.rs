@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use iggy_binary_protocol::batch::BATCH_HEADER_SIZE;
 
 use super::StorageError;
+use super::disk::Disk;
 
 /// Bytes per entry of the `.index` file.
 pub(super) const OFFSET_ENTRY_SIZE: usize = 8;
@@ -89,6 +90,17 @@ impl Index {
         self.entries.get(k)
     }
 
+    /// The bytes of both index files for the entries from `from` on.
+    pub(super) fn encode_from(&self, from: usize) -> IndexBytes {
+        let from = from.min(self.entries.len());
+        IndexBytes {
+            offsets: self.encode_offsets(from),
+            times: self.encode_times(from),
+            from,
+            total: self.entries.len(),
+        }
+    }
+
     /// The `.index` bytes of the entries from `from` on.
     fn encode_offsets(&self, from: usize) -> Vec<u8> {
         let tail = self.entries.get(from..).unwrap_or_default();
@@ -113,10 +125,9 @@ impl Index {
 
     /// Decodes the two index files; `None` when they are malformed or disagree.
     ///
-    /// Accepted only if both have the same number of whole entries, the first
-    /// record is at relative offset 0 and position 0, offsets and positions strictly
-    /// increase, and timestamps never decrease.
-    fn decode(offsets: &[u8], times: &[u8]) -> Option<Self> {
+    /// Accepted only if both have the same number of whole entries, offsets and
+    /// positions strictly increase, and timestamps never decrease.
+    pub(super) fn decode(offsets: &[u8], times: &[u8]) -> Option<Self> {
         if !offsets.len().is_multiple_of(OFFSET_ENTRY_SIZE)
             || !times.len().is_multiple_of(TIME_ENTRY_SIZE)
         {
@@ -137,8 +148,10 @@ impl Index {
             if read_u32(t, 8)? != relative_offset {
                 return None;
             }
+            // (The first record may start past 0 when damage before it is kept
+            // aside.)
             let in_order = match entries.last() {
-                None => relative_offset == 0 && position == 0,
+                None => true,
                 Some(prev) => {
                     relative_offset > prev.relative_offset
                         && position > prev.position
@@ -161,46 +174,77 @@ impl Index {
     /// `data_len` bytes long. A missing file reads as empty; an unreadable,
     /// malformed or implausibly large one gives `None` (rebuild it).
     pub(super) fn read_files(data_path: &Path, data_len: u64) -> Option<Self> {
-        // Every record is at least a batch header long.
-        let max_entries = data_len / BATCH_HEADER_SIZE as u64;
-        let offsets = read_bounded(
-            &offset_index_path(data_path),
-            max_entries.saturating_mul(OFFSET_ENTRY_SIZE as u64),
-        )?;
-        let times = read_bounded(
-            &time_index_path(data_path),
-            max_entries.saturating_mul(TIME_ENTRY_SIZE as u64),
-        )?;
+        let (offsets, times) = read_raw(data_path, data_len)?;
         Self::decode(&offsets, &times)
     }
 
     /// Writes the entries from `from` on into the index files of `data_path` (at
     /// their positions, so a repeated write after a failure is harmless), cuts the
-    /// files to the exact length, and fsyncs them when `sync` is set.
+    /// files to the exact length, and fsyncs them through `disk` when given.
     pub(super) fn write_files(
         &self,
         data_path: &Path,
         from: usize,
-        sync: bool,
+        disk: Option<&Disk>,
     ) -> Result<(), StorageError> {
-        let from = from.min(self.entries.len());
-        write_at_and_cut(
-            &offset_index_path(data_path),
-            &self.encode_offsets(from),
-            from,
-            OFFSET_ENTRY_SIZE,
-            self.entries.len(),
-            sync,
-        )?;
-        write_at_and_cut(
-            &time_index_path(data_path),
-            &self.encode_times(from),
-            from,
-            TIME_ENTRY_SIZE,
-            self.entries.len(),
-            sync,
-        )
+        self.encode_from(from)
+            .write(data_path, disk, true)
+            .map(|_| ())
     }
+}
+
+/// Encoded index entries, ready to be written to the index files (possibly
+/// without the log's lock).
+#[derive(Debug, Clone)]
+pub(super) struct IndexBytes {
+    pub(super) offsets: Vec<u8>,
+    pub(super) times: Vec<u8>,
+    from: usize,
+    total: usize,
+}
+
+impl IndexBytes {
+    /// Writes the entries at their positions in the index files of `data_path`,
+    /// cuts the files to the exact length and, with `disk`, fsyncs them. Without
+    /// `create`, missing files (a segment deleted meanwhile) are left missing and
+    /// `false` is returned.
+    pub(super) fn write(
+        &self,
+        data_path: &Path,
+        disk: Option<&Disk>,
+        create: bool,
+    ) -> Result<bool, StorageError> {
+        for (path, bytes, size) in [
+            (
+                offset_index_path(data_path),
+                &self.offsets,
+                OFFSET_ENTRY_SIZE,
+            ),
+            (time_index_path(data_path), &self.times, TIME_ENTRY_SIZE),
+        ] {
+            if !write_at_and_cut(&path, bytes, self.from, size, self.total, disk, create)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The bytes of both index files of the segment whose data file is `data_path` and
+/// `data_len` bytes long: a missing file reads as empty; an unreadable or
+/// implausibly large one gives `None`.
+pub(super) fn read_raw(data_path: &Path, data_len: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+    // Every record is at least a batch header long.
+    let max_entries = data_len / BATCH_HEADER_SIZE as u64;
+    let offsets = read_bounded(
+        &offset_index_path(data_path),
+        max_entries.saturating_mul(OFFSET_ENTRY_SIZE as u64),
+    )?;
+    let times = read_bounded(
+        &time_index_path(data_path),
+        max_entries.saturating_mul(TIME_ENTRY_SIZE as u64),
+    )?;
+    Some((offsets, times))
 }
 
 /// The `.index` file next to a `.log` file.
@@ -244,25 +288,29 @@ fn write_at_and_cut(
     from: usize,
     entry_size: usize,
     total: usize,
-    sync: bool,
-) -> Result<(), StorageError> {
-    let file = OpenOptions::new()
+    disk: Option<&Disk>,
+    create: bool,
+) -> Result<bool, StorageError> {
+    let file = match OpenOptions::new()
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
         .open(path)
-        .map_err(|e| StorageError::io("open", path, e))?;
+    {
+        Ok(file) => file,
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io("open", path, e)),
+    };
     let at = u64::try_from(from.saturating_mul(entry_size)).unwrap_or(u64::MAX);
     let len = u64::try_from(total.saturating_mul(entry_size)).unwrap_or(u64::MAX);
     file.write_all_at(bytes, at)
         .map_err(|e| StorageError::io("write", path, e))?;
     file.set_len(len)
         .map_err(|e| StorageError::io("truncate", path, e))?;
-    if sync {
-        file.sync_data()
-            .map_err(|e| StorageError::io("fsync", path, e))?;
+    if let Some(disk) = disk {
+        disk.sync_data(&file, path)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The whole file, or empty when it does not exist; `None` when it cannot be read

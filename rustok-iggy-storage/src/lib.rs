@@ -8,8 +8,13 @@
 //! use the broker through `rustok-iggy` (or `rustok-iggy-connector`), not this crate.
 //!
 //! - [`PartitionLog`]: open (with recovery), [`append`](PartitionLog::append),
-//!   [`read`](PartitionLog::read), [`sync`](PartitionLog::sync), retention, purge,
-//!   [`verify`](PartitionLog::verify) and [`snapshot`](PartitionLog::snapshot).
+//!   [`read`](PartitionLog::read), syncs in three steps so that no lock is held
+//!   across an fsync ([`begin_sync`](PartitionLog::begin_sync), [`SyncPlan::run`],
+//!   [`finish_sync`](PartitionLog::finish_sync); or [`sync`](PartitionLog::sync)
+//!   in one call), retention and purge (files removed by a [`Removal`], also
+//!   without the lock), [`verify`](PartitionLog::verify),
+//!   [`damage`](PartitionLog::damage) and [`snapshot`](PartitionLog::snapshot).
+//! - [`Disk`]: every fsync, counted, with the fault-injection seam (a delay).
 //! - [`LogConfig`] and [`Durability`]: how a log is written.
 //! - [`record`]: the batch-record format the log stores (build, stamp, validate,
 //!   slice, read the messages of a record).
@@ -32,9 +37,12 @@
 //! let mut builder = RecordBuilder::new();
 //! builder.push(1, b"hello", &[]);
 //! let mut record = builder.finish(0);
-//! let base_offset = log.append(&mut record, 1_000)?;
-//! assert_eq!(base_offset, 0);
+//! let appended = log.append(&mut record, 1_000)?;
+//! assert_eq!((appended.base_offset, appended.end_offset), (0, 1));
 //! assert_eq!(log.read(0, 10, usize::MAX)?, vec![record]);
+//! // `EveryBatch`: the owner syncs before it acknowledges the append.
+//! log.sync()?;
+//! assert_eq!(log.durable_offset(), 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -55,60 +63,111 @@
 //!   (so the file stays sorted even if the clock went backwards).
 //!
 //! Both indexes are kept in memory too (one entry per record) and searched by binary
-//! search. Offsets are never reused: they only grow, across restarts, recovery,
-//! retention and purge.
+//! search. Offsets only grow, across restarts, recovery, retention and purge (but
+//! see the exception below).
 //!
 //! # Writes and durability
 //!
 //! An append is one `write` of the stamped record to the active segment's data file
-//! (opened for append, no user-space buffer), so once it returns the record survives
-//! the death of the process. Index entries are written to their files at
-//! [`PartitionLog::sync`], when a segment is closed, and when the log is dropped; they
-//! can always be rebuilt from the data file. fsync follows [`Durability`]: every
-//! batch, on an interval (the broker calls [`PartitionLog::sync`] when
-//! [`PartitionLog::sync_due`]), or never; a closed segment is always fsynced, and the
-//! directory after a segment file is created.
+//! (opened for append, no user-space buffer), on the caller's thread under the
+//! log's write lock: once it returns, the record survives the death of the process.
+//! A `write` goes to the page cache; handing it to another thread would cost more
+//! than the write itself. Everything that waits for the device runs elsewhere and
+//! without the lock: [`PartitionLog::begin_sync`] notes, under the lock, what is to
+//! be made durable (a [`SyncPlan`]: the active data file up to now, closed segments
+//! to seal, the directory after a segment file was created);
+//! [`SyncPlan::run`] makes the fsyncs with no lock held (the owner runs it on a
+//! thread of its own); [`PartitionLog::finish_sync`] records the outcome. Appends
+//! and reads go on meanwhile, and everything appended before a plan was taken is
+//! covered by it, so concurrent appends that wait for durability share one fsync.
+//! [`Durability`] says when the owner syncs: before acknowledging each batch, on an
+//! interval, or never (but a closed segment is always sealed). Any failure of a
+//! sync (a data or index write, an fsync) poisons the log: appends are refused
+//! until it is reopened.
+//!
+//! A closed segment is **sealed**: its data file fsynced, its index files written
+//! and fsynced, then `{base_offset:020}.seal` written and fsynced, naming the data
+//! length and checksums of both index files. The active segment's index entries
+//! are written when it is closed and when the log is dropped; they can always be
+//! rebuilt from the data file.
 //!
 //! # Recovery rule
 //!
-//! At open, the last segment's data file is walked record by record: layout, the
-//! batch checksum and every message checksum, `partition_id`, and offset continuity
-//! (each `base_offset` is the previous one plus its message count, starting at the
-//! segment's base). The file is truncated at the first record that fails (a torn
-//! write, appended garbage, a flipped byte) and its indexes are rebuilt from the
-//! walk. An earlier segment's index files are trusted when they are well-formed and
-//! agree with the data file (the last indexed record ends exactly at the end of the
-//! file); otherwise the segment is walked like the last one, truncated at its first
-//! damage (the offsets lost there become a gap that reads skip), and its indexes are
-//! rewritten. Missing or damaged index files are never fatal. The next offset is the
-//! end of the last valid record, and at least the base offset named by the last
-//! segment file. What recovery did is in [`PartitionLog::recovery_report`].
+//! At open, a closed segment whose seal vouches for its index files (same data
+//! length, same checksums) is trusted without reading its data; any other segment
+//! (the last one, one closed just before a crash, one written by an earlier
+//! version, one whose index or seal is damaged) is walked record by record: layout,
+//! the batch checksum and every message checksum, `partition_id`, offset
+//! continuity. Its indexes are rebuilt from the walk, and a walked closed segment
+//! with no damage is sealed.
+//!
+//! At a record that fails, the walk looks for the next valid record (where the
+//! damaged record's length field points, then byte by byte for a header of this
+//! partition); a valid record has every check right and a base offset at or past
+//! the expected one. What happens to the damage:
+//!
+//! - **A valid record follows it**: the damage is not a tail, whatever the
+//!   segment. The damaged range is copied aside (the partition's `quarantine/`
+//!   directory), left in place, skipped by reads, and reported; the offsets it held
+//!   are lost, everything after it is kept and served.
+//! - **Nothing valid follows it, in the last segment, past the durable offset**: a
+//!   torn tail (a write that was never fsynced: a crash mid-write, power lost with
+//!   unsynced data). It is cut off, and appends continue after the last valid
+//!   record. The durable offset is the offset up to which the owner last recorded
+//!   an fsync (passed to [`PartitionLog::open`]).
+//! - **Nothing valid follows it, anywhere else** (a closed segment, which was
+//!   sealed, or data below the durable offset): damage to data that was on stable
+//!   storage. Kept aside and skipped like the first case, never cut; its offsets up
+//!   to the next segment (or the durable offset) are lost and never handed out
+//!   again.
+//!
+//! Damage in a sealed segment is not looked for at open: reads verify both
+//! checksum levels of every record of a segment they did not see verified in this
+//! process, and a damaged record is skipped, copied aside and reported the same
+//! way; [`PartitionLog::verify`] walks everything. Missing or damaged index and
+//! seal files are never fatal and lose nothing. The next offset is the end of the
+//! last valid record, at least the base offset named by the last segment file,
+//! and at least the durable offset. What recovery did is in
+//! [`PartitionLog::recovery_report`]; every damaged range known is in
+//! [`PartitionLog::damage`].
+//!
+//! Offsets are never reused, with one exception: a torn tail's offsets (written,
+//! acknowledged under `interval` or `never`, then lost with the unsynced data in a
+//! power loss or kernel crash) are given to the next appends.
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod disk;
 mod durability;
 mod error;
 mod index;
+mod quarantine;
 mod reader;
 pub mod record;
 mod recovery;
 mod report;
 mod retention;
 mod scan;
+mod seal;
 mod segment;
 mod snapshot;
 mod writer;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+pub use disk::Disk;
 pub use durability::Durability;
-pub use error::StorageError;
+pub use error::{StorageError, copy_io_error};
+pub use recovery::VerifyPlan;
 pub use report::{
     DamageKind, LogStats, RecoveryReport, RetentionReport, SegmentDamage, VerifyReport,
 };
+pub use retention::Removal;
 pub use snapshot::{CopyStats, LogSnapshot, copy_live, verify_dir};
+pub use writer::{Appended, SyncPlan};
 
 use segment::Segment;
 
@@ -125,24 +184,49 @@ pub struct LogConfig {
     pub durability: Durability,
 }
 
+/// How long appended data waited for its fsync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Syncs that fsynced the active data file.
+    pub data_syncs: u64,
+    /// The longest time from a write to the end of the fsync that covered it.
+    pub max_window: Duration,
+    /// The same, for the last sync.
+    pub last_window: Duration,
+}
+
 /// The log of one partition: a directory of segments.
 ///
-/// Reads take `&self` (many readers may share a read lock); appends, syncs,
-/// retention and purge take `&mut self`.
+/// Reads take `&self` (many readers may share a read lock); appends, retention,
+/// purge and the two short steps of a sync take `&mut self`; the fsyncs of a sync
+/// take no lock at all ([`SyncPlan::run`]).
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
+    disk: Arc<Disk>,
     /// Closed segments, oldest first.
     closed: VecDeque<Segment>,
     /// The segment appends go to; always the newest.
     active: Segment,
     next_offset: u64,
+    /// Offsets below this are known to be on stable storage.
+    durable_offset: u64,
+    /// Appends made (a sync plan notes how many it covers).
+    writes: u64,
     /// When data was first written after the last fsync of the active data file.
     unsynced_since: Option<Instant>,
-    /// Set when a failed write or fsync left the active file's tail unknown.
-    poisoned: bool,
+    /// A segment file was created since the directory was last fsynced.
+    dir_dirty: bool,
+    /// Segments created by rolls (a sync plan notes how many its directory fsync
+    /// covers).
+    rolls: u64,
+    /// Set when a failed write or sync left the log's durable state unknown.
+    poisoned: Option<Arc<StorageError>>,
     recovery: RecoveryReport,
+    /// Every damaged range known: found at open, or by reads since.
+    damage: Mutex<Vec<SegmentDamage>>,
+    sync_stats: SyncStats,
 }
 
 impl PartitionLog {
@@ -165,10 +249,47 @@ impl PartitionLog {
             .unwrap_or(self.next_offset)
     }
 
-    /// Whether a failed write or fsync poisoned the log: it refuses appends
-    /// ([`StorageError::Poisoned`]) until it is reopened.
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+    /// Offsets below this are known to be on stable storage (fsynced by a sync of
+    /// this log, or found at open below the durable offset it was given).
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
+    /// The error that poisoned the log (a failed write or sync), if any: appends
+    /// are refused until the log is reopened.
+    pub fn poisoned(&self) -> Option<&Arc<StorageError>> {
+        self.poisoned.as_ref()
+    }
+
+    /// When data was first written after the last fsync, if it is waiting for one.
+    pub fn unsynced_since(&self) -> Option<Instant> {
+        self.unsynced_since
+    }
+
+    /// How long data waited for its fsyncs.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.sync_stats
+    }
+
+    /// Every damaged range known: found at open (kept aside, not the torn tail that
+    /// was cut), or by reads since.
+    pub fn damage(&self) -> Vec<SegmentDamage> {
+        self.damage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a damaged range a read found (once).
+    fn note_damage(&self, damage: SegmentDamage) {
+        let mut known = self.damage.lock().unwrap_or_else(PoisonError::into_inner);
+        if !known
+            .iter()
+            .any(|d| d.path == damage.path && d.position == damage.position)
+        {
+            tracing::error!(damage = %damage, "a read found a damaged record; it is skipped");
+            known.push(damage);
+        }
     }
 
     /// Segment, byte and message counts.
@@ -179,6 +300,9 @@ impl PartitionLog {
             stats.size_bytes = stats.size_bytes.saturating_add(segment.size);
             stats.messages = stats.messages.saturating_add(segment.messages());
         }
+        let damage = self.damage.lock().unwrap_or_else(PoisonError::into_inner);
+        stats.damaged_ranges = u32::try_from(damage.len()).unwrap_or(u32::MAX);
+        stats.lost_messages = damage.iter().map(SegmentDamage::lost_messages).sum();
         stats
     }
 
@@ -189,13 +313,21 @@ impl PartitionLog {
 }
 
 impl Drop for PartitionLog {
-    /// Writes the pending index entries of the active segment (without fsync); if
-    /// that fails they are rebuilt at the next open.
+    /// Writes the pending index entries of the active segment and of closed
+    /// segments not sealed yet (without fsync); if that fails they are rebuilt at
+    /// the next open.
     fn drop(&mut self) {
-        if self.active.index_pending()
-            && let Err(e) = self.active.flush_index(false)
-        {
-            tracing::debug!(error = %e, "index entries not written at close; rebuilt at next open");
+        let pending = self
+            .closed
+            .iter_mut()
+            .filter(|s| s.needs_seal)
+            .chain(std::iter::once(&mut self.active));
+        for segment in pending {
+            if segment.index_pending()
+                && let Err(e) = segment.flush_index()
+            {
+                tracing::debug!(error = %e, "index entries not written at close; rebuilt at next open");
+            }
         }
     }
 }

@@ -61,17 +61,58 @@ impl fmt::Display for DamageKind {
     }
 }
 
-/// The first damage found in one segment.
+/// A damaged byte range of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentDamage {
     /// The segment's data file.
     pub path: PathBuf,
     /// The segment's base offset.
     pub base_offset: u64,
-    /// Byte position of the damaged record in the data file.
+    /// Byte position of the first damaged record in the data file.
     pub position: u64,
-    /// What is wrong with it.
+    /// Where the damage ends: the next valid record, or the end of the file.
+    pub end: u64,
+    /// The offsets the damaged bytes held, `lost_from..lost_to` (empty when not
+    /// known: a torn tail).
+    pub lost_from: u64,
+    /// See [`lost_from`](Self::lost_from).
+    pub lost_to: u64,
+    /// What is wrong with the first damaged record.
     pub kind: DamageKind,
+    /// Where the damaged bytes were copied aside, if they were.
+    pub copy: Option<PathBuf>,
+}
+
+impl SegmentDamage {
+    /// Messages lost in it (0 when not known).
+    pub fn lost_messages(&self) -> u64 {
+        self.lost_to.saturating_sub(self.lost_from)
+    }
+}
+
+impl fmt::Display for SegmentDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at byte {} to {}: {}",
+            self.path.display(),
+            self.position,
+            self.end,
+            self.kind
+        )?;
+        if self.lost_to > self.lost_from {
+            write!(
+                f,
+                "; offsets {} to {} lost",
+                self.lost_from,
+                self.lost_to - 1
+            )?;
+        }
+        if let Some(copy) = &self.copy {
+            write!(f, "; copied to {}", copy.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// What recovery found and repaired when the log was opened.
@@ -79,7 +120,7 @@ pub struct SegmentDamage {
 pub struct RecoveryReport {
     /// Segments found on disk.
     pub segments: u32,
-    /// Bytes cut from the end of segments (torn or damaged records and what follows).
+    /// Bytes cut from the end of the last segment (a torn tail).
     pub truncated_bytes: u64,
     /// Records removed with those bytes, as far as their length fields could be
     /// followed (the damaged record counts as one).
@@ -87,14 +128,34 @@ pub struct RecoveryReport {
     /// Segments whose index files were missing, inconsistent or stale and were
     /// rewritten from the data file.
     pub indexes_rebuilt: u32,
-    /// The damage that caused each truncation, one entry per truncated segment.
+    /// Closed segments walked and sealed at open (no valid seal: written by an
+    /// earlier version, or closed just before a crash).
+    pub sealed: u32,
+    /// The torn tail that was cut, if any.
     pub damage: Vec<SegmentDamage>,
+    /// Damaged ranges kept in their files and skipped (everything around them is
+    /// served).
+    pub kept: Vec<SegmentDamage>,
 }
 
 impl RecoveryReport {
-    /// Whether the log was found exactly as it was last written (indexes included).
+    /// Whether recovery changed no file: nothing cut, no index rewritten, no
+    /// segment sealed (known damage found again, kept aside as before, is no
+    /// change).
+    pub fn changed_nothing(&self) -> bool {
+        self.truncated_bytes == 0
+            && self.indexes_rebuilt == 0
+            && self.sealed == 0
+            && self.damage.is_empty()
+    }
+
+    /// Whether the log was found exactly as it was last written (indexes included)
+    /// and holds no damage.
     pub fn is_clean(&self) -> bool {
-        self.truncated_bytes == 0 && self.indexes_rebuilt == 0 && self.damage.is_empty()
+        self.truncated_bytes == 0
+            && self.indexes_rebuilt == 0
+            && self.damage.is_empty()
+            && self.kept.is_empty()
     }
 }
 
@@ -120,6 +181,10 @@ pub struct LogStats {
     pub size_bytes: u64,
     /// Messages stored.
     pub messages: u64,
+    /// Damaged ranges known (skipped by reads).
+    pub damaged_ranges: u32,
+    /// Messages lost in them.
+    pub lost_messages: u64,
 }
 
 /// What [`PartitionLog::verify`](super::PartitionLog::verify) found.
@@ -131,7 +196,7 @@ pub struct VerifyReport {
     pub records: u64,
     /// Messages in those records.
     pub messages: u64,
-    /// The first damage of each damaged segment (empty when all is well).
+    /// Every damaged range (empty when all is well).
     pub damage: Vec<SegmentDamage>,
 }
 

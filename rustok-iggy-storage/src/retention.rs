@@ -2,46 +2,71 @@
 
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
+use super::disk::Disk;
 use super::report::RetentionReport;
-use super::segment::{self, Segment};
+use super::segment::Segment;
 use super::{PartitionLog, StorageError};
 
+/// Segments taken out of a log (under its lock) whose files are still to be
+/// removed (without it): [`Removal::run`].
+#[derive(Debug)]
+pub struct Removal {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    /// fsync the directory before removing anything (a new segment was created
+    /// that must be durable first).
+    sync_first: bool,
+    report: RetentionReport,
+}
+
+impl Removal {
+    /// Removes the files of the segments, oldest first, then fsyncs the directory.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when a file cannot be removed; the files removed until
+    /// then stay removed (recovery treats the rest as a gap at the start).
+    pub fn run(self, disk: &Disk) -> Result<RetentionReport, StorageError> {
+        if self.segments.is_empty() {
+            return Ok(self.report);
+        }
+        if self.sync_first {
+            disk.sync_dir(&self.dir)?;
+        }
+        let removed = self.segments.iter().try_for_each(Segment::remove_files);
+        disk.sync_dir(&self.dir)?;
+        removed?;
+        Ok(self.report)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl PartitionLog {
-    /// Deletes whole closed segments, oldest first, never the active one: first
+    /// Takes whole closed segments out, oldest first, never the active one: first
     /// those whose newest `base_timestamp` is older than `now_micros - max_age` (an
     /// empty closed segment counts as expired), then more while the data files
     /// together exceed `max_bytes`. Offsets are kept: [`next_offset`](Self::next_offset)
-    /// does not change, and [`first_offset`](Self::first_offset) moves forward.
+    /// does not change, and [`first_offset`](Self::first_offset) moves forward at
+    /// once. Their files are removed by [`Removal::run`], which takes no lock.
     ///
     /// Messages in the active segment are never deleted, so a log may stay above
     /// `max_bytes` by up to one segment.
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] when a file cannot be removed; the segments deleted until
-    /// then stay deleted.
-    pub fn apply_retention(
+    pub fn take_expired(
         &mut self,
         now_micros: u64,
         max_age: Option<Duration>,
         max_bytes: Option<u64>,
-    ) -> Result<RetentionReport, StorageError> {
-        let mut report = RetentionReport::default();
-        let outcome = self.retain(now_micros, max_age, max_bytes, &mut report);
-        if report.segments_deleted > 0 {
-            segment::sync_dir(&self.dir)?;
-        }
-        outcome?;
-        report.first_offset = self.first_offset();
-        Ok(report)
-    }
-
-    fn retain(
-        &mut self,
-        now_micros: u64,
-        max_age: Option<Duration>,
-        max_bytes: Option<u64>,
-        report: &mut RetentionReport,
-    ) -> Result<(), StorageError> {
+    ) -> Removal {
+        let mut removal = Removal {
+            dir: self.dir.clone(),
+            segments: Vec::new(),
+            sync_first: false,
+            report: RetentionReport::default(),
+        };
         if let Some(max_age) = max_age {
             let age = u64::try_from(max_age.as_micros()).unwrap_or(u64::MAX);
             let cutoff = now_micros.saturating_sub(age);
@@ -50,7 +75,7 @@ impl PartitionLog {
                 .front()
                 .is_some_and(|s| s.newest_timestamp().is_none_or(|t| t < cutoff))
             {
-                self.delete_oldest(report)?;
+                self.take_oldest(&mut removal);
             }
         }
         if let Some(max_bytes) = max_bytes {
@@ -58,49 +83,81 @@ impl PartitionLog {
             while total > max_bytes
                 && let Some(size) = self.closed.front().map(|s| s.size)
             {
-                self.delete_oldest(report)?;
+                self.take_oldest(&mut removal);
                 total = total.saturating_sub(size);
             }
         }
-        Ok(())
+        removal.report.first_offset = self.first_offset();
+        removal
     }
 
-    /// Deletes the oldest closed segment.
-    fn delete_oldest(&mut self, report: &mut RetentionReport) -> Result<(), StorageError> {
-        let Some(oldest) = self.closed.front() else {
-            return Ok(());
+    /// [`take_expired`](Self::take_expired), then the removal, on the caller's
+    /// thread.
+    ///
+    /// # Errors
+    /// As [`Removal::run`].
+    pub fn apply_retention(
+        &mut self,
+        now_micros: u64,
+        max_age: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<RetentionReport, StorageError> {
+        let removal = self.take_expired(now_micros, max_age, max_bytes);
+        removal.run(&self.disk)
+    }
+
+    /// Takes the oldest closed segment out.
+    fn take_oldest(&mut self, removal: &mut Removal) {
+        let Some(oldest) = self.closed.pop_front() else {
+            return;
         };
-        oldest.remove_files()?;
+        let report = &mut removal.report;
         report.segments_deleted = report.segments_deleted.saturating_add(1);
         report.bytes_deleted = report.bytes_deleted.saturating_add(oldest.size);
         report.messages_deleted = report.messages_deleted.saturating_add(oldest.messages());
-        self.closed.pop_front();
-        Ok(())
+        debug_assert_eq!(removal.dir(), self.dir.as_path());
+        removal.segments.push(oldest);
     }
 
-    /// Deletes every message, all segments included, and leaves one empty segment
-    /// at [`next_offset`](Self::next_offset), which does not change: offsets are never
-    /// reused. For `PurgeTopic`.
+    /// Takes every message out, all segments included, and leaves one empty
+    /// segment at [`next_offset`](Self::next_offset), which does not change: offsets
+    /// are never reused. For `PurgeTopic`. The files go with [`Removal::run`].
     ///
-    /// The empty segment is created (and the directory fsynced) before anything is
-    /// deleted, so that a crash at any point leaves a file named by the next offset
-    /// and recovery never hands out an offset twice.
+    /// The empty segment is created now, and the removal fsyncs the directory
+    /// before it deletes anything, so that a crash at any point leaves a file named
+    /// by the next offset and recovery never hands out an offset twice.
     ///
     /// # Errors
-    /// [`StorageError::Io`] when a file cannot be created or removed; the segments
-    /// deleted until then stay deleted.
-    pub fn purge(&mut self) -> Result<(), StorageError> {
+    /// [`StorageError::Io`] when the new segment cannot be created (nothing is
+    /// taken out then).
+    pub fn take_all(&mut self) -> Result<Removal, StorageError> {
+        let mut removal = Removal {
+            dir: self.dir.clone(),
+            segments: Vec::new(),
+            sync_first: false,
+            report: RetentionReport::default(),
+        };
         if !self.active.is_empty() || self.active.base_offset != self.next_offset {
             let fresh = Segment::create(&self.dir, self.next_offset)?;
-            segment::sync_dir(&self.dir)?;
             let old = std::mem::replace(&mut self.active, fresh);
             self.closed.push_back(old);
             self.unsynced_since = None;
+            removal.sync_first = true;
+            self.dir_dirty = true;
         }
-        let mut report = RetentionReport::default();
         while !self.closed.is_empty() {
-            self.delete_oldest(&mut report)?;
+            self.take_oldest(&mut removal);
         }
-        segment::sync_dir(&self.dir)
+        removal.report.first_offset = self.first_offset();
+        Ok(removal)
+    }
+
+    /// [`take_all`](Self::take_all), then the removal, on the caller's thread.
+    ///
+    /// # Errors
+    /// As [`take_all`](Self::take_all) and [`Removal::run`].
+    pub fn purge(&mut self) -> Result<(), StorageError> {
+        let removal = self.take_all()?;
+        removal.run(&self.disk).map(|_| ())
     }
 }

@@ -5,11 +5,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use iggy_binary_protocol::batch::BATCH_HEADER_SIZE;
 
 use super::StorageError;
 use super::index::{self, Index};
+use super::seal;
 
 /// Number of decimal digits in a segment file name (enough for any `u64`).
 const NAME_DIGITS: usize = 20;
@@ -30,13 +33,6 @@ pub(super) fn parse_data_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// fsyncs a directory, so that created and removed names survive a crash.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
-}
-
 /// Where a record is and which offsets it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RecordSpan {
@@ -50,15 +46,30 @@ pub(super) struct RecordSpan {
     pub(super) end_offset: u64,
 }
 
+/// A damaged byte range of a data file that recovery skips (never cut): no record
+/// of the segment is indexed inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hole {
+    /// Where it starts.
+    pub(super) start: u64,
+    /// Where the next valid record starts (the end of the file when none).
+    pub(super) end: u64,
+    /// The offset the records in it would have started at.
+    pub(super) first_offset: u64,
+    /// The offset the next valid record starts at (what the hole lost: `first_offset..end_offset`).
+    pub(super) end_offset: u64,
+}
+
 /// A segment of the log.
 pub(super) struct Segment {
     /// The offset in the file name; the first record's base offset.
     pub(super) base_offset: u64,
     /// The data file.
     pub(super) path: PathBuf,
-    /// The data file, open for reading and appending.
-    pub(super) file: File,
-    /// Bytes of whole records in the data file (its length).
+    /// The data file, open for reading and appending (shared with sync plans, which
+    /// fsync it without the log's lock).
+    pub(super) file: Arc<File>,
+    /// Bytes in the data file (its length): whole records and [`holes`](Self::holes).
     pub(super) size: u64,
     /// The offset after the last message (`base_offset` when empty).
     pub(super) end_offset: u64,
@@ -66,6 +77,16 @@ pub(super) struct Segment {
     pub(super) index: Index,
     /// How many entries of `index` the index files hold.
     pub(super) persisted: usize,
+    /// Damaged ranges recovery skipped, by position.
+    pub(super) holes: Vec<Hole>,
+    /// A closed segment whose seal (fsynced data and index files, then the seal
+    /// file) is still to be made by a sync.
+    pub(super) needs_seal: bool,
+    /// Bytes from the start whose records passed both checksum levels in this
+    /// process (appended, or walked at open); reads verify the records past it.
+    verified_end: AtomicU64,
+    /// Index entries of records found damaged by a read (skipped from then on).
+    damaged_entries: Mutex<Vec<usize>>,
 }
 
 impl fmt::Debug for Segment {
@@ -75,6 +96,7 @@ impl fmt::Debug for Segment {
             .field("end_offset", &self.end_offset)
             .field("size", &self.size)
             .field("records", &self.index.len())
+            .field("holes", &self.holes)
             .finish_non_exhaustive()
     }
 }
@@ -97,18 +119,25 @@ impl Segment {
             });
         }
         index::create_files(&path)?;
+        seal::remove(&path)?;
         Ok(Self {
             base_offset,
             path,
-            file,
+            file: Arc::new(file),
             size: 0,
             end_offset: base_offset,
             index: Index::default(),
             persisted: 0,
+            holes: Vec::new(),
+            needs_seal: false,
+            verified_end: AtomicU64::new(0),
+            damaged_entries: Mutex::new(Vec::new()),
         })
     }
 
-    /// A segment loaded by recovery; its index files hold all of `index`.
+    /// A segment loaded by recovery; its index files hold all of `index`. `verified`
+    /// says whether recovery walked and checked every record.
+    #[expect(clippy::too_many_arguments, reason = "one constructor for recovery")]
     pub(super) fn loaded(
         base_offset: u64,
         path: PathBuf,
@@ -116,16 +145,74 @@ impl Segment {
         size: u64,
         end_offset: u64,
         index: Index,
+        holes: Vec<Hole>,
+        verified: bool,
     ) -> Self {
         let persisted = index.len();
         Self {
             base_offset,
             path,
-            file,
+            file: Arc::new(file),
             size,
             end_offset,
             index,
             persisted,
+            holes,
+            needs_seal: false,
+            verified_end: AtomicU64::new(if verified { size } else { 0 }),
+            damaged_entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Bytes from the start known to hold only verified records.
+    pub(super) fn verified_end(&self) -> u64 {
+        self.verified_end.load(Ordering::Acquire)
+    }
+
+    /// Notes that the record at `span` passed both checksum levels; the verified
+    /// prefix grows when it ends there.
+    pub(super) fn mark_verified(&self, span: RecordSpan) {
+        let end = span.position.saturating_add(span.len);
+        let _ = self.verified_end.compare_exchange(
+            span.position,
+            end,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Notes that `len` more bytes were appended by this process (valid by
+    /// construction).
+    pub(super) fn appended(&mut self, len: u64) {
+        let verified = self.verified_end.get_mut();
+        if *verified == self.size {
+            *verified = self.size.saturating_add(len);
+        }
+        self.size = self.size.saturating_add(len);
+    }
+
+    /// Whether a read found the record of index entry `k` damaged.
+    pub(super) fn is_damaged_entry(&self, k: usize) -> bool {
+        let damaged = self
+            .damaged_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        !damaged.is_empty() && damaged.binary_search(&k).is_ok()
+    }
+
+    /// Notes that a read found the record of index entry `k` damaged; returns
+    /// whether it was news.
+    pub(super) fn mark_damaged_entry(&self, k: usize) -> bool {
+        let mut damaged = self
+            .damaged_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match damaged.binary_search(&k) {
+            Ok(_) => false,
+            Err(at) => {
+                damaged.insert(at, k);
+                true
+            }
         }
     }
 
@@ -142,10 +229,18 @@ impl Segment {
         })
     }
 
-    /// Number of messages it holds.
+    /// Number of messages it holds (those lost in holes after its first record
+    /// not counted).
     pub(super) fn messages(&self) -> u64 {
-        self.first_offset()
-            .map_or(0, |first| self.end_offset.saturating_sub(first))
+        self.first_offset().map_or(0, |first| {
+            let lost: u64 = self
+                .holes
+                .iter()
+                .filter(|h| h.first_offset >= first)
+                .map(|h| h.end_offset.saturating_sub(h.first_offset))
+                .sum();
+            self.end_offset.saturating_sub(first).saturating_sub(lost)
+        })
     }
 
     /// The newest `base_timestamp` of its records, if any.
@@ -168,12 +263,26 @@ impl Segment {
             ),
             None => (self.size, self.end_offset),
         };
+        // A hole after the record ends it (its lost offsets are not the record's).
+        let (end_position, end_offset) = match self.hole_after(position) {
+            Some(hole) if hole.start < end_position => (hole.start, hole.first_offset),
+            _ => (end_position, end_offset),
+        };
         Some(RecordSpan {
             position,
             len: end_position.checked_sub(position)?,
             first_offset,
             end_offset,
         })
+    }
+
+    /// The first hole starting after `position`.
+    fn hole_after(&self, position: u64) -> Option<&Hole> {
+        if self.holes.is_empty() {
+            return None;
+        }
+        let k = self.holes.partition_point(|h| h.start <= position);
+        self.holes.get(k)
     }
 
     /// Reads the record at `span` with one positional read.
@@ -214,7 +323,7 @@ impl Segment {
     /// write is cut off again; the returned flag says whether that worked (if not,
     /// the tail of the file is unknown).
     pub(super) fn write(&mut self, record: &[u8]) -> Result<(), (io::Error, bool)> {
-        match (&self.file).write_all(record) {
+        match (&*self.file).write_all(record) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let restored = self.file.set_len(self.size).is_ok();
@@ -223,12 +332,13 @@ impl Segment {
         }
     }
 
-    /// Writes the index entries not yet in the index files; with `sync`, fsyncs them.
-    pub(super) fn flush_index(&mut self, sync: bool) -> Result<(), StorageError> {
-        if self.persisted == self.index.len() && !sync {
+    /// Writes the index entries not yet in the index files (no fsync: they can be
+    /// rebuilt from the data file).
+    pub(super) fn flush_index(&mut self) -> Result<(), StorageError> {
+        if self.persisted == self.index.len() {
             return Ok(());
         }
-        self.index.write_files(&self.path, self.persisted, sync)?;
+        self.index.write_files(&self.path, self.persisted, None)?;
         self.persisted = self.index.len();
         Ok(())
     }
@@ -238,16 +348,11 @@ impl Segment {
         self.persisted != self.index.len()
     }
 
-    /// fsyncs the data file.
-    pub(super) fn sync_data(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io("fsync", &self.path, e))
-    }
-
-    /// Removes the segment's files: the indexes first, so a crash in between leaves
-    /// a data file whose index is rebuilt, never an index without data.
+    /// Removes the segment's files: the seal and the indexes first, so a crash in
+    /// between leaves a data file whose index is rebuilt, never an index without
+    /// data.
     pub(super) fn remove_files(&self) -> Result<(), StorageError> {
+        seal::remove(&self.path)?;
         index::remove_files(&self.path)?;
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::disk::Disk;
 use super::index::{self, Index};
+use super::recovery::damage_of;
 use super::report::{DamageKind, SegmentDamage, VerifyReport};
 use super::scan::scan;
 use super::segment::{self, Segment};
@@ -123,7 +125,9 @@ impl LogSnapshot {
             let path = segment::data_path(dir, segment.base_offset);
             copy_prefix(&segment.data, &path, segment.size)?;
             match &segment.index {
-                IndexSource::Entries(entries) => entries.write_files(&path, 0, true)?,
+                IndexSource::Entries(entries) => {
+                    entries.write_files(&path, 0, Some(Disk::plain()))?;
+                }
                 IndexSource::Files { offsets, times } => {
                     copy_whole(offsets, &index::offset_index_path(&path))?;
                     copy_whole(times, &index::time_index_path(&path))?;
@@ -134,7 +138,7 @@ impl LogSnapshot {
             stats.bytes += segment.size;
             stats.messages += segment.messages;
         }
-        segment::sync_dir(dir)?;
+        Disk::plain().sync_dir(dir)?;
         Ok(stats)
     }
 }
@@ -221,7 +225,7 @@ pub fn copy_live(src: &Path, dest: &Path, partition_id: u32) -> Result<CopyStats
             }
         }
     }
-    segment::sync_dir(dest)?;
+    Disk::plain().sync_dir(dest)?;
     let log = PartitionLog::open(
         dest,
         LogConfig {
@@ -247,7 +251,9 @@ pub fn copy_live(src: &Path, dest: &Path, partition_id: u32) -> Result<CopyStats
 pub fn verify_dir(dir: &Path, partition_id: u32) -> Result<VerifyReport, StorageError> {
     let mut report = VerifyReport::default();
     let mut previous_end: Option<u64> = None;
-    for base in segment_bases(dir)? {
+    let bases = segment_bases(dir)?;
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
         let path = segment::data_path(dir, base);
         let file = File::open(&path).map_err(|e| StorageError::io("open", &path, e))?;
         let len = file
@@ -257,7 +263,7 @@ pub fn verify_dir(dir: &Path, partition_id: u32) -> Result<VerifyReport, Storage
         let scan = scan(&file, &path, base, len, partition_id)?;
         report.segments += 1;
         report.records += scan.index.len() as u64;
-        report.messages += scan.end_offset.saturating_sub(base);
+        report.messages += scan.messages;
         if let Some(end) = previous_end
             && end > base
         {
@@ -265,20 +271,20 @@ pub fn verify_dir(dir: &Path, partition_id: u32) -> Result<VerifyReport, Storage
                 path: path.clone(),
                 base_offset: base,
                 position: 0,
+                end: 0,
+                lost_from: 0,
+                lost_to: 0,
                 kind: DamageKind::OffsetMismatch {
                     expected: end,
                     found: base,
                 },
+                copy: None,
             });
         }
-        if let Some(kind) = scan.damage {
-            report.damage.push(SegmentDamage {
-                path,
-                base_offset: base,
-                position: scan.valid_len,
-                kind,
-            });
-        }
+        let lost_end = next_base.unwrap_or(scan.end_offset);
+        report
+            .damage
+            .extend(damage_of(&path, base, &scan, len, lost_end));
         previous_end = Some(scan.end_offset);
     }
     Ok(report)

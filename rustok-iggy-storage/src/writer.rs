@@ -1,49 +1,125 @@
-//! Appending records, rolling segments, and fsync policy.
+//! Appending records, rolling segments, and syncs (planned under the lock, made
+//! without it).
 
 use std::borrow::Cow;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use iggy_binary_protocol::WireError;
 use iggy_binary_protocol::batch::BatchHeader;
 
-use super::segment::{self, Segment};
-use super::{PartitionLog, StorageError};
-use crate::Durability;
+use super::disk::Disk;
+use super::index::IndexBytes;
+use super::seal::{self, Seal};
+use super::segment::Segment;
+use super::{PartitionLog, StorageError, copy_io_error};
 use crate::record::{check_offset_deltas, stamp};
 
 /// The largest segment size: positions in the offset index are 32-bit.
 const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's base offset (its messages have consecutive offsets from there).
+    pub base_offset: u64,
+    /// The offset after its last message: the record is durable once
+    /// [`durable_offset`](PartitionLog::durable_offset) reaches it.
+    pub end_offset: u64,
+    /// Whether a segment was closed to make room (it awaits its seal: sync soon).
+    pub rolled: bool,
+}
+
+/// What one sync makes durable, noted under the log's lock by
+/// [`PartitionLog::begin_sync`] and done without it by [`run`](Self::run).
+#[derive(Debug)]
+pub struct SyncPlan {
+    /// The active segment's data file, when written since the last fsync.
+    active: Option<(Arc<File>, PathBuf)>,
+    /// The directory, when a segment file was created since it was last fsynced.
+    dir: Option<PathBuf>,
+    /// Closed segments to seal.
+    seals: Vec<SealJob>,
+    /// The log's next offset when the plan was taken: durable once it ran.
+    end_offset: u64,
+    /// Appends the plan covers.
+    writes: u64,
+    /// Segments created before the plan (its directory fsync covers them).
+    rolls: u64,
+    /// When the oldest write it covers was made.
+    since: Option<Instant>,
+    /// When it was taken: writes after it are not covered.
+    taken_at: Instant,
+}
+
+#[derive(Debug)]
+struct SealJob {
+    base_offset: u64,
+    path: PathBuf,
+    file: Arc<File>,
+    index: IndexBytes,
+    seal: Seal,
+}
+
+impl SyncPlan {
+    /// Makes the plan's fsyncs, in order: the directory (new segment names), the
+    /// active data file, then each closed segment's seal (data file, index files
+    /// written and fsynced, seal file written and fsynced). Takes no lock: run it on
+    /// a thread that may block. A segment deleted meanwhile is skipped.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] from the first write or fsync that failed; hand it to
+    /// [`PartitionLog::finish_sync`], which poisons the log.
+    pub fn run(&self, disk: &Disk) -> Result<(), StorageError> {
+        if let Some(dir) = &self.dir {
+            disk.sync_dir(dir)?;
+        }
+        if let Some((file, path)) = &self.active {
+            disk.sync_data(file, path)?;
+        }
+        for job in &self.seals {
+            disk.sync_data(&job.file, &job.path)?;
+            if job.index.write(&job.path, Some(disk), false)? {
+                seal::write(&job.path, &job.seal, disk)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl PartitionLog {
-    /// Appends one batch record whose layout the caller validated, and returns its
-    /// base offset (its messages get consecutive offsets from there).
+    /// Appends one batch record whose layout the caller validated, and returns where
+    /// it went.
     ///
     /// Stamps `partition_id`, `base_offset` = [`next_offset`](Self::next_offset) and
     /// `base_timestamp` = `timestamp_micros` into `record`, re-seals its batch
     /// checksum, and writes it with one write to the active segment (rolling to a new
-    /// segment first when the active one has reached the configured size).
+    /// segment first when the active one has reached the configured size). No fsync:
+    /// see [`begin_sync`](Self::begin_sync).
     ///
     /// Durability: once this returns `Ok`, the record is in the operating system and
-    /// survives the death of the process. It survives power loss once fsynced: before
-    /// returning with [`Durability::EveryBatch`], at the next [`sync`](Self::sync)
-    /// otherwise, and in any case when its segment is closed.
+    /// survives the death of the process. It survives power loss once a sync that
+    /// began after this call has finished ([`durable_offset`](Self::durable_offset)
+    /// reaches [`Appended::end_offset`]).
     ///
     /// # Errors
     /// [`StorageError::MalformedBatch`] when the header does not decode, its length is
     /// not the record's length, it holds no message, or its message offset deltas are
     /// not 0, 1, 2, ... (nothing is written);
-    /// [`StorageError::OffsetOverflow`]; [`StorageError::Io`] when the write or fsync
-    /// failed. A failed write is cut off again; if even that fails, or an fsync
-    /// failed, the log is poisoned and refuses appends ([`StorageError::Poisoned`])
-    /// until it is reopened.
+    /// [`StorageError::OffsetOverflow`]; [`StorageError::Io`] when the write failed
+    /// (it is cut off again; if even that fails the log is poisoned);
+    /// [`StorageError::Poisoned`] once the log is poisoned.
     pub fn append(
         &mut self,
         record: &mut [u8],
         timestamp_micros: u64,
-    ) -> Result<u64, StorageError> {
-        if self.poisoned {
+    ) -> Result<Appended, StorageError> {
+        if let Some(cause) = &self.poisoned {
             return Err(StorageError::Poisoned {
                 path: self.active.path.clone(),
+                cause: Arc::clone(cause),
             });
         }
         let header = BatchHeader::decode(record).map_err(StorageError::MalformedBatch)?;
@@ -62,7 +138,8 @@ impl PartitionLog {
                 count: header.message_count,
             })?;
 
-        if self.must_roll() {
+        let rolled = self.must_roll();
+        if rolled {
             self.roll()?;
         }
         let relative_offset = base_offset
@@ -88,58 +165,168 @@ impl PartitionLog {
             timestamp_micros,
         );
         if let Err((source, restored)) = self.active.write(record) {
-            self.poisoned = !restored;
+            if !restored {
+                // The tail is unknown: this caller gets the write's error, later
+                // ones `Poisoned` with it as the cause.
+                let cause = StorageError::io("write", &self.active.path, copy_io_error(&source));
+                self.poisoned = Some(Arc::new(cause));
+            }
             return Err(StorageError::io("write", &self.active.path, source));
         }
-        self.active.size = self.active.size.saturating_add(header.batch_length);
+        self.active.appended(header.batch_length);
         self.active
             .index
             .push(relative_offset, position, timestamp_micros);
         self.active.end_offset = end_offset;
         self.next_offset = end_offset;
-
-        if self.config.durability == Durability::EveryBatch {
-            if let Err(e) = self.active.sync_data() {
-                self.poisoned = true;
-                return Err(e);
-            }
-        } else if self.unsynced_since.is_none() {
+        self.writes = self.writes.wrapping_add(1);
+        if self.unsynced_since.is_none() {
             self.unsynced_since = Some(Instant::now());
         }
-        Ok(base_offset)
+        Ok(Appended {
+            base_offset,
+            end_offset,
+            rolled,
+        })
     }
 
-    /// fsyncs the active segment's data file if anything was written since the last
-    /// fsync, and writes and fsyncs its pending index entries. Everything appended
-    /// before this call survives power loss once it returns `Ok`.
+    /// Whether a sync has anything to do: data written since the last fsync, a
+    /// segment to seal, a directory to fsync.
+    pub fn needs_sync(&self) -> bool {
+        self.poisoned.is_none()
+            && (self.unsynced_since.is_some()
+                || self.dir_dirty
+                || self.closed.iter().any(|s| s.needs_seal))
+    }
+
+    /// Notes what a sync must make durable (see [`SyncPlan`]); `None` when there is
+    /// nothing to do or the log is poisoned. With `active` false, only the closed
+    /// segments are sealed (the `never` policy's syncs) and the active data file is
+    /// left as it is. Cheap: encodes the index entries of the segments to seal,
+    /// opens nothing. Run the plan, then hand its outcome to
+    /// [`finish_sync`](Self::finish_sync); plans must not overlap.
+    pub fn begin_sync(&mut self, active: bool) -> Option<SyncPlan> {
+        let seal_only = !active;
+        if !self.needs_sync()
+            || (seal_only && !self.dir_dirty && !self.closed.iter().any(|s| s.needs_seal))
+        {
+            return None;
+        }
+        let seals = self
+            .closed
+            .iter()
+            .filter(|s| s.needs_seal)
+            .map(|s| {
+                let index = s.index.encode_from(0);
+                let seal = Seal {
+                    data_len: s.size,
+                    end_offset: s.end_offset,
+                    records: u64::try_from(s.index.len()).unwrap_or(u64::MAX),
+                    offsets_checksum: seal::checksum(&index.offsets),
+                    times_checksum: seal::checksum(&index.times),
+                };
+                SealJob {
+                    base_offset: s.base_offset,
+                    path: s.path.clone(),
+                    file: Arc::clone(&s.file),
+                    index,
+                    seal,
+                }
+            })
+            .collect();
+        let active = self
+            .unsynced_since
+            .filter(|_| active)
+            .map(|_| (Arc::clone(&self.active.file), self.active.path.clone()));
+        Some(SyncPlan {
+            // Without the active file, what is durable ends where it starts.
+            end_offset: if active.is_some() || self.unsynced_since.is_none() {
+                self.next_offset
+            } else {
+                self.active.base_offset
+            },
+            active,
+            dir: self.dir_dirty.then(|| self.dir.clone()),
+            seals,
+            writes: self.writes,
+            rolls: self.rolls,
+            since: self.unsynced_since,
+            taken_at: Instant::now(),
+        })
+    }
+
+    /// Records the outcome of `plan`: on success everything it covered is durable
+    /// ([`durable_offset`](Self::durable_offset) moves to its end) and its segments
+    /// are sealed; on failure the log is poisoned (appends refused until it is
+    /// reopened, the kernel may have dropped the unsynced pages) and the error is
+    /// returned shared.
+    pub fn finish_sync(
+        &mut self,
+        plan: &SyncPlan,
+        outcome: Result<(), StorageError>,
+    ) -> Result<u64, Arc<StorageError>> {
+        if let Err(e) = outcome {
+            let error = Arc::new(e);
+            self.poisoned.get_or_insert_with(|| Arc::clone(&error));
+            return Err(error);
+        }
+        let now = Instant::now();
+        if let Some(since) = plan.since {
+            let window = now.saturating_duration_since(since);
+            self.sync_stats.last_window = window;
+            self.sync_stats.max_window = self.sync_stats.max_window.max(window);
+        }
+        if plan.active.is_some() {
+            self.sync_stats.data_syncs = self.sync_stats.data_syncs.saturating_add(1);
+        }
+        if plan.active.is_some() {
+            self.unsynced_since = if plan.writes == self.writes {
+                None
+            } else {
+                // Written while the plan ran: the oldest of those is younger than it.
+                Some(plan.taken_at)
+            };
+        }
+        if plan.dir.is_some() && plan.rolls == self.rolls {
+            self.dir_dirty = false;
+        }
+        for job in &plan.seals {
+            if let Some(segment) = self
+                .closed
+                .iter_mut()
+                .find(|s| s.base_offset == job.base_offset)
+            {
+                segment.needs_seal = false;
+                segment.persisted = segment.index.len();
+            }
+        }
+        self.durable_offset = self.durable_offset.max(plan.end_offset);
+        Ok(self.durable_offset)
+    }
+
+    /// Makes everything appended so far durable, on the caller's thread (for
+    /// owners without sync threads, and shutdown).
     ///
     /// # Errors
-    /// [`StorageError::Io`]; a failed fsync of the data file also poisons the log
-    /// (the kernel may have dropped the unsynced pages).
+    /// As [`SyncPlan::run`]; the log is then poisoned ([`StorageError::Poisoned`]
+    /// when it already was).
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        if self.active.index_pending() {
-            self.active.flush_index(true)?;
+        if let Some(cause) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: self.active.path.clone(),
+                cause: Arc::clone(cause),
+            });
         }
-        if self.unsynced_since.is_some() {
-            if let Err(e) = self.active.sync_data() {
-                self.poisoned = true;
-                return Err(e);
-            }
-            self.unsynced_since = None;
-        }
-        Ok(())
-    }
-
-    /// With [`Durability::Interval`], whether data written more than one interval
-    /// before `now` is not yet fsynced: the broker then calls [`sync`](Self::sync).
-    /// Always `false` for the other policies.
-    pub fn sync_due(&self, now: Instant) -> bool {
-        match self.config.durability {
-            Durability::Interval(interval) => self
-                .unsynced_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= interval),
-            Durability::EveryBatch | Durability::Never => false,
-        }
+        let Some(plan) = self.begin_sync(true) else {
+            return Ok(());
+        };
+        let outcome = plan.run(&self.disk);
+        self.finish_sync(&plan, outcome)
+            .map(|_| ())
+            .map_err(|cause| StorageError::Poisoned {
+                path: self.active.path.clone(),
+                cause,
+            })
     }
 
     /// Whether the next record must go to a new segment: the active one is not empty
@@ -154,19 +341,17 @@ impl PartitionLog {
         self.active.size >= limit || u32::try_from(relative).is_err()
     }
 
-    /// Closes the active segment (index files written, everything fsynced) and starts
-    /// a new one at the next offset.
+    /// Closes the active segment (it awaits its seal, made by the next sync) and
+    /// starts a new one at the next offset (the directory fsynced by the next sync).
+    /// Creates three files; no fsync.
     fn roll(&mut self) -> Result<(), StorageError> {
-        self.active.flush_index(true)?;
-        if let Err(e) = self.active.sync_data() {
-            self.poisoned = true;
-            return Err(e);
-        }
-        self.unsynced_since = None;
         let next = Segment::create(&self.dir, self.next_offset)?;
-        let closed = std::mem::replace(&mut self.active, next);
+        let mut closed = std::mem::replace(&mut self.active, next);
+        closed.needs_seal = true;
         self.closed.push_back(closed);
-        segment::sync_dir(&self.dir)
+        self.dir_dirty = true;
+        self.rolls = self.rolls.wrapping_add(1);
+        Ok(())
     }
 }
 

@@ -449,7 +449,8 @@ impl Harness {
                 let base = self
                     .log_mut()
                     .append(&mut record, clock)
-                    .map_err(|e| TestCaseError::fail(format!("append failed: {e}")))?;
+                    .map_err(|e| TestCaseError::fail(format!("append failed: {e}")))?
+                    .base_offset;
                 let expected = self.model.append(len, self.clock, batch);
                 prop_assert_eq!(base, expected, "the base offset of an append");
                 prop_assert_eq!(base, before, "an append starts at the next offset");

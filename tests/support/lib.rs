@@ -88,3 +88,41 @@ pub async fn create_topic(
         .await
         .expect("topic created");
 }
+
+/// The samples of the metric family `name` on the `/metrics` page of the HTTP
+/// endpoint at `address`: the label set (`{...}`, empty when none) and the value of
+/// each line.
+pub async fn scrape(address: std::net::SocketAddr, name: &str) -> Vec<(String, f64)> {
+    let url = format!("http://{address}/metrics");
+    let text = within("GET /metrics", async {
+        reqwest::get(url)
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics body")
+    })
+    .await;
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            (labels.is_empty() || labels.starts_with('{'))
+                .then(|| (labels.to_owned(), value.parse().expect("a metric value")))
+        })
+        .collect()
+}
+
+/// The value of `name` for partition `partition` of `stream/topic` on `/metrics`,
+/// if there.
+pub async fn partition_metric(
+    address: std::net::SocketAddr,
+    name: &str,
+    (stream, topic, partition): (&str, &str, u32),
+) -> Option<f64> {
+    let labels = format!("{{stream=\"{stream}\",topic=\"{topic}\",partition=\"{partition}\"}}");
+    scrape(address, name)
+        .await
+        .into_iter()
+        .find_map(|(l, v)| (l == labels).then_some(v))
+}

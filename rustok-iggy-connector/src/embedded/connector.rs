@@ -14,7 +14,7 @@ use super::broker::{Broker, BrokerConfig, ConsumerKey, GroupRef, Ident, Partitio
 use super::http::HttpServer;
 use super::wire::WireServer;
 use crate::batch;
-use crate::config::{ConnectorConfig, ConnectorMode, Durability};
+use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
     Assignment, GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom,
     PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec, UnwritablePartition,
@@ -157,8 +157,9 @@ impl EmbeddedConnector {
     }
 
     /// Reads every record of every partition and checks both checksum levels (the
-    /// broker keeps serving meanwhile). Damage found here was not in a tail that
-    /// recovery repairs at open (bit rot in older segments, say).
+    /// broker keeps serving meanwhile). Damage found here is also found by reads,
+    /// which skip the damaged records; every damaged range is reported, one line
+    /// each, those recovery already keeps aside included.
     pub fn verify(&self) -> Result<VerifySummary, ConnectorError> {
         let broker = self.broker()?;
         let mut summary = VerifySummary::default();
@@ -174,13 +175,8 @@ impl EmbeddedConnector {
                 summary.messages += report.messages;
                 for damage in report.damage {
                     summary.damage.push(format!(
-                        "{}/{} partition {}: {} at byte {}: {:?}",
-                        topic.stream_name,
-                        topic.name,
-                        partition.id,
-                        damage.path.display(),
-                        damage.position,
-                        damage.kind
+                        "{}/{} partition {}: {damage}",
+                        topic.stream_name, topic.name, partition.id,
                     ));
                 }
             }
@@ -188,15 +184,30 @@ impl EmbeddedConnector {
         Ok(summary)
     }
 
+    /// fsyncs every partition's log and stored consumer offsets now, and returns
+    /// once they are on stable storage: after it, everything published and
+    /// committed before the call survives power loss, whatever the durability
+    /// policy (under `interval`, call it to close the window at a point of your
+    /// choosing, such as before committing past a dead-lettered event). The fsyncs
+    /// run on the broker's sync threads, several partitions at once.
+    ///
+    /// # Errors
+    /// [`ConnectorError::NotConnected`]; [`StorageError::Poisoned`](crate::StorageError::Poisoned) (as
+    /// [`ConnectorError::Storage`]) when a partition's earlier write or sync
+    /// failed.
+    pub async fn flush(&self) -> Result<(), ConnectorError> {
+        self.broker()?.flush().await
+    }
+
     /// The data directory in use.
     pub fn data_dir(&self) -> Result<std::path::PathBuf, ConnectorError> {
         Ok(self.broker()?.data_dir().to_owned())
     }
 
-    /// Deletes the segments past each topic's retention now (it also happens in the
-    /// background every 10 seconds).
+    /// Deletes the segments past each topic's retention now, on the caller's thread
+    /// (it also happens in the background every 10 seconds).
     pub fn enforce_retention(&self) -> Result<(), ConnectorError> {
-        self.broker()?.maintain(true);
+        self.broker()?.maintain();
         Ok(())
     }
 
@@ -211,34 +222,37 @@ impl EmbeddedConnector {
     }
 }
 
-fn spawn_maintenance(
-    broker: &Arc<Broker>,
-    durability: Durability,
-    mut closed: watch::Receiver<bool>,
-) {
-    let tick = match durability {
-        Durability::Interval(interval) => {
-            (interval / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
-        }
-        Durability::EveryBatch | Durability::Never => Duration::from_secs(1),
-    };
+/// Retention every [`RETENTION_INTERVAL`], on the blocking pool (fsyncs are made by
+/// the broker's sync threads, not here).
+fn spawn_maintenance(broker: &Arc<Broker>, mut closed: watch::Receiver<bool>) {
     let weak = Arc::downgrade(broker);
     tokio::spawn(async move {
-        let mut since_retention = Duration::ZERO;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
+                () = tokio::time::sleep(RETENTION_INTERVAL) => {}
                 _ = closed.changed() => return,
             }
             let Some(broker) = weak.upgrade() else { return };
-            since_retention += tick;
-            let retention = since_retention >= RETENTION_INTERVAL;
-            if retention {
-                since_retention = Duration::ZERO;
+            if tokio::task::spawn_blocking(move || broker.maintain())
+                .await
+                .is_err()
+            {
+                tracing::error!("the retention pass panicked");
             }
-            broker.maintain(retention);
         }
     });
+}
+
+/// Runs blocking broker work (file creation, recovery, fsyncs) on the blocking
+/// pool, off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ConnectorError::InvalidRequest(format!(
+            "a storage task failed: {e}"
+        )))
+    })
 }
 
 /// Where a reader starts in `partition`.
@@ -290,11 +304,14 @@ impl IggyConnector for EmbeddedConnector {
             (temp.path().to_owned(), Some(temp))
         };
         let durability = embedded.durability();
-        let broker = Arc::new(Broker::open(BrokerConfig {
+        let broker_config = BrokerConfig {
             data_dir,
             durability,
             segment_size_bytes: embedded.segment_size_bytes,
-        })?);
+            fault_fsync_delay: embedded.fault_fsync_delay,
+        };
+        // Recovery reads (and may repair) every partition: off the runtime.
+        let broker = Arc::new(blocking(move || Broker::open(broker_config)).await?);
         let wire = if embedded.tcp_enabled {
             let users = Users::open(
                 broker.data_dir(),
@@ -330,7 +347,7 @@ impl IggyConnector for EmbeddedConnector {
             None
         };
         let (closed, closed_rx) = watch::channel(false);
-        spawn_maintenance(&broker, durability, closed_rx);
+        spawn_maintenance(&broker, closed_rx);
         tracing::info!(data_dir = %broker.data_dir().display(), ?durability, "embedded broker opened");
         let mut running = self.running.write().unwrap_or_else(PoisonError::into_inner);
         // A concurrent `connect` on the same connector lost the race for the data
@@ -372,7 +389,18 @@ impl IggyConnector for EmbeddedConnector {
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
         spec.validate()?;
-        Ok(self.broker()?.ensure_topic(spec)?.info())
+        let broker = self.broker()?;
+        if let Some(topic) = broker.find_topic(
+            Ident::Name(spec.stream.as_str()),
+            Ident::Name(spec.topic.as_str()),
+        ) && topic.partitions_count() == spec.partitions
+            && topic.retention() == spec.retention
+        {
+            return Ok(topic.info());
+        }
+        // Creates directories and files, fsyncs them: off the runtime.
+        let spec = spec.clone();
+        blocking(move || Ok(broker.ensure_topic(&spec)?.info())).await
     }
 
     async fn topic_info(
@@ -393,7 +421,7 @@ impl IggyConnector for EmbeddedConnector {
             .partitioning
             .resolve(topic.partitions_count(), topic.round_robin());
         let mut record = batch::encode_batch(&request.messages, batch::now_micros());
-        let base_offset = broker.append(&topic, partition, &mut record)?;
+        let base_offset = broker.append(&topic, partition, &mut record).await?;
         Ok(PublishReceipt {
             partition,
             base_offset,
@@ -444,7 +472,7 @@ impl IggyConnector for EmbeddedConnector {
             Some(id) => id,
             None => match broker.create_group(&topic, group.clone()) {
                 Ok(id) => {
-                    initialize_offsets(&topic, id, start)?;
+                    initialize_offsets(&topic, id, start).await?;
                     id
                 }
                 Err(ConnectorError::AlreadyExists { .. }) => topic
@@ -508,7 +536,9 @@ impl IggyConnector for EmbeddedConnector {
             http.stop().await;
         }
         running.closed.send_replace(true);
-        let result = running.broker.close();
+        let broker = Arc::clone(&running.broker);
+        // The final fsyncs: off the runtime.
+        let result = blocking(move || broker.close()).await;
         tracing::info!(data_dir = %running.broker.data_dir().display(), "embedded broker closed");
         result
     }
@@ -516,7 +546,7 @@ impl IggyConnector for EmbeddedConnector {
 
 /// Stores the starting offsets of a new group so that a restart before the first
 /// commit does not move its start.
-fn initialize_offsets(
+async fn initialize_offsets(
     topic: &Topic,
     group_id: u32,
     start: StartPosition,
@@ -531,7 +561,9 @@ fn initialize_offsets(
                 .unwrap_or_else(|| partition.next_offset()),
         };
         if let Some(last_handled) = start_to_store(first_to_read) {
-            partition.store_offset(ConsumerKey::Group(group_id), last_handled)?;
+            partition
+                .store_offset(ConsumerKey::Group(group_id), last_handled)
+                .await?;
         }
     }
     Ok(())
@@ -737,7 +769,8 @@ impl GroupConsumer for EmbeddedGroupMember {
                 });
             }
         }
-        p.store_offset(ConsumerKey::Group(self.group_id), offset)?;
+        p.store_offset(ConsumerKey::Group(self.group_id), offset)
+            .await?;
         Ok(())
     }
 

@@ -183,6 +183,7 @@ fn health(broker: &Broker) -> Response<Full<Bytes>> {
     let open = broker.ensure_open().is_ok();
     let topics = broker.all_topics();
     let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    let storage = broker.storage_health();
     // A poisoned log refuses writes until the broker is reopened.
     let unwritable: Vec<serde_json::Value> = broker
         .unwritable_partitions()
@@ -191,56 +192,108 @@ fn health(broker: &Broker) -> Response<Full<Bytes>> {
             serde_json::json!({"stream": stream.as_str(), "topic": topic.as_str(), "partition": partition})
         })
         .collect();
-    let writable = unwritable.is_empty();
-    let open = open && writable;
+    // Poisoned: writes refused (unhealthy). Damaged: records lost, the rest served.
+    let storage_status = if !unwritable.is_empty() {
+        "unhealthy"
+    } else if storage.damaged_ranges > 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let status = if !open { "unhealthy" } else { storage_status };
     let body = serde_json::json!({
-        "status": if open { "healthy" } else { "unhealthy" },
+        "status": status,
         "checks": [
-            {"name": "broker", "status": if broker.ensure_open().is_ok() { "healthy" } else { "unhealthy" }},
-            {"name": "partitions", "status": if writable { "healthy" } else { "unhealthy" }, "unwritable": unwritable},
+            {"name": "broker", "status": if open { "healthy" } else { "unhealthy" }},
+            {"name": "storage", "status": storage_status, "unwritable": unwritable},
         ],
         "streams": broker.streams().len(),
         "topics": topics.len(),
         "partitions": partitions,
+        "storage": {
+            "damaged_ranges": storage.damaged_ranges,
+            "lost_messages": storage.lost_messages,
+            "damaged_partitions": storage.damaged,
+            "poisoned_partitions": storage.poisoned,
+        },
         "uptime_seconds": crate::batch::now_micros().saturating_sub(broker.started_at()) / 1_000_000,
     });
     reply(
-        if open {
-            StatusCode::OK
-        } else {
+        if status == "unhealthy" {
             StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
         },
         "application/json",
         format!("{body}\n"),
     )
 }
 
-/// Per-partition gauges of the broker's storage.
+/// Per-partition gauges and counters of the broker's storage.
 fn broker_metrics(broker: &Broker) -> String {
     let mut out = String::new();
     let families = [
         (
             "rustok_iggy_partition_messages",
+            "gauge",
             "Messages stored in a partition.",
         ),
         (
             "rustok_iggy_partition_bytes",
+            "gauge",
             "Bytes of a partition's segment files.",
         ),
         (
             "rustok_iggy_partition_segments",
+            "gauge",
             "Segment files of a partition.",
         ),
         (
             "rustok_iggy_partition_next_offset",
+            "gauge",
             "The offset the next message of a partition will get.",
+        ),
+        (
+            "rustok_iggy_partition_fsyncs_total",
+            "counter",
+            "fsyncs of a partition's active data file (concurrent appends share one).",
+        ),
+        (
+            "rustok_iggy_partition_offset_fsyncs_total",
+            "counter",
+            "fsyncs of a partition's consumer-offsets journal (concurrent commits share one).",
+        ),
+        (
+            "rustok_iggy_partition_sync_window_max_seconds",
+            "gauge",
+            "The longest time appended data waited for its fsync.",
+        ),
+        (
+            "rustok_iggy_partition_unsynced_age_seconds",
+            "gauge",
+            "How long the oldest write not yet fsynced has waited (0 when none).",
+        ),
+        (
+            "rustok_iggy_partition_damaged_ranges",
+            "gauge",
+            "Damaged byte ranges skipped in a partition's log.",
+        ),
+        (
+            "rustok_iggy_partition_lost_messages",
+            "gauge",
+            "Messages lost in damaged ranges.",
+        ),
+        (
+            "rustok_iggy_partition_poisoned",
+            "gauge",
+            "1 when the partition refuses writes after a failed write or fsync.",
         ),
     ];
     let topics = broker.all_topics();
-    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut rows: Vec<(String, [String; 11])> = Vec::new();
     for topic in &topics {
         for partition in &topic.partitions {
-            let stats = partition.stats();
+            let stats = partition.storage_stats();
             let labels = render_labels(
                 &[
                     ("stream", topic.stream_name.to_string()),
@@ -249,21 +302,37 @@ fn broker_metrics(broker: &Broker) -> String {
                 ],
                 None,
             );
-            rows.push([
+            rows.push((
                 labels,
-                stats.messages.to_string(),
-                stats.size_bytes.to_string(),
-                stats.segments.to_string(),
-                partition.next_offset().to_string(),
-            ]);
+                [
+                    stats.log.messages.to_string(),
+                    stats.log.size_bytes.to_string(),
+                    stats.log.segments.to_string(),
+                    partition.next_offset().to_string(),
+                    stats.data_syncs.to_string(),
+                    stats.offset_syncs.to_string(),
+                    stats.max_sync_window.as_secs_f64().to_string(),
+                    stats.unsynced_age.as_secs_f64().to_string(),
+                    stats.log.damaged_ranges.to_string(),
+                    stats.log.lost_messages.to_string(),
+                    u8::from(stats.poisoned).to_string(),
+                ],
+            ));
         }
     }
-    for (column, (name, help)) in families.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for row in &rows {
-            let _ = writeln!(out, "{name}{} {}", row[0], row[column + 1]);
+    for (column, (name, kind, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, values) in &rows {
+            let _ = writeln!(out, "{name}{labels} {}", values[column]);
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP rustok_iggy_storage_fsyncs_total Every fsync the broker's storage made.\n\
+         # TYPE rustok_iggy_storage_fsyncs_total counter\n\
+         rustok_iggy_storage_fsyncs_total {}",
+        broker.fsyncs()
+    );
     out
 }
 

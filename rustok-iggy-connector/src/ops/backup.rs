@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::batch::now_micros;
 use crate::embedded::broker::persist;
-use crate::embedded::broker::snapshot::{self, OFFSETS_FILE, PartitionLocation};
+use crate::embedded::broker::{self, OFFSETS_FILE, PartitionLocation};
 use crate::embedded::storage::{self, CopyStats};
 use crate::embedded::{EmbeddedConnector, VerifySummary};
 use crate::error::ConnectorError;
@@ -195,7 +195,7 @@ fn finish(
         source,
         next_offsets: &summary.next_offsets,
     };
-    persist::write_json(&staging.join(MANIFEST_FILE), &manifest, true)?;
+    persist::write_json(&staging.join(MANIFEST_FILE), &manifest)?;
     persist::sync_dir(staging)?;
     fs::rename(staging, dest).map_err(|e| {
         ConnectorError::io(
@@ -226,7 +226,7 @@ fn try_lock(root: &Path) -> Result<Option<Option<fs::File>>, ConnectorError> {
 }
 
 fn layout_of(root: &Path) -> Result<Vec<PartitionLocation>, ConnectorError> {
-    snapshot::layout(root)?.ok_or_else(|| {
+    broker::layout(root)?.ok_or_else(|| {
         ConnectorError::config(
             "data_dir",
             format!(
@@ -278,13 +278,13 @@ pub fn backup_data_dir(
             staging.join(&location.relative),
         );
         // Offsets before data, so that no stored offset is past the copied messages.
-        let offsets = read_optional(&from.join(OFFSETS_FILE))?;
+        // The copy gets them compacted into one `offsets.json` (no journal).
+        let offsets = broker::load_offsets(&from)?;
         let stats = storage::copy_live(&from, &to, location.partition)?;
         if let Some(offsets) = offsets {
             persist::write_json(
                 &to.join(OFFSETS_FILE),
-                &known_groups_only(&offsets, &location.groups),
-                true,
+                &offsets.offsets_only(Some(&location.groups)),
             )?;
         }
         summary.partitions += 1;
@@ -303,18 +303,6 @@ pub fn backup_data_dir(
 /// The stored offsets without those of groups the copied metadata does not know
 /// (created after it was read): a group created later with the same id must not
 /// inherit them.
-fn known_groups_only(offsets: &[u8], groups: &[u32]) -> serde_json::Value {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(offsets).unwrap_or_else(|_| serde_json::json!({}));
-    if let Some(stored) = value
-        .get_mut("groups")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        stored.retain(|id, _| id.parse::<u32>().is_ok_and(|id| groups.contains(&id)));
-    }
-    value
-}
-
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConnectorError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -326,7 +314,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConnectorError> {
 /// Copies a small file (owner-only, fsynced) if it exists.
 fn copy_small(from: &Path, to: &Path) -> Result<(), ConnectorError> {
     if let Some(bytes) = read_optional(from)? {
-        snapshot::write_file(to, &bytes)?;
+        broker::write_file(to, &bytes)?;
     }
     Ok(())
 }
@@ -379,7 +367,7 @@ pub fn verify_data_dir(data_dir: impl AsRef<Path>) -> Result<VerifySummary, Conn
                 damage.kind
             ));
         }
-        if let Err(e) = persist::read_json::<serde_json::Value>(&dir.join(OFFSETS_FILE)) {
+        if let Err(e) = broker::load_offsets(&dir) {
             summary.damage.push(format!("{name}: {e}"));
         }
     }
@@ -449,16 +437,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ConnectorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offsets_of_unknown_groups_are_dropped() {
-        let offsets = br#"{"consumers":{"7":3},"groups":{"0":5,"1":9,"x":1}}"#;
-        let kept = known_groups_only(offsets, &[0]);
-        assert_eq!(
-            kept,
-            serde_json::json!({"consumers":{"7":3},"groups":{"0":5}})
-        );
-    }
 
     #[test]
     fn a_backup_never_overwrites() {

@@ -331,7 +331,7 @@ where
     }
 
     fn save(&self, progress: &Progress) -> Result<(), ConnectorError> {
-        persist::write_json(&self.options.progress_file, progress, true)?;
+        persist::write_json(&self.options.progress_file, progress)?;
         Ok(())
     }
 

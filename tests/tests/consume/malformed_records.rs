@@ -104,7 +104,8 @@ async fn damaged_data_dir(data: &Path) {
         let mut record = builder.finish(rustok_iggy_connector::now_micros());
         assert_eq!(
             log.append(&mut record, rustok_iggy_connector::now_micros())
-                .unwrap(),
+                .unwrap()
+                .base_offset,
             1
         );
     }

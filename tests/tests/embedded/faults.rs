@@ -170,22 +170,18 @@ async fn a_read_only_data_directory_serves_reads_and_refuses_writes_with_typed_e
     }
     // The other partition keeps taking messages while its segment has room.
     publish_range(&connector, 1, 3..4).await;
-    // Commits and topology changes need new files: typed errors, nothing half done.
+    // A commit is an append to the offsets journal, an existing file: it works.
     let member = connector
         .join_group(&stream, &topic, &group, StartPosition::Earliest)
         .await
         .unwrap();
-    let err = member.commit(0, 9).await.unwrap_err();
-    assert!(storage_io(&err).is_some(), "{err:?}");
+    member.commit(0, 8).await.unwrap();
     let offsets_now = connector
         .committed_offsets(&stream, &topic, &group)
         .await
         .unwrap();
-    assert_eq!(
-        offsets_now,
-        vec![Some(4), None],
-        "a failed commit keeps the stored offset"
-    );
+    assert_eq!(offsets_now, vec![Some(8), None]);
+    // Topology changes need new files: typed errors, nothing half done.
     let other = TopicName::new("other").unwrap();
     let err = connector
         .ensure_topic(&TopicSpec::new(stream.clone(), other.clone(), 1))
@@ -274,6 +270,18 @@ fn is_enospc(err: &ConnectorError) -> bool {
     storage_io(err).is_some_and(|(_, _, e)| e.raw_os_error() == Some(28))
 }
 
+/// ENOSPC, or a partition poisoned by an earlier ENOSPC (a failed index write or
+/// fsync in the background poisons it like a failed fsync).
+fn is_enospc_or_poisoned_by_it(err: &ConnectorError) -> bool {
+    match err {
+        ConnectorError::Storage(StorageError::Poisoned { cause, .. }) => matches!(
+            &**cause,
+            StorageError::Io { source, .. } if source.raw_os_error() == Some(28)
+        ),
+        _ => is_enospc(err),
+    }
+}
+
 #[tokio::test]
 async fn a_full_file_system_refuses_writes_and_keeps_every_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,27 +313,29 @@ async fn a_full_file_system_refuses_writes_and_keeps_every_acknowledged_message(
             Err(err) => break err,
         }
     };
-    assert!(is_enospc(&full), "a typed ENOSPC, got {full:?}");
+    assert!(
+        is_enospc_or_poisoned_by_it(&full),
+        "a typed ENOSPC, got {full:?}"
+    );
     assert!(
         acked > 4,
         "some messages fit before the disk filled ({acked})"
     );
     assert_eq!(offsets(&connector, 0).await, (0..acked).collect::<Vec<_>>());
     let err = publish(&connector, 0, acked).await.unwrap_err();
-    assert!(is_enospc(&err), "still full: {err:?}");
-    // A commit needs a new file too.
-    let member = connector
-        .join_group(&stream, &topic, &group, StartPosition::Earliest)
-        .await;
-    if let Ok(member) = member {
-        let err = member.commit(0, 1).await.unwrap_err();
-        assert!(is_enospc(&err), "{err:?}");
-    } else if let Err(err) = member {
-        assert!(is_enospc(&err), "{err:?}");
-    }
+    assert!(is_enospc_or_poisoned_by_it(&err), "still full: {err:?}");
 
-    // Space freed: writing goes on at the next offset.
+    // Space freed: writing goes on at the next offset (after a reopen when a
+    // background write or fsync failed and poisoned the partition).
     fs::remove_file(mount_point.join("ballast")).unwrap();
+    let poisoned = matches!(full, ConnectorError::Storage(StorageError::Poisoned { .. }))
+        || matches!(err, ConnectorError::Storage(StorageError::Poisoned { .. }));
+    let connector = if poisoned {
+        let _ = connector.shutdown().await;
+        connect(&data).await.unwrap()
+    } else {
+        connector
+    };
     publish_range(&connector, 0, acked..acked + 1).await;
     let member = connector
         .join_group(&stream, &topic, &group, StartPosition::Earliest)
@@ -411,9 +421,24 @@ async fn a_full_disk_while_committing_keeps_the_previous_offset() {
         .await
         .unwrap();
     member.commit(0, 0).await.unwrap();
-    // Offsets are written to `offsets.tmp`, then renamed over `offsets.json`.
-    let tmp = partition_dir(&data, 0).join("offsets.tmp");
-    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    drop(member);
+    shutdown(&connector).await;
+    // Commits are appended to the partition's offsets journal: make it the full
+    // disk.
+    let journals: Vec<PathBuf> = fs::read_dir(partition_dir(&data, 0))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    fs::remove_file(&journals[0]).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &journals[0]).unwrap();
+
+    let connector = connect(&data).await.unwrap();
+    let member = connector
+        .join_group(&stream, &topic, &group, StartPosition::Earliest)
+        .await
+        .unwrap();
     let err = member.commit(0, 2).await.unwrap_err();
     assert!(is_enospc(&err), "a typed ENOSPC, got {err:?}");
     let committed = connector
@@ -421,7 +446,28 @@ async fn a_full_disk_while_committing_keeps_the_previous_offset() {
         .await
         .unwrap();
     assert_eq!(committed[0], Some(0), "the failed commit is not visible");
-    fs::remove_file(&tmp).unwrap();
+    // A device cannot be cut back: the journal refuses commits until reopened.
+    let err = member.commit(0, 1).await.unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::Storage(StorageError::Poisoned { .. })),
+        "{err:?}"
+    );
+    drop(member);
+    assert!(within("shutdown", connector.shutdown()).await.is_err());
+
+    fs::remove_file(&journals[0]).unwrap();
+    let connector = connect(&data).await.unwrap();
+    let member = connector
+        .join_group(&stream, &topic, &group, StartPosition::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(
+        connector
+            .committed_offsets(&stream, &topic, &group)
+            .await
+            .unwrap()[0],
+        Some(0)
+    );
     member.commit(0, 1).await.unwrap();
     drop(member);
     shutdown(&connector).await;

@@ -1,5 +1,6 @@
 //! The embedded connector and its broker, in process: storage across restarts,
-//! crashes, damage and write faults, retention, consumer groups, concurrency and
+//! crashes, damage and write faults, durability and the offsets journal, a slow disk,
+//! retention, consumer groups, concurrency and
 //! typed errors.
 //!
 //! One test binary for the area (fewer links); one module per concern. Shared
@@ -8,9 +9,13 @@
 mod concurrency;
 mod crash;
 mod damage;
+mod damage_ranges;
+mod durability;
 mod errors;
 mod faults;
 mod groups;
+mod offsets;
 mod recovery;
 mod restart;
 mod retention;
+mod slow_disk;

@@ -2,9 +2,11 @@
 //! metadata. The in-process connector and the TCP front end both call it directly.
 
 mod groups;
+mod offsets;
 mod partition;
 pub(crate) mod persist;
-pub(crate) mod snapshot;
+mod snapshot;
+mod sync;
 mod topic;
 mod users;
 
@@ -13,12 +15,15 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
-pub(crate) use self::partition::{ConsumerKey, Partition};
+pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
+pub(crate) use self::partition::Partition;
+pub(crate) use self::snapshot::{PartitionLocation, layout, write_file};
+use self::sync::{SYNC_THREADS, SyncJob, Syncer};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
@@ -29,7 +34,7 @@ use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
 use crate::partition::check_partition_count;
 
-use super::storage::{LogConfig, StorageError};
+use super::storage::{Disk, LogConfig, StorageError};
 
 const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
@@ -45,6 +50,8 @@ pub(crate) struct BrokerConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: Durability,
     pub(crate) segment_size_bytes: u64,
+    /// Fault injection: a sleep before every fsync (`embedded.fault_fsync_delay`).
+    pub(crate) fault_fsync_delay: Duration,
 }
 
 /// A stream or topic named by id or by name (the Iggy protocol allows both).
@@ -150,6 +157,19 @@ struct GroupMeta {
     name: GroupName,
 }
 
+/// What `/health` says of the storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StorageHealth {
+    /// Damaged ranges known (skipped by reads; their records are lost).
+    pub(crate) damaged_ranges: u64,
+    /// Messages lost in them.
+    pub(crate) lost_messages: u64,
+    /// Partitions (`stream/topic/partition`) with damage.
+    pub(crate) damaged: Vec<String>,
+    /// Partitions refusing writes after a failed write or sync.
+    pub(crate) poisoned: Vec<String>,
+}
+
 /// The embedded broker.
 #[derive(Debug)]
 pub(crate) struct Broker {
@@ -158,6 +178,10 @@ pub(crate) struct Broker {
     /// Held while the broker is open; released by `close` (even if handles remain).
     lock: std::sync::Mutex<Option<File>>,
     state: RwLock<State>,
+    /// Every fsync of the partitions goes through it (counted; fault injection).
+    disk: Arc<Disk>,
+    /// The threads that make the fsyncs.
+    syncer: Arc<Syncer>,
     next_member: AtomicU64,
     closed: AtomicBool,
     started_at: u64,
@@ -213,8 +237,17 @@ impl Broker {
                 Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
             }
         }
+        let tick = match config.durability {
+            // A write waits at most one tick before its fsync starts.
+            Durability::Interval(interval) => interval / 2,
+            Durability::EveryBatch | Durability::Never => Duration::from_secs(1),
+        };
+        let syncer = Syncer::start(SYNC_THREADS, tick)
+            .map_err(|e| ConnectorError::io("start the storage sync threads", e))?;
         let broker = Self {
             root: root.clone(),
+            disk: Arc::new(Disk::new(config.fault_fsync_delay)),
+            syncer: Arc::new(syncer),
             config,
             lock: std::sync::Mutex::new(Some(lock)),
             state: RwLock::new(State::default()),
@@ -255,7 +288,7 @@ impl Broker {
                     .into());
                 }
                 let partitions = (0..t.partitions)
-                    .map(|p| self.open_partition(s.id, t.id, p).map(Arc::new))
+                    .map(|p| self.open_partition(s.id, t.id, p))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut groups = Groups {
                     next_id: t.next_group_id,
@@ -299,24 +332,20 @@ impl Broker {
         stream: u32,
         topic: u32,
         partition: u32,
-    ) -> Result<Partition, ConnectorError> {
+    ) -> Result<Arc<Partition>, ConnectorError> {
         let dir = partition_dir(&self.root, stream, topic, partition);
         let config = LogConfig {
             partition_id: partition,
             segment_size_bytes: self.config.segment_size_bytes,
             durability: self.config.durability,
         };
-        Ok(Partition::open(
-            &dir,
-            config,
-            self.config.durability != Durability::Never,
-        )?)
+        Ok(Partition::open(&dir, config, &self.disk, &self.syncer)?)
     }
 
     fn save(&self, state: &State) -> Result<(), ConnectorError> {
         let meta = Self::metadata(state);
-        // Metadata changes are rare: always fsync them.
-        persist::write_json(&self.root.join(METADATA_FILE), &meta, true)?;
+        // Metadata changes are rare: always fsynced (file and directory).
+        persist::write_json_on(&self.disk, &self.root.join(METADATA_FILE), &meta)?;
         Ok(())
     }
 
@@ -448,9 +477,12 @@ impl Broker {
             .find_stream(stream)
             .map(|s| s.id)
             .ok_or_else(|| not_found_stream(stream))?;
-        state.streams.remove(&id);
+        let removed = state.streams.remove(&id);
         self.save(&state)?;
         drop(state);
+        for topic in removed.iter().flat_map(|s| s.topics.values()) {
+            topic.partitions.iter().for_each(|p| p.retire());
+        }
         remove_dir(&stream_dir(&self.root, id))
     }
 
@@ -478,7 +510,7 @@ impl Broker {
         }
         let (stream_id, stream_name, topic_id) = (s.id, s.name.clone(), s.next_topic_id);
         let parts = (0..partitions)
-            .map(|p| self.open_partition(stream_id, topic_id, p).map(Arc::new))
+            .map(|p| self.open_partition(stream_id, topic_id, p))
             .collect::<Result<Vec<_>, _>>()?;
         let topic = Arc::new(Topic::new(
             topic_id,
@@ -551,9 +583,12 @@ impl Broker {
                 stream: s.name.to_string(),
                 topic: ident_text(topic),
             })?;
-        s.topics.remove(&t);
+        let removed = s.topics.remove(&t);
         self.save(&state)?;
         drop(state);
+        for partition in removed.iter().flat_map(|t| t.partitions.iter()) {
+            partition.retire();
+        }
         remove_dir(&topic_dir(&self.root, stream_id, t))
     }
 
@@ -615,7 +650,11 @@ impl Broker {
 
     /// Appends a batch record (whose layout the caller validated) to a partition of
     /// `topic`; returns the base offset.
-    pub(crate) fn append(
+    ///
+    /// Durability: on return the batch survives the death of the process; under
+    /// `every_batch` it has been fsynced too (concurrent appends share the fsync,
+    /// made on the broker's sync threads: the caller's runtime is not blocked).
+    pub(crate) async fn append(
         &self,
         topic: &Topic,
         partition: u32,
@@ -623,7 +662,61 @@ impl Broker {
     ) -> Result<u64, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
-        Ok(partition.append(record, batch::now_micros())?)
+        let appended = partition.append(record, batch::now_micros())?;
+        if partition.acknowledges_after_fsync() {
+            partition.wait_durable(appended.end_offset).await?;
+        }
+        Ok(appended.base_offset)
+    }
+
+    /// fsyncs every partition's log and stored offsets now (on the sync threads,
+    /// in parallel) and waits for it: once it returns, everything appended and
+    /// committed before the call survives power loss, whatever the policy.
+    ///
+    /// # Errors
+    /// The first partition's failure ([`StorageError::Poisoned`]).
+    pub(crate) async fn flush(&self) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let partitions: Vec<Arc<Partition>> = self
+            .all_topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        let results = futures::future::join_all(partitions.iter().map(|p| p.flush())).await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+            .map_err(ConnectorError::from)
+    }
+
+    /// fsyncs counted so far (data, indexes, seals, directories, offsets journals,
+    /// metadata), for metrics.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.disk.fsyncs()
+    }
+
+    /// Damage and poisoned partitions, for `/health`.
+    pub(crate) fn storage_health(&self) -> StorageHealth {
+        let mut health = StorageHealth::default();
+        for topic in self.all_topics() {
+            for partition in &topic.partitions {
+                let name = format!("{}/{}/{}", topic.stream_name, topic.name, partition.id);
+                let damage = partition.damage();
+                if !damage.is_empty() {
+                    health.damaged_ranges += damage.len() as u64;
+                    health.lost_messages += damage
+                        .iter()
+                        .map(super::storage::SegmentDamage::lost_messages)
+                        .sum::<u64>();
+                    health.damaged.push(name.clone());
+                }
+                if partition.is_poisoned() {
+                    health.poisoned.push(name);
+                }
+            }
+        }
+        health
     }
 
     // ---- consumer groups ------------------------------------------------------------
@@ -734,43 +827,64 @@ impl Broker {
 
     // ---- maintenance ----------------------------------------------------------------
 
-    /// Group commit and retention: fsyncs partitions whose interval passed and deletes
-    /// segments past each topic's retention. Called periodically by the connector.
-    pub(crate) fn maintain(&self, retention: bool) {
-        let now = Instant::now();
+    /// Retention: deletes the segments past each topic's limits (files removed
+    /// without the partitions' locks). Syncs are not made here: the sync threads
+    /// make them. Blocking: call it from a thread that may block.
+    pub(crate) fn maintain(&self) {
         let now_micros = batch::now_micros();
         for topic in self.all_topics() {
             let limits = topic.retention();
+            if limits.max_age.is_none() && limits.max_size_bytes.is_none() {
+                continue;
+            }
+            let per_partition = limits
+                .max_size_bytes
+                .map(|b| b / u64::from(topic.partitions_count().max(1)));
             for partition in &topic.partitions {
-                if let Err(e) = partition.sync_if_due(now) {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "group commit failed");
-                }
-                if retention && (limits.max_age.is_some() || limits.max_size_bytes.is_some()) {
-                    let per_partition = limits
-                        .max_size_bytes
-                        .map(|b| b / u64::from(topic.partitions_count().max(1)));
-                    if let Err(e) =
-                        partition.apply_retention(now_micros, limits.max_age, per_partition)
-                    {
-                        tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "retention failed");
-                    }
+                if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
+                {
+                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "retention failed");
                 }
             }
         }
     }
 
-    /// Forces every partition to stable storage and refuses further calls.
+    /// Forces every partition to stable storage (in parallel on the sync threads,
+    /// offsets journals compacted into `offsets.json`), stops the sync threads and
+    /// refuses further calls. Blocking: call it from a thread that may block.
     pub(crate) fn close(&self) -> Result<(), ConnectorError> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        let partitions: Vec<(Arc<Topic>, Arc<Partition>)> = self
+            .all_topics()
+            .into_iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (Arc::clone(&t), Arc::clone(p)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let jobs: Vec<Arc<dyn SyncJob>> = partitions
+            .iter()
+            .map(|(_, p)| {
+                p.begin_close();
+                let job = p.as_job();
+                self.syncer.request(Arc::clone(&job));
+                job
+            })
+            .collect();
+        self.syncer.wait_idle(&jobs);
+        self.syncer.stop();
         let mut first_error = None;
-        for topic in self.all_topics() {
-            for partition in &topic.partitions {
-                if let Err(e) = partition.sync() {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "final fsync failed");
-                    first_error.get_or_insert(e);
-                }
+        for (topic, partition) in &partitions {
+            if let Some(cause) = partition.poisoned() {
+                tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&*cause), "final fsync failed");
+                first_error.get_or_insert(StorageError::Poisoned {
+                    path: partition_dir(&self.root, topic.stream_id, topic.id, partition.id),
+                    cause,
+                });
             }
         }
         // Release the data directory for the next broker.
@@ -779,6 +893,14 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // Without `close` (a crash, as far as durability goes): nothing more is
+        // fsynced, and the sync threads end.
+        self.syncer.abandon();
     }
 }
 
@@ -810,12 +932,22 @@ fn remove_dir(dir: &Path) -> Result<(), ConnectorError> {
     }
 }
 
-/// Creates `dir` (and parents) readable by the owner only.
+/// Creates `dir` (and parents) readable by the owner only; the parent of a
+/// directory created is fsynced, so that the new data directory survives a crash.
 fn create_private_dir(dir: &Path) -> Result<(), ConnectorError> {
     use std::os::unix::fs::DirBuilderExt;
+    let existed = dir.is_dir();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| io_err("create data directory", dir, e))
+        .map_err(|e| io_err("create data directory", dir, e))?;
+    if !existed {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        persist::sync_dir(parent)?;
+    }
+    Ok(())
 }

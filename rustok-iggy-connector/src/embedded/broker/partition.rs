@@ -1,98 +1,94 @@
-//! One partition: its log, the watch that wakes readers at the head, and its stored
-//! consumer offsets.
+//! One partition: its log, the watches that wake readers at the head and callers
+//! waiting for durability, its stored consumer offsets, and its sync work (run by
+//! the broker's sync threads, see `sync.rs`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::persist;
+use super::offsets::{ConsumerKey, OffsetStore, StoredOffsets};
+use super::sync::{SyncJob, SyncSlot, Syncer};
+use crate::config::Durability;
 use crate::embedded::StorageError;
-use crate::embedded::storage::{LogConfig, LogStats, PartitionLog, RecoveryReport, VerifyReport};
+use crate::embedded::storage::{
+    Appended, Disk, LogConfig, LogStats, PartitionLog, RecoveryReport, SegmentDamage, VerifyReport,
+};
 
-/// Whose stored offset: a plain consumer (by numeric id) or a consumer group (by id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum ConsumerKey {
-    /// A single consumer.
-    Consumer(u32),
-    /// A consumer group.
-    Group(u32),
+/// How often, at most, a partition fsyncs its offsets journal only to make its
+/// durable offset durable (commits are fsynced by their own policy).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Counts of a partition's storage, for metrics and health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PartitionStats {
+    /// Segments, bytes, messages, damage.
+    pub(crate) log: LogStats,
+    /// fsyncs of the active data file so far.
+    pub(crate) data_syncs: u64,
+    /// fsyncs of the offsets journal so far (compactions included).
+    pub(crate) offset_syncs: u64,
+    /// The longest time appended data waited for its fsync.
+    pub(crate) max_sync_window: Duration,
+    /// How long the oldest unsynced write has been waiting (zero when none).
+    pub(crate) unsynced_age: Duration,
+    /// Whether the partition refuses writes after a failed write or sync.
+    pub(crate) poisoned: bool,
 }
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct StoredOffsets {
-    #[serde(default)]
-    consumers: BTreeMap<u32, u64>,
-    #[serde(default)]
-    groups: BTreeMap<u32, u64>,
-}
-
-impl StoredOffsets {
-    /// A stored offset names the last message its consumer handled. One at or past
-    /// the log's next offset names a message the log no longer has: its tail was lost
-    /// (a torn or damaged tail cut at recovery, data not yet fsynced when the power
-    /// went, a segment removed by hand) after the offset was stored. The next appends
-    /// reuse those offsets, so the stored offset is lowered to the last offset the
-    /// log still covers; left as it was, the consumer would skip the new messages.
-    /// Returns how many offsets were lowered.
-    fn clamp_to(&mut self, next_offset: u64) -> usize {
-        let mut lowered = 0;
-        for map in [&mut self.consumers, &mut self.groups] {
-            map.retain(|_, offset| {
-                if *offset < next_offset {
-                    return true;
-                }
-                lowered += 1;
-                match next_offset.checked_sub(1) {
-                    Some(last) => {
-                        *offset = last;
-                        true
-                    }
-                    None => false,
-                }
-            });
-        }
-        lowered
-    }
-
-    fn map(&mut self, key: ConsumerKey) -> (&mut BTreeMap<u32, u64>, u32) {
-        match key {
-            ConsumerKey::Consumer(id) => (&mut self.consumers, id),
-            ConsumerKey::Group(id) => (&mut self.groups, id),
-        }
-    }
-}
-
-const OFFSETS_FILE: &str = "offsets.json";
 
 /// A partition of a topic.
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub(crate) id: u32,
     dir: PathBuf,
+    me: Weak<Partition>,
+    durability: Durability,
+    disk: Arc<Disk>,
+    syncer: Arc<Syncer>,
+    slot: SyncSlot,
     log: RwLock<PartitionLog>,
+    /// The offset readers may read up to: the next offset, or under `every_batch`
+    /// the durable offset (readers never see what a power loss could take back).
     head: watch::Sender<u64>,
-    offsets: Mutex<StoredOffsets>,
-    sync_offsets: bool,
+    /// The log's durable offset; also changed (without moving) when the log is
+    /// poisoned, to wake the callers waiting on it.
+    durable: watch::Sender<u64>,
+    offsets: OffsetStore,
+    /// The number of the last offsets-journal record on stable storage; changed
+    /// when the journal is poisoned too.
+    offsets_synced: watch::Sender<u64>,
+    /// The next run fsyncs the journal (a commit or a flush waits for it).
+    want_journal: AtomicBool,
+    /// The next run compacts the journal.
+    want_compaction: AtomicBool,
+    /// The next run fsyncs the active data file whatever the policy (a flush).
+    want_all: AtomicBool,
+    /// The next run is the last: everything is synced and the journal compacted.
+    closing: AtomicBool,
+    /// The partition was deleted: its runs do nothing.
+    retired: AtomicBool,
+    poisoned: AtomicBool,
+    offset_syncs: std::sync::atomic::AtomicU64,
+    /// When the journal was last fsynced.
+    last_offset_sync: Mutex<Instant>,
 }
 
 impl Partition {
-    /// Opens (and recovers) the partition stored in `dir`.
+    /// Opens (and recovers) the partition stored in `dir`, creating it (its new
+    /// parent directories fsynced) when missing. Its syncs run on `syncer`.
     pub(crate) fn open(
         dir: &Path,
         config: LogConfig,
-        sync_offsets: bool,
-    ) -> Result<Self, StorageError> {
-        let id = config.partition_id;
-        let log = PartitionLog::open(dir, config)?;
-        let report = log.recovery_report();
-        log_recovery(dir, report);
-        let mut offsets: StoredOffsets =
-            persist::read_json(&dir.join(OFFSETS_FILE))?.unwrap_or_default();
-        let lowered = offsets.clamp_to(log.next_offset());
+        disk: &Arc<Disk>,
+        syncer: &Arc<Syncer>,
+    ) -> Result<Arc<Self>, StorageError> {
+        disk.create_dir_all(dir)?;
+        let (offsets, _) = OffsetStore::open(dir, Arc::clone(disk))?;
+        let log = PartitionLog::open_with(dir, config, Arc::clone(disk), offsets.durable_offset())?;
+        log_recovery(dir, log.recovery_report());
+        let lowered = offsets.clamp_to(log.next_offset())?;
         if lowered > 0 {
             tracing::warn!(
                 dir = %dir.display(),
@@ -102,56 +98,144 @@ impl Partition {
                  they now point at its last message"
             );
         }
-        let (head, _) = watch::channel(log.next_offset());
-        Ok(Self {
-            id,
+        let next = log.next_offset();
+        let durable = log.durable_offset();
+        let synced = offsets.synced();
+        Ok(Arc::new_cyclic(|me| Self {
+            id: config.partition_id,
             dir: dir.to_owned(),
+            me: me.clone(),
+            durability: config.durability,
+            disk: Arc::clone(disk),
+            syncer: Arc::clone(syncer),
+            slot: SyncSlot::default(),
             log: RwLock::new(log),
-            head,
-            offsets: Mutex::new(offsets),
-            sync_offsets,
-        })
+            head: watch::channel(next).0,
+            durable: watch::channel(durable).0,
+            offsets,
+            offsets_synced: watch::channel(synced).0,
+            want_journal: AtomicBool::new(false),
+            want_compaction: AtomicBool::new(false),
+            want_all: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            offset_syncs: std::sync::atomic::AtomicU64::new(0),
+            last_offset_sync: Mutex::new(Instant::now()),
+        }))
     }
 
     /// The log, shared: appends wait while a guard is held.
     pub(crate) fn log_read(&self) -> std::sync::RwLockReadGuard<'_, PartitionLog> {
-        self.log
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn log_write(&self) -> std::sync::RwLockWriteGuard<'_, PartitionLog> {
-        self.log
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends a validated batch record; returns its base offset. Readers waiting at
-    /// the head are woken.
+    fn job(&self) -> Option<Arc<dyn SyncJob>> {
+        self.me.upgrade().map(|me| me as Arc<dyn SyncJob>)
+    }
+
+    /// Asks the sync threads for a run now.
+    fn request(&self) {
+        if let Some(job) = self.job() {
+            self.syncer.request(job);
+        }
+    }
+
+    /// Asks the sync threads for a run at the next tick.
+    fn defer(&self) {
+        if self.slot.is_dirty() {
+            return;
+        }
+        if let Some(job) = self.job() {
+            self.syncer.defer(&job);
+        }
+    }
+
+    /// Appends a validated batch record with one write (see
+    /// [`PartitionLog::append`]); readers waiting at the head are woken, and the
+    /// fsync is arranged by the policy: asked for now under `every_batch` (the
+    /// caller then waits with [`wait_durable`](Self::wait_durable)), at the next
+    /// tick under `interval`; a closed segment is sealed at once under every policy.
+    ///
+    /// Durability: on return the record survives the death of the process.
     pub(crate) fn append(
         &self,
         record: &mut [u8],
         timestamp_micros: u64,
-    ) -> Result<u64, StorageError> {
-        let mut log = self.log_write();
-        let base = log.append(record, timestamp_micros)?;
-        let next = log.next_offset();
-        drop(log);
-        self.head.send_replace(next);
-        Ok(base)
+    ) -> Result<Appended, StorageError> {
+        let appended = self.log_write().append(record, timestamp_micros)?;
+        match self.durability {
+            Durability::EveryBatch => self.request(),
+            Durability::Interval(_) => {
+                self.head.send_replace(appended.end_offset);
+                if appended.rolled {
+                    self.request();
+                } else {
+                    self.defer();
+                }
+            }
+            Durability::Never => {
+                self.head.send_replace(appended.end_offset);
+                if appended.rolled {
+                    self.request();
+                }
+            }
+        }
+        Ok(appended)
     }
 
-    /// Stored records covering `[from, from + max_messages)`.
+    /// Whether appends must wait for their fsync before they are acknowledged.
+    pub(crate) fn acknowledges_after_fsync(&self) -> bool {
+        self.durability == Durability::EveryBatch
+    }
+
+    /// Waits until every offset below `end` is on stable storage.
+    ///
+    /// # Errors
+    /// [`StorageError::Poisoned`] when a sync failed first.
+    pub(crate) async fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
+        let mut durable = self.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() >= end {
+                return Ok(());
+            }
+            if let Some(cause) = self.log_poison() {
+                return Err(StorageError::Poisoned {
+                    path: self.dir.clone(),
+                    cause,
+                });
+            }
+            if durable.changed().await.is_err() {
+                return Err(StorageError::Poisoned {
+                    path: self.dir.clone(),
+                    cause: Arc::new(StorageError::Corrupt {
+                        path: self.dir.clone(),
+                        position: 0,
+                        reason: "the partition was closed".to_owned(),
+                    }),
+                });
+            }
+        }
+    }
+
+    /// Stored records covering `[from, from + max_messages)`, up to the head.
     pub(crate) fn read(
         &self,
         from: u64,
         max_messages: u32,
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StorageError> {
-        self.log_read().read(from, max_messages, max_bytes)
+        let until = *self.head.borrow();
+        self.log_read()
+            .read_until(from, until, max_messages, max_bytes)
     }
 
-    /// The offset the next message will get.
+    /// The offset the next message will get, as readers see it (under
+    /// `every_batch`, the durable end of the log).
     pub(crate) fn next_offset(&self) -> u64 {
         *self.head.borrow()
     }
@@ -163,122 +247,330 @@ impl Partition {
 
     /// The first offset appended at or after `timestamp_micros`.
     pub(crate) fn offset_at_timestamp(&self, timestamp_micros: u64) -> Option<u64> {
-        self.log_read().offset_at_timestamp(timestamp_micros)
+        self.log_read()
+            .offset_at_timestamp(timestamp_micros)
+            .filter(|&offset| offset < self.next_offset())
     }
 
-    /// A receiver of the next offset, changed at every append.
+    /// A receiver of the head, changed at every append (under `every_batch`, at
+    /// every sync).
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
 
     /// The stored offset of `key` (the last message it handled).
     pub(crate) fn stored_offset(&self, key: ConsumerKey) -> Option<u64> {
-        let mut offsets = self
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (map, id) = offsets.map(key);
-        map.get(&id).copied()
+        self.offsets.get(key)
     }
 
-    /// The stored offsets as the partition's `offsets.json` holds them.
+    /// The stored offsets as a backup's `offsets.json` holds them.
     pub(crate) fn offsets_json(&self) -> Result<Vec<u8>, StorageError> {
-        let offsets = self
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        serde_json::to_vec_pretty(&*offsets).map_err(|e| StorageError::Corrupt {
-            path: self.dir.join(OFFSETS_FILE),
+        let state: StoredOffsets = self.offsets.state().offsets_only(None);
+        serde_json::to_vec_pretty(&state).map_err(|e| StorageError::Corrupt {
+            path: self.dir.join(super::offsets::OFFSETS_FILE),
             position: 0,
             reason: format!("cannot serialize: {e}"),
         })
     }
 
-    /// Stores `offset` for `key`, durably (atomic file replace).
-    pub(crate) fn store_offset(&self, key: ConsumerKey, offset: u64) -> Result<(), StorageError> {
-        let mut offsets = self
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (map, id) = offsets.map(key);
-        if map.get(&id) == Some(&offset) {
+    /// Stores `offset` for `key`: one write to the offsets journal, so it survives
+    /// the death of the process on return; fsynced (with other commits) before
+    /// return under `every_batch`, at the next tick under `interval`, at compaction
+    /// and shutdown under `never`.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the write fails (nothing is stored: the previous
+    /// offset stays); [`StorageError::Poisoned`] when the journal's fsync failed.
+    pub(crate) async fn store_offset(
+        &self,
+        key: ConsumerKey,
+        offset: u64,
+    ) -> Result<(), StorageError> {
+        let Some(seq) = self.offsets.store(key, offset)? else {
             return Ok(());
-        }
-        let previous = map.insert(id, offset);
-        let written =
-            persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets);
-        if written.is_err() {
-            // Not stored: a rebalance must not start from it, nor a later write of
-            // another offset persist it.
-            let (map, id) = offsets.map(key);
-            match previous {
-                Some(previous) => map.insert(id, previous),
-                None => map.remove(&id),
-            };
-        }
-        written
+        };
+        self.after_offset_write(seq).await
     }
 
-    /// Deletes the stored offset of `key`; returns whether there was one.
+    /// Deletes the stored offset of `key`; returns whether there was one. Durable
+    /// like [`store_offset`](Self::store_offset), but never waited for.
     pub(crate) fn delete_offset(&self, key: ConsumerKey) -> Result<bool, StorageError> {
-        let mut offsets = self
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (map, id) = offsets.map(key);
-        if map.remove(&id).is_none() {
+        let Some(_) = self.offsets.delete(key)? else {
             return Ok(false);
-        }
-        persist::write_json(&self.dir.join(OFFSETS_FILE), &*offsets, self.sync_offsets)?;
+        };
+        self.schedule_offsets(false);
         Ok(true)
     }
 
-    /// fsyncs the log when the group-commit interval has passed.
-    pub(crate) fn sync_if_due(&self, now: Instant) -> Result<(), StorageError> {
-        if self.log_read().sync_due(now) {
-            self.log_write().sync()?;
+    /// Arranges the fsync of the journal after a write; `wait`: ask for it now.
+    fn schedule_offsets(&self, wait: bool) {
+        if self.offsets.compaction_due() {
+            self.want_compaction.store(true, Ordering::Release);
+            self.request();
+            return;
         }
-        Ok(())
+        match self.durability {
+            Durability::EveryBatch => {
+                self.want_journal.store(true, Ordering::Release);
+                self.request();
+            }
+            Durability::Interval(_) if wait => {
+                self.want_journal.store(true, Ordering::Release);
+                self.request();
+            }
+            Durability::Interval(_) => self.defer(),
+            Durability::Never => {}
+        }
     }
 
-    /// fsyncs the log.
-    pub(crate) fn sync(&self) -> Result<(), StorageError> {
-        self.log_write().sync()
+    async fn after_offset_write(&self, seq: u64) -> Result<(), StorageError> {
+        let wait = self.durability == Durability::EveryBatch;
+        self.schedule_offsets(false);
+        if wait {
+            self.wait_offsets(seq).await
+        } else {
+            Ok(())
+        }
     }
 
-    /// Deletes old segments past the retention limits.
+    async fn wait_offsets(&self, seq: u64) -> Result<(), StorageError> {
+        let mut synced = self.offsets_synced.subscribe();
+        loop {
+            if *synced.borrow_and_update() >= seq {
+                return Ok(());
+            }
+            if let Some(cause) = self.offsets.poisoned() {
+                return Err(StorageError::Poisoned {
+                    path: self.dir.clone(),
+                    cause,
+                });
+            }
+            if synced.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// fsyncs what was appended and committed so far (on the sync threads) and
+    /// waits for it.
+    ///
+    /// # Errors
+    /// [`StorageError::Poisoned`] when the log or the offsets journal is poisoned.
+    pub(crate) async fn flush(&self) -> Result<(), StorageError> {
+        let end = self.log_read().next_offset();
+        let seq = self.offsets.written();
+        self.want_journal.store(true, Ordering::Release);
+        self.want_all.store(true, Ordering::Release);
+        self.request();
+        self.wait_durable(end).await?;
+        self.wait_offsets(seq).await
+    }
+
+    /// Deletes old segments past the retention limits (files removed without the
+    /// log's lock).
     pub(crate) fn apply_retention(
         &self,
         now_micros: u64,
         max_age: Option<Duration>,
         max_bytes: Option<u64>,
     ) -> Result<(), StorageError> {
-        let report = self
+        let removal = self
             .log_write()
-            .apply_retention(now_micros, max_age, max_bytes)?;
+            .take_expired(now_micros, max_age, max_bytes);
+        let report = removal.run(&self.disk)?;
         tracing::debug!(partition = self.id, ?report, "retention applied");
         Ok(())
     }
 
     /// Deletes every message; offsets are not reused.
     pub(crate) fn purge(&self) -> Result<(), StorageError> {
-        self.log_write().purge()
+        let removal = self.log_write().take_all()?;
+        removal.run(&self.disk).map(|_| ())
     }
 
-    /// Walks every record checking both checksum levels.
+    /// Walks every record checking both checksum levels (without the log's lock:
+    /// appends go on meanwhile).
     pub(crate) fn verify(&self) -> Result<VerifyReport, StorageError> {
-        self.log_read().verify()
+        let plan = self.log_read().verify_plan();
+        plan.run()
     }
 
     /// Segment, byte and message counts.
-    /// Whether the log refuses appends until the broker is reopened (a failed write
-    /// or fsync left its tail unknown).
-    pub(crate) fn is_poisoned(&self) -> bool {
-        self.log_read().is_poisoned()
-    }
-
     pub(crate) fn stats(&self) -> LogStats {
         self.log_read().stats()
+    }
+
+    /// Counts of the partition's storage: its log, its fsyncs, how long data waits
+    /// for them, whether it is poisoned.
+    pub(crate) fn storage_stats(&self) -> PartitionStats {
+        let log = self.log_read();
+        let sync = log.sync_stats();
+        PartitionStats {
+            log: log.stats(),
+            data_syncs: sync.data_syncs,
+            offset_syncs: self.offset_syncs.load(Ordering::Relaxed),
+            max_sync_window: sync.max_window,
+            unsynced_age: log
+                .unsynced_since()
+                .map_or(Duration::ZERO, |since| since.elapsed()),
+            poisoned: log.poisoned().is_some() || self.offsets.poisoned().is_some(),
+        }
+    }
+
+    /// Every damaged range known in the log (found at open or by reads).
+    pub(crate) fn damage(&self) -> Vec<SegmentDamage> {
+        self.log_read().damage()
+    }
+
+    /// The failure that poisoned this partition (its log or its offsets journal),
+    /// if any: its appends (or commits) are refused until the broker is reopened.
+    /// A failed append poisons the log itself, a failed sync sets the flag too: the
+    /// log is asked either way.
+    pub(crate) fn poisoned(&self) -> Option<Arc<StorageError>> {
+        self.log_read()
+            .poisoned()
+            .cloned()
+            .or_else(|| self.offsets.poisoned())
+    }
+
+    /// Whether [`poisoned`](Self::poisoned).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned().is_some()
+    }
+
+    fn log_poison(&self) -> Option<Arc<StorageError>> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.log_read().poisoned().cloned()
+    }
+
+    /// Marks the partition for its last run (everything synced, the journal
+    /// compacted).
+    pub(crate) fn begin_close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Marks the partition deleted: its sync runs do nothing from now on.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// The job to hand to [`Syncer::request`] / [`Syncer::wait_idle`].
+    pub(crate) fn as_job(self: &Arc<Self>) -> Arc<dyn SyncJob> {
+        Arc::clone(self) as Arc<dyn SyncJob>
+    }
+
+    fn sync_log(&self, closing: bool) {
+        // `never` fsyncs the active data file only at shutdown and on a flush.
+        let all = self.want_all.swap(false, Ordering::AcqRel)
+            || closing
+            || self.durability != Durability::Never;
+        let Some(plan) = self.log_write().begin_sync(all) else {
+            return;
+        };
+        let outcome = plan.run(&self.disk);
+        let finished = self.log_write().finish_sync(&plan, outcome);
+        match finished {
+            Ok(durable) => {
+                if self.durability == Durability::EveryBatch {
+                    self.head.send_replace(durable);
+                }
+                self.durable.send_replace(durable);
+                if let Err(e) = self.offsets.record_durable(durable) {
+                    tracing::warn!(partition = self.id, error = %crate::error_chain(&e), "durable offset not recorded");
+                }
+            }
+            Err(cause) => {
+                self.poisoned.store(true, Ordering::Release);
+                tracing::error!(
+                    dir = %self.dir.display(),
+                    error = %cause,
+                    "a sync failed: the partition refuses writes until the broker is reopened"
+                );
+                // Wakes every caller waiting for durability, to see the failure.
+                self.durable.send_modify(|_| {});
+                self.head.send_modify(|_| {});
+            }
+        }
+    }
+
+    fn sync_offsets(&self, tick: bool, closing: bool) {
+        let wanted = self.want_journal.swap(false, Ordering::AcqRel);
+        let Some(commits) = self.offsets.unsynced() else {
+            return;
+        };
+        let checkpoint_due = || {
+            self.last_offset_sync
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .elapsed()
+                >= CHECKPOINT_INTERVAL
+        };
+        let now = wanted
+            || closing
+            || (commits && self.durability == Durability::EveryBatch)
+            || (tick && self.durability != Durability::Never && (commits || checkpoint_due()));
+        if !now {
+            if self.durability != Durability::Never {
+                // A durable-offset checkpoint: made at the next tick.
+                self.defer();
+            }
+            return;
+        }
+        let Some(sync) = self.offsets.begin_sync() else {
+            return;
+        };
+        *self
+            .last_offset_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        match self.offsets.sync(sync) {
+            Ok(()) => {
+                self.offset_syncs.fetch_add(1, Ordering::Relaxed);
+                self.offsets_synced.send_replace(self.offsets.synced());
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "an fsync of the offsets journal failed");
+                self.offsets_synced.send_modify(|_| {});
+            }
+        }
+    }
+
+    fn compact_offsets(&self, closing: bool) {
+        let wanted = self.want_compaction.swap(false, Ordering::AcqRel);
+        if !(wanted || (closing && self.offsets.poisoned().is_none())) {
+            return;
+        }
+        match self.offsets.compact() {
+            Ok(()) => {
+                self.offset_syncs.fetch_add(1, Ordering::Relaxed);
+                self.offsets_synced.send_replace(self.offsets.synced());
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "compacting the offsets journal failed");
+                self.offsets_synced.send_modify(|_| {});
+            }
+        }
+    }
+}
+
+impl SyncJob for Partition {
+    fn slot(&self) -> &SyncSlot {
+        &self.slot
+    }
+
+    /// One run: the log's sync (durable offset recorded in the journal), then the
+    /// journal's fsync when a caller waits for it or the tick is due, then a
+    /// compaction when due; at close, all of it.
+    fn run(&self, tick: bool) {
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        let closing = self.closing.load(Ordering::Acquire);
+        self.sync_log(closing);
+        self.sync_offsets(tick, closing);
+        self.compact_offsets(closing);
     }
 }
 
@@ -291,8 +583,11 @@ fn log_recovery(dir: &Path, report: &RecoveryReport) {
             truncated_bytes = report.truncated_bytes,
             dropped_records = report.dropped_records,
             indexes_rebuilt = report.indexes_rebuilt,
-            damage = ?report.damage,
-            "partition recovered: a torn or damaged tail was cut, earlier records kept"
+            sealed = report.sealed,
+            torn = ?report.damage,
+            damaged = report.kept.len(),
+            "partition recovered: a torn tail was cut or damaged ranges are skipped; \
+             every other record is kept"
         );
     }
 }

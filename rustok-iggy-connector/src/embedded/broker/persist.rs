@@ -11,14 +11,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::embedded::StorageError;
+use crate::embedded::storage::Disk;
 
-/// Writes `value` as JSON to `path` atomically: a reader (or a restart after a crash)
-/// sees either the old file or the new one, never a torn one. With `sync` the new
-/// contents are also forced to stable storage before this returns.
-pub(crate) fn write_json<T: Serialize>(
+/// Writes `value` as JSON to `path` atomically and durably: a reader (or a restart
+/// after a crash or a power loss) sees either the old file or the new one, never a
+/// torn or empty one. The temporary file is fsynced before the rename, and the
+/// directory after it, whatever the durability policy of the partitions.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StorageError> {
+    write_json_on(Disk::plain(), path, value)
+}
+
+/// [`write_json`], with the fsyncs made (and counted) by `disk`.
+pub(crate) fn write_json_on<T: Serialize>(
+    disk: &Disk,
     path: &Path,
     value: &T,
-    sync: bool,
 ) -> Result<(), StorageError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Corrupt {
         path: path.to_owned(),
@@ -29,16 +36,17 @@ pub(crate) fn write_json<T: Serialize>(
     let mut file = create_private(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
     file.write_all(&bytes)
         .map_err(|e| StorageError::io("write", &tmp, e))?;
-    if sync {
-        file.sync_all()
-            .map_err(|e| StorageError::io("fsync", &tmp, e))?;
-    }
+    disk.sync_all(&file, &tmp)?;
     drop(file);
     fs::rename(&tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
-    if sync {
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    }
-    Ok(())
+    disk.sync_dir(parent(path))
+}
+
+/// The directory of `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Opens `path` for writing like `File::create`, creating it with mode 0o600. (A
@@ -56,10 +64,8 @@ fn create_private(path: &Path) -> std::io::Result<File> {
 
 /// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io("read", path, e)),
+    let Some(bytes) = read_bounded(path)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -70,11 +76,29 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, S
         })
 }
 
+/// The bytes of the file at `path`, as many as its length says (a device or a
+/// file that grows is not read without end); `None` when it does not exist.
+pub(crate) fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    use std::io::Read;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("read", path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", path, e))?
+        .len();
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 20));
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StorageError::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
 /// fsyncs a directory so that renames and new files in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
+    Disk::plain().sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -86,8 +110,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.json");
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), None);
-        write_json(&path, &vec![1u32, 2, 3], true).unwrap();
-        write_json(&path, &vec![4u32], false).unwrap();
+        write_json(&path, &vec![1u32, 2, 3]).unwrap();
+        write_json(&path, &vec![4u32]).unwrap();
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), Some(vec![4]));
         assert!(!path.with_extension("tmp").exists());
     }
@@ -97,12 +121,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.json");
-        write_json(&path, &vec![1u32], false).unwrap();
+        write_json(&path, &vec![1u32]).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         // A file written by an older version, readable by everyone.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        write_json(&path, &vec![2u32], true).unwrap();
+        write_json(&path, &vec![2u32]).unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), Some(vec![2]));
     }

@@ -5,14 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::offsets::OFFSETS_FILE;
 use super::users::USERS_FILE;
 use super::{Broker, METADATA_FILE, MetadataFile, Topic, partition_dir, persist};
 use crate::embedded::storage::{CopyStats, LogSnapshot};
 use crate::error::ConnectorError;
 use crate::names::{StreamName, TopicName};
-
-/// Name of a partition's stored consumer offsets (see `partition.rs`).
-pub(crate) const OFFSETS_FILE: &str = "offsets.json";
 
 /// One partition of a snapshot.
 #[derive(Debug)]

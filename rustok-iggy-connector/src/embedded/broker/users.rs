@@ -310,7 +310,7 @@ impl Users {
     }
 
     fn save(&self, state: &UsersFile) -> Result<(), UserError> {
-        persist::write_json(&self.path, state, true)?;
+        persist::write_json(&self.path, state)?;
         Ok(())
     }
 

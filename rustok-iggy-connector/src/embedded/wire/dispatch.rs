@@ -206,11 +206,11 @@ async fn route(
         PURGE_TOPIC_CODE => topics::purge(shared, body),
         UPDATE_TOPIC_CODE => topics::update(shared, body),
 
-        SEND_MESSAGES_CODE => messages::send(shared, body, out),
-        POLL_MESSAGES_CODE => messages::poll(shared, session, body, out),
+        SEND_MESSAGES_CODE => messages::send(shared, body, out).await,
+        POLL_MESSAGES_CODE => messages::poll(shared, session, body, out).await,
 
         GET_CONSUMER_OFFSET_CODE => offsets::get(shared, session, body, out),
-        STORE_CONSUMER_OFFSET_CODE => offsets::store(shared, session, body),
+        STORE_CONSUMER_OFFSET_CODE => offsets::store(shared, session, body).await,
         DELETE_CONSUMER_OFFSET_CODE => offsets::delete(shared, session, body),
 
         GET_CONSUMER_GROUP_CODE => groups::get(shared, body, out),

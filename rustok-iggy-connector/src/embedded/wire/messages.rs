@@ -33,7 +33,7 @@ const FENCED_PARTITION: u32 = u32::MAX;
 
 /// Appends the received batch record: validated (layout and both checksum levels),
 /// stamped with partition, base offset and broker time, stored as is.
-pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
+pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
     let metadata_len = body
         .get(..4)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -51,7 +51,7 @@ pub(crate) fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
     let partition = Partitioning::from(header.partitioning)
         .resolve(topic.partitions_count(), topic.round_robin());
     let mut record = record.to_vec();
-    let base_offset = shared.broker.append(&topic, partition, &mut record)?;
+    let base_offset = shared.broker.append(&topic, partition, &mut record).await?;
     SendMessagesResponse {
         confirmations: vec![SendMessagesConfirmationResponse {
             stream_id: topic.stream_id,
@@ -91,7 +91,12 @@ fn start_offset(
 
 /// Serves stored records sliced to `[start, start + count)`; the reply always has
 /// the 16-byte prefix (an empty poll is the prefix with count 0).
-pub(crate) fn poll(shared: &Shared, session: &Session, body: &[u8], out: &mut BytesMut) -> Handled {
+pub(crate) async fn poll(
+    shared: &Shared,
+    session: &Session,
+    body: &[u8],
+    out: &mut BytesMut,
+) -> Handled {
     let request: PollMessagesRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
     let caller = Caller::resolve(&topic, &request.consumer, request.partition_id, session)?;
@@ -150,7 +155,7 @@ pub(crate) fn poll(shared: &Shared, session: &Session, body: &[u8], out: &mut By
         if request.auto_commit
             && let (Some(key), Some(last)) = (key, last)
         {
-            partition.store_offset(key, last)?;
+            partition.store_offset(key, last).await?;
         }
     }
     Ok(())

@@ -157,14 +157,15 @@ pub(crate) fn get(shared: &Shared, session: &Session, body: &[u8], out: &mut Byt
     Ok(())
 }
 
-pub(crate) fn store(shared: &Shared, session: &Session, body: &[u8]) -> Handled {
+pub(crate) async fn store(shared: &Shared, session: &Session, body: &[u8]) -> Handled {
     let request: StoreConsumerOffsetRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
     let caller = Caller::resolve(&topic, &request.consumer, request.partition_id, session)?;
     let (key, partition_id) = target(&caller).ok_or(Status::GROUP_PARTITION_NOT_OWNED)?;
     topic
         .partition(partition_id)?
-        .store_offset(key, request.offset)?;
+        .store_offset(key, request.offset)
+        .await?;
     Ok(())
 }
 
