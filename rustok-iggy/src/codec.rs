@@ -33,7 +33,7 @@ use crate::event::IggyEvent;
 /// assert!("xml".parse::<Codec>().unwrap_err().to_string().contains("json, postcard"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Codec {
     /// JSON through `serde_json`. The default.
     #[default]
@@ -140,6 +140,14 @@ impl StdError for TrailingBytes {}
 impl fmt::Display for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The name (`json`, `postcard`): how a codec serializes, in every format, so that it
+/// reads back through [`Codec::try_from`].
+impl From<Codec> for &'static str {
+    fn from(codec: Codec) -> Self {
+        codec.as_str()
     }
 }
 
@@ -272,8 +280,19 @@ mod tests {
             error.to_string(),
             "unknown codec \"JSON\"; expected one of: json, postcard"
         );
+        // Deserializing refuses an unknown name with the same message as parsing.
         let error = serde_json::from_str::<Codec>("\"xml\"").unwrap_err();
-        assert!(error.to_string().contains("`json`"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "unknown codec \"xml\"; expected one of: json, postcard"
+        );
+        let error = serde_json::from_str::<Codec>("\"bincode\"").unwrap_err();
+        assert!(error.to_string().contains("use postcard"), "{error}");
+        // Not only self-describing formats: the name round-trips through Postcard too.
+        for codec in Codec::ALL {
+            let bytes = postcard::to_allocvec(&codec).unwrap();
+            assert_eq!(postcard::from_bytes::<Codec>(&bytes).unwrap(), codec);
+        }
     }
 
     #[test]
