@@ -109,8 +109,9 @@ pub struct ConsumeReport {
     pub dead_lettered: u64,
     /// Deliveries of newer-schema events that held their partition.
     pub held: u64,
-    /// Failed fetches ridden out (a lost connection, a broker restart): each was
-    /// tried again after a backoff. Also counted in `rustok_iggy_consumer_errors_total`.
+    /// Failed set-ups and fetches ridden out (a lost connection, a broker restart):
+    /// each was tried again after a backoff. Also counted in
+    /// `rustok_iggy_consumer_errors_total`.
     pub errors: u64,
 }
 
@@ -171,8 +172,9 @@ impl<E: IggyEvent> Transport<E> {
     ///   accepted it or its dead letter is confirmed. A stop, a dead-letter outage or
     ///   a connector error never moves it past anything else: such events are
     ///   delivered again.
-    /// - A failed fetch (a lost connection, a broker restart) is ridden out: the
-    ///   subscription tries again after a backoff while the connection comes back,
+    /// - A failed start (joining the group, opening the dead-letter topic) or fetch (a
+    ///   lost connection, a broker restart) is ridden out: the runner tries again
+    ///   after a backoff while the connection comes back,
     ///   counted in [`ConsumeReport::errors`] and `rustok_iggy_consumer_errors_total`.
     ///   The runner returns an error only for what retrying cannot fix: refused
     ///   credentials, a deleted stream, topic or group, a connector shut down.
@@ -190,15 +192,24 @@ impl<E: IggyEvent> Transport<E> {
         H: Fn(Received<E>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
-        let subscription = self
-            .subscribe_with(
-                group,
-                options.start,
-                runner_subscription(options.subscription),
-            )
-            .await?;
-        run(
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
+        let set_up = set_up(self.topic().as_str(), group, shutdown.as_mut(), || async {
+            let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
+            let subscription = self
+                .subscribe_with(
+                    group,
+                    options.start,
+                    runner_subscription(options.subscription),
+                )
+                .await?;
+            Ok((subscription, dead_letters))
+        })
+        .await?;
+        let Some(((subscription, dead_letters), setup_errors)) = set_up else {
+            return Ok(ConsumeReport::default());
+        };
+        let mut report = run(
             subscription,
             dead_letters,
             group,
@@ -206,7 +217,9 @@ impl<E: IggyEvent> Transport<E> {
             shutdown,
             handler,
         )
-        .await
+        .await?;
+        report.errors += setup_errors;
+        Ok(report)
     }
 }
 
@@ -227,16 +240,26 @@ impl crate::envelope::IggyTransport {
         H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let (subscription, _) = self
-            .envelope_subscription(
-                group,
-                topic,
-                options.start,
-                runner_subscription(options.subscription),
-            )
-            .await?;
-        let dead_letters = DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
-        run(
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
+        let set_up = set_up(topic.as_str(), group, shutdown.as_mut(), || async {
+            let (subscription, _) = self
+                .envelope_subscription(
+                    group,
+                    topic,
+                    options.start,
+                    runner_subscription(options.subscription),
+                )
+                .await?;
+            let dead_letters =
+                DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
+            Ok((subscription, dead_letters))
+        })
+        .await?;
+        let Some(((subscription, dead_letters), setup_errors)) = set_up else {
+            return Ok(ConsumeReport::default());
+        };
+        let mut report = run(
             subscription,
             dead_letters,
             group,
@@ -244,7 +267,60 @@ impl crate::envelope::IggyTransport {
             shutdown,
             handler,
         )
-        .await
+        .await?;
+        report.errors += setup_errors;
+        Ok(report)
+    }
+}
+
+/// Pause between two failed set-ups of a runner: doubling from 10 ms up to 5 s.
+const SET_UP_RETRY: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+
+/// Runs `attempt` (joining the group, opening the dead-letter topic) until it
+/// succeeds, trying again after a backoff while it fails on what a retry can fix (a
+/// lost connection, a broker restarting: see [`is_fatal`]), each failure counted in
+/// `rustok_iggy_consumer_errors_total`. `None` when `shutdown` came first; else the
+/// result and how many attempts failed.
+async fn set_up<T, A, Fut>(
+    topic: &str,
+    group: &str,
+    mut shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + ?Sized)>,
+    mut attempt: A,
+) -> Result<Option<(T, u64)>, Error>
+where
+    A: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut failures = 0u64;
+    loop {
+        let result = tokio::select! {
+            biased;
+            () = shutdown.as_mut() => return Ok(None),
+            result = attempt() => result,
+        };
+        match result {
+            Ok(value) => return Ok(Some((value, failures))),
+            Err(Error::Connector(e)) if !is_fatal(&e) => {
+                failures += 1;
+                Metrics::global().add(
+                    metric_names::CONSUMER_ERRORS,
+                    &[
+                        ("messaging_destination_name", topic),
+                        ("messaging_consumer_group_name", group),
+                    ],
+                    1,
+                );
+                let pause = SET_UP_RETRY.delay(u32::try_from(failures).unwrap_or(u32::MAX));
+                tracing::warn!(group, error = %e, failures, ?pause, "the runner could not start; trying again after a backoff");
+                tokio::select! {
+                    biased;
+                    () = shutdown.as_mut() => return Ok(None),
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use iggy::prelude::{
@@ -54,6 +55,9 @@ pub(crate) struct MemberInner {
     _dropped: oneshot::Sender<()>,
     /// Read positions asked for by `seek`, applied by the next poll round.
     seeks: std::sync::Mutex<Vec<(u32, u64)>>,
+    /// How long leaving waits for the server (the connect timeout: over a lost
+    /// connection, the leave request first has to reconnect).
+    leave_timeout: Duration,
 }
 
 impl fmt::Debug for MemberInner {
@@ -197,19 +201,28 @@ impl MemberInner {
             .map_err(|e| self.group_error("read the committed offset", e))
     }
 
-    /// Leaves the group once and closes this member's connection.
+    /// Leaves the group once and closes this member's connection. The leave request
+    /// waits at most `leave_timeout` (the server may be gone); the connection is
+    /// closed in any case.
     pub(crate) async fn leave_now(&self) -> Result<(), ConnectorError> {
         if self.left.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let result = match self.ids() {
-            Ok((s, t, g)) => match self.client.leave_consumer_group(&s, &t, &g).await {
-                Ok(()) => Ok(()),
-                // Already gone from the group (it was deleted, or the server forgot
-                // this connection): the goal is reached.
-                Err(e) if is_membership_error(&e) || is_group_not_found(&e) => Ok(()),
-                Err(e) => Err(self.group_error("leave", e)),
-            },
+            Ok((s, t, g)) => {
+                let leave = self.client.leave_consumer_group(&s, &t, &g);
+                match tokio::time::timeout(self.leave_timeout, leave).await {
+                    Ok(Ok(())) => Ok(()),
+                    // Already gone from the group (it was deleted, or the server
+                    // forgot this connection): the goal is reached.
+                    Ok(Err(e)) if is_membership_error(&e) || is_group_not_found(&e) => Ok(()),
+                    Ok(Err(e)) => Err(self.group_error("leave", e)),
+                    Err(_elapsed) => Err(ConnectorError::Timeout {
+                        what: format!("leave group {:?}", self.group.as_str()),
+                        after: self.leave_timeout,
+                    }),
+                }
+            }
             Err(e) => Err(e),
         };
         // Closing the connection makes the server drop the membership anyway.
@@ -267,6 +280,7 @@ pub(super) async fn join(
         closed: session.closed.subscribe(),
         _dropped: dropped_tx,
         seeks: std::sync::Mutex::new(Vec::new()),
+        leave_timeout: Duration::from_millis(session.config.connect_timeout_ms),
     });
     if let Err(error) = set_up(&inner, start).await {
         client::shutdown_quietly(&inner.client).await;
@@ -545,6 +559,9 @@ impl GroupConsumer for RemoteGroupMember {
         }
     }
 
+    /// Waits at most `remote.connect_timeout_ms` for the server (then fails with
+    /// [`ConnectorError::Timeout`]); this member's connection is closed in any case,
+    /// which makes the server drop the membership.
     async fn leave(&self) -> Result<(), ConnectorError> {
         self.inner.leave_now().await
     }

@@ -64,6 +64,9 @@ pub struct SubscriptionOptions {
     /// Delay before a held event is delivered again: doubling from `initial` up to
     /// `max` with each delivery (1 s up to 60 s by default).
     pub redelivery_backoff: Backoff,
+    /// How long [`Subscription::close`] keeps trying its final commit while the
+    /// connection is lost or the server restarts (10 s by default).
+    pub close_timeout: Duration,
 }
 
 impl Default for SubscriptionOptions {
@@ -73,11 +76,55 @@ impl Default for SubscriptionOptions {
             max_in_flight: 1024,
             undecided: Undecided::Hold,
             redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
 
-type Fetch = BoxFuture<'static, Result<Vec<ReceivedMessage>, ConnectorError>>;
+/// A fetch in flight, run as a task of its own so that it is driven even while nobody
+/// polls the subscription: on the remote connector a call that hits a lost connection
+/// leads the connection's reconnect, and every other call on that connection (the
+/// commits) waits for it. Dropping it cancels the fetch (the connector's `poll` is
+/// cancel-safe).
+struct Fetch(tokio::task::JoinHandle<Result<Vec<ReceivedMessage>, ConnectorError>>);
+
+impl Fetch {
+    fn spawn(
+        runtime: &tokio::runtime::Handle,
+        consumer: Arc<dyn GroupConsumer>,
+        batch: u32,
+    ) -> Self {
+        Self(runtime.spawn(async move { consumer.poll(batch).await }))
+    }
+
+    /// Cancels the fetch and returns once it is gone (what it held is released).
+    async fn cancel(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Future for Fetch {
+    type Output = Result<Vec<ReceivedMessage>, ConnectorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(fetched)) => Poll::Ready(fetched),
+            Poll::Ready(Err(error)) if error.is_panic() => {
+                std::panic::resume_unwind(error.into_panic())
+            }
+            // Cancelled: only the runtime shutting down does that.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ConnectorError::ShuttingDown)),
+        }
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A consumer-group subscription: a [`Stream`] of [`Delivery`] items.
 ///
@@ -98,6 +145,8 @@ pub struct Subscription<E> {
     topic: String,
     buffer: VecDeque<(ReceivedMessage, Ticket)>,
     fetch: Option<Fetch>,
+    /// Where fetches run (the runtime the subscription was opened on).
+    runtime: tokio::runtime::Handle,
     /// Wakes the subscription when the next redelivery is due.
     timer: Option<Pin<Box<Sleep>>>,
     next_due: Option<Instant>,
@@ -165,13 +214,57 @@ impl<E> Subscription<E> {
     /// Commits what was acknowledged and leaves the group; un-acknowledged deliveries
     /// are delivered again to the remaining members. What is acknowledged after this
     /// is not committed. The way to end a subscription on the remote connector.
-    pub async fn close(self) -> Result<(), Error> {
+    ///
+    /// The closing commit rides out a lost connection or a server restarting: a
+    /// commit that fails on it is tried again after a backoff (10 ms doubling) until
+    /// [`SubscriptionOptions::close_timeout`] (10 s by default) has passed since the
+    /// call. When the server is not back by then, `close` returns that error (a
+    /// [`ConnectorError::Timeout`] when the last try was cut short) and what it would
+    /// have committed is delivered again to the group. Leaving the group waits at
+    /// most the connector's connect timeout on top; the member's connection is
+    /// closed either way, which makes the server drop the membership. So `close`
+    /// always returns, within `close_timeout` plus that.
+    pub async fn close(mut self) -> Result<(), Error> {
         self.core.acks.close();
-        let committed = self.core.acks.commit_now(self.core.consumer.as_ref()).await;
+        // Nothing more is fetched. A fetch in flight may lead the reconnect of the
+        // member's connection, which the commit then waits for: cancelled, it lets
+        // the commit reconnect on its own.
+        if let Some(fetch) = self.fetch.take() {
+            fetch.cancel().await;
+        }
+        let committed = self.commit_to_close().await;
         let left = self.core.consumer.leave().await;
         committed?;
         left?;
         Ok(())
+    }
+
+    /// The closing commit, tried again on a transient failure until the close timeout.
+    async fn commit_to_close(&self) -> Result<(), ConnectorError> {
+        let limit = self.options.close_timeout;
+        let deadline = Instant::now() + limit;
+        let mut failures = 0;
+        loop {
+            let attempt = self.core.acks.commit_now(self.core.consumer.as_ref());
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Err(error)) if error.is_transient() && Instant::now() < deadline => {
+                    failures += 1;
+                    let pause = FETCH_RETRY.delay(failures);
+                    tracing::debug!(group = %self.core.consumer.group(), %error, ?pause, "the closing commit failed; trying again");
+                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+                }
+                Ok(committed) => return committed,
+                Err(_elapsed) => {
+                    return Err(ConnectorError::Timeout {
+                        what: format!(
+                            "the closing commit of group {:?}",
+                            self.core.consumer.group().as_str()
+                        ),
+                        after: limit,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -190,12 +283,14 @@ impl<E: Send + 'static> Subscription<E> {
             consumer,
             redelivery_backoff: options.redelivery_backoff,
         });
-        tokio::spawn(commit_in_background(Arc::clone(&core)));
+        let runtime = tokio::runtime::Handle::current();
+        runtime.spawn(commit_in_background(Arc::clone(&core)));
         Self {
             core,
             topic,
             buffer: VecDeque::new(),
             fetch: None,
+            runtime,
             timer: None,
             next_due: None,
             retry: None,
@@ -372,11 +467,10 @@ impl<E: Send + 'static> Stream for Subscription<E> {
             }
             let batch = (this.options.batch_size.max(1) as usize).min(room);
             let fetch = this.fetch.get_or_insert_with(|| {
-                let consumer = Arc::clone(&this.core.consumer);
                 let batch = u32::try_from(batch).unwrap_or(u32::MAX);
-                Box::pin(async move { consumer.poll(batch).await })
+                Fetch::spawn(&this.runtime, Arc::clone(&this.core.consumer), batch)
             });
-            match fetch.as_mut().poll(cx) {
+            match Pin::new(fetch).poll(cx) {
                 Poll::Ready(Ok(messages)) => {
                     this.fetch = None;
                     this.failures = 0;

@@ -187,3 +187,299 @@ async fn consume_rides_out_a_server_restart() {
         .await
         .unwrap();
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "jobs", stream = "closing", key = key, codec = "postcard")]
+struct Closing {
+    key: String,
+    n: u64,
+}
+
+/// A runner of group "closing" on the remote connector whose last job (of `JOBS`)
+/// waits in its handler.
+struct Stopping {
+    dir: tempfile::TempDir,
+    broker: Arc<EmbeddedConnector>,
+    address: std::net::SocketAddr,
+    consumer: Arc<dyn IggyConnector>,
+    runner: tokio::task::JoinHandle<Result<rustok_iggy::ConsumeReport, rustok_iggy::Error>>,
+    entered: Arc<Notify>,
+    release: Arc<Notify>,
+    stop: watch::Sender<bool>,
+}
+
+const JOBS: u64 = 10;
+
+async fn stopping(connect_timeout_ms: u64, close_timeout: std::time::Duration) -> Stopping {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(EmbeddedConnector::new());
+    within(
+        "start the broker",
+        broker.connect(&broker_config(dir.path(), 0)),
+    )
+    .await
+    .unwrap();
+    let address = broker.tcp_address().unwrap();
+    let mut client = remote_config(&address.to_string(), USERNAME, PASSWORD);
+    client.remote.reconnection_retries = 200;
+    client.remote.reconnection_interval_ms = 25;
+    client.remote.connect_timeout_ms = connect_timeout_ms;
+    let consumer = open_remote(&client).await;
+    let options = TransportOptions {
+        partitions: 1,
+        ..TransportOptions::default()
+    };
+    let jobs = Transport::<Closing>::new(
+        Arc::clone(&broker) as Arc<dyn IggyConnector>,
+        options.clone(),
+    )
+    .await
+    .unwrap();
+    for n in 0..JOBS {
+        jobs.publish(&Closing { key: "k".into(), n }).await.unwrap();
+    }
+    let consuming = Transport::<Closing>::new(Arc::clone(&consumer), options)
+        .await
+        .unwrap();
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (stop, mut stopped) = watch::channel(false);
+    let consume_options = ConsumeOptions {
+        subscription: rustok_iggy::SubscriptionOptions {
+            close_timeout,
+            ..rustok_iggy::SubscriptionOptions::default()
+        },
+        ..ConsumeOptions::default()
+    };
+    let runner = {
+        let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+        tokio::spawn(async move {
+            consuming
+                .consume(
+                    "closing",
+                    consume_options,
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                    move |job| {
+                        let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+                        async move {
+                            if job.n == JOBS - 1 {
+                                entered.notify_one();
+                                release.notified().await;
+                            }
+                            Ok(())
+                        }
+                    },
+                )
+                .await
+        })
+    };
+    Stopping {
+        dir,
+        broker,
+        address,
+        consumer,
+        runner,
+        entered,
+        release,
+        stop,
+    }
+}
+
+impl Stopping {
+    /// Waits for the last job to be in its handler, stops the broker, asks the
+    /// runner to stop and lets the handler finish.
+    async fn stop_during_an_outage(&self) {
+        within("the last job is in its handler", self.entered.notified()).await;
+        within("stop the broker", self.broker.shutdown())
+            .await
+            .unwrap();
+        self.stop.send_replace(true);
+        self.release.notify_one();
+    }
+
+    async fn restart_broker(&self) -> EmbeddedConnector {
+        let restarted = EmbeddedConnector::new();
+        within(
+            "restart the broker on the same port",
+            restarted.connect(&broker_config(self.dir.path(), self.address.port())),
+        )
+        .await
+        .unwrap();
+        restarted
+    }
+}
+
+async fn committed(broker: &EmbeddedConnector) -> Vec<Option<u64>> {
+    let stream = rustok_iggy::StreamName::new("closing").unwrap();
+    let topic = rustok_iggy::TopicName::new("jobs").unwrap();
+    let group = rustok_iggy::GroupName::new("closing").unwrap();
+    within(
+        "the committed offsets",
+        broker.committed_offsets(&stream, &topic, &group),
+    )
+    .await
+    .unwrap()
+}
+
+/// A stop that lands while the server is down: the event in hand is handled, the
+/// closing commit fails on the lost connection and is tried again until the server
+/// is back, and the runner then returns `Ok` with that event committed. (The fetch
+/// the runner left in flight when it stopped must not hold up the commit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_an_outage_commits_once_the_server_is_back() {
+    let mut run = stopping(5_000, std::time::Duration::from_secs(10)).await;
+    run.stop_during_an_outage().await;
+    let restarted = run.restart_broker().await;
+    let report = within("the runner stops", &mut run.runner)
+        .await
+        .unwrap()
+        .expect("the closing commit waits out the outage");
+    assert_eq!(report.handled, JOBS, "{report:?}");
+    assert_eq!(
+        committed(&restarted).await,
+        vec![Some(JOBS - 1)],
+        "the event in hand is committed"
+    );
+    within("shutdown", run.consumer.shutdown()).await.unwrap();
+    within("stop the broker", restarted.shutdown())
+        .await
+        .unwrap();
+}
+
+/// A stop while the server stays down: `close` gives up after the close timeout
+/// with the connection error instead of waiting for ever, and the event in hand is
+/// not committed (it is delivered again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_lasting_outage_fails_after_the_close_timeout() {
+    let mut run = stopping(300, std::time::Duration::from_millis(300)).await;
+    run.stop_during_an_outage().await;
+    let error = within("the runner stops", &mut run.runner)
+        .await
+        .unwrap()
+        .expect_err("the closing commit cannot be stored");
+    match &error {
+        rustok_iggy::Error::Connector(e) => assert!(e.is_transient(), "{error:?}"),
+        other => panic!("expected the connection error, got {other:?}"),
+    }
+    within("shutdown", run.consumer.shutdown()).await.unwrap();
+    let restarted = run.restart_broker().await;
+    let committed = committed(&restarted).await;
+    assert!(
+        committed[0].is_none_or(|c| c < JOBS - 1),
+        "the event in hand is not committed: {committed:?}"
+    );
+    within("stop the broker", restarted.shutdown())
+        .await
+        .unwrap();
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "jobs", stream = "late", key = key, codec = "postcard")]
+struct Late {
+    key: String,
+    n: u64,
+}
+
+/// A runner started while the server is down (its join fails on the lost
+/// connection) keeps trying, counts each failure, and once the server is back
+/// handles what is published, returning only when asked to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_started_during_an_outage_starts_once_the_server_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedConnector::new();
+    within(
+        "start the broker",
+        broker.connect(&broker_config(dir.path(), 0)),
+    )
+    .await
+    .unwrap();
+    let address = broker.tcp_address().unwrap();
+    let mut client = remote_config(&address.to_string(), USERNAME, PASSWORD);
+    client.remote.reconnection_retries = 20;
+    client.remote.reconnection_interval_ms = 25;
+    let consumer = open_remote(&client).await;
+    let options = TransportOptions {
+        partitions: 1,
+        ..TransportOptions::default()
+    };
+    let late = Transport::<Late>::new(Arc::clone(&consumer), options.clone())
+        .await
+        .unwrap();
+    within("stop the broker", broker.shutdown()).await.unwrap();
+
+    let errors = || {
+        tests::metric_value(
+            metric_names::CONSUMER_ERRORS,
+            &[
+                ("messaging_destination_name", "jobs"),
+                ("messaging_consumer_group_name", "late"),
+            ],
+        )
+    };
+    let before = errors();
+    let handled = Arc::new(Notify::new());
+    let (stop, mut stopped) = watch::channel(false);
+    let runner = {
+        let handled = Arc::clone(&handled);
+        tokio::spawn(async move {
+            late.consume(
+                "late",
+                ConsumeOptions::default(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+                move |_job| {
+                    let handled = Arc::clone(&handled);
+                    async move {
+                        handled.notify_one();
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        })
+    };
+    within("the runner fails to start", async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        while errors() == before {
+            tick.tick().await;
+        }
+    })
+    .await;
+    assert!(!runner.is_finished(), "the runner keeps trying");
+
+    let restarted = Arc::new(EmbeddedConnector::new());
+    within(
+        "restart the broker on the same port",
+        restarted.connect(&broker_config(dir.path(), address.port())),
+    )
+    .await
+    .unwrap();
+    let producer =
+        Transport::<Late>::new(Arc::clone(&restarted) as Arc<dyn IggyConnector>, options)
+            .await
+            .unwrap();
+    producer
+        .publish(&Late {
+            key: "k".into(),
+            n: 1,
+        })
+        .await
+        .unwrap();
+    within("the job is handled", handled.notified()).await;
+    stop.send_replace(true);
+    let report = within("the runner stops", runner)
+        .await
+        .unwrap()
+        .expect("the runner rode out its failed start");
+    assert_eq!(report.handled, 1, "{report:?}");
+    assert!(
+        report.errors >= 1,
+        "the failed starts are reported: {report:?}"
+    );
+    within("shutdown", consumer.shutdown()).await.unwrap();
+    within("stop the broker", restarted.shutdown())
+        .await
+        .unwrap();
+}
