@@ -8,6 +8,8 @@
 //!   encode each event with the same codec, one `IggyConnector::publish`;
 //! - `publish/<codec>/raw_bytes`: the same payload bytes, encoded beforehand, in one
 //!   `IggyConnector::publish` (the storage alone);
+//! - `publish/<codec>/raw_bytes_headers`: the same, each message with headers of the
+//!   typed layer's names and sizes (the storage of what the typed path writes);
 //! - `consume/<codec>/typed`: `Subscription<E>` (fetch 1000, decode, check the
 //!   headers, hand out, `ack` each delivery, which commits the group offset);
 //! - `consume/<codec>/raw_decode`: `GroupConsumer::poll(1000)`, decode each payload,
@@ -25,11 +27,12 @@ use benches::brokers::{self, Broker};
 use benches::events::{OrderShipped, ShippedJson, ShippedPostcard, order_shipped};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
+use rustok_iggy::header;
 use rustok_iggy::{
     DurabilityPolicy, GroupName, IggyConnector, IggyEvent, StartPosition, StreamName,
     SubscriptionOptions, Transport, TransportOptions,
 };
-use rustok_iggy_connector::{OutgoingMessage, PublishRequest, TopicName};
+use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, TopicName};
 use tokio::runtime::Runtime;
 
 const BATCH: usize = 1000;
@@ -49,6 +52,31 @@ fn encoded<E: IggyEvent>(events: &[E]) -> Vec<OutgoingMessage> {
         .iter()
         .zip(1u128..)
         .map(|(event, id)| OutgoingMessage::new(event.encode().expect("encode")).with_id(id))
+        .collect()
+}
+
+/// `messages` with headers of the names and value sizes the typed layer writes.
+fn with_typed_headers(messages: &[OutgoingMessage], codec: &'static str) -> Vec<OutgoingMessage> {
+    let trace = rustok_iggy::new_traceparent();
+    messages
+        .iter()
+        .map(|message| {
+            let mut headers = Headers::new();
+            let fields = [
+                (header::EVENT_TYPE, "order_shipped".to_owned()),
+                (header::SCHEMA_VERSION, "1".to_owned()),
+                (header::CODEC, codec.to_owned()),
+                (
+                    header::EVENT_ID,
+                    uuid::Uuid::from_u128(message.id).to_string(),
+                ),
+                (header::TRACEPARENT, trace.clone()),
+            ];
+            for (name, value) in fields {
+                headers.insert_str(name, value).expect("a header");
+            }
+            message.clone().with_headers(headers)
+        })
         .collect()
 }
 
@@ -95,6 +123,20 @@ fn case<E: IggyEvent>(
             b.to_async(rt).iter_batched(
                 || PublishRequest {
                     messages: messages.clone(),
+                    ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
+                },
+                |request| async { black_box(connector.publish(request).await.expect("publish")) },
+                BatchSize::SmallInput,
+            );
+        },
+    );
+    let headed = with_typed_headers(&messages, codec);
+    group.bench_function(
+        BenchmarkId::new(format!("publish/{codec}"), "raw_bytes_headers"),
+        |b| {
+            b.to_async(rt).iter_batched(
+                || PublishRequest {
+                    messages: headed.clone(),
                     ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
                 },
                 |request| async { black_box(connector.publish(request).await.expect("publish")) },

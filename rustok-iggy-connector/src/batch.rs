@@ -69,7 +69,8 @@ pub(crate) fn decode_messages(
             break;
         }
         // Headers that do not decode spoil that one message, not the read.
-        let (headers, malformed_headers) = ReceivedMessage::read_headers(message.user_headers);
+        let (headers, malformed_headers) =
+            ReceivedMessage::read_shared_headers(&record, message.user_headers);
         out.push(ReceivedMessage {
             partition,
             offset: message.offset,

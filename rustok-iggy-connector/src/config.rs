@@ -136,6 +136,10 @@ pub struct EmbeddedConnectorConfig {
     /// The listener's port; 0 picks a free ephemeral port (ask
     /// `EmbeddedConnector::tcp_address` for the one bound).
     pub tcp_port: u16,
+    /// What one client, or all of them, may hold of the listener: connections,
+    /// time before and between frames before login, time to read a reply, logins
+    /// waiting for a password check, failed logins per connection.
+    pub tcp_limits: ListenerLimits,
     /// Start the HTTP endpoint: `GET /ping`, `/health` (JSON) and `/metrics`
     /// (Prometheus text).
     pub http_enabled: bool,
@@ -180,6 +184,7 @@ impl Default for EmbeddedConnectorConfig {
             tcp_enabled: true,
             tcp_address: "127.0.0.1".to_owned(),
             tcp_port: 8090,
+            tcp_limits: ListenerLimits::default(),
             http_enabled: true,
             http_address: "127.0.0.1".to_owned(),
             http_port: 3000,
@@ -229,6 +234,7 @@ impl EmbeddedConnectorConfig {
         }
         if self.tcp_enabled {
             self.validate_listener()?;
+            self.tcp_limits.validate()?;
         }
         if self.http_enabled {
             self.http_socket_address()?;
@@ -305,6 +311,114 @@ impl EmbeddedConnectorConfig {
             })?,
         };
         Ok(std::net::SocketAddr::new(ip, self.http_port))
+    }
+}
+
+/// Limits of the embedded broker's TCP listener (`embedded.tcp_limits`): what one
+/// client, or all of them, may hold of it. Every field must be at least 1.
+///
+/// Before it has logged in, a connection may also send frames of at most 4 KiB
+/// (a login with the longest names and password fits); a larger one is refused from
+/// its header, before any of its body is read, and the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Most connections open at once, logged in or not. Default 1024. Keep it below
+    /// the process's open-file limit (`ulimit -n`) minus the files of the data
+    /// directory (two per partition).
+    pub max_connections: u32,
+    /// Most connections that have not logged in, at once. Default 128.
+    ///
+    /// When a new connection would pass this limit or `max_connections`, the
+    /// listener closes the oldest connection that has not logged in and is not
+    /// having its password checked, taken from the client address that holds the
+    /// most connections not logged in (so a flood from one address replaces its
+    /// own connections). If there is none, the new connection is closed.
+    pub max_unauthenticated: u32,
+    /// Milliseconds a new connection may take to send its first complete frame
+    /// before it is closed. Default 10,000.
+    pub first_frame_timeout_ms: u64,
+    /// Milliseconds a connection that has not logged in (or logged out) may go
+    /// without sending a complete frame before it is closed. Default 30,000.
+    pub unauthenticated_idle_timeout_ms: u64,
+    /// Milliseconds a reply may wait for the client to take any of it (a client
+    /// that stopped reading) before the connection is closed. Default 30,000. The
+    /// listener answers one request at a time per connection, so such a client
+    /// holds at most one reply until then.
+    pub write_timeout_ms: u64,
+    /// Most logins waiting for a password check (4 run at once). Default 64. Turns
+    /// go round-robin between client addresses; when the queue is full, the newest
+    /// waiting login of the address with the most waiting is refused (the
+    /// connection is closed), or the new one if its address has the most.
+    pub login_queue: u32,
+    /// Failed logins after which the listener closes the connection. Default 3.
+    pub max_failed_logins: u32,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_unauthenticated: 128,
+            first_frame_timeout_ms: 10_000,
+            unauthenticated_idle_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            login_queue: 64,
+            max_failed_logins: 3,
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The first-frame timeout.
+    #[must_use]
+    pub fn first_frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_frame_timeout_ms)
+    }
+
+    /// The idle timeout of connections that have not logged in.
+    #[must_use]
+    pub fn unauthenticated_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.unauthenticated_idle_timeout_ms)
+    }
+
+    /// The write timeout.
+    #[must_use]
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConnectorError> {
+        let fields = [
+            ("max_connections", u64::from(self.max_connections)),
+            ("max_unauthenticated", u64::from(self.max_unauthenticated)),
+            ("first_frame_timeout_ms", self.first_frame_timeout_ms),
+            (
+                "unauthenticated_idle_timeout_ms",
+                self.unauthenticated_idle_timeout_ms,
+            ),
+            ("write_timeout_ms", self.write_timeout_ms),
+            ("login_queue", u64::from(self.login_queue)),
+            ("max_failed_logins", u64::from(self.max_failed_logins)),
+        ];
+        for (field, value) in fields {
+            if value == 0 {
+                return Err(ConnectorError::config(
+                    format!("embedded.tcp_limits.{field}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.max_unauthenticated > self.max_connections {
+            return Err(ConnectorError::config(
+                "embedded.tcp_limits.max_unauthenticated",
+                format!(
+                    "{} is more than max_connections ({})",
+                    self.max_unauthenticated, self.max_connections
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -573,6 +687,36 @@ mod tests {
             "127.0.0.1:0"
         );
         assert!(serde_json::from_str::<EmbeddedConnectorConfig>(r#"{"tcp_prot": 1}"#).is_err());
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_refuse_zero() {
+        let limits = ListenerLimits::default();
+        assert_eq!(limits.max_connections, 1024);
+        assert_eq!(limits.max_unauthenticated, 128);
+        assert_eq!(limits.write_timeout(), Duration::from_secs(30));
+        let parsed: EmbeddedConnectorConfig =
+            serde_json::from_str(r#"{"tcp_limits": {"max_connections": 10}}"#).unwrap();
+        assert_eq!(parsed.tcp_limits.max_connections, 10);
+        assert_eq!(parsed.tcp_limits.max_failed_logins, 3);
+        let mut config = ConnectorConfig::default();
+        config.embedded.tcp_limits.write_timeout_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("embedded.tcp_limits.write_timeout_ms"),
+            "{err}"
+        );
+        config.embedded.tcp_limits = ListenerLimits {
+            max_connections: 4,
+            max_unauthenticated: 5,
+            ..ListenerLimits::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_unauthenticated"), "{err}");
+        assert!(
+            serde_json::from_str::<ListenerLimits>(r#"{"max_conections": 1}"#).is_err(),
+            "unknown fields are refused"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod batch;
 mod config;
 mod connector;
 mod error;
+pub mod error_codes;
 #[cfg(any(feature = "embedded", feature = "remote"))]
 mod member;
 mod message;
@@ -34,7 +35,7 @@ mod remote;
 pub use batch::now_micros;
 pub use config::{
     ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
-    RemoteConnectorConfig, RemoteProtocol, Secret,
+    ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
     Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport,

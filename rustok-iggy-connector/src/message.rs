@@ -1,6 +1,7 @@
 //! Messages as the connector sees them: bytes, an id, user headers.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -70,6 +71,25 @@ impl HeaderValue {
             kind: HeaderKind::String,
             bytes: Bytes::from(value.into()),
         }
+    }
+
+    /// A text value that lives for the whole program: no allocation.
+    #[must_use]
+    pub fn from_static(value: &'static str) -> Self {
+        Self {
+            kind: HeaderKind::String,
+            bytes: Bytes::from_static(value.as_bytes()),
+        }
+    }
+
+    /// A text value from bytes shared with other values (a slice of one buffer, a
+    /// value reused across messages): no copy. Refused when it is not UTF-8.
+    pub fn shared_str(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(Self {
+            kind: HeaderKind::String,
+            bytes,
+        })
     }
 
     /// An opaque byte value.
@@ -153,9 +173,67 @@ pub enum HeaderError {
 ///
 /// Keys and values are 1 to 255 bytes (a limit of the Iggy wire format). Setting an
 /// existing key replaces its value.
+///
+/// Keys and values are [`Bytes`]: a static name costs no allocation, and headers read
+/// from a stored or polled record share that record's buffer (no copy per header).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, HeaderValue)>,
+    entries: Entries,
+}
+
+type Entry = (HeaderKey, HeaderValue);
+
+/// The entries: a list being built, or a decoded list shared by its clones (a
+/// delivery and its copy of the headers cost one reference count, not a copy).
+#[derive(Clone, Default)]
+struct Entries {
+    owned: Vec<Entry>,
+    /// When set, the entries (and `owned` is empty).
+    shared: Option<Arc<[Entry]>>,
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Entries {}
+
+impl Entries {
+    fn owned(owned: Vec<Entry>) -> Self {
+        Self {
+            owned,
+            shared: None,
+        }
+    }
+
+    fn as_slice(&self) -> &[Entry] {
+        self.shared.as_deref().unwrap_or(&self.owned)
+    }
+
+    /// The list to change (a shared one is copied first).
+    fn to_mut(&mut self) -> &mut Vec<Entry> {
+        if let Some(shared) = self.shared.take() {
+            self.owned = shared.to_vec();
+        }
+        &mut self.owned
+    }
+}
+
+/// A header key: UTF-8 bytes (checked when the key is made).
+#[derive(Clone, PartialEq, Eq)]
+struct HeaderKey(Bytes);
+
+impl HeaderKey {
+    fn as_str(&self) -> &str {
+        // Always UTF-8: every constructor checks it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn is(&self, key: &str) -> bool {
+        self.0 == key.as_bytes()
+    }
 }
 
 impl Headers {
@@ -165,24 +243,46 @@ impl Headers {
         Self::default()
     }
 
+    /// No headers, with room for `capacity` without reallocating.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Entries::owned(Vec::with_capacity(capacity)),
+        }
+    }
+
     /// Sets `key` to `value`, replacing an earlier value of the same key.
     pub fn insert(
         &mut self,
         key: impl Into<String>,
         value: HeaderValue,
     ) -> Result<(), HeaderError> {
-        let key = key.into();
-        for len in [key.len(), value.as_bytes().len()] {
+        self.insert_key(HeaderKey(Bytes::from(key.into())), value)
+    }
+
+    /// [`Headers::insert`] with a key that lives for the whole program (the names a
+    /// library writes on every message): the key costs no allocation.
+    pub fn insert_static(
+        &mut self,
+        key: &'static str,
+        value: HeaderValue,
+    ) -> Result<(), HeaderError> {
+        self.insert_key(HeaderKey(Bytes::from_static(key.as_bytes())), value)
+    }
+
+    fn insert_key(&mut self, key: HeaderKey, value: HeaderValue) -> Result<(), HeaderError> {
+        for len in [key.0.len(), value.as_bytes().len()] {
             if len == 0 || len > MAX_HEADER_FIELD_LENGTH {
                 return Err(HeaderError::Length {
-                    key: key.chars().take(64).collect(),
+                    key: key.as_str().chars().take(64).collect(),
                     len,
                 });
             }
         }
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+        let entries = self.entries.to_mut();
+        match entries.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
+            None => entries.push((key, value)),
         }
         Ok(())
     }
@@ -199,7 +299,11 @@ impl Headers {
     /// The value of `key`.
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&HeaderValue> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries
+            .as_slice()
+            .iter()
+            .find(|(k, _)| k.is(key))
+            .map(|(_, v)| v)
     }
 
     /// The text value of `key`, if it is text.
@@ -210,25 +314,29 @@ impl Headers {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<HeaderValue> {
-        let index = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(index).1)
+        let index = self
+            .entries
+            .as_slice()
+            .iter()
+            .position(|(k, _)| k.is(key))?;
+        Some(self.entries.to_mut().remove(index).1)
     }
 
     /// The entries in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+        self.entries.as_slice().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// How many headers there are.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.as_slice().len()
     }
 
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.as_slice().is_empty()
     }
 
     /// Encodes the headers in the Iggy user-header TLV format:
@@ -236,17 +344,18 @@ impl Headers {
     #[must_use]
     pub fn encoded_len(&self) -> usize {
         self.entries
+            .as_slice()
             .iter()
-            .map(|(k, v)| 10 + k.len() + v.as_bytes().len())
+            .map(|(k, v)| 10 + k.0.len() + v.as_bytes().len())
             .sum()
     }
 
     /// Appends the TLV encoding (see [`Headers::encoded_len`]) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        for (key, value) in &self.entries {
+        for (key, value) in self.entries.as_slice() {
             out.push(HeaderKind::String.code());
-            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&(key.0.len() as u32).to_le_bytes());
+            out.extend_from_slice(&key.0);
             out.push(value.kind.code());
             out.extend_from_slice(&(value.as_bytes().len() as u32).to_le_bytes());
             out.extend_from_slice(value.as_bytes());
@@ -256,17 +365,46 @@ impl Headers {
     /// Decodes the TLV user-header format. Keys that are not text are kept with their
     /// bytes read as lossy UTF-8.
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::WireError> {
-        iggy_binary_protocol::validate_user_headers(bytes)?;
-        let mut headers = Self::new();
-        for entry in iggy_binary_protocol::WireUserHeaderIterator::new(bytes) {
-            let key = String::from_utf8_lossy(entry.key).into_owned();
-            let value = HeaderValue::from_parts(
-                HeaderKind::from_code(entry.value_kind.0),
-                Bytes::copy_from_slice(entry.value),
-            );
-            headers.entries.push((key, value));
-        }
-        Ok(headers)
+        let buffer = Bytes::copy_from_slice(bytes);
+        Self::decode_shared(&buffer, &buffer)
+    }
+
+    /// [`Headers::decode`] of `bytes`, a part of `buffer`: keys and values are slices
+    /// of `buffer` (no copy; one allocation for the list).
+    ///
+    /// # Panics
+    /// When `bytes` is not a part of `buffer`.
+    pub fn decode_shared(buffer: &Bytes, bytes: &[u8]) -> Result<Self, crate::WireError> {
+        let count = iggy_binary_protocol::validate_user_headers(bytes)?;
+        let mut wire = iggy_binary_protocol::WireUserHeaderIterator::new(bytes);
+        // A counted range: the shared list is allocated once, at its size. The
+        // validation counted the entries, so each step finds one (an empty entry
+        // would stand for a missing one).
+        let entries: Arc<[Entry]> = (0..count)
+            .map(|_| match wire.next() {
+                Some(entry) => {
+                    let key = match std::str::from_utf8(entry.key) {
+                        Ok(_) => buffer.slice_ref(entry.key),
+                        Err(_) => Bytes::from(String::from_utf8_lossy(entry.key).into_owned()),
+                    };
+                    let value = HeaderValue::from_parts(
+                        HeaderKind::from_code(entry.value_kind.0),
+                        buffer.slice_ref(entry.value),
+                    );
+                    (HeaderKey(key), value)
+                }
+                None => (
+                    HeaderKey(Bytes::new()),
+                    HeaderValue::from_parts(HeaderKind::Raw, Bytes::new()),
+                ),
+            })
+            .collect();
+        Ok(Self {
+            entries: Entries {
+                owned: Vec::new(),
+                shared: Some(entries),
+            },
+        })
     }
 }
 
@@ -385,7 +523,24 @@ impl ReceivedMessage {
         if bytes.is_empty() {
             return (Headers::new(), None);
         }
-        match Headers::decode(bytes) {
+        let buffer = Bytes::copy_from_slice(bytes);
+        Self::read_shared_headers(&buffer, &buffer)
+    }
+
+    /// [`ReceivedMessage::read_headers`] of `bytes`, a part of `buffer` (the record
+    /// the message was read from): the headers share `buffer` (no copy per header).
+    ///
+    /// # Panics
+    /// When `bytes` is not a part of `buffer`.
+    #[must_use]
+    pub fn read_shared_headers(
+        buffer: &Bytes,
+        bytes: &[u8],
+    ) -> (Headers, Option<Box<MalformedHeaders>>) {
+        if bytes.is_empty() {
+            return (Headers::new(), None);
+        }
+        match Headers::decode_shared(buffer, bytes) {
             Ok(headers) => (headers, None),
             Err(error) => (
                 Headers::new(),
@@ -434,6 +589,41 @@ mod tests {
             decoded.get("attempt").and_then(HeaderValue::as_u64),
             Some(3)
         );
+    }
+
+    #[test]
+    fn shared_headers_borrow_the_record_and_copy_on_change() {
+        let mut headers = Headers::new();
+        headers
+            .insert_static("event_type", HeaderValue::from_static("order.placed"))
+            .unwrap();
+        headers.insert_str("tenant", "acme").unwrap();
+        let mut record = b"prefix".to_vec();
+        headers.encode_into(&mut record);
+        let record = Bytes::from(record);
+        let (decoded, malformed) = ReceivedMessage::read_shared_headers(&record, &record[6..]);
+        assert!(malformed.is_none());
+        assert_eq!(decoded, headers);
+        let value = decoded.get("tenant").unwrap().as_bytes();
+        let within = record.as_ptr_range();
+        assert!(
+            within.contains(&value.as_ptr()),
+            "the value is a slice of the record"
+        );
+        let mut changed = decoded.clone();
+        changed.insert_str("tenant", "globex").unwrap();
+        assert_eq!(changed.get_str("tenant"), Some("globex"));
+        assert_eq!(
+            decoded.get_str("tenant"),
+            Some("acme"),
+            "clones are not changed"
+        );
+        assert_eq!(
+            changed.remove("event_type").unwrap().as_str(),
+            Some("order.placed")
+        );
+        assert_eq!(changed.len(), 1);
+        assert_eq!(decoded.len(), 2);
     }
 
     #[test]

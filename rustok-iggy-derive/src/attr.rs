@@ -16,11 +16,20 @@ pub(crate) const KEY: &str = "key";
 pub(crate) const CODEC: &str = "codec";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const EVENT_TYPE: &str = "event_type";
+pub(crate) const COMPATIBLE_WITH: &str = "compatible_with";
 
 /// Keys accepted on the struct or enum.
-const CONTAINER_KEYS: &[&str] = &[TOPIC, STREAM, KEY, CODEC, VERSION, EVENT_TYPE];
+const CONTAINER_KEYS: &[&str] = &[
+    TOPIC,
+    STREAM,
+    KEY,
+    CODEC,
+    VERSION,
+    EVENT_TYPE,
+    COMPATIBLE_WITH,
+];
 /// Keys accepted on an enum variant.
-const VARIANT_KEYS: &[&str] = &[EVENT_TYPE, KEY, VERSION];
+const VARIANT_KEYS: &[&str] = &[EVENT_TYPE, KEY, VERSION, COMPATIBLE_WITH];
 
 pub(crate) const JSON: &str = "json";
 pub(crate) const POSTCARD: &str = "postcard";
@@ -61,6 +70,8 @@ pub(crate) struct Attrs {
     pub(crate) codec: Option<Codec>,
     pub(crate) version: Option<u32>,
     pub(crate) event_type: Option<LitStr>,
+    /// Schema fingerprints of earlier shapes of this version that it reads.
+    pub(crate) compatible_with: Option<Vec<LitStr>>,
     /// The first `#[iggy]` attribute, where an error about a missing key points.
     pub(crate) first_attr: Option<Attribute>,
     /// Keys seen so far (also the refused ones), to report duplicates.
@@ -131,6 +142,7 @@ impl Attrs {
             KEY => key(expr).map(|member| self.key = Some(member)),
             CODEC => codec(expr).map(|codec| self.codec = Some(codec)),
             VERSION => version(expr).map(|version| self.version = Some(version)),
+            COMPATIBLE_WITH => fingerprints(expr).map(|list| self.compatible_with = Some(list)),
             _ => unreachable!("every key of CONTAINER_KEYS and VARIANT_KEYS is matched"),
         };
         if let Err(error) = parsed {
@@ -183,6 +195,7 @@ fn example(name: &str) -> &'static str {
         EVENT_TYPE => "\"order.placed\"",
         KEY => "tenant_id",
         CODEC => "\"postcard\"",
+        COMPATIBLE_WITH => "[\"0123456789abcdef\"]",
         _ => "2",
     }
 }
@@ -301,4 +314,34 @@ fn version(expr: &Expr) -> syn::Result<u32> {
             "`version` must be a positive integer literal, like `version = 2`",
         )),
     }
+}
+
+/// `compatible_with = ["<fingerprint>", ...]` (or one string): each 16 lower-case
+/// hexadecimal digits, as `rustok_iggy::schema::Fingerprint` prints them.
+fn fingerprints(expr: &Expr) -> syn::Result<Vec<LitStr>> {
+    let items: Vec<&Expr> = match expr {
+        Expr::Array(array) => array.elems.iter().map(ungroup).collect(),
+        _ => vec![expr],
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let lit = string(item, COMPATIBLE_WITH)?;
+            let text = lit.value();
+            let valid = text.len() == 16
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if valid {
+                Ok(lit)
+            } else {
+                Err(syn::Error::new_spanned(
+                    &lit,
+                    format!(
+                        "`{COMPATIBLE_WITH}` lists schema fingerprints: 16 lower-case hexadecimal digits, found {text:?}"
+                    ),
+                ))
+            }
+        })
+        .collect()
 }

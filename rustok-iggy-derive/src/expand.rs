@@ -50,7 +50,12 @@ fn expand(model: &Model<'_>) -> TokenStream {
     let infos = events.iter().map(|event| {
         let event_type = &event.event_type;
         let version = event.version;
-        quote!(#private::EventTypeInfo::new(#event_type, #version))
+        let compatible = &event.compatible_with;
+        if compatible.is_empty() {
+            quote!(#private::EventTypeInfo::new(#event_type, #version))
+        } else {
+            quote!(#private::EventTypeInfo::new(#event_type, #version).compatible_with(&[#(#compatible),*]))
+        }
     });
 
     let (event_type, schema_version, partition_key) = match &model.shape {

@@ -31,6 +31,8 @@ pub(crate) struct Event<'a> {
     pub(crate) event_type: String,
     pub(crate) version: u32,
     pub(crate) key: Option<Key<'a>>,
+    /// Fingerprints (checked text) of earlier shapes this version reads.
+    pub(crate) compatible_with: Vec<String>,
 }
 
 /// The field holding the partition key.
@@ -87,6 +89,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, errors: &mut Errors) -> Model<'a> {
                 event_type,
                 version,
                 key,
+                compatible_with: texts(attrs.compatible_with.as_deref()),
             })
         }
         Data::Enum(variants) => {
@@ -103,6 +106,12 @@ pub(crate) fn check<'a>(input: &Input<'a>, errors: &mut Errors) -> Model<'a> {
                 errors.push(syn::Error::new_spanned(
                     event_type,
                     "`event_type` on an enum names nothing: each variant is its own event type; set `#[iggy(event_type = \"...\")]` on the variants (the default is `<enum>.<variant>` in snake_case)",
+                ));
+            }
+            if let Some(first) = attrs.compatible_with.as_ref().and_then(|list| list.first()) {
+                errors.push(syn::Error::new_spanned(
+                    first,
+                    "`compatible_with` on an enum is ambiguous: each variant is its own event type with its own fingerprint; set `#[iggy(compatible_with = [...])]` on the variant",
                 ));
             }
             let enum_snake = snake_case(&input.ident.to_string());
@@ -166,6 +175,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, errors: &mut Errors) -> Model<'a> {
                         event_type,
                         version: variant.attrs.version.unwrap_or(version),
                         key,
+                        compatible_with: texts(variant.attrs.compatible_with.as_deref()),
                     },
                 ));
             }
@@ -255,4 +265,8 @@ fn member_name(member: &Member) -> String {
         Member::Named(ident) => ident.to_string(),
         Member::Unnamed(index) => index.index.to_string(),
     }
+}
+
+fn texts(list: Option<&[LitStr]>) -> Vec<String> {
+    list.unwrap_or_default().iter().map(LitStr::value).collect()
 }

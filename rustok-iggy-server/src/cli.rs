@@ -31,7 +31,7 @@ Every option has an environment variable (in the list below); an option on the c
 line wins over its variable. Prefer the environment for passwords: command lines are \
 visible to other users of the machine.",
     after_help = "Operations (run them with the broker stopped, except backup): backup, \
-restore, verify, migrate. `rustok-iggy-server help <command>` describes each.",
+restore, verify, migrate, schema check. `rustok-iggy-server help <command>` describes each.",
     args_conflicts_with_subcommands = true
 )]
 pub(crate) struct Cli {
@@ -60,6 +60,32 @@ pub(crate) enum Command {
     /// Copy streams, topics, every event and consumer-group offsets to an Iggy server
     /// (needs the `remote` feature). Run it again with the same resume file to resume.
     Migrate(Box<MigrateArgs>),
+    /// Schema fingerprints: `schema check` compares the ones published on a data
+    /// directory's topics with a lock file.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// The `schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Read every message of every topic and compare its schema fingerprint header
+    /// with the lock file (`iggy-schemas.lock`, written by
+    /// `rustok_iggy::schema::check_lock`); exit status 1 when a published fingerprint
+    /// is not the locked one for its event type and version. Run it with the broker
+    /// stopped (or on a backup).
+    Check(SchemaCheckArgs),
+}
+
+/// The options of `schema check`.
+#[derive(Debug, Args)]
+pub(crate) struct SchemaCheckArgs {
+    /// The lock file
+    #[arg(long, value_name = "FILE")]
+    pub(crate) lock: PathBuf,
+    /// The data directory (or backup) whose topics are read
+    #[arg(long, value_name = "DIR", env = "RUSTOK_IGGY_DATA_DIR", default_value_os_t = defaults().data_dir)]
+    pub(crate) data_dir: PathBuf,
 }
 
 /// When appended data is fsynced.

@@ -144,3 +144,127 @@ fn serve_starts_and_stops_gracefully_on_sigterm() {
     assert!(status.success(), "{status:?}: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
+
+mod schema {
+    //! `schema check` on a data directory written by typed transports.
+
+    use std::path::Path;
+
+    use rustok_iggy::schema::{LockMode, TypeSchemas, check_lock_with, schemas};
+    use rustok_iggy::{ConnectorConfig, EmbeddedConnector, IggyConnector, IggyEvent};
+    use rustok_iggy::{Transport, TransportOptions};
+    use serde::{Deserialize, Serialize};
+
+    use super::{run, server};
+
+    mod locked {
+        use super::*;
+
+        #[derive(Serialize, Deserialize, IggyEvent)]
+        #[iggy(topic = "orders", event_type = "order", codec = "postcard")]
+        pub(super) struct Order {
+            pub(super) quantity: u32,
+            pub(super) price: u32,
+        }
+    }
+
+    /// Version 1 with its fields swapped: a deploy that forgot the version bump.
+    mod drifted {
+        use super::*;
+
+        #[derive(Serialize, Deserialize, IggyEvent)]
+        #[iggy(topic = "orders", event_type = "order", codec = "postcard")]
+        pub(super) struct Order {
+            pub(super) price: u32,
+            pub(super) quantity: u32,
+        }
+    }
+
+    async fn publish<E: IggyEvent>(data_dir: &Path, event: E) {
+        let connector = std::sync::Arc::new(EmbeddedConnector::new());
+        connector
+            .connect(&ConnectorConfig::embedded(data_dir))
+            .await
+            .unwrap();
+        let transport = Transport::<E>::new(connector.clone(), TransportOptions::default())
+            .await
+            .unwrap();
+        transport.publish(&event).await.unwrap();
+        connector.shutdown().await.unwrap();
+    }
+
+    fn check(lock: &Path, data_dir: &Path) -> (bool, String, String) {
+        let (output, stdout, stderr) = run(server()
+            .args(["schema", "check", "--lock"])
+            .arg(lock)
+            .arg("--data-dir")
+            .arg(data_dir));
+        (output.status.success(), stdout, stderr)
+    }
+
+    #[tokio::test]
+    async fn schema_check_reports_published_fingerprints_that_differ_from_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let lock = dir.path().join("iggy-schemas.lock");
+        check_lock_with(
+            &lock,
+            &[TypeSchemas::current::<locked::Order>()],
+            LockMode::Update,
+        )
+        .unwrap();
+        let good = schemas::<locked::Order>().unwrap()[0]
+            .fingerprint
+            .to_string();
+        let bad = schemas::<drifted::Order>().unwrap()[0]
+            .fingerprint
+            .to_string();
+
+        publish(
+            &data_dir,
+            locked::Order {
+                quantity: 1,
+                price: 2,
+            },
+        )
+        .await;
+        let (ok, stdout, stderr) = check(&lock, &data_dir);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("fingerprint {good} (1 messages)")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("every published fingerprint matches"),
+            "{stdout}"
+        );
+
+        publish(
+            &data_dir,
+            drifted::Order {
+                price: 2,
+                quantity: 1,
+            },
+        )
+        .await;
+        let (ok, stdout, stderr) = check(&lock, &data_dir);
+        assert!(!ok, "a mismatch exits with a failure: {stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("MISMATCH  rustok/orders: \"order\" version 1 published with fingerprint {bad} (1 messages); the lock has {good}")),
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    fn schema_check_refuses_a_missing_lock_file_or_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("iggy-schemas.lock");
+        let (ok, _, stderr) = check(&lock, dir.path());
+        assert!(!ok);
+        assert!(stderr.contains("cannot access the lock file"), "{stderr}");
+        std::fs::write(&lock, "").unwrap();
+        let (ok, _, stderr) = check(&lock, &dir.path().join("missing"));
+        assert!(!ok);
+        assert!(stderr.contains("is not a data directory"), "{stderr}");
+    }
+}

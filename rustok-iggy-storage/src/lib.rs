@@ -266,6 +266,14 @@ impl PartitionLog {
         self.unsynced_since
     }
 
+    /// Closed segments awaiting their seal (index files and seal file, written by
+    /// the next sync). Their data is stored, but the seal still needs disk space:
+    /// an owner that lets them pile up can fill the disk with data whose seals no
+    /// longer fit.
+    pub fn unsealed_segments(&self) -> usize {
+        self.closed.iter().filter(|s| s.needs_seal).count()
+    }
+
     /// How long data waited for its fsyncs.
     pub fn sync_stats(&self) -> SyncStats {
         self.sync_stats

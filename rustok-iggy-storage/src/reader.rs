@@ -45,8 +45,8 @@ impl PartitionLog {
     /// offset order. A `from` older than [`first_offset`](Self::first_offset) starts
     /// there, and offsets lost to damage (a gap) are skipped without counting. The
     /// first and last records are sliced to the window (a sliced record keeps its
-    /// base offset and timestamps, PROTOCOL.md §4.3); records in between are returned
-    /// exactly as stored.
+    /// base offset and timestamps, `docs/wire-protocol.md` §4.3); records in between
+    /// are returned exactly as stored.
     ///
     /// At most `max_bytes` of records are returned, counting each by its stored size,
     /// except that the first record is always returned whatever its size. Empty

@@ -106,6 +106,27 @@ impl PartitionLog {
         removal.run(&self.disk)
     }
 
+    /// Takes the `count` oldest closed segments out (all of them when fewer are
+    /// closed), never the active one. Offsets are kept, as with
+    /// [`take_expired`](Self::take_expired). Their files are removed by
+    /// [`Removal::run`], which takes no lock. For `DeleteSegments`.
+    pub fn take_oldest_segments(&mut self, count: u32) -> Removal {
+        let mut removal = Removal {
+            dir: self.dir.clone(),
+            segments: Vec::new(),
+            sync_first: false,
+            report: RetentionReport::default(),
+        };
+        for _ in 0..count {
+            if self.closed.is_empty() {
+                break;
+            }
+            self.take_oldest(&mut removal);
+        }
+        removal.report.first_offset = self.first_offset();
+        removal
+    }
+
     /// Takes the oldest closed segment out.
     fn take_oldest(&mut self, removal: &mut Removal) {
         let Some(oldest) = self.closed.pop_front() else {

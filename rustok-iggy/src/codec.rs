@@ -17,7 +17,7 @@ use crate::event::IggyEvent;
 /// | codec      | bytes                                   | schema evolution                        |
 /// |------------|-----------------------------------------|-----------------------------------------|
 /// | `Json`     | UTF-8 JSON (`serde_json`), readable     | fields can be added with `#[serde(default)]` |
-/// | `Postcard` | compact binary (`postcard` 1.x), by position | none: any change of fields is a new `version` |
+/// | `Postcard` | compact binary (`postcard` 1.x), by position | none: any change of fields is a new `version`; a change without one is refused by the [schema fingerprint](crate::schema) |
 ///
 /// Postcard is not self-describing: `#[serde(untagged)]`, internally tagged enums
 /// (`#[serde(tag = "...")]` without `content`), `#[serde(flatten)]` and

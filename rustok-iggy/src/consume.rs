@@ -536,8 +536,8 @@ where
                     partition = received.info.partition,
                     offset = received.info.offset,
                     event_type = %received.info.event_type,
-                    traceparent = received.info.metadata.traceparent.as_deref().unwrap_or(""),
-                    trace_id = received.info.metadata.traceparent.as_deref().and_then(trace_id).unwrap_or(""),
+                    traceparent = received.info.traceparent().unwrap_or(""),
+                    trace_id = received.info.traceparent().and_then(trace_id).unwrap_or(""),
                 );
                 let mut failures = 0u32;
                 let outcome = loop {

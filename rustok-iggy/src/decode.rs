@@ -1,10 +1,14 @@
 //! Turning a received message into a typed event.
 
+use std::borrow::Cow;
+
 use rustok_iggy_connector::ReceivedMessage;
 
+use crate::codec::Codec;
 use crate::error::DecodeFailure;
 use crate::event::IggyEvent;
 use crate::metadata::{EventHeaders, header};
+use crate::schema::{Fingerprint, schema_for};
 use crate::upcast::Upcasters;
 
 /// Turns a received message into an `E`, or says why not (and which event type the
@@ -18,7 +22,8 @@ pub(crate) type Decoder<E> = std::sync::Arc<
 /// What the headers said about a decoded event.
 #[derive(Debug)]
 pub(crate) struct DecodedInfo {
-    pub(crate) event_type: String,
+    /// Borrowed from `E::EVENT_TYPES` for typed events (no allocation per event).
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
 }
 
@@ -43,16 +48,17 @@ pub(crate) fn decode_message<E: IggyEvent>(
             named.map(str::to_owned),
         )
     })?;
-    let named_type = read.event_type.map(str::to_owned);
-    let fail = |failure: DecodeFailure| (failure, named_type.clone());
+    // Borrowed from the message: owned only when a failure is reported.
+    let named_type = read.event_type;
+    let fail = |failure: DecodeFailure| (failure, named_type.map(str::to_owned));
     let codec = read.codec;
-    let known = match &named_type {
+    let known = match named_type {
         Some(event_type) => E::EVENT_TYPES
             .iter()
             .find(|info| info.event_type == event_type)
             .ok_or_else(|| {
                 fail(DecodeFailure::UnknownEventType {
-                    event_type: event_type.clone(),
+                    event_type: event_type.to_owned(),
                     known: E::EVENT_TYPES
                         .iter()
                         .map(|info| info.event_type)
@@ -81,6 +87,18 @@ pub(crate) fn decode_message<E: IggyEvent>(
         // An older version is read only through its upcaster: decoding it as the
         // current type could succeed with wrong values (Postcard is not
         // self-describing).
+        if let Some(expected) = upcasters.fingerprint(known.event_type, schema_version) {
+            let check = |found: Fingerprint| found == expected;
+            fingerprint_matches(
+                message,
+                codec,
+                known.event_type,
+                schema_version,
+                expected,
+                check,
+            )
+            .map_err(fail)?;
+        }
         upcasters
             .upcast(known.event_type, schema_version, codec, &message.payload)
             .ok_or_else(|| {
@@ -91,14 +109,70 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?
     } else {
+        check_fingerprint::<E>(message, codec, known.event_type, schema_version).map_err(fail)?;
         codec.decode_value::<E>(known.event_type, &message.payload)
     };
     let event = decoded.map_err(|e| fail(DecodeFailure::Codec(e)))?;
     Ok((
         event,
         DecodedInfo {
-            event_type: known.event_type.to_owned(),
+            event_type: Cow::Borrowed(known.event_type),
             schema_version,
         },
     ))
+}
+
+/// Refuses a Postcard payload whose schema fingerprint header differs from `E`'s for
+/// `event_type` at `version` (and from the ones it declares compatible): Postcard is
+/// not self-describing, so another shape would decode into wrong values. A type that
+/// cannot be traced is decoded as before.
+fn check_fingerprint<E: IggyEvent>(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+) -> Result<(), DecodeFailure> {
+    match schema_for::<E>(event_type) {
+        Some(schema) => fingerprint_matches(
+            message,
+            codec,
+            event_type,
+            version,
+            schema.fingerprint,
+            |found| schema.reads(found),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The one fingerprint rule: a Postcard message with a fingerprint header that
+/// `reads` refuses is a [`DecodeFailure::SchemaMismatch`]. JSON payloads name their
+/// fields and are not checked; a message without the header (an older producer) is
+/// decoded as before.
+fn fingerprint_matches(
+    message: &ReceivedMessage,
+    codec: Codec,
+    event_type: &str,
+    version: u32,
+    expected: Fingerprint,
+    reads: impl Fn(Fingerprint) -> bool,
+) -> Result<(), DecodeFailure> {
+    if codec != Codec::Postcard {
+        return Ok(());
+    }
+    let found = EventHeaders::fingerprint(&message.headers)
+        .map_err(|invalid| DecodeFailure::InvalidHeader { name: invalid.name })?;
+    let Some(found) = found else {
+        return Ok(());
+    };
+    if reads(found) {
+        Ok(())
+    } else {
+        Err(DecodeFailure::SchemaMismatch {
+            event_type: event_type.to_owned(),
+            version,
+            expected,
+            found,
+        })
+    }
 }

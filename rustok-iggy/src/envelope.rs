@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning,
+    ConnectorError, GroupName, HeaderValue, IggyConnector, OutgoingMessage, Partitioning,
     PublishRequest, ReceivedMessage, StartPosition, TopicName, TopicSpec, now_micros,
     partition_for,
 };
@@ -31,10 +31,10 @@ use crate::config::IggyConfig;
 use crate::decode::DecodedInfo;
 use crate::error::{DecodeFailure, Error};
 use crate::health::{HealthReport, HealthThresholds};
-use crate::metadata::{EventHeaders, EventMetadata, header, new_traceparent};
+use crate::metadata::{EventHeaders, EventMetadata, OutgoingHeaders, header, id_texts};
 use crate::replay::{Replay, ReplayFrom, ReplayUntil, replay_with};
 use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
-use crate::transport::send;
+use crate::transport::{send, traceparent_value};
 
 /// An event as the platform passes it around: identity, type, version, tenancy,
 /// causality, tracing, and a JSON-shaped payload.
@@ -293,7 +293,7 @@ fn decode_envelope(
     Ok((
         envelope,
         DecodedInfo {
-            event_type: named,
+            event_type: named.into(),
             schema_version,
         },
     ))
@@ -488,19 +488,31 @@ impl IggyTransport {
     fn message_traced(
         &self,
         envelope: &EventEnvelope,
-        trace: Option<&str>,
+        trace: Option<&HeaderValue>,
     ) -> Result<OutgoingMessage, Error> {
         let codec = self.config.serialization;
-        let mut headers = Headers::new();
-        let fresh = (trace.is_none() && envelope.traceparent.is_none()).then(new_traceparent);
-        let trace = trace.or(fresh.as_deref()).unwrap_or_default();
-        EventHeaders {
-            event_type: Some(&envelope.event_type),
+        let fresh;
+        let trace = match trace {
+            Some(trace) => trace,
+            None => {
+                fresh = traceparent_value();
+                &fresh
+            }
+        };
+        let mut headers = OutgoingHeaders {
+            event_type: HeaderValue::string(envelope.event_type.as_str()),
             schema_version: envelope.schema_version,
             codec,
+            fingerprint: None,
+            event_id: id_texts(&[envelope.id]),
+            metadata: &envelope.metadata(),
+            trace,
         }
-        .write(&mut headers, envelope.id, &envelope.metadata(), trace)?;
-        headers.insert_str(header::OCCURRED_AT, envelope.occurred_at.to_string())?;
+        .write(1)?;
+        headers.insert_static(
+            header::OCCURRED_AT,
+            HeaderValue::string(envelope.occurred_at.to_string()),
+        )?;
         Ok(OutgoingMessage {
             id: envelope.id.as_u128(),
             payload: Bytes::from(encode_payload(codec, envelope)?),
@@ -512,7 +524,7 @@ impl IggyTransport {
         &self,
         topic: &TopicName,
         envelopes: &[EventEnvelope],
-        trace: &str,
+        trace: &HeaderValue,
     ) -> Result<(), Error> {
         self.ensure_open()?;
         let partitions = self.partitions(topic).await?;
@@ -695,12 +707,16 @@ impl IggyTransport {
 impl EventTransport for IggyTransport {
     async fn publish(&self, envelope: EventEnvelope) -> Result<(), Error> {
         let topic = self.topic_for(&envelope.event_type).clone();
-        self.publish_group(&topic, std::slice::from_ref(&envelope), &new_traceparent())
-            .await
+        self.publish_group(
+            &topic,
+            std::slice::from_ref(&envelope),
+            &traceparent_value(),
+        )
+        .await
     }
 
     async fn publish_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<(), Error> {
-        let trace = new_traceparent();
+        let trace = traceparent_value();
         let mut by_topic: Vec<(TopicName, Vec<EventEnvelope>)> = Vec::new();
         for envelope in envelopes {
             let topic = self.topic_for(&envelope.event_type).clone();

@@ -65,6 +65,24 @@ pub enum DecodeFailure {
         /// The consumer's version.
         known: u32,
     },
+    /// The message was written at the consumer's schema version but with another
+    /// schema fingerprint: the producer's type has another shape (fields reordered,
+    /// renamed or retyped without a version bump), and decoding its Postcard payload
+    /// could yield wrong values. See [`crate::schema`].
+    #[error(
+        "event type {event_type:?} version {version} was written with schema fingerprint \
+         {found}, but this consumer's is {expected}: the shapes differ at the same version"
+    )]
+    SchemaMismatch {
+        /// The event type.
+        event_type: String,
+        /// The schema version (the message's and the consumer's).
+        version: u32,
+        /// The consumer's fingerprint.
+        expected: crate::schema::Fingerprint,
+        /// The message's fingerprint.
+        found: crate::schema::Fingerprint,
+    },
     /// A header rustok-iggy writes has a value it cannot read.
     #[error("header {name:?} has an invalid value")]
     InvalidHeader {

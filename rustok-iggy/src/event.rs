@@ -52,11 +52,14 @@ use crate::partition_for;
 /// - `event_type = "..."` (structs only): the event type; by default the type name in
 ///   snake_case (`OrderPlaced` → `order_placed`, `HTTPRequestSent` →
 ///   `http_request_sent`).
+/// - `compatible_with = ["<fingerprint>", ...]` (structs only; on an enum, per
+///   variant): the schema fingerprints of earlier shapes of this version that the type
+///   still reads (an enum variant added at the end); see [`crate::schema`].
 ///
 /// On an enum, each variant is an event type of its own. `#[iggy(...)]` on a variant
 /// takes `event_type` (by default `<enum>.<variant>` in snake_case: `OrderEvent::Shipped`
-/// → `order_event.shipped`), `key` (a field of the variant) and `version` (by default
-/// the enum's). A variant without a `key` of its own uses the enum's `key`, which must
+/// → `order_event.shipped`), `key` (a field of the variant), `version` (by default
+/// the enum's) and `compatible_with`. A variant without a `key` of its own uses the enum's `key`, which must
 /// then be a field of that variant too; with neither, the variant has no key.
 ///
 /// ```
@@ -155,6 +158,9 @@ pub struct EventTypeInfo {
     pub event_type: &'static str,
     /// Its schema version, as [`IggyEvent::schema_version`] returns it.
     pub version: u32,
+    /// Fingerprints of earlier shapes of this version that the current type reads
+    /// correctly (`#[iggy(compatible_with = [...])]`; see [`crate::schema`]).
+    pub compatible_with: &'static [&'static str],
 }
 
 impl EventTypeInfo {
@@ -164,6 +170,18 @@ impl EventTypeInfo {
         Self {
             event_type,
             version,
+            compatible_with: &[],
+        }
+    }
+
+    /// The same, declaring that this version also reads payloads written with the
+    /// schema fingerprints `fingerprints` (earlier shapes of the same version, for
+    /// example before an enum variant was added at the end).
+    #[must_use]
+    pub const fn compatible_with(self, fingerprints: &'static [&'static str]) -> Self {
+        Self {
+            compatible_with: fingerprints,
+            ..self
         }
     }
 }

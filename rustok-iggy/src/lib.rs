@@ -21,6 +21,7 @@
 
 mod acks;
 mod batching;
+mod coalesce;
 mod codec;
 mod config;
 mod connect;
@@ -35,6 +36,7 @@ mod key;
 mod metadata;
 mod replay;
 mod retry;
+pub mod schema;
 mod subscription;
 mod transport;
 mod upcast;

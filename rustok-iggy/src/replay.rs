@@ -17,7 +17,6 @@ use uuid::Uuid;
 use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
 use crate::event::IggyEvent;
-use crate::metadata::EventMetadata;
 use crate::subscription::DeliveryInfo;
 use crate::transport::Transport;
 
@@ -252,7 +251,6 @@ fn replayed<E>(
                 schema_version: decoded.schema_version,
                 timestamp: message.timestamp,
                 attempt: 1,
-                metadata: EventMetadata::read(&message.headers, message.id),
                 headers: message.headers.clone(),
             },
         }),

@@ -7,16 +7,20 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    GroupName, Headers, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishRequest,
-    Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names, partition_for,
+    ConnectorError, GroupName, HeaderValue, IggyConnector, Metrics, OutgoingMessage, Partitioning,
+    PublishRequest, Retention, StartPosition, StreamName, TopicName, TopicSpec, metric_names,
+    partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::coalesce::{Coalescer, Destination};
 use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
-use crate::metadata::{EventHeaders, EventMetadata, header, new_traceparent};
+use crate::metadata::{
+    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, header, id_texts, new_traceparent,
+};
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
@@ -84,6 +88,8 @@ pub struct Transport<E> {
     partitions: u32,
     dead_letter_retention: Retention,
     upcasters: Arc<Upcasters<E>>,
+    /// Shares requests among concurrent single-event publishes.
+    coalescer: Arc<Coalescer>,
 }
 
 impl<E> Clone for Transport<E> {
@@ -95,6 +101,7 @@ impl<E> Clone for Transport<E> {
             partitions: self.partitions,
             dead_letter_retention: self.dead_letter_retention,
             upcasters: Arc::clone(&self.upcasters),
+            coalescer: Arc::clone(&self.coalescer),
         }
     }
 }
@@ -125,6 +132,11 @@ pub(crate) fn routing<E: IggyEvent>(
     }
 }
 
+/// A fresh `traceparent` as a header value, shared by the messages of one call.
+pub(crate) fn traceparent_value() -> HeaderValue {
+    HeaderValue::string(new_traceparent())
+}
+
 /// Publishes `request` through `connector` and records the publish metrics
 /// (operation duration; sent messages and bytes on success): what every publish of
 /// the typed and the envelope layer goes through.
@@ -132,6 +144,14 @@ pub(crate) async fn send(
     connector: &dyn IggyConnector,
     request: PublishRequest,
 ) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
+    Ok(send_recorded(connector, request).await?)
+}
+
+/// [`send`] with the connector's own error.
+pub(crate) async fn send_recorded(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+) -> Result<rustok_iggy_connector::PublishReceipt, ConnectorError> {
     let count = request.messages.len() as u64;
     let bytes: u64 = request
         .messages
@@ -152,7 +172,7 @@ pub(crate) async fn send(
         metrics.add(metric_names::SENT_MESSAGES, &topic, count);
         metrics.add(metric_names::SENT_BYTES, &topic, bytes);
     }
-    Ok(result?)
+    result
 }
 
 impl<E: IggyEvent> Transport<E> {
@@ -182,10 +202,16 @@ impl<E: IggyEvent> Transport<E> {
                 retention,
             })
             .await?;
+        let coalescer = Arc::new(Coalescer::new(Destination {
+            connector: Arc::clone(&connector),
+            stream: stream.clone(),
+            topic: topic.clone(),
+        }));
         Ok(Self {
             connector,
             stream,
             topic,
+            coalescer,
             partitions: info.partitions,
             dead_letter_retention: options.dead_letter_retention,
             upcasters: Arc::new(Upcasters::new()),
@@ -272,25 +298,44 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         event: &E,
         metadata: &EventMetadata,
-        trace: &str,
+        trace: &HeaderValue,
     ) -> Result<(OutgoingMessage, Uuid), Error> {
-        let payload = event.encode()?;
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
-        let mut headers = Headers::new();
-        EventHeaders {
-            event_type: Some(event.event_type()),
+        let text = id_texts(&[id]);
+        let message = self.message_with_id(event, metadata, trace, id, text)?;
+        Ok((message, id))
+    }
+
+    /// [`Transport::message`] with the event id chosen and its text (`id_text`, a
+    /// slice of one buffer per publish call) made by the caller. Header names, the
+    /// event type, the codec and small schema versions are static: the headers cost
+    /// one allocation (their list) beyond the payload, and one more for the schema
+    /// fingerprint's text where the type has one.
+    fn message_with_id(
+        &self,
+        event: &E,
+        metadata: &EventMetadata,
+        trace: &HeaderValue,
+        id: Uuid,
+        id_text: Bytes,
+    ) -> Result<OutgoingMessage, Error> {
+        let payload = event.encode()?;
+        let headers = OutgoingHeaders {
+            event_type: HeaderValue::from_static(event.event_type()),
             schema_version: event.schema_version(),
             codec: E::CODEC,
+            fingerprint: crate::schema::schema_for::<E>(event.event_type())
+                .map(|schema| schema.fingerprint),
+            event_id: id_text,
+            metadata,
+            trace,
         }
-        .write(&mut headers, id, metadata, trace)?;
-        Ok((
-            OutgoingMessage {
-                id: id.as_u128(),
-                payload: Bytes::from(payload),
-                headers,
-            },
-            id,
-        ))
+        .write(0)?;
+        Ok(OutgoingMessage {
+            id: id.as_u128(),
+            payload: Bytes::from(payload),
+            headers,
+        })
     }
 
     /// Publishes through the connector and records the publish metrics.
@@ -305,8 +350,13 @@ impl<E: IggyEvent> Transport<E> {
     /// under the configured durability policy). Events with the same key keep their
     /// publish order for every consumer.
     ///
+    /// Concurrent calls share requests: while a request for the event's partition is
+    /// in flight, events published by other tasks wait and go together in the next
+    /// one (no linger: an event published when nothing is in flight is sent at once).
+    ///
     /// If this returns an error the event may or may not be stored; publishing it
-    /// again may store it twice (consumers deduplicate by event id).
+    /// again may store it twice (consumers deduplicate by event id). When the failed
+    /// request carried other events too, the error is [`crate::BatchError::Publish`].
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }
@@ -318,11 +368,8 @@ impl<E: IggyEvent> Transport<E> {
         event: &E,
         metadata: &EventMetadata,
     ) -> Result<Receipt, Error> {
-        let (message, event_id) = self.message(event, metadata, &new_traceparent())?;
-        let partitioning = match routing(event, metadata, self.partitions) {
-            Some(partition) => Partitioning::Partition(partition),
-            None => Partitioning::Balanced,
-        };
+        let (message, event_id) = self.message(event, metadata, &traceparent_value())?;
+        let target = routing(event, metadata, self.partitions);
         let span = tracing::debug_span!(
             "publish",
             messaging.system = "iggy",
@@ -332,18 +379,14 @@ impl<E: IggyEvent> Transport<E> {
             event_type = event.event_type(),
             traceparent = message.headers.get_str(header::TRACEPARENT).unwrap_or_default(),
         );
-        let receipt = self
-            .send(PublishRequest {
-                stream: self.stream.clone(),
-                topic: self.topic.clone(),
-                partitioning,
-                messages: vec![message],
-            })
+        let (partition, offset) = self
+            .coalescer
+            .publish(target, message)
             .instrument(span)
             .await?;
         Ok(Receipt {
-            partition: receipt.partition,
-            offset: receipt.base_offset,
+            partition,
+            offset,
             event_id,
         })
     }
@@ -356,12 +399,14 @@ impl<E: IggyEvent> Transport<E> {
     /// stored already.
     pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
         let metadata = EventMetadata::default();
-        let trace = new_traceparent();
+        let trace = traceparent_value();
         let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
-        let mut ids = Vec::with_capacity(events.len());
+        let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
+        let texts = id_texts(&ids);
         for (index, event) in events.iter().enumerate() {
-            let (message, id) = self.message(event, &metadata, &trace)?;
-            ids.push(id);
+            let id = ids[index];
+            let text = texts.slice(index * ID_TEXT_LEN..(index + 1) * ID_TEXT_LEN);
+            let message = self.message_with_id(event, &metadata, &trace, id, text)?;
             let target = routing(event, &metadata, self.partitions);
             match buckets.iter_mut().find(|(t, _, _)| *t == target) {
                 Some((_, indexes, messages)) => {

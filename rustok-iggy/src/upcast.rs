@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, CodecError};
+use crate::schema::{EventSchema, Fingerprint};
 
 type Upcaster<E> = Arc<dyn Fn(Codec, &str, &[u8]) -> Result<E, CodecError> + Send + Sync>;
 
@@ -44,7 +45,7 @@ type Upcaster<E> = Arc<dyn Fn(Codec, &str, &[u8]) -> Result<E, CodecError> + Sen
 /// assert!(upcasters.has("order_placed", 1));
 /// ```
 pub struct Upcasters<E> {
-    by_version: HashMap<(String, u32), Upcaster<E>>,
+    by_version: HashMap<(String, u32), (Upcaster<E>, Option<Fingerprint>)>,
 }
 
 impl<E> Default for Upcasters<E> {
@@ -80,8 +81,13 @@ impl<E: 'static> Upcasters<E> {
         let upcaster: Upcaster<E> = Arc::new(move |codec, event_type, bytes| {
             codec.decode_value::<Old>(event_type, bytes).map(&convert)
         });
+        // Traced once here: a Postcard message of that version whose fingerprint
+        // differs from `Old`'s is refused instead of decoded.
+        let fingerprint = EventSchema::of_type::<Old>(event_type, version)
+            .ok()
+            .map(|schema| schema.fingerprint);
         self.by_version
-            .insert((event_type.to_owned(), version), upcaster);
+            .insert((event_type.to_owned(), version), (upcaster, fingerprint));
         self
     }
 
@@ -102,7 +108,15 @@ impl<E: 'static> Upcasters<E> {
     ) -> Option<Result<E, CodecError>> {
         self.by_version
             .get(&(event_type.to_owned(), version))
-            .map(|upcaster| upcaster(codec, event_type, bytes))
+            .map(|(upcaster, _)| upcaster(codec, event_type, bytes))
+    }
+
+    /// The schema fingerprint of the old type registered for `(event_type, version)`,
+    /// when it could be traced.
+    pub(crate) fn fingerprint(&self, event_type: &str, version: u32) -> Option<Fingerprint> {
+        self.by_version
+            .get(&(event_type.to_owned(), version))
+            .and_then(|(_, fingerprint)| *fingerprint)
     }
 }
 

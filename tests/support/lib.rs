@@ -3,6 +3,7 @@
 pub mod conformance;
 pub mod faults;
 pub mod faulty;
+pub mod process;
 pub mod wire;
 
 use std::future::Future;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use iggy::prelude::{Client, IggyClient, UserClient};
+use iggy::prelude::{Client, IggyClient, Permissions, UserClient, UserStatus};
 use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector, IggyConnector};
 
 pub use crate::within;
@@ -75,13 +75,7 @@ impl WireBroker {
 
     /// An SDK client connected without logging in (auto-login off).
     pub async fn anonymous_client(&self) -> IggyClient {
-        let client = IggyClient::builder()
-            .with_tcp()
-            .with_server_address(self.address.to_string())
-            .build()
-            .expect("a client");
-        within("connect", client.connect()).await.expect("connect");
-        client
+        anonymous_client(self.address).await
     }
 
     /// Logs `client` in as root.
@@ -99,13 +93,58 @@ impl WireBroker {
     }
 }
 
+/// An SDK client connected to the listener at `address` without logging in
+/// (auto-login off).
+pub async fn anonymous_client(address: SocketAddr) -> IggyClient {
+    let client = IggyClient::builder()
+        .with_tcp()
+        .with_server_address(address.to_string())
+        .build()
+        .expect("a client");
+    within("connect", client.connect()).await.expect("connect");
+    client
+}
+
+/// An SDK client connected to `address` and logged in as `username`.
+pub async fn logged_in_client(address: SocketAddr, username: &str, password: &str) -> IggyClient {
+    let client = anonymous_client(address).await;
+    within("login", client.login_user(username, password))
+        .await
+        .unwrap_or_else(|e| panic!("{username} logs in: {e}"));
+    client
+}
+
+/// Creates user `username` (active, with `permissions`) as `admin`, and returns a
+/// client logged in as that user on `address`.
+pub async fn user_client(
+    admin: &IggyClient,
+    address: SocketAddr,
+    username: &str,
+    password: &str,
+    permissions: Option<Permissions>,
+) -> IggyClient {
+    within(
+        "create_user",
+        admin.create_user(username, password, UserStatus::Active, permissions),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create user {username}: {e}"));
+    logged_in_client(address, username, password).await
+}
+
 /// A hand-driven connection speaking raw frames, for tests of malformed input and
 /// exact reply semantics.
 pub mod raw {
     use bytes::BytesMut;
     use iggy_binary_protocol::consensus::{Command, HEADER_SIZE, Operation};
+    use iggy_binary_protocol::requests::messages::{
+        PollMessagesRequest, RawMessage, SendMessagesEncoder,
+    };
     use iggy_binary_protocol::requests::users::LoginRegisterRequest;
-    use iggy_binary_protocol::{ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireEncode, WireName};
+    use iggy_binary_protocol::{
+        ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode, WireIdentifier,
+        WireName, WirePartitioning, WirePollingStrategy,
+    };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -181,6 +220,54 @@ pub mod raw {
         h
     }
 
+    /// A `SendMessages` body: `payloads` as messages with ids 1, 2, ... to
+    /// `stream`/`topic`, partition `partition`.
+    pub fn send_body(stream: &str, topic: &str, partition: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
+        let messages: Vec<RawMessage<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| RawMessage {
+                id: i as u128 + 1,
+                origin_timestamp: 1_000 + i as u64,
+                headers: None,
+                payload,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        SendMessagesEncoder::encode(
+            &mut buf,
+            &WireIdentifier::named(stream).expect("a stream name"),
+            &WireIdentifier::named(topic).expect("a topic name"),
+            &WirePartitioning::PartitionId(partition),
+            &messages,
+        )
+        .expect("an encodable batch");
+        buf.to_vec()
+    }
+
+    /// A `PollMessages` body: `count` messages from `offset` of partition
+    /// `partition` of `stream`/`topic`, for consumer `consumer`, no auto-commit.
+    pub fn poll_body(
+        consumer: u32,
+        stream: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        count: u32,
+    ) -> Vec<u8> {
+        PollMessagesRequest {
+            consumer: WireConsumer::consumer(WireIdentifier::numeric(consumer)),
+            stream_id: WireIdentifier::named(stream).expect("a stream name"),
+            topic_id: WireIdentifier::named(topic).expect("a topic name"),
+            partition_id: Some(partition),
+            strategy: WirePollingStrategy::offset(offset),
+            count,
+            auto_commit: false,
+        }
+        .to_bytes()
+        .to_vec()
+    }
+
     /// A raw connection.
     pub struct RawClient {
         /// The socket.
@@ -198,6 +285,17 @@ pub mod raw {
             let stream = within("raw connect", TcpStream::connect(address))
                 .await
                 .expect("raw connect");
+            Self {
+                stream,
+                client: 0x5eed_u128 << 64 | 42,
+                session: 0,
+                request: 0,
+            }
+        }
+
+        /// A raw client on an already connected socket (for example one bound to
+        /// another source address).
+        pub fn from_stream(stream: TcpStream) -> Self {
             Self {
                 stream,
                 client: 0x5eed_u128 << 64 | 42,

@@ -167,7 +167,7 @@ impl EmbeddedConnector {
             for partition in &topic.partitions {
                 let report = partition.verify()?;
                 if !report.is_clean() {
-                    tracing::error!(topic = %topic.name, partition = partition.id, damage = ?report.damage, "verify found damage");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, damage = ?report.damage, "verify found damage");
                 }
                 summary.partitions += 1;
                 summary.segments += report.segments;
@@ -176,7 +176,9 @@ impl EmbeddedConnector {
                 for damage in report.damage {
                     summary.damage.push(format!(
                         "{}/{} partition {}: {damage}",
-                        topic.stream_name, topic.name, partition.id,
+                        topic.stream_name(),
+                        topic.name(),
+                        partition.id,
                     ));
                 }
             }
@@ -197,6 +199,17 @@ impl EmbeddedConnector {
     /// failed.
     pub async fn flush(&self) -> Result<(), ConnectorError> {
         self.broker()?.flush().await
+    }
+
+    /// Every topic of every stream, as (stream, topic) names: what `topic_info` and
+    /// `poll` can then read (the ops tools walk a data directory with it).
+    pub fn topics(&self) -> Result<Vec<(StreamName, TopicName)>, ConnectorError> {
+        Ok(self
+            .broker()?
+            .all_topics()
+            .iter()
+            .map(|topic| (topic.stream_name(), topic.name()))
+            .collect())
     }
 
     /// The data directory in use.
@@ -313,11 +326,19 @@ impl IggyConnector for EmbeddedConnector {
         // Recovery reads (and may repair) every partition: off the runtime.
         let broker = Arc::new(blocking(move || Broker::open(broker_config)).await?);
         let wire = if embedded.tcp_enabled {
-            let users = Users::open(
-                broker.data_dir(),
-                &embedded.root_username,
-                embedded.root_password.expose(),
-            )
+            // Off the runtime: root tokens are checked against the root credentials
+            // with Argon2.
+            let (dir, username, password) = (
+                broker.data_dir().to_owned(),
+                embedded.root_username.clone(),
+                embedded.root_password.clone(),
+            );
+            let users = tokio::task::spawn_blocking(move || {
+                Users::open(&dir, &username, password.expose())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|opened| opened.map_err(|e| e.to_string()))
             .map_err(|e| {
                 ConnectorError::config(
                     "embedded.data_dir",
@@ -329,6 +350,7 @@ impl IggyConnector for EmbeddedConnector {
                 address,
                 Arc::clone(&broker),
                 Arc::new(users),
+                embedded.tcp_limits.clone(),
             )?)
         } else {
             None
@@ -635,7 +657,7 @@ struct EmbeddedGroupMember {
 impl fmt::Debug for EmbeddedGroupMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbeddedGroupMember")
-            .field("topic", &self.topic.name)
+            .field("topic", &self.topic.name())
             .field("group", &self.group)
             .field("member", &self.member_id)
             .finish()

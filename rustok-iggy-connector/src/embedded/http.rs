@@ -296,8 +296,8 @@ fn broker_metrics(broker: &Broker) -> String {
             let stats = partition.storage_stats();
             let labels = render_labels(
                 &[
-                    ("stream", topic.stream_name.to_string()),
-                    ("topic", topic.name.to_string()),
+                    ("stream", topic.stream_name().to_string()),
+                    ("topic", topic.name().to_string()),
                     ("partition", partition.id.to_string()),
                 ],
                 None,

@@ -337,12 +337,12 @@ where
 
     /// Copies one topic; returns how many groups it has.
     async fn topic(&self, topic: &Arc<Topic>) -> Result<u32, ConnectorError> {
-        let key = format!("{}/{}", topic.stream_name, topic.name);
+        let key = format!("{}/{}", topic.stream_name(), topic.name());
         let info = self
             .destination
             .ensure_topic(&TopicSpec {
-                stream: topic.stream_name.clone(),
-                topic: topic.name.clone(),
+                stream: topic.stream_name(),
+                topic: topic.name(),
                 partitions: topic.partitions_count(),
                 retention: topic.retention(),
             })
@@ -362,8 +362,8 @@ where
                 .find(|(_, head)| **head > 0)
             {
                 return Err(ConnectorError::TopologyMismatch {
-                    stream: topic.stream_name.to_string(),
-                    topic: topic.name.to_string(),
+                    stream: topic.stream_name().to_string(),
+                    topic: topic.name().to_string(),
                     message: format!(
                         "the destination topic already holds messages (partition {p} up to \
                          offset {head}); a migration copies into empty topics only (use a new \
@@ -449,8 +449,8 @@ where
                 let copies: Vec<CopiedMessage> = chunk.iter().map(|m| m.copy.clone()).collect();
                 let base = copy::publish_copies(
                     &self.destination,
-                    &topic.stream_name,
-                    &topic.name,
+                    &topic.stream_name(),
+                    &topic.name(),
                     partition.id,
                     &copies,
                 )
@@ -471,8 +471,8 @@ where
                     .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.record(key, partition.id, &state)?;
                 (self.on_progress)(&MigrateProgress {
-                    stream: topic.stream_name.clone(),
-                    topic: topic.name.clone(),
+                    stream: topic.stream_name(),
+                    topic: topic.name(),
                     partition: partition.id,
                     copied: state.copied,
                     total,
@@ -541,8 +541,8 @@ where
 
     fn foreign(&self, topic: &Topic, partition: u32, message: String) -> ConnectorError {
         ConnectorError::TopologyMismatch {
-            stream: topic.stream_name.to_string(),
-            topic: topic.name.to_string(),
+            stream: topic.stream_name().to_string(),
+            topic: topic.name().to_string(),
             message: format!("partition {partition}: {message}"),
         }
     }
@@ -556,7 +556,7 @@ where
         state: &mut PartitionProgress,
         head: u64,
     ) -> Result<(), ConnectorError> {
-        tracing::info!(stream = %topic.stream_name, topic = %topic.name, partition = partition.id, from = state.dest_next, to = head, "checking messages sent by an interrupted run");
+        tracing::info!(stream = %topic.stream_name(), topic = %topic.name(), partition = partition.id, from = state.dest_next, to = head, "checking messages sent by an interrupted run");
         while state.dest_next < head {
             let want = u32::try_from(head - state.dest_next)
                 .unwrap_or(u32::MAX)
@@ -564,8 +564,8 @@ where
             let found = self
                 .destination
                 .poll(
-                    &topic.stream_name,
-                    &topic.name,
+                    &topic.stream_name(),
+                    &topic.name(),
                     partition.id,
                     PollFrom::Offset(state.dest_next),
                     want,
@@ -646,8 +646,8 @@ where
             let member = self
                 .destination
                 .join_group(
-                    &topic.stream_name,
-                    &topic.name,
+                    &topic.stream_name(),
+                    &topic.name(),
                     group,
                     StartPosition::Earliest,
                 )

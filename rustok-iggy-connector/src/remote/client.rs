@@ -12,6 +12,7 @@ use iggy::prelude::{
 
 use crate::config::{RemoteConnectorConfig, RemoteProtocol};
 use crate::error::ConnectorError;
+use crate::error_codes::ErrorCode;
 
 /// An SDK error as a [`ConnectorError`]: refused credentials become
 /// [`ConnectorError::Auth`], a lost or impossible connection
@@ -19,17 +20,27 @@ use crate::error::ConnectorError;
 /// `IggyError` is kept as the source in every case.
 pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> ConnectorError {
     let context = context.into();
-    match source.as_code() {
-        // Unauthenticated, Unauthorized, InvalidCredentials, InvalidUsername,
-        // InvalidPassword, UserInactive, InvalidPersonalAccessToken,
-        // PersonalAccessTokenExpired.
-        40..=44 | 47 | 53 | 54 => ConnectorError::Auth {
+    match ErrorCode(source.as_code()) {
+        ErrorCode::UNAUTHENTICATED
+        | ErrorCode::UNAUTHORIZED
+        | ErrorCode::INVALID_CREDENTIALS
+        | ErrorCode::INVALID_USERNAME
+        | ErrorCode::INVALID_PASSWORD
+        | ErrorCode::USER_INACTIVE
+        | ErrorCode::INVALID_PERSONAL_ACCESS_TOKEN
+        | ErrorCode::PERSONAL_ACCESS_TOKEN_EXPIRED => ConnectorError::Auth {
             message: context,
             source: Some(Box::new(source)),
         },
-        // Disconnected, CannotEstablishConnection, StaleClient, TcpError, QuicError,
-        // NotConnected, ClientShutdown, ConnectionClosed, EmptyResponse.
-        8 | 9 | 30 | 31 | 32 | 61 | 63 | 206 | 304 => ConnectorError::Connection {
+        ErrorCode::DISCONNECTED
+        | ErrorCode::CANNOT_ESTABLISH_CONNECTION
+        | ErrorCode::STALE_CLIENT
+        | ErrorCode::TCP_ERROR
+        | ErrorCode::QUIC_ERROR
+        | ErrorCode::NOT_CONNECTED
+        | ErrorCode::CLIENT_SHUTDOWN
+        | ErrorCode::CONNECTION_CLOSED
+        | ErrorCode::EMPTY_RESPONSE => ConnectorError::Connection {
             message: context,
             source: Some(Box::new(source)),
         },
@@ -40,34 +51,49 @@ pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> Connec
 /// Whether `error` means the server answered that this client is not (or no
 /// longer) a member of the group, or no longer owns the partition it asked for.
 pub(super) fn is_membership_error(error: &IggyError) -> bool {
-    // ConsumerGroupMemberNotFound, ConsumerGroupPartitionNotOwned.
-    matches!(error.as_code(), 5006 | 5009)
+    matches!(
+        ErrorCode(error.as_code()),
+        ErrorCode::CONSUMER_GROUP_MEMBER_NOT_FOUND | ErrorCode::CONSUMER_GROUP_PARTITION_NOT_OWNED
+    )
 }
 
 /// Whether `error` is a "not found" answer for a stream (by id or name).
 pub(super) fn is_stream_not_found(error: &IggyError) -> bool {
-    matches!(error.as_code(), 1009 | 1010)
+    matches!(
+        ErrorCode(error.as_code()),
+        ErrorCode::STREAM_ID_NOT_FOUND | ErrorCode::STREAM_NAME_NOT_FOUND
+    )
 }
 
 /// Whether `error` is a "not found" answer for a topic (by id or name).
 pub(super) fn is_topic_not_found(error: &IggyError) -> bool {
-    matches!(error.as_code(), 2010 | 2011)
+    matches!(
+        ErrorCode(error.as_code()),
+        ErrorCode::TOPIC_ID_NOT_FOUND | ErrorCode::TOPIC_NAME_NOT_FOUND
+    )
 }
 
 /// Whether `error` is a "not found" answer for a consumer group (by id or name).
 pub(super) fn is_group_not_found(error: &IggyError) -> bool {
-    matches!(error.as_code(), 5000 | 5003)
+    matches!(
+        ErrorCode(error.as_code()),
+        ErrorCode::CONSUMER_GROUP_ID_NOT_FOUND | ErrorCode::CONSUMER_GROUP_NAME_NOT_FOUND
+    )
 }
 
 /// Whether `error` says that the resource being created exists already.
 pub(super) fn is_already_exists(error: &IggyError) -> bool {
-    // StreamNameAlreadyExists, TopicNameAlreadyExists, ConsumerGroupNameAlreadyExists.
-    matches!(error.as_code(), 1012 | 2013 | 5004)
+    matches!(
+        ErrorCode(error.as_code()),
+        ErrorCode::STREAM_NAME_ALREADY_EXISTS
+            | ErrorCode::TOPIC_NAME_ALREADY_EXISTS
+            | ErrorCode::CONSUMER_GROUP_NAME_ALREADY_EXISTS
+    )
 }
 
 /// Whether `error` says that the partition does not exist.
 pub(super) fn is_partition_not_found(error: &IggyError) -> bool {
-    error.as_code() == 3007
+    ErrorCode(error.as_code()) == ErrorCode::PARTITION_NOT_FOUND
 }
 
 fn non_zero(field: &str, millis: u64) -> Result<NonZeroIggyDuration, ConnectorError> {
@@ -209,9 +235,17 @@ pub(super) async fn open(
                 shutdown_quietly(&client).await;
                 return Err(error);
             }
-            Ok(Err(ConnectorError::Iggy { source, .. })) if matches!(source.as_code(), 64..=67) => {
+            Ok(Err(ConnectorError::Iggy { source, .. }))
+                if matches!(
+                    ErrorCode(source.as_code()),
+                    ErrorCode::INVALID_TLS_DOMAIN
+                        | ErrorCode::INVALID_TLS_CERTIFICATE_PATH
+                        | ErrorCode::INVALID_TLS_CERTIFICATE
+                        | ErrorCode::FAILED_TO_ADD_CERTIFICATE
+                ) =>
+            {
                 shutdown_quietly(&client).await;
-                let field = if source.as_code() == 64 {
+                let field = if ErrorCode(source.as_code()) == ErrorCode::INVALID_TLS_DOMAIN {
                     "remote.tls_domain"
                 } else {
                     "remote.tls_ca_file"

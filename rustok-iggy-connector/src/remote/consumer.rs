@@ -25,6 +25,7 @@ use super::client::{self, is_already_exists, is_group_not_found, is_membership_e
 use super::session::{self, At, Session, ident, poll_partition, topic_error};
 use crate::connector::{Assignment, GroupConsumer, StartPosition};
 use crate::error::ConnectorError;
+use crate::error_codes::ErrorCode;
 use crate::member::{Cursors, start_to_store};
 use crate::message::ReceivedMessage;
 use crate::names::{GroupName, StreamName, TopicName};
@@ -249,8 +250,7 @@ pub(super) async fn stored_group_offset(
         .await
     {
         Ok(info) => Ok(info.map(|i| i.stored_offset)),
-        // ConsumerOffsetNotFound.
-        Err(e) if e.as_code() == 3021 => Ok(None),
+        Err(e) if ErrorCode(e.as_code()) == ErrorCode::CONSUMER_OFFSET_NOT_FOUND => Ok(None),
         Err(e) => Err(e),
     }
 }

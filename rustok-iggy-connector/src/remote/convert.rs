@@ -48,8 +48,10 @@ pub(super) fn to_iggy_messages(
 /// A polled SDK message of `partition` as a [`ReceivedMessage`].
 pub(super) fn from_iggy_message(partition: u32, message: IggyMessage) -> ReceivedMessage {
     // Headers that do not decode spoil that one message, not the poll.
-    let (headers, malformed_headers) =
-        ReceivedMessage::read_headers(message.user_headers.as_deref().unwrap_or_default());
+    let (headers, malformed_headers) = match &message.user_headers {
+        Some(bytes) => ReceivedMessage::read_shared_headers(bytes, bytes),
+        None => (crate::Headers::new(), None),
+    };
     ReceivedMessage {
         partition,
         offset: message.header.offset,

@@ -311,7 +311,11 @@ impl AckState {
     }
 
     fn request_commit(&self) {
-        if !self.commit_requested.swap(true, Ordering::SeqCst) {
+        // A load first: while a request is pending (most acks of a batch), nothing is
+        // written to the shared line.
+        if !self.commit_requested.load(Ordering::SeqCst)
+            && !self.commit_requested.swap(true, Ordering::SeqCst)
+        {
             self.commit_wake.notify_one();
         }
     }
@@ -535,7 +539,10 @@ impl AckState {
     /// last look or the next redelivery (`next_due`) is due; `None` when there is
     /// nothing to look at (no lock taken, no clock read).
     pub(crate) fn queue_work(&self, next_due: Option<Instant>) -> Option<QueueWork> {
-        let changed = self.changed.swap(false, Ordering::SeqCst);
+        // A load first: the swap (a write to a shared line) only when something was
+        // queued.
+        let changed =
+            self.changed.load(Ordering::SeqCst) && self.changed.swap(false, Ordering::SeqCst);
         if !changed && next_due.is_none() {
             return None;
         }

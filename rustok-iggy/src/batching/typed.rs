@@ -165,7 +165,7 @@ impl<E: IggyEvent> BatchingTransport<E> {
     ) -> Result<PendingEvent, Error> {
         let (message, event_id) =
             self.transport
-                .message(event, metadata, &crate::metadata::new_traceparent())?;
+                .message(event, metadata, &crate::transport::traceparent_value())?;
         let partition = routing(event, metadata, self.transport.partitions());
         let receipt = self
             .publisher

@@ -1,6 +1,7 @@
 //! What the application holds: a [`Delivery`] (or a [`RawDelivery`]) and the handle
 //! that settles it exactly once.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::pin::pin;
@@ -29,18 +30,33 @@ pub struct DeliveryInfo {
     pub offset: u64,
     /// The event id (the Iggy message id).
     pub event_id: Uuid,
-    /// The event type the message names.
-    pub event_type: String,
+    /// The event type the message names (borrowed from the event's definition for a
+    /// typed event: no allocation per delivery).
+    pub event_type: Cow<'static, str>,
     /// The schema version it was written with.
     pub schema_version: u32,
     /// When the broker appended it (µs since the Unix epoch).
     pub timestamp: u64,
     /// 1 for the first delivery in this process, 2 after one `nack`, ...
     pub attempt: u32,
-    /// Correlation, causation, tenant, actor, trace context.
-    pub metadata: EventMetadata,
-    /// Every user header of the message.
+    /// Every user header of the message (sharing the received record's buffer).
     pub headers: Headers,
+}
+
+impl DeliveryInfo {
+    /// Correlation, causation, tenant, actor and trace context, read from
+    /// [`DeliveryInfo::headers`] when asked for (nothing is copied per delivery
+    /// otherwise).
+    #[must_use]
+    pub fn metadata(&self) -> EventMetadata {
+        EventMetadata::read(&self.headers, self.event_id.as_u128())
+    }
+
+    /// The W3C `traceparent` the message carries, borrowed from its headers.
+    #[must_use]
+    pub fn traceparent(&self) -> Option<&str> {
+        self.headers.get_str(crate::metadata::header::TRACEPARENT)
+    }
 }
 
 /// The metrics of a subscription, resolved once for its topic and group.
@@ -236,16 +252,19 @@ impl<E> Delivery<E> {
     /// that partition is settled too.
     ///
     /// When the ack becomes a commit: right after, in the background, one commit at a
-    /// time per subscription (acknowledgements that arrive while a commit is in flight
-    /// are covered by the next one). Until then a crash delivers the event again
-    /// (at-least-once). To wait for the commit, use [`Delivery::ack_and_commit`],
-    /// [`Subscription::commit`] or [`Subscription::close`]. Dropping the subscription
-    /// stores what was acknowledged before it returns on the embedded connector; on
-    /// the remote connector it only starts those commits in the background, so a
-    /// process that exits right after may see the event again: call
-    /// [`Subscription::close`] (or `ack_and_commit`) before exiting. If the partition
-    /// was reassigned to another member meanwhile, the commit is refused and that
-    /// member receives the event again.
+    /// time per subscription and at most one round per millisecond (acknowledgements
+    /// that arrive meanwhile are covered by the next one). Until then a crash delivers
+    /// the event again (at-least-once). To wait for the commit, use
+    /// [`Delivery::ack_and_commit`], [`Subscription::commit`] or
+    /// [`Subscription::close`]. Dropping the subscription stores what was acknowledged
+    /// before it returns on the embedded connector; on the remote connector it only
+    /// starts those commits in the background, so a process that exits right after may
+    /// see the event again: call [`Subscription::close`] (or `ack_and_commit`) before
+    /// exiting. If the partition was reassigned to another member meanwhile, the
+    /// commit is refused and that member receives the event again.
+    ///
+    /// [`Subscription::commit`]: crate::Subscription::commit
+    /// [`Subscription::close`]: crate::Subscription::close
     pub async fn ack(mut self) -> Result<(), Error> {
         self.handle.settle(|l| &l.acked);
         Ok(())

@@ -19,7 +19,6 @@ use crate::acks::{AckState, HeldPartition, Ticket, held_in};
 use crate::decode::{DecodedInfo, Decoder, decode_message};
 use crate::error::{DecodeError, DecodeFailure, Error};
 use crate::event::IggyEvent;
-use crate::metadata::EventMetadata;
 use crate::retry::Backoff;
 use crate::transport::Transport;
 use crate::upcast::Upcasters;
@@ -28,6 +27,9 @@ mod delivery;
 
 use delivery::{AckHandle, Core, Labels, OnDrop};
 pub use delivery::{Delivery, DeliveryInfo, RawDelivery};
+
+/// Least time between two background commit rounds of a subscription.
+const COMMIT_PACE: Duration = Duration::from_millis(1);
 
 /// Pause after a failed fetch: doubling from 10 ms up to 5 s, reset by a success.
 const FETCH_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
@@ -157,6 +159,27 @@ pub struct Subscription<E> {
     owned: Vec<u32>,
     options: SubscriptionOptions,
     decoder: Decoder<E>,
+    unreported: Unreported,
+}
+
+/// Consumption not yet added to the subscription's metrics: they are recorded when
+/// the fetched batch is handed out (and when the subscription waits or ends), not per
+/// delivery.
+#[derive(Debug, Default)]
+struct Unreported {
+    messages: u64,
+    bytes: u64,
+    /// The next first delivery records its end-to-end latency (one sample per fetch).
+    sample_age: bool,
+}
+
+impl Unreported {
+    fn report(&mut self, labels: &Labels) {
+        if self.messages > 0 {
+            labels.consumed.add(std::mem::take(&mut self.messages));
+            labels.consumed_bytes.add(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 impl<E> fmt::Debug for Subscription<E> {
@@ -299,6 +322,7 @@ impl<E: Send + 'static> Subscription<E> {
             owned: assignment.partitions,
             options,
             decoder,
+            unreported: Unreported::default(),
         }
     }
 
@@ -319,17 +343,19 @@ impl<E: Send + 'static> Subscription<E> {
     }
 
     fn deliver(
-        &self,
+        &mut self,
         message: ReceivedMessage,
         ticket: Ticket,
         attempt: u32,
     ) -> Result<Delivery<E>, Error> {
-        let labels = &self.core.labels;
-        labels.consumed.add(1);
-        labels.consumed_bytes.add(message.payload.len() as u64);
-        if attempt == 1 {
+        self.unreported.messages += 1;
+        self.unreported.bytes += message.payload.len() as u64;
+        if attempt == 1 && std::mem::take(&mut self.unreported.sample_age) {
             let age = now_micros().saturating_sub(message.timestamp);
-            labels.end_to_end.observe(Duration::from_micros(age));
+            self.core
+                .labels
+                .end_to_end
+                .observe(Duration::from_micros(age));
         }
         match (self.decoder)(&message) {
             Ok((event, decoded)) => {
@@ -345,7 +371,6 @@ impl<E: Send + 'static> Subscription<E> {
                     schema_version,
                     timestamp: message.timestamp,
                     attempt,
-                    metadata: EventMetadata::read(&message.headers, message.id),
                     headers: message.headers.clone(),
                 };
                 Ok(Delivery {
@@ -426,19 +451,26 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                     if let Some(redelivery) = due {
                         this.core.acks.put_back(redelivery);
                     }
+                    this.unreported.report(&this.core.labels);
                     return Poll::Pending;
                 }
                 // Due redeliveries first: they are the oldest outstanding events.
                 if let Some(redelivery) = due {
-                    return Poll::Ready(Some(this.deliver(
-                        redelivery.message,
-                        redelivery.ticket,
-                        redelivery.attempt,
-                    )));
+                    let delivery =
+                        this.deliver(redelivery.message, redelivery.ticket, redelivery.attempt);
+                    if this.buffer.is_empty() {
+                        this.unreported.report(&this.core.labels);
+                    }
+                    return Poll::Ready(Some(delivery));
                 }
                 while let Some((message, ticket)) = this.buffer.pop_front() {
                     if !ticket.is_superseded() {
-                        return Poll::Ready(Some(this.deliver(message, ticket, 1)));
+                        let delivery = this.deliver(message, ticket, 1);
+                        if this.buffer.is_empty() {
+                            // The batch is handed out: its figures go to the metrics.
+                            this.unreported.report(&this.core.labels);
+                        }
+                        return Poll::Ready(Some(delivery));
                     }
                 }
                 this.core.acks.return_unused_slot();
@@ -461,6 +493,8 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 this.retry = None;
             }
+            // The buffer is handed out: its batch goes to the metrics at once.
+            this.unreported.report(&this.core.labels);
             let room = this.core.acks.room(max);
             if room == 0 {
                 return Poll::Pending;
@@ -478,6 +512,7 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                     this.core
                         .acks
                         .admit(messages, &this.owned, &mut this.buffer);
+                    this.unreported.sample_age = true;
                 }
                 Poll::Ready(Err(ConnectorError::ShuttingDown)) => {
                     this.fetch = None;
@@ -499,7 +534,8 @@ impl<E: Send + 'static> Stream for Subscription<E> {
 }
 
 /// Stores acknowledged offsets as they come, coalescing those that arrive while a
-/// commit is in flight, until the subscription is closed or dropped. A failed commit
+/// commit is in flight or within [`COMMIT_PACE`] after it, until the subscription is
+/// closed or dropped. A failed commit
 /// is tried again after a backoff (10 ms doubling up to 5 s).
 async fn commit_in_background(core: Arc<Core>) {
     let mut failures = 0u32;
@@ -509,7 +545,13 @@ async fn commit_in_background(core: Arc<Core>) {
         }
         core.acks.commit_wake.notified().await;
         match core.acks.commit_if_idle(core.consumer.as_ref()).await {
-            Ok(()) => failures = 0,
+            Ok(()) => {
+                failures = 0;
+                // Acks settled meanwhile wait for the next round: commits go per batch
+                // of acks, not per ack (each is a store: an offsets-journal write in
+                // process, a round trip remotely).
+                tokio::time::sleep(COMMIT_PACE).await;
+            }
             Err(e) => {
                 failures += 1;
                 core.labels.errors.add(1);
@@ -531,6 +573,7 @@ impl<E> Drop for Subscription<E> {
     /// on the remote connector they continue in the background (a process that exits
     /// right after may lose them: close the subscription instead).
     fn drop(&mut self) {
+        self.unreported.report(&self.core.labels);
         self.core.acks.close();
         let core = Arc::clone(&self.core);
         let mut flush: BoxFuture<'static, ()> = Box::pin(async move {

@@ -7,3 +7,4 @@
 mod codec_golden;
 mod derive_event;
 mod derive_hygiene;
+mod schema_lock;

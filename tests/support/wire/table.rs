@@ -23,9 +23,10 @@ use iggy_binary_protocol::requests::consumer_offsets::{
     DeleteConsumerOffsetRequest, GetConsumerOffsetRequest, StoreConsumerOffsetRequest,
 };
 use iggy_binary_protocol::requests::messages::{
-    PollMessagesRequest, RawMessage, SendMessagesEncoder,
+    FlushUnsavedBufferRequest, PollMessagesRequest, RawMessage, SendMessagesEncoder,
 };
 use iggy_binary_protocol::requests::personal_access_tokens::CreatePersonalAccessTokenRequest;
+use iggy_binary_protocol::requests::segments::DeleteSegmentsRequest;
 use iggy_binary_protocol::requests::streams::{
     CreateStreamRequest, DeleteStreamRequest, GetStreamRequest, PurgeStreamRequest,
 };
@@ -33,11 +34,15 @@ use iggy_binary_protocol::requests::system::GetClientRequest;
 use iggy_binary_protocol::requests::topics::{
     CreateTopicRequest, DeleteTopicRequest, GetTopicRequest, GetTopicsRequest, PurgeTopicRequest,
 };
-use iggy_binary_protocol::requests::users::{CreateUserRequest, DeleteUserRequest, GetUserRequest};
-use iggy_binary_protocol::{
-    AckLevel, ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode, WireIdentifier,
-    WireName, WireOptions, WirePartitioning, WirePollingStrategy,
+use iggy_binary_protocol::requests::users::{
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdatePermissionsRequest,
 };
+use iggy_binary_protocol::{
+    AckLevel, ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode,
+    WireGlobalPermissions, WireIdentifier, WireName, WireOptions, WirePartitioning,
+    WirePermissions, WirePollingStrategy,
+};
+use rustok_iggy_connector::error_codes::ErrorCode;
 
 /// How long the bystander may wait for any answer, whatever the attacker does.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,18 +59,18 @@ pub const LOGIN_USER: u32 = 38;
 pub const LOGIN_WITH_PAT: u32 = 44;
 
 pub const OK: u32 = 0;
-pub const INVALID_COMMAND: u32 = 3;
-pub const INVALID_FORMAT: u32 = 4;
-pub const UNAUTHENTICATED: u32 = 40;
-pub const RESOURCE_NOT_FOUND: u32 = 20;
-pub const STREAM_ID_NOT_FOUND: u32 = 1009;
-pub const STREAM_NAME_NOT_FOUND: u32 = 1010;
-pub const TOPIC_ID_NOT_FOUND: u32 = 2010;
-pub const TOO_MANY_PARTITIONS: u32 = 2015;
-pub const PARTITION_NOT_FOUND: u32 = 3007;
-pub const CONSUMER_OFFSET_NOT_FOUND: u32 = 3021;
-pub const GROUP_ID_NOT_FOUND: u32 = 5000;
-pub const GROUP_MEMBER_NOT_FOUND: u32 = 5006;
+pub const INVALID_COMMAND: u32 = ErrorCode::INVALID_COMMAND.0;
+pub const INVALID_FORMAT: u32 = ErrorCode::INVALID_FORMAT.0;
+pub const UNAUTHENTICATED: u32 = ErrorCode::UNAUTHENTICATED.0;
+pub const RESOURCE_NOT_FOUND: u32 = ErrorCode::RESOURCE_NOT_FOUND.0;
+pub const STREAM_ID_NOT_FOUND: u32 = ErrorCode::STREAM_ID_NOT_FOUND.0;
+pub const STREAM_NAME_NOT_FOUND: u32 = ErrorCode::STREAM_NAME_NOT_FOUND.0;
+pub const TOPIC_ID_NOT_FOUND: u32 = ErrorCode::TOPIC_ID_NOT_FOUND.0;
+pub const TOO_MANY_PARTITIONS: u32 = ErrorCode::TOO_MANY_PARTITIONS.0;
+pub const PARTITION_NOT_FOUND: u32 = ErrorCode::PARTITION_NOT_FOUND.0;
+pub const CONSUMER_OFFSET_NOT_FOUND: u32 = ErrorCode::CONSUMER_OFFSET_NOT_FOUND.0;
+pub const GROUP_ID_NOT_FOUND: u32 = ErrorCode::CONSUMER_GROUP_ID_NOT_FOUND.0;
+pub const GROUP_MEMBER_NOT_FOUND: u32 = ErrorCode::CONSUMER_GROUP_MEMBER_NOT_FOUND.0;
 
 /// One test at a time (see the module documentation).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -614,6 +619,57 @@ pub fn valid_bodies() -> Vec<(&'static str, Operation, u32, Vec<u8>)> {
             PurgeTopicRequest {
                 stream_id: wid("shop"),
                 topic_id: wid("orders"),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "DeleteSegments",
+            Operation::DeleteSegments,
+            503,
+            DeleteSegmentsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: 0,
+                segments_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "FlushUnsavedBuffer",
+            nr,
+            102,
+            FlushUnsavedBufferRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: 0,
+                fsync: true,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "UpdatePermissions",
+            Operation::UpdatePermissions,
+            36,
+            UpdatePermissionsRequest {
+                user_id: wid("nobody"),
+                permissions: Some(WirePermissions {
+                    global: WireGlobalPermissions {
+                        manage_servers: false,
+                        read_servers: false,
+                        manage_users: false,
+                        read_users: false,
+                        manage_streams: false,
+                        read_streams: true,
+                        manage_topics: false,
+                        read_topics: false,
+                        poll_messages: false,
+                        send_messages: false,
+                    },
+                    streams: Vec::new(),
+                }),
             }
             .to_bytes()
             .to_vec(),

@@ -22,8 +22,6 @@
 //! [`tests::within`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -33,6 +31,7 @@ use rustok_iggy_connector::{
     TopicName, TopicSpec,
 };
 use tests::conformance::{open_remote, remote_config};
+use tests::process::{BrokerOptions, BrokerProcess, status_kib};
 use tests::wire::{PASSWORD, USERNAME};
 use tests::within;
 use tokio::sync::watch;
@@ -66,95 +65,6 @@ fn events() -> u64 {
 /// The whole run's bound: two minutes, plus a minute per 100,000 events.
 fn deadline(events: u64) -> Duration {
     Duration::from_secs(120 + 60 * events.div_ceil(100_000))
-}
-
-// ---- the broker process -------------------------------------------------------------
-
-/// The `load-broker` child: stops when its stdin is closed (also if this test
-/// dies), killed on drop as a last resort.
-struct BrokerProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: std::sync::mpsc::Receiver<String>,
-    address: String,
-}
-
-impl BrokerProcess {
-    fn start(dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_load-broker"))
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the broker");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(tests::STEP_TIMEOUT)
-            .expect("the broker reports its address");
-        let address = first
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        Self {
-            child,
-            stdin,
-            lines,
-            address,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Closes stdin and waits (bounded) for a clean stop.
-    fn stop(mut self) {
-        drop(self.stdin.take());
-        let line = self
-            .lines
-            .recv_timeout(tests::STEP_TIMEOUT)
-            .expect("the broker stops within the step timeout");
-        assert_eq!(line, "stopped");
-        let deadline = Instant::now() + tests::STEP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "the broker exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the broker did not exit");
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A `kB` field of `/proc/<pid>/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches("kB").trim().parse().ok()
-        })
-        .unwrap_or_else(|| panic!("{field} of process {pid}"))
 }
 
 // ---- what the consumers saw ---------------------------------------------------------
@@ -200,9 +110,13 @@ async fn eight_producers_four_group_consumers_over_tcp() {
     let per_producer = events / PRODUCERS;
     let deadline = deadline(events);
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path());
+    let broker = BrokerProcess::start(
+        env!("CARGO_BIN_EXE_load-broker"),
+        dir.path(),
+        BrokerOptions::default(),
+    );
     let pid = broker.pid();
-    let address = broker.address.clone();
+    let address = broker.address.to_string();
     let rss_start = status_kib(pid, "VmRSS");
     let config = remote_config(&address, USERNAME, PASSWORD);
     let stream = StreamName::new("load").unwrap();

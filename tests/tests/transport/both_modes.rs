@@ -458,7 +458,62 @@ macro_rules! both_modes {
     };
 }
 
+/// Single-event publishes from many tasks at once (coalesced into shared requests
+/// while one is in flight): every event is stored once, at the partition and offset
+/// its receipt names, and each task's events keep their order.
+async fn concurrent_single_publishes_keep_their_receipts(mut h: Harness) {
+    let transport = orders(&mut h, "coalesce", 2).await;
+    let tasks: Vec<_> = (0..50u64)
+        .map(|task| {
+            let transport = transport.clone();
+            tokio::spawn(async move {
+                let mut receipts = Vec::new();
+                for seq in 0..8u64 {
+                    let event = order(&format!("tenant-{}", task % 3), task * 100 + seq);
+                    let receipt = transport.publish(&event).await.unwrap();
+                    receipts.push((receipt, event));
+                }
+                receipts
+            })
+        })
+        .collect();
+    let mut published = BTreeMap::new();
+    for task in tasks {
+        let receipts = within("a publishing task", task).await.unwrap();
+        for pair in receipts.windows(2) {
+            let ((earlier, a), (later, b)) = (&pair[0], &pair[1]);
+            if a.tenant == b.tenant {
+                assert_eq!(earlier.partition, later.partition);
+                assert!(earlier.offset < later.offset, "{earlier:?} then {later:?}");
+            }
+        }
+        for (receipt, event) in receipts {
+            let place = (receipt.partition, receipt.offset);
+            assert!(
+                published.insert(place, (receipt.event_id, event)).is_none(),
+                "two receipts name {place:?}"
+            );
+        }
+    }
+    assert_eq!(published.len(), 400);
+    let mut subscription = transport.subscribe("check").await.unwrap();
+    for _ in 0..400 {
+        let delivery = next(&mut subscription).await;
+        let info = delivery.info();
+        let (event_id, event) = published
+            .remove(&(info.partition, info.offset))
+            .unwrap_or_else(|| panic!("no receipt names {}:{}", info.partition, info.offset));
+        assert_eq!(info.event_id, event_id);
+        assert_eq!(delivery.event(), &event);
+        delivery.ack().await.unwrap();
+    }
+    assert!(published.is_empty());
+    subscription.close().await.unwrap();
+    h.finish().await;
+}
+
 both_modes!(
+    concurrent_single_publishes_keep_their_receipts,
     ordering_per_key,
     restart_redelivers_only_unacked,
     split_between_members,

@@ -108,6 +108,26 @@ fn checks() -> Vec<(&'static str, Check)> {
         ("embedded.http_port", || Box::pin(http_endpoint())),
         ("embedded.http_max_connections", || Box::pin(http_limits())),
         ("embedded.http_timeout_ms", || Box::pin(http_limits())),
+        ("embedded.tcp_limits.max_connections", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.max_unauthenticated", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.first_frame_timeout_ms", || {
+            Box::pin(tcp_limits())
+        }),
+        (
+            "embedded.tcp_limits.unauthenticated_idle_timeout_ms",
+            || Box::pin(tcp_limits()),
+        ),
+        ("embedded.tcp_limits.write_timeout_ms", || {
+            Box::pin(tcp_limits())
+        }),
+        ("embedded.tcp_limits.login_queue", || Box::pin(tcp_limits())),
+        ("embedded.tcp_limits.max_failed_logins", || {
+            Box::pin(tcp_limits())
+        }),
         ("embedded.root_username", || Box::pin(root_user())),
         ("embedded.root_password", || Box::pin(root_user())),
         ("remote.addresses", || Box::pin(addresses())),
@@ -719,6 +739,52 @@ async fn http_limits() {
         ),
         "embedded.http_max_connections",
     );
+}
+
+/// `tcp_limits` is read from YAML: `first_frame_timeout_ms: 300` closes a connection
+/// that sends nothing long before the 10 s default, and each of its fields set to 0
+/// is refused with its path (the listener's effect of every limit is in the
+/// `wire_limits` binary).
+async fn tcp_limits() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "embedded: {{ data_dir: {:?}, http_enabled: false, tcp_enabled: true, tcp_port: 0, tcp_limits: {{ first_frame_timeout_ms: 300 }} }}",
+        dir.path().display().to_string()
+    ));
+    let broker = EmbeddedConnector::new();
+    broker.connect(&config.connector_config()).await.unwrap();
+    let address = broker.tcp_address().expect("the TCP listener is on");
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte))
+        .await
+        .expect(
+            "embedded.tcp_limits.first_frame_timeout_ms: the silent connection is cut after 300 ms",
+        );
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "embedded.tcp_limits.first_frame_timeout_ms: the silent connection is closed, not answered"
+    );
+    broker.shutdown().await.unwrap();
+    for field in [
+        "max_connections",
+        "max_unauthenticated",
+        "first_frame_timeout_ms",
+        "unauthenticated_idle_timeout_ms",
+        "write_timeout_ms",
+        "login_queue",
+        "max_failed_logins",
+    ] {
+        refused(
+            &format!(
+                "embedded: {{ data_dir: {:?}, tcp_limits: {{ {field}: 0 }} }}",
+                dir.path().display().to_string()
+            ),
+            &format!("embedded.tcp_limits.{field}"),
+        );
+    }
 }
 
 async fn http_endpoint() {

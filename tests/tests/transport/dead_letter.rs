@@ -190,7 +190,7 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
     assert_eq!(again.event, payment("alice", -5));
     assert_eq!(again.info.partition, bad.partition);
     assert_eq!(
-        again.info.metadata.correlation_id.as_deref(),
+        again.info.metadata().correlation_id.as_deref(),
         Some("corr-42")
     );
     connector.shutdown().await.unwrap();

@@ -20,4 +20,5 @@ mod error_chains;
 mod event_headers;
 mod health;
 mod replay;
+mod schema;
 mod typed;

@@ -248,12 +248,15 @@ async fn start_positions_and_metadata_travel() {
     assert_eq!(delivery.what, "new");
     let info = delivery.info();
     assert_eq!(info.event_id, receipt.event_id);
-    assert_eq!(info.metadata.tenant_id.as_deref(), Some("acme"));
-    assert_eq!(info.metadata.correlation_id.as_deref(), Some("corr-1"));
-    assert_eq!(info.metadata.causation_id.as_deref(), Some("cause-1"));
-    assert_eq!(info.metadata.actor_id.as_deref(), Some("user-7"));
+    let metadata = info.metadata();
+    assert_eq!(metadata.event_id, Some(receipt.event_id));
+    assert_eq!(metadata.tenant_id.as_deref(), Some("acme"));
+    assert_eq!(metadata.correlation_id.as_deref(), Some("corr-1"));
+    assert_eq!(metadata.causation_id.as_deref(), Some("cause-1"));
+    assert_eq!(metadata.actor_id.as_deref(), Some("user-7"));
+    assert_eq!(info.traceparent(), metadata.traceparent.as_deref());
     assert!(
-        info.metadata
+        metadata
             .traceparent
             .as_deref()
             .unwrap()
@@ -345,5 +348,41 @@ async fn a_slow_consumer_stops_fetching_at_max_in_flight() {
         .unwrap()
         .unwrap();
     assert_eq!(next.seq, 8);
+    connector.shutdown().await.unwrap();
+}
+
+/// Single publishes abandoned mid-flight (their tasks aborted while others wait for a
+/// shared request) never leave the partition's publishing stuck: the publishes left
+/// running and later ones are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_single_publishes_do_not_block_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let orders = transport::<OrderPlaced>(connector.clone(), 1).await;
+    for round in 0..20u64 {
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let orders = orders.clone();
+                tokio::spawn(async move { orders.publish(&order("acme", round * 100 + i)).await })
+            })
+            .collect();
+        for (i, task) in tasks.iter().enumerate() {
+            if i % 2 == 0 {
+                task.abort();
+            }
+        }
+        for task in tasks {
+            if let Ok(published) = task.await {
+                published.unwrap();
+            }
+        }
+        let receipt = within(
+            "a publish after abandoned ones",
+            orders.publish(&order("acme", round)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(receipt.partition, 0);
+    }
     connector.shutdown().await.unwrap();
 }

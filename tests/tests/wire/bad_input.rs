@@ -8,6 +8,7 @@ use iggy_binary_protocol::consensus::{EvictionReason, HEADER_SIZE, Operation};
 use iggy_binary_protocol::requests::consumer_groups::JoinConsumerGroupRequest;
 use iggy_binary_protocol::requests::messages::{RawMessage, SendMessagesEncoder};
 use iggy_binary_protocol::{WireEncode, WireIdentifier, WirePartitioning};
+use rustok_iggy_connector::error_codes::ErrorCode;
 use tests::wire::raw::{RawClient, request_header};
 use tests::wire::{WireBroker, within};
 use tokio::io::AsyncWriteExt;
@@ -17,9 +18,9 @@ const GET_STREAMS: u32 = 201;
 const GET_STREAM: u32 = 200;
 const CREATE_STREAM: u32 = 202;
 const SEND_MESSAGES: u32 = 101;
-const INVALID_COMMAND: u32 = 3;
-const INVALID_FORMAT: u32 = 4;
-const UNAUTHENTICATED: u32 = 40;
+const INVALID_COMMAND: u32 = ErrorCode::INVALID_COMMAND.0;
+const INVALID_FORMAT: u32 = ErrorCode::INVALID_FORMAT.0;
+const UNAUTHENTICATED: u32 = ErrorCode::UNAUTHENTICATED.0;
 
 /// After whatever happened, a normal SDK client still works.
 async fn sdk_still_works(broker: &WireBroker) {
@@ -155,7 +156,7 @@ async fn malformed_bodies_and_invalid_utf8_get_error_replies() {
     let reply = raw
         .call(Operation::CreateStream, CREATE_STREAM, &[2, b'a', 0x07])
         .await;
-    assert_eq!(reply.status(), 1013, "InvalidStreamName");
+    assert_eq!(reply.status(), ErrorCode::INVALID_STREAM_NAME.0);
     // A valid one works, with a result section before the payload.
     let reply = raw
         .call(
@@ -229,14 +230,14 @@ async fn corrupt_batches_are_refused_with_checksum_errors() {
     let reply = raw
         .call(Operation::SendMessages, SEND_MESSAGES, &bad_payload)
         .await;
-    assert_eq!(reply.status(), 4027, "InvalidMessageChecksum");
+    assert_eq!(reply.status(), ErrorCode::INVALID_MESSAGE_CHECKSUM.0);
     // A flipped batch checksum byte breaks the batch checksum.
     let mut bad_batch = body.clone();
     bad_batch[batch_start + 40] ^= 0xFF;
     let reply = raw
         .call(Operation::SendMessages, SEND_MESSAGES, &bad_batch)
         .await;
-    assert_eq!(reply.status(), 4039, "InvalidBatchChecksum");
+    assert_eq!(reply.status(), ErrorCode::INVALID_BATCH_CHECKSUM.0);
     // A truncated batch.
     let reply = raw
         .call(

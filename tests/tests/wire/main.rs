@@ -1,10 +1,18 @@
-//! The embedded broker's Iggy TCP listener: the official SDK against it, and
-//! malformed input on single connections.
+//! The embedded broker's Iggy TCP listener: the official SDK against it, malformed
+//! input on single connections, the permission model and revocation, the partition,
+//! rename and option commands, and user headers at `SendMessages`.
 //!
 //! One test binary for the area (fewer links); one module per concern. Shared
-//! helpers are in `tests/support` (`tests::wire`). The bad-input table, which
-//! measures this process's memory and so runs alone, is the `wire_bad_input_table`
-//! binary.
+//! helpers are in `tests/support` (`tests::wire`). Two parts run as binaries of
+//! their own: the bad-input table (`wire_bad_input_table`), which measures this
+//! process's memory, and the listener limits (`wire_limits`), which raise this
+//! process's open-file limit and hold about a thousand of its descriptors.
 
 mod bad_input;
+mod options;
+mod partitions;
+mod permissions;
+mod revocation;
 mod sdk;
+mod updates;
+mod user_headers;

@@ -132,7 +132,8 @@ async fn forged_sessions() {
 
 /// Wrong passwords (root and a created user), unknown users, empty, maximal and
 /// binary passwords, invalid tokens: the same eviction each time, no lock-out of
-/// the real user, and the connection may retry.
+/// the real user. Each attempt uses a connection of its own (the listener closes a
+/// connection after its third failed login).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_and_tokens() {
     let mut bench = Bench::start().await;
@@ -148,7 +149,6 @@ async fn wrong_passwords_and_tokens() {
     )
     .await
     .expect("create alice");
-    let mut raw = bench.anonymous().await;
     let long = vec![b'p'; 255];
     let attempts: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b"iggy".to_vec(), b"wrong".to_vec()),
@@ -167,6 +167,7 @@ async fn wrong_passwords_and_tokens() {
     ];
     let mut evictions = Vec::new();
     for (username, password) in &attempts {
+        let mut raw = bench.anonymous().await;
         let reply = answered(
             &mut raw,
             Operation::Register,
@@ -190,6 +191,7 @@ async fn wrong_passwords_and_tokens() {
     bench.tried(attempts.len());
     // Invalid personal access tokens.
     for token in [&b"guess"[..], &[b'0'; 64], &[0xFF; 10], &[b'a'; 255]] {
+        let mut raw = bench.anonymous().await;
         let reply = answered(&mut raw, Operation::Register, 45, &token_login_body(token)).await;
         assert!(reply.is_eviction(), "{reply:?}");
         assert!(
@@ -203,9 +205,18 @@ async fn wrong_passwords_and_tokens() {
         bench.tried(1);
     }
     // Requests after a failed login are still unauthenticated.
+    let mut raw = bench.anonymous().await;
+    let reply = answered(
+        &mut raw,
+        Operation::Register,
+        40,
+        &login_body_bytes(b"alice", b"wrong-horse"),
+    )
+    .await;
+    assert!(reply.is_eviction());
     let reply = answered(&mut raw, Operation::NonReplicated, GET_STREAMS, &[]).await;
     assert_eq!(reply.status(), UNAUTHENTICATED);
-    // No lock-out: both users log in on the same connection afterwards.
+    // No lock-out: both users log in on that connection afterwards.
     let reply = raw.login(USERNAME, PASSWORD).await;
     assert_eq!(reply.status(), OK, "root after the failures");
     let reply = raw.login("alice", "correct-horse").await;

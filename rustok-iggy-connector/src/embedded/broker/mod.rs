@@ -4,6 +4,7 @@
 mod groups;
 mod offsets;
 mod partition;
+mod permissions;
 pub(crate) mod persist;
 mod snapshot;
 mod sync;
@@ -22,11 +23,14 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::groups::Group;
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
 pub(crate) use self::partition::Partition;
+pub(crate) use self::permissions::{
+    Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
+};
 pub(crate) use self::snapshot::{PartitionLocation, layout, write_file};
 use self::sync::{SYNC_THREADS, SyncJob, Syncer};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
-pub(crate) use self::users::{UserError, UserInfo, UserRef, Users};
+pub(crate) use self::users::{Grant, ROOT_USER_ID, UserError, UserInfo, UserRef, Users};
 use crate::batch;
 use crate::config::Durability;
 use crate::connector::{Assignment, Retention, TopicSpec};
@@ -83,7 +87,7 @@ impl Stream {
     fn find_topic(&self, topic: Ident<'_>) -> Option<&Arc<Topic>> {
         match topic {
             Ident::Id(id) => self.topics.get(&id),
-            Ident::Name(name) => self.topics.values().find(|t| t.name.as_str() == name),
+            Ident::Name(name) => self.topics.values().find(|t| t.name().as_str() == name),
         }
     }
 
@@ -370,7 +374,7 @@ impl Broker {
                             let groups = t.groups();
                             TopicMeta {
                                 id: t.id,
-                                name: t.name.clone(),
+                                name: t.name(),
                                 created_at: t.created_at,
                                 partitions: t.partitions_count(),
                                 max_age_micros: retention
@@ -486,7 +490,77 @@ impl Broker {
         remove_dir(&stream_dir(&self.root, id))
     }
 
+    /// Renames a stream; its topics follow at once. Renaming a stream to its own
+    /// name changes nothing; another stream's name is `AlreadyExists`.
+    pub(crate) fn rename_stream(
+        &self,
+        stream: Ident<'_>,
+        name: StreamName,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let mut state = self.write_state();
+        let id = state
+            .find_stream(stream)
+            .map(|s| s.id)
+            .ok_or_else(|| not_found_stream(stream))?;
+        if let Some(other) = state.find_stream(Ident::Name(name.as_str())) {
+            if other.id == id {
+                return Ok(());
+            }
+            return Err(ConnectorError::AlreadyExists {
+                what: "stream",
+                name: name.to_string(),
+            });
+        }
+        let s = state
+            .find_stream_mut(Ident::Id(id))
+            .ok_or_else(|| not_found_stream(stream))?;
+        let before = std::mem::replace(&mut s.name, name);
+        if let Err(e) = self.save(&state) {
+            if let Some(s) = state.find_stream_mut(Ident::Id(id)) {
+                s.name = before;
+            }
+            return Err(e);
+        }
+        if let Some(s) = state.find_stream(Ident::Id(id)) {
+            for topic in s.topics.values() {
+                topic.set_stream_name(s.name.clone());
+            }
+        }
+        Ok(())
+    }
+
     // ---- topics ---------------------------------------------------------------------
+
+    /// Renames a topic. Its own name changes nothing; the name of another topic of
+    /// the stream is `AlreadyExists`.
+    pub(crate) fn rename_topic(
+        &self,
+        topic: &Topic,
+        name: TopicName,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let s = state
+            .find_stream(Ident::Id(topic.stream_id))
+            .ok_or_else(|| not_found_stream(Ident::Id(topic.stream_id)))?;
+        if let Some(other) = s.find_topic(Ident::Name(name.as_str())) {
+            if other.id == topic.id {
+                return Ok(());
+            }
+            return Err(ConnectorError::AlreadyExists {
+                what: "topic",
+                name: name.to_string(),
+            });
+        }
+        let before = topic.name();
+        topic.set_name(name);
+        if let Err(e) = self.save(&state) {
+            topic.set_name(before);
+            return Err(e);
+        }
+        Ok(())
+    }
 
     /// Creates a topic with `partitions` partitions in an existing stream.
     pub(crate) fn create_topic(
@@ -654,6 +728,8 @@ impl Broker {
     /// Durability: on return the batch survives the death of the process; under
     /// `every_batch` it has been fsynced too (concurrent appends share the fsync,
     /// made on the broker's sync threads: the caller's runtime is not blocked).
+    /// Under every policy, a segment closed by an earlier append is sealed before
+    /// this batch is written (the caller awaits that sync after each roll).
     pub(crate) async fn append(
         &self,
         topic: &Topic,
@@ -662,6 +738,9 @@ impl Broker {
     ) -> Result<u64, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
+        // The segment the previous roll closed is sealed first: the seals of
+        // stored data never pile up beyond one segment (see `wait_sealed`).
+        partition.wait_sealed().await?;
         let appended = partition.append(record, batch::now_micros())?;
         if partition.acknowledges_after_fsync() {
             partition.wait_durable(appended.end_offset).await?;
@@ -701,7 +780,7 @@ impl Broker {
         let mut health = StorageHealth::default();
         for topic in self.all_topics() {
             for partition in &topic.partitions {
-                let name = format!("{}/{}/{}", topic.stream_name, topic.name, partition.id);
+                let name = format!("{}/{}/{}", topic.stream_name(), topic.name(), partition.id);
                 let damage = partition.damage();
                 if !damage.is_empty() {
                     health.damaged_ranges += damage.len() as u64;
@@ -812,7 +891,7 @@ impl Broker {
                     .partitions
                     .iter()
                     .filter(|p| p.is_poisoned())
-                    .map(|p| (topic.stream_name.clone(), topic.name.clone(), p.id))
+                    .map(|p| (topic.stream_name(), topic.name(), p.id))
             })
             .collect()
     }
@@ -843,7 +922,7 @@ impl Broker {
             for partition in &topic.partitions {
                 if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
                 {
-                    tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&e), "retention failed");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&e), "retention failed");
                 }
             }
         }
@@ -880,7 +959,7 @@ impl Broker {
         let mut first_error = None;
         for (topic, partition) in &partitions {
             if let Some(cause) = partition.poisoned() {
-                tracing::error!(topic = %topic.name, partition = partition.id, error = %crate::error_chain(&*cause), "final fsync failed");
+                tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&*cause), "final fsync failed");
                 first_error.get_or_insert(StorageError::Poisoned {
                     path: partition_dir(&self.root, topic.stream_id, topic.id, partition.id),
                     cause,

@@ -188,6 +188,38 @@ impl Partition {
         Ok(appended)
     }
 
+    /// Waits until no closed segment awaits its seal, asking the sync threads for
+    /// it: called before an append, so that at most one segment is ever unsealed.
+    /// Without it, appends can outrun the sync threads and fill the disk with
+    /// segments whose index and seal files no longer fit (they need space of their
+    /// own), so that freeing space later is all taken by the backlog of seals.
+    ///
+    /// # Errors
+    /// [`StorageError::Poisoned`] when the log is poisoned (for example when the
+    /// seal itself failed).
+    pub(crate) async fn wait_sealed(&self) -> Result<(), StorageError> {
+        let mut durable = self.durable.subscribe();
+        loop {
+            durable.borrow_and_update();
+            {
+                let log = self.log_read();
+                if let Some(cause) = log.poisoned() {
+                    return Err(StorageError::Poisoned {
+                        path: self.dir.clone(),
+                        cause: Arc::clone(cause),
+                    });
+                }
+                if log.unsealed_segments() == 0 || self.retired.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+            self.request();
+            if durable.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Whether appends must wait for their fsync before they are acknowledged.
     pub(crate) fn acknowledges_after_fsync(&self) -> bool {
         self.durability == Durability::EveryBatch
@@ -380,6 +412,16 @@ impl Partition {
         let report = removal.run(&self.disk)?;
         tracing::debug!(partition = self.id, ?report, "retention applied");
         Ok(())
+    }
+
+    /// Deletes the `count` oldest closed segments, never the active one; offsets
+    /// are kept (files removed without the log's lock). Returns how many were
+    /// deleted.
+    pub(crate) fn delete_segments(&self, count: u32) -> Result<u32, StorageError> {
+        let removal = self.log_write().take_oldest_segments(count);
+        let report = removal.run(&self.disk)?;
+        tracing::info!(partition = self.id, ?report, "segments deleted on request");
+        Ok(report.segments_deleted)
     }
 
     /// Deletes every message; offsets are not reused.

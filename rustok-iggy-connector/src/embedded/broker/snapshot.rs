@@ -74,8 +74,8 @@ impl Broker {
         let mut partitions = Vec::with_capacity(held.len());
         for (topic, partition, log) in &held {
             partitions.push(PartitionSnapshot {
-                stream: topic.stream_name.clone(),
-                topic: topic.name.clone(),
+                stream: topic.stream_name(),
+                topic: topic.name(),
                 relative: partition_dir(Path::new(""), topic.stream_id, topic.id, partition.id),
                 log: log.snapshot()?,
                 offsets: partition.offsets_json()?,

@@ -1,7 +1,7 @@
 //! A topic: its partitions, retention and consumer groups.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::groups::Group;
 use super::partition::Partition;
@@ -44,8 +44,10 @@ pub(crate) enum GroupRef<'a> {
 pub(crate) struct Topic {
     pub(crate) id: u32,
     pub(crate) stream_id: u32,
-    pub(crate) stream_name: StreamName,
-    pub(crate) name: TopicName,
+    /// The names change with `UpdateStream` and `UpdateTopic`: read them through
+    /// [`Topic::stream_name`] and [`Topic::name`].
+    stream_name: RwLock<StreamName>,
+    name: RwLock<TopicName>,
     pub(crate) created_at: u64,
     pub(crate) partitions: Vec<Arc<Partition>>,
     pub(crate) retention: Mutex<Retention>,
@@ -68,14 +70,43 @@ impl Topic {
         Self {
             id,
             stream_id,
-            stream_name,
-            name,
+            stream_name: RwLock::new(stream_name),
+            name: RwLock::new(name),
             created_at,
             partitions,
             retention: Mutex::new(retention),
             groups: Mutex::new(groups),
             round_robin: RoundRobin::new(),
         }
+    }
+
+    /// The name of the topic's stream now.
+    pub(crate) fn stream_name(&self) -> StreamName {
+        self.stream_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The topic's name now.
+    pub(crate) fn name(&self) -> TopicName {
+        self.name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Renames the topic (the broker holds its state lock and saves the metadata).
+    pub(super) fn set_name(&self, name: TopicName) {
+        *self.name.write().unwrap_or_else(PoisonError::into_inner) = name;
+    }
+
+    /// Follows a rename of the topic's stream.
+    pub(super) fn set_stream_name(&self, name: StreamName) {
+        *self
+            .stream_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = name;
     }
 
     pub(crate) fn partitions_count(&self) -> u32 {
@@ -87,8 +118,8 @@ impl Topic {
         self.partitions
             .get(id as usize)
             .ok_or_else(|| ConnectorError::PartitionNotFound {
-                stream: self.stream_name.to_string(),
-                topic: self.name.to_string(),
+                stream: self.stream_name().to_string(),
+                topic: self.name().to_string(),
                 partition: id,
                 partitions: self.partitions_count(),
             })
@@ -120,8 +151,8 @@ impl Topic {
 
     pub(crate) fn group_not_found(&self, group: &str) -> ConnectorError {
         ConnectorError::GroupNotFound {
-            stream: self.stream_name.to_string(),
-            topic: self.name.to_string(),
+            stream: self.stream_name().to_string(),
+            topic: self.name().to_string(),
             group: group.to_owned(),
         }
     }
@@ -142,8 +173,8 @@ impl Topic {
 
     pub(crate) fn info(&self) -> TopicInfo {
         TopicInfo {
-            stream: self.stream_name.clone(),
-            topic: self.name.clone(),
+            stream: self.stream_name(),
+            topic: self.name(),
             partitions: self.partitions_count(),
             retention: self.retention(),
             next_offsets: self.partitions.iter().map(|p| p.next_offset()).collect(),

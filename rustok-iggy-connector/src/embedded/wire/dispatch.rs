@@ -1,6 +1,6 @@
 //! The authentication gate and the routing of a request to its handler.
 //!
-//! Reply rules (PROTOCOL.md §1.3): the reply echoes the request's operation;
+//! Reply rules (`docs/wire-protocol.md` §1.3): the reply echoes the request's operation;
 //! result-framed operations (metadata ops, consumer-offset writes, Register) get the
 //! `[count = 0]` prefix before their payload; every error goes in the header's
 //! `status` with an empty body; a failed login gets an eviction frame.
@@ -11,41 +11,27 @@ use bytes::BytesMut;
 use iggy_binary_protocol::codes::{
     CHANGE_PASSWORD_CODE, CREATE_CONSUMER_GROUP_CODE, CREATE_PERSONAL_ACCESS_TOKEN_CODE,
     CREATE_STREAM_CODE, CREATE_TOPIC_CODE, CREATE_USER_CODE, DELETE_CONSUMER_GROUP_CODE,
-    DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_STREAM_CODE,
-    DELETE_TOPIC_CODE, DELETE_USER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE,
-    GET_CLUSTER_METADATA_CODE, GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE,
-    GET_CONSUMER_OFFSET_CODE, GET_ME_CODE, GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE,
-    GET_STREAM_CODE, GET_STREAMS_CODE, GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE,
-    GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
-    LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE, PURGE_STREAM_CODE,
-    PURGE_TOPIC_CODE, SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
-    UPDATE_TOPIC_CODE,
+    DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_SEGMENTS_CODE,
+    DELETE_STREAM_CODE, DELETE_TOPIC_CODE, DELETE_USER_CODE, DESCRIBE_OPTIONS_CODE,
+    FLUSH_UNSAVED_BUFFER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE,
+    GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE, GET_ME_CODE,
+    GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE, GET_STREAM_CODE, GET_STREAMS_CODE,
+    GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE,
+    LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
+    POLL_MESSAGES_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
+    STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE, UPDATE_PERMISSIONS_CODE,
+    UPDATE_STREAM_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
-use iggy_binary_protocol::consensus::{Command, EvictionReason, HEADER_SIZE, Operation};
+use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
 
-use super::error::Status;
-use super::frame::{self, Eviction, RESULT_SECTION_OK, ReplyMeta, RequestHead};
+use super::frame::{self, RESULT_SECTION_OK, RequestHead};
+use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
-use super::{Shared, groups, messages, offsets, streams, system, topics, users};
-
-/// What to send back.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// A reply frame.
-    Reply(BytesMut),
-    /// An eviction frame (the connection stays open).
-    Evict(Box<[u8; HEADER_SIZE]>),
-    /// A reply frame, then close the connection.
-    #[allow(
-        dead_code,
-        reason = "kept for protocol violations that need a close after the answer"
-    )]
-    ReplyAndClose(BytesMut),
-}
-
-/// What a handler returns: the payload was appended to the buffer, or an error code.
-pub(crate) type Handled = Result<(), Status>;
+use super::shared::Shared;
+use super::{access, groups, messages, offsets, partitions, streams, system, topics, users};
+use crate::embedded::broker::UserInfo;
+use crate::error_codes::ErrorCode;
 
 /// Serves one request.
 pub(crate) async fn dispatch(
@@ -58,14 +44,14 @@ pub(crate) async fn dispatch(
         return Outcome::Reply(frame::error_reply(
             head,
             Operation::Reserved,
-            Status::INVALID_COMMAND.0,
+            ErrorCode::INVALID_COMMAND.0,
         ));
     };
     if head.command != Command::Request as u8 {
         return Outcome::Reply(frame::error_reply(
             head,
             operation,
-            Status::INVALID_COMMAND.0,
+            ErrorCode::INVALID_COMMAND.0,
         ));
     }
     match operation {
@@ -77,25 +63,28 @@ pub(crate) async fn dispatch(
             Outcome::Reply(out)
         }
         Operation::NonReplicated => {
+            // A session whose user or credentials changed is logged out here, and
+            // the request is answered as one without a session.
+            let user = session.revalidate();
             let code = head.code;
-            if session.login.is_none() && code != PING_CODE {
+            if user.is_none() && code != PING_CODE {
                 if code == LOGIN_USER_CODE || code == LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE {
                     return evict(head, EvictionReason::MalformedLogin);
                 }
                 return Outcome::Reply(frame::error_reply(
                     head,
                     operation,
-                    Status::UNAUTHENTICATED.0,
+                    ErrorCode::UNAUTHENTICATED.0,
                 ));
             }
             match lookup_command(code) {
                 Some(meta) if !meta.is_replicated() => {
-                    run(shared, session, head, operation, code, body).await
+                    run(shared, session, user.as_ref(), head, operation, code, body).await
                 }
                 _ => Outcome::Reply(frame::error_reply(
                     head,
                     operation,
-                    Status::INVALID_COMMAND.0,
+                    ErrorCode::INVALID_COMMAND.0,
                 )),
             }
         }
@@ -103,54 +92,32 @@ pub(crate) async fn dispatch(
             let code = match op.to_command_code() {
                 Some(code) if op.is_client_allowed() => code,
                 _ => {
-                    return Outcome::Reply(frame::error_reply(head, op, Status::INVALID_COMMAND.0));
+                    return Outcome::Reply(frame::error_reply(
+                        head,
+                        op,
+                        ErrorCode::INVALID_COMMAND.0,
+                    ));
                 }
             };
-            let Some(login) = session.login else {
+            let user = session.revalidate();
+            let Some(login) = &session.login else {
                 return evict(head, EvictionReason::NoSession);
             };
             if head.session != login.session {
                 // A request from before the latest login on this connection.
-                return Outcome::Reply(frame::error_reply(head, op, Status::UNAUTHENTICATED.0));
+                return Outcome::Reply(frame::error_reply(head, op, ErrorCode::UNAUTHENTICATED.0));
             }
-            run(shared, session, head, op, code, body).await
+            run(shared, session, user.as_ref(), head, op, code, body).await
         }
     }
 }
 
-pub(crate) fn evict(head: &RequestHead, reason: EvictionReason) -> Outcome {
-    Outcome::Evict(Box::new(frame::eviction(
-        head.client,
-        Eviction::Reason(reason),
-    )))
-}
-
-/// Seals a successful reply whose body is already in `out`.
-pub(crate) fn seal_ok(
-    shared: &Shared,
-    out: &mut BytesMut,
-    head: &RequestHead,
-    operation: Operation,
-) {
-    let commit = if operation == Operation::NonReplicated {
-        0
-    } else {
-        shared.next_commit()
-    };
-    frame::seal_reply(
-        out,
-        head,
-        ReplyMeta {
-            operation,
-            status: 0,
-            commit,
-        },
-    );
-}
-
+/// Runs a command for `user` (`None` only for a ping before login): checks the
+/// user's permissions, then runs its handler.
 async fn run(
     shared: &Arc<Shared>,
     session: &mut Session,
+    user: Option<&UserInfo>,
     head: &RequestHead,
     operation: Operation,
     code: u32,
@@ -160,7 +127,10 @@ async fn run(
     if operation.is_result_framed() {
         out.extend_from_slice(&RESULT_SECTION_OK);
     }
-    let result = route(shared, session, code, body, &mut out).await;
+    let result = match user.map(|user| access::authorize(shared, user, code, body)) {
+        Some(Err(status)) => Err(status),
+        _ => route(shared, session, code, body, &mut out).await,
+    };
     match result {
         Ok(()) => {
             seal_ok(shared, &mut out, head, operation);
@@ -189,6 +159,7 @@ async fn route(
         PING_CODE => Ok(()),
         GET_STATS_CODE => system::stats(shared, out),
         GET_CLUSTER_METADATA_CODE => system::cluster_metadata(shared, out),
+        DESCRIBE_OPTIONS_CODE => system::describe_options(body, out),
         GET_ME_CODE => system::me(shared, session, out),
         GET_CLIENTS_CODE => system::clients(shared, out),
         GET_CLIENT_CODE => system::client(shared, body, out),
@@ -198,6 +169,7 @@ async fn route(
         CREATE_STREAM_CODE => streams::create(shared, body, out),
         DELETE_STREAM_CODE => streams::delete(shared, body),
         PURGE_STREAM_CODE => streams::purge(shared, body),
+        UPDATE_STREAM_CODE => streams::update(shared, body),
 
         GET_TOPIC_CODE => topics::get(shared, body, out),
         GET_TOPICS_CODE => topics::list(shared, body, out),
@@ -205,6 +177,9 @@ async fn route(
         DELETE_TOPIC_CODE => topics::delete(shared, body),
         PURGE_TOPIC_CODE => topics::purge(shared, body),
         UPDATE_TOPIC_CODE => topics::update(shared, body),
+
+        DELETE_SEGMENTS_CODE => partitions::delete_segments(shared, body),
+        FLUSH_UNSAVED_BUFFER_CODE => partitions::flush(shared, body).await,
 
         SEND_MESSAGES_CODE => messages::send(shared, body, out).await,
         POLL_MESSAGES_CODE => messages::poll(shared, session, body, out).await,
@@ -226,15 +201,15 @@ async fn route(
         CREATE_USER_CODE => users::create(shared, body, out).await,
         DELETE_USER_CODE => users::delete(shared, body),
         CHANGE_PASSWORD_CODE => users::change_password(shared, session, body).await,
+        UPDATE_USER_CODE => users::update(shared, body),
+        UPDATE_PERMISSIONS_CODE => users::update_permissions(shared, body),
         GET_PERSONAL_ACCESS_TOKENS_CODE => users::tokens(shared, session, out),
-        CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out),
+        CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
-        // Known commands the embedded broker does not implement: flush_unsaved_buffer
-        // (the Iggy server answers it the same way; every append is written to the
-        // log before it is acknowledged), update_stream, create/delete_partitions,
-        // delete_segments, update_user, update_permissions, snapshot,
-        // describe_options and the cluster poll-routing codes.
-        _ => Err(Status::FEATURE_UNAVAILABLE),
+        // Known commands the embedded broker does not implement:
+        // create/delete_partitions, snapshot, attach_consumer_session and the
+        // cluster poll-routing codes.
+        _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }

@@ -1,4 +1,4 @@
-//! Frames on the wire (PROTOCOL.md §1): the 256-byte consensus request header as
+//! Frames on the wire (`docs/wire-protocol.md` §1): the 256-byte consensus request header as
 //! read from a socket, and the reply and eviction frames written back.
 //!
 //! Request fields are read at their fixed offsets (taken from the official
@@ -18,6 +18,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// The largest frame (header and body) the listener accepts: 64 MiB, the limit of
 /// the Iggy server.
 pub(crate) const MAX_FRAME_SIZE: usize = 64 * 1024 * 1024;
+
+/// The largest frame a connection may send before it has logged in: 4 KiB. A login
+/// needs at most 256 + 516 (version: protocol, SDK name and version) + 2 × 256
+/// (user name and password, or a token and nothing) + 4 bytes, so a client context
+/// of up to about 2.8 KiB fits. Larger frames are refused from the header alone,
+/// before any of the body is read.
+pub(crate) const MAX_UNAUTHENTICATED_FRAME_SIZE: usize = 4096;
 
 /// Bytes of the result-section prefix of a successful result-framed reply
 /// (`count = 0`).
@@ -66,14 +73,18 @@ impl RequestHead {
         bytemuck::checked::try_cast::<u8, Operation>(self.operation).ok()
     }
 
-    /// Length of the body that follows the header.
-    pub(crate) fn body_len(&self) -> Result<usize, FrameError> {
+    /// Length of the body that follows the header, within the limits of a
+    /// connection that has logged in or (`unauthenticated`) not yet.
+    pub(crate) fn body_len(&self, unauthenticated: bool) -> Result<usize, FrameError> {
         let size = self.size as usize;
         if size < HEADER_SIZE {
             return Err(FrameError::SizeTooSmall(self.size));
         }
         if size > MAX_FRAME_SIZE {
             return Err(FrameError::SizeTooLarge(self.size));
+        }
+        if unauthenticated && size > MAX_UNAUTHENTICATED_FRAME_SIZE {
+            return Err(FrameError::TooLargeBeforeLogin(self.size));
         }
         Ok(size - HEADER_SIZE)
     }
@@ -98,31 +109,55 @@ pub(crate) enum FrameError {
     SizeTooSmall(u32),
     #[error("frame size {0} exceeds the limit of {MAX_FRAME_SIZE} bytes")]
     SizeTooLarge(u32),
+    #[error(
+        "frame size {0} exceeds the limit of {MAX_UNAUTHENTICATED_FRAME_SIZE} bytes before login"
+    )]
+    TooLargeBeforeLogin(u32),
     #[error("socket error")]
     Io(#[from] std::io::Error),
 }
 
-/// Reads one header. `Ok(None)` when the peer closed the connection between frames.
-pub(crate) async fn read_header<R: AsyncRead + Unpin>(
-    reader: &mut R,
-) -> Result<Option<[u8; HEADER_SIZE]>, FrameError> {
-    let mut header = [0u8; HEADER_SIZE];
-    let mut filled = 0;
-    while filled < HEADER_SIZE {
-        let Some(rest) = header.get_mut(filled..) else {
-            break;
-        };
-        let n = reader.read(rest).await?;
-        if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+/// Reads request headers. The bytes of a header that has partly arrived are kept
+/// here, so [`HeaderReader::read`] can be cancelled (to serve another event) and
+/// called again without losing any.
+#[derive(Debug)]
+pub(crate) struct HeaderReader {
+    bytes: [u8; HEADER_SIZE],
+    filled: usize,
+}
+
+impl HeaderReader {
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: [0; HEADER_SIZE],
+            filled: 0,
         }
-        filled += n;
     }
-    Ok(Some(header))
+
+    /// Reads the rest of the next header. `Ok(None)` when the peer closed the
+    /// connection between frames. Cancel-safe.
+    pub(crate) async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<[u8; HEADER_SIZE]>, FrameError> {
+        while self.filled < HEADER_SIZE {
+            let Some(rest) = self.bytes.get_mut(self.filled..) else {
+                break;
+            };
+            // `read` is cancel-safe: cancelled, it has read nothing.
+            let n = reader.read(rest).await?;
+            if n == 0 {
+                return if self.filled == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+            self.filled += n;
+        }
+        self.filled = 0;
+        Ok(Some(self.bytes))
+    }
 }
 
 /// Reads a body of exactly `len` bytes. Memory grows with the bytes that actually
@@ -176,7 +211,7 @@ pub(crate) fn seal_reply(out: &mut BytesMut, request: &RequestHead, meta: ReplyM
     }
 }
 
-/// A header-only error reply: `status` with an empty body (PROTOCOL.md §1.3).
+/// A header-only error reply: `status` with an empty body (`docs/wire-protocol.md` §1.3).
 pub(crate) fn error_reply(request: &RequestHead, operation: Operation, status: u32) -> BytesMut {
     let mut out = reply_buffer(0);
     seal_reply(
@@ -246,20 +281,29 @@ mod tests {
         assert_eq!(head.operation(), Some(Operation::NonReplicated));
         assert_eq!(head.session, 9);
         assert_eq!(head.code, 201);
-        assert_eq!(head.body_len().unwrap(), 44);
+        assert_eq!(head.body_len(true).unwrap(), 44);
     }
 
     #[test]
     fn sizes_outside_the_window_and_unknown_operations_are_refused() {
         assert!(matches!(
-            RequestHead::parse(&request_bytes(10, 2, 1)).body_len(),
+            RequestHead::parse(&request_bytes(10, 2, 1)).body_len(false),
             Err(FrameError::SizeTooSmall(10))
         ));
         let huge = u32::try_from(MAX_FRAME_SIZE + 1).unwrap();
         assert!(matches!(
-            RequestHead::parse(&request_bytes(huge, 2, 1)).body_len(),
+            RequestHead::parse(&request_bytes(huge, 2, 1)).body_len(false),
             Err(FrameError::SizeTooLarge(_))
         ));
+        let login_sized = u32::try_from(MAX_UNAUTHENTICATED_FRAME_SIZE).unwrap();
+        let head = RequestHead::parse(&request_bytes(login_sized + 1, 2, 1));
+        assert!(matches!(
+            head.body_len(true),
+            Err(FrameError::TooLargeBeforeLogin(_))
+        ));
+        assert_eq!(head.body_len(false).unwrap(), 4097 - HEADER_SIZE);
+        let head = RequestHead::parse(&request_bytes(login_sized, 2, 1));
+        assert_eq!(head.body_len(true).unwrap(), 4096 - HEADER_SIZE);
         assert_eq!(
             RequestHead::parse(&request_bytes(256, 99, 1)).operation(),
             None

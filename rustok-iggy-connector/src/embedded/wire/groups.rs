@@ -1,4 +1,4 @@
-//! Consumer groups (PROTOCOL.md §5). A member is a connection; the broker assigns
+//! Consumer groups (`docs/wire-protocol.md` §5). A member is a connection; the broker assigns
 //! partitions round-robin and bumps the generation on every join and leave.
 
 use bytes::BytesMut;
@@ -16,23 +16,24 @@ use iggy_binary_protocol::responses::consumer_groups::{
 };
 use iggy_binary_protocol::{WireEncode, WireName};
 
-use super::dispatch::Handled;
-use super::error::Status;
+use super::lookup::{decode, group_id, group_ref, ident, resolve_topic};
+use super::reply::Handled;
 use super::session::Session;
-use super::{Shared, decode, group_id, group_ref, ident, resolve_topic};
+use super::shared::Shared;
 use crate::embedded::broker::{Group, Topic};
+use crate::error_codes::ErrorCode;
 use crate::names::GroupName;
 
-fn summary(topic: &Topic, group: &Group) -> Result<ConsumerGroupResponse, Status> {
+fn summary(topic: &Topic, group: &Group) -> Result<ConsumerGroupResponse, ErrorCode> {
     Ok(ConsumerGroupResponse {
         id: group.id,
         partitions_count: topic.partitions_count(),
         members_count: u32::try_from(group.member_count()).unwrap_or(u32::MAX),
-        name: WireName::new(group.name.as_str()).map_err(|_| Status::ERROR)?,
+        name: WireName::new(group.name.as_str()).map_err(|_| ErrorCode::ERROR)?,
     })
 }
 
-fn details(topic: &Topic, group: &Group) -> Result<ConsumerGroupDetailsResponse, Status> {
+fn details(topic: &Topic, group: &Group) -> Result<ConsumerGroupDetailsResponse, ErrorCode> {
     Ok(ConsumerGroupDetailsResponse {
         group: summary(topic, group)?,
         members: group
@@ -75,12 +76,13 @@ pub(crate) fn list(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled 
 pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
     let request: CreateConsumerGroupRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
-    let name = GroupName::new(request.name.as_str()).map_err(|_| Status::INVALID_GROUP_NAME)?;
+    let name = GroupName::new(request.name.as_str())
+        .map_err(|_| ErrorCode::INVALID_CONSUMER_GROUP_NAME)?;
     let id = shared.broker.create_group(&topic, name)?;
     let groups = topic.groups();
     let group = groups
         .find(crate::embedded::broker::GroupRef::Id(id))
-        .ok_or(Status::GROUP_ID_NOT_FOUND)?;
+        .ok_or(ErrorCode::CONSUMER_GROUP_ID_NOT_FOUND)?;
     details(&topic, group)?.encode(out);
     Ok(())
 }
@@ -121,7 +123,7 @@ pub(crate) fn leave(shared: &Shared, session: &mut Session, body: &[u8]) -> Hand
     if was_member {
         Ok(())
     } else {
-        Err(Status::GROUP_MEMBER_NOT_FOUND)
+        Err(ErrorCode::CONSUMER_GROUP_MEMBER_NOT_FOUND)
     }
 }
 

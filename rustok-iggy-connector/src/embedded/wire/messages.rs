@@ -1,23 +1,24 @@
-//! `SendMessages` and `PollMessages` (PROTOCOL.md §4).
+//! `SendMessages` and `PollMessages` (`docs/wire-protocol.md` §4).
 
 use bytes::BytesMut;
 use iggy_binary_protocol::WireEncode;
 use iggy_binary_protocol::batch::{BatchIntegrity, decode_batch_slice_with};
 use iggy_binary_protocol::requests::messages::PollMessagesRequest;
-use iggy_binary_protocol::requests::messages::SendMessagesHeader;
 use iggy_binary_protocol::responses::messages::PollMessagesResponseHeader;
 use iggy_binary_protocol::responses::messages::{
     SendMessagesConfirmationResponse, SendMessagesResponse,
 };
+use iggy_binary_protocol::validate_user_headers;
 
-use super::dispatch::Handled;
-use super::error::Status;
-use super::offsets::{Caller, consumer_key};
+use super::lookup::{Caller, consumer_key, decode, resolve_topic, send_parts};
+use super::reply::Handled;
 use super::session::Session;
-use super::{Shared, decode, resolve_topic};
+use super::shared::Shared;
 use crate::batch;
 use crate::connector::Partitioning;
 use crate::embedded::broker::Partition;
+use crate::error_codes::ErrorCode;
+use crate::message::MAX_HEADER_FIELD_LENGTH;
 
 /// Most bytes of records one poll reply gathers (at least one record is always
 /// served, up to the 64 MiB frame limit).
@@ -34,19 +35,12 @@ const FENCED_PARTITION: u32 = u32::MAX;
 /// Appends the received batch record: validated (layout and both checksum levels),
 /// stamped with partition, base offset and broker time, stored as is.
 pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
-    let metadata_len = body
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_le_bytes)
-        .ok_or(Status::INVALID_FORMAT)? as usize;
-    let metadata_end = metadata_len.checked_add(4).ok_or(Status::INVALID_FORMAT)?;
-    let metadata = body.get(4..metadata_end).ok_or(Status::INVALID_FORMAT)?;
-    let record = body.get(metadata_end..).ok_or(Status::INVALID_FORMAT)?;
-    let header: SendMessagesHeader = decode(metadata)?;
-    let batch_header = batch::validate(record, true).map_err(Status::from)?;
+    let (header, record) = send_parts(body)?;
+    let batch_header = batch::validate(record, true).map_err(ErrorCode::from)?;
     if batch_header.message_count == 0 || batch_header.message_count != header.messages_count {
-        return Err(Status::INVALID_MESSAGES_COUNT);
+        return Err(ErrorCode::INVALID_MESSAGES_COUNT);
     }
+    check_user_headers(record)?;
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
     let partition = Partitioning::from(header.partitioning)
         .resolve(topic.partitions_count(), topic.round_robin());
@@ -64,6 +58,49 @@ pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Ha
     Ok(())
 }
 
+/// Refuses a record with a message whose user headers do not decode, so that
+/// nothing unreadable is stored: readers decode headers with the same rule
+/// (`validate_user_headers` of the official crate).
+fn check_user_headers(record: &[u8]) -> Handled {
+    let batch = decode_batch_slice_with(record, BatchIntegrity::LayoutOnly)?;
+    for message in batch.iter() {
+        if validate_user_headers(message.user_headers).is_err() {
+            return Err(header_fault(message.user_headers));
+        }
+    }
+    Ok(())
+}
+
+/// The code for user-header bytes that do not decode: `InvalidHeaderKey` when the
+/// first broken field is a key (or stray bytes where a key would start),
+/// `InvalidHeaderValue` when it is a value or a key has none (the codes the Iggy
+/// server gave when it parsed headers at `SendMessages`).
+fn header_fault(headers: &[u8]) -> ErrorCode {
+    // `[kind u8][len u32][bytes]` fields, alternating key and value.
+    let field_end = |rest: &[u8]| -> Option<usize> {
+        let (&kind, after_kind) = rest.split_first()?;
+        let len = u32::from_le_bytes(after_kind.get(..4)?.try_into().ok()?) as usize;
+        let valid = kind != 0 && (1..=MAX_HEADER_FIELD_LENGTH).contains(&len);
+        (valid && after_kind.len() >= 4 + len).then_some(5 + len)
+    };
+    let mut rest = headers;
+    let mut fields = 0usize;
+    while !rest.is_empty() {
+        match field_end(rest).and_then(|end| rest.get(end..)) {
+            Some(after) => {
+                rest = after;
+                fields += 1;
+            }
+            None => break,
+        }
+    }
+    if fields.is_multiple_of(2) && !rest.is_empty() {
+        ErrorCode::INVALID_HEADER_KEY
+    } else {
+        ErrorCode::INVALID_HEADER_VALUE
+    }
+}
+
 /// Where a poll starts, or `None` when there is nothing to serve.
 fn start_offset(
     partition: &Partition,
@@ -71,7 +108,7 @@ fn start_offset(
     value: u64,
     count: u32,
     stored: Option<u64>,
-) -> Result<Option<u64>, Status> {
+) -> Result<Option<u64>, ErrorCode> {
     let first = partition.first_offset();
     let next = partition.next_offset();
     let start = match kind {
@@ -83,7 +120,7 @@ fn start_offset(
         FIRST => first,
         LAST => next.saturating_sub(u64::from(count)),
         NEXT => stored.map_or(0, |o| o.saturating_add(1)),
-        _ => return Err(Status::INVALID_FORMAT),
+        _ => return Err(ErrorCode::INVALID_FORMAT),
     };
     let start = start.max(first);
     Ok((start < next).then_some(start))
@@ -134,7 +171,7 @@ pub(crate) async fn poll(
     let mut served = 0u32;
     let mut last = None;
     for record in records {
-        let Some((sliced, n)) = batch::slice(&record, start, end).map_err(Status::from)? else {
+        let Some((sliced, n)) = batch::slice(&record, start, end).map_err(ErrorCode::from)? else {
             continue;
         };
         last = last_offset(&sliced).or(last);

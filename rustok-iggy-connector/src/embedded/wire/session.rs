@@ -2,17 +2,23 @@
 //! consumer groups the connection joined. Dropping a [`Session`] (the connection
 //! closed, the task ended or unwound) leaves every group it joined and removes it
 //! from the client registry.
+//!
+//! A login's [`Grant`] is checked again before every request
+//! ([`Session::revalidate`]), and at once when another connection changes the
+//! user ([`Shared::recheck_user`] wakes the connection): a revoked session is
+//! logged out, leaving its groups, and the connection stays open for a new login.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::Shared;
-use crate::embedded::broker::{GroupRef, Topic};
+use super::shared::{Admitted, ClientView, Shared, Signals};
+use crate::embedded::broker::{Grant, GroupRef, Topic, UserInfo};
 
 /// A successful login on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Login {
-    pub(crate) user_id: u32,
+    /// What the login granted (checked again before every request).
+    pub(crate) grant: Grant,
     /// The session number handed to the client (> 0).
     pub(crate) session: u64,
     /// The client's VSR id of that login.
@@ -26,15 +32,6 @@ pub(crate) struct Joined {
     pub(crate) group_id: u32,
 }
 
-/// What other connections may see of this one (`GetClients`, stats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClientView {
-    pub(crate) address: SocketAddr,
-    pub(crate) user_id: Option<u32>,
-    /// (stream, topic, group) ids.
-    pub(crate) groups: Vec<(u32, u32, u32)>,
-}
-
 /// The state of one TCP connection.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -45,34 +42,75 @@ pub(crate) struct Session {
     pub(crate) member_id: u64,
     pub(crate) address: SocketAddr,
     pub(crate) login: Option<Login>,
+    /// Logins refused on this connection since its last successful one.
+    pub(crate) failed_logins: u32,
+    /// Close the connection once the current reply is written.
+    pub(crate) close_after_reply: bool,
     groups: Vec<Joined>,
+    signals: Arc<Signals>,
 }
 
 impl Session {
-    /// A new, unauthenticated connection, registered in the client registry.
-    pub(crate) fn new(shared: Arc<Shared>, address: SocketAddr) -> Self {
-        let client_id = shared.next_client_id();
+    /// A new, unauthenticated connection, admitted (and registered) by
+    /// [`Shared::admit`].
+    pub(crate) fn new(shared: Arc<Shared>, address: SocketAddr, admitted: Admitted) -> Self {
         let member_id = shared.broker.next_member_id();
-        let session = Self {
+        Self {
             shared,
-            client_id,
+            client_id: admitted.client_id,
             member_id,
             address,
             login: None,
+            failed_logins: 0,
+            close_after_reply: false,
             groups: Vec::new(),
-        };
-        session.publish();
-        session
+            signals: admitted.signals,
+        }
+    }
+
+    /// What other connections ask of this one: check the grant now
+    /// ([`Session::revalidate`]), or close.
+    pub(crate) fn signals(&self) -> Arc<Signals> {
+        Arc::clone(&self.signals)
     }
 
     /// The logged-in user, if any.
     pub(crate) fn user_id(&self) -> Option<u32> {
-        self.login.map(|l| l.user_id)
+        self.login.as_ref().map(|l| l.grant.user_id)
+    }
+
+    /// The user the session acts as now, with its current permissions; `None`
+    /// when it is not logged in. Logs the session out if its grant is no longer
+    /// current (its user was deleted or deactivated, its password changed, or the
+    /// token it logged in with was deleted).
+    pub(crate) fn revalidate(&mut self) -> Option<UserInfo> {
+        let login = self.login.as_ref()?;
+        if let Some(user) = self.shared.users.current_user(&login.grant) {
+            return Some(user);
+        }
+        tracing::info!(
+            client = self.client_id,
+            user_id = login.grant.user_id,
+            "session revoked: the user or the credentials it logged in with changed"
+        );
+        self.unbind();
+        None
+    }
+
+    /// Replaces the grant of the current login (the session changed its own
+    /// password and keeps its rights).
+    pub(crate) fn regrant(&mut self, grant: Grant) {
+        if let Some(login) = &mut self.login
+            && login.grant.user_id == grant.user_id
+        {
+            login.grant = grant;
+        }
     }
 
     /// Binds a login (replacing an earlier one).
     pub(crate) fn bind(&mut self, login: Login) {
         self.login = Some(login);
+        self.failed_logins = 0;
         self.publish();
     }
 
@@ -115,19 +153,20 @@ impl Session {
         }
     }
 
+    fn view(&self) -> ClientView {
+        ClientView {
+            address: self.address,
+            user_id: self.user_id(),
+            groups: self
+                .groups
+                .iter()
+                .map(|j| (j.topic.stream_id, j.topic.id, j.group_id))
+                .collect(),
+        }
+    }
+
     fn publish(&self) {
-        self.shared.publish_client(
-            self.client_id,
-            ClientView {
-                address: self.address,
-                user_id: self.user_id(),
-                groups: self
-                    .groups
-                    .iter()
-                    .map(|j| (j.topic.stream_id, j.topic.id, j.group_id))
-                    .collect(),
-            },
-        );
+        self.shared.publish_client(self.client_id, self.view());
     }
 }
 

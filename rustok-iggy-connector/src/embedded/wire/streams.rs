@@ -5,22 +5,23 @@ use iggy_binary_protocol::requests::streams::CreateStreamRequest;
 use iggy_binary_protocol::requests::streams::DeleteStreamRequest;
 use iggy_binary_protocol::requests::streams::GetStreamRequest;
 use iggy_binary_protocol::requests::streams::PurgeStreamRequest;
+use iggy_binary_protocol::requests::streams::UpdateStreamRequest;
 use iggy_binary_protocol::responses::streams::GetStreamResponse;
 use iggy_binary_protocol::responses::streams::StreamResponse;
 use iggy_binary_protocol::{WireEncode, WireName, WireOptions};
 
-use super::dispatch::Handled;
-use super::error::Status;
-use super::topics::topic_header;
-use super::{Shared, decode, ident, stream_not_found};
+use super::lookup::{decode, ident, stream_not_found};
+use super::reply::{Handled, topic_header};
+use super::shared::Shared;
 use crate::embedded::broker::StreamInfo;
+use crate::error_codes::ErrorCode;
 use crate::names::StreamName;
 
-fn wire_name(name: &str) -> Result<WireName, Status> {
-    WireName::new(name).map_err(|_| Status::ERROR)
+fn wire_name(name: &str) -> Result<WireName, ErrorCode> {
+    WireName::new(name).map_err(|_| ErrorCode::ERROR)
 }
 
-fn stream_response(info: &StreamInfo) -> Result<StreamResponse, Status> {
+fn stream_response(info: &StreamInfo) -> Result<StreamResponse, ErrorCode> {
     let (size, messages) = info
         .topics
         .iter()
@@ -39,7 +40,7 @@ fn stream_response(info: &StreamInfo) -> Result<StreamResponse, Status> {
     })
 }
 
-fn stream_details(info: &StreamInfo) -> Result<GetStreamResponse, Status> {
+fn stream_details(info: &StreamInfo) -> Result<GetStreamResponse, ErrorCode> {
     Ok(GetStreamResponse {
         stream: stream_response(info)?,
         topics: info
@@ -68,10 +69,27 @@ pub(crate) fn list(shared: &Shared, out: &mut BytesMut) -> Handled {
 
 pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handled {
     let request: CreateStreamRequest = decode(body)?;
-    let name = StreamName::new(request.name.as_str()).map_err(|_| Status::INVALID_STREAM_NAME)?;
+    let name =
+        StreamName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_STREAM_NAME)?;
     let info = shared.broker.create_stream(name)?;
     stream_details(&info)?.encode(out);
     Ok(())
+}
+
+/// Renames a stream (the name of another stream is `StreamNameAlreadyExists`).
+/// Streams have no option keys: any key is `UnsupportedOptionKey`.
+pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
+    let request: UpdateStreamRequest = decode(body)?;
+    let stream = ident(&request.stream_id);
+    if shared.broker.stream(stream).is_none() {
+        return Err(stream_not_found(&request.stream_id));
+    }
+    if request.options.iter().next().is_some() {
+        return Err(ErrorCode::UNSUPPORTED_OPTION_KEY);
+    }
+    let name =
+        StreamName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_STREAM_NAME)?;
+    Ok(shared.broker.rename_stream(stream, name)?)
 }
 
 pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Handled {

@@ -2,27 +2,24 @@
 
 use bytes::BytesMut;
 use iggy_binary_protocol::WireEncode;
+use iggy_binary_protocol::WireName;
 use iggy_binary_protocol::requests::system::GetClientRequest;
+use iggy_binary_protocol::requests::system::{DescribeOptionsRequest, OPTIONS_SCOPE_TOPIC};
 use iggy_binary_protocol::responses::clients::ClientDetailsResponse;
 use iggy_binary_protocol::responses::clients::{ClientResponse, ConsumerGroupInfoResponse};
 use iggy_binary_protocol::responses::system::StatsResponse;
 use iggy_binary_protocol::responses::system::{ClusterMetadataResponse, ClusterNodeResponse};
+use iggy_binary_protocol::responses::system::{DescribeOptionsResponse, OptionDescriptor};
 
-use super::dispatch::Handled;
-use super::session::{ClientView, Session};
-use super::{Shared, decode};
+use super::lookup::decode;
+use super::reply::{Handled, SERVER_NAME, server_version};
+use super::session::Session;
+use super::shared::{ClientView, Shared};
 use crate::batch;
+use crate::error_codes::ErrorCode;
 
 /// `TransportProtocol::Tcp` of `iggy_common`.
 const TRANSPORT_TCP: u8 = 1;
-/// The name the listener reports for itself.
-pub(crate) const SERVER_NAME: &str = "rustok-iggy";
-
-/// The version string the listener reports.
-pub(crate) fn server_version() -> String {
-    format!("{SERVER_NAME} {}", env!("CARGO_PKG_VERSION"))
-}
-
 pub(crate) fn stats(shared: &Shared, out: &mut BytesMut) -> Handled {
     let broker = &shared.broker;
     let streams = broker.streams();
@@ -86,6 +83,43 @@ fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages.saturating_mul(4096))
+}
+
+/// Value kind `UInt64` of the option TLV (`HeaderKind::as_code` of `iggy_common`).
+const KIND_UINT64: u8 = 12;
+
+/// The option catalog of a scope: the keys this broker honours, with their
+/// defaults. Topics honour `message_expiry` and `max_topic_size` (microseconds and
+/// bytes; 0, the default, is no limit; other well-formed keys are accepted at
+/// create and ignored); streams and users have no option keys.
+pub(crate) fn describe_options(body: &[u8], out: &mut BytesMut) -> Handled {
+    let request: DescribeOptionsRequest = decode(body)?;
+    let entries = if request.scope == OPTIONS_SCOPE_TOPIC {
+        vec![
+            uint64_option(
+                "message_expiry",
+                "how long a message is kept, in microseconds; 0 keeps messages for ever",
+            )?,
+            uint64_option(
+                "max_topic_size",
+                "the size the topic's data is kept under, in bytes; 0 is unlimited",
+            )?,
+        ]
+    } else {
+        Vec::new()
+    };
+    DescribeOptionsResponse { entries }.encode(out);
+    Ok(())
+}
+
+/// A `UInt64` option whose default is 0.
+fn uint64_option(key: &str, description: &str) -> Result<OptionDescriptor, ErrorCode> {
+    Ok(OptionDescriptor {
+        key: WireName::new(key).map_err(|_| ErrorCode::ERROR)?,
+        kind: KIND_UINT64,
+        default_value: bytes::Bytes::copy_from_slice(&0u64.to_le_bytes()),
+        description: description.to_owned(),
+    })
 }
 
 pub(crate) fn cluster_metadata(shared: &Shared, out: &mut BytesMut) -> Handled {

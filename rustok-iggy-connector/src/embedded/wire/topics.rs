@@ -9,49 +9,24 @@ use iggy_binary_protocol::requests::topics::GetTopicRequest;
 use iggy_binary_protocol::requests::topics::GetTopicsRequest;
 use iggy_binary_protocol::requests::topics::PurgeTopicRequest;
 use iggy_binary_protocol::requests::topics::UpdateTopicRequest;
-use iggy_binary_protocol::responses::streams::TopicHeader;
 use iggy_binary_protocol::responses::topics::GetTopicsResponse;
 use iggy_binary_protocol::responses::topics::{GetTopicResponse, PartitionResponse};
-use iggy_binary_protocol::{WireEncode, WireName, WireOptions};
+use iggy_binary_protocol::{WireEncode, WireOptions};
 
-use super::dispatch::Handled;
-use super::error::Status;
-use super::{Shared, decode, ident, resolve_topic, stream_not_found};
+use super::lookup::{decode, ident, resolve_topic, stream_not_found};
+use super::reply::{Handled, topic_header};
+use super::shared::Shared;
 use crate::connector::Retention;
 use crate::embedded::broker::{MAX_PARTITIONS, Topic};
+use crate::error_codes::ErrorCode;
 use crate::names::TopicName;
 
-/// `CompressionAlgorithm::None`: the broker stores payloads as sent. (0 would make
-/// the SDK fail.)
-const COMPRESSION_NONE: u8 = 1;
 /// Value kinds of the option TLV (`HeaderKind::as_code` of `iggy_common`).
 const KIND_STRING: u8 = 2;
 const KIND_UINT32: u8 = 11;
 const KIND_UINT64: u8 = 12;
 
-pub(crate) fn topic_header(topic: &Topic) -> Result<TopicHeader, Status> {
-    let (size, messages, _) = topic.totals();
-    let retention = topic.retention();
-    Ok(TopicHeader {
-        id: topic.id,
-        created_at: topic.created_at,
-        partitions_count: topic.partitions_count(),
-        // 0 reads as "never expires" in the SDK.
-        message_expiry: retention
-            .max_age
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        compression_algorithm: COMPRESSION_NONE,
-        // u64::MAX reads as "unlimited".
-        max_topic_size: retention.max_size_bytes.unwrap_or(u64::MAX),
-        size_bytes: size,
-        messages_count: messages,
-        name: WireName::new(topic.name.as_str()).map_err(|_| Status::ERROR)?,
-        options: WireOptions::empty(),
-        derived_options: WireOptions::empty(),
-    })
-}
-
-fn topic_details(topic: &Topic) -> Result<GetTopicResponse, Status> {
+fn topic_details(topic: &Topic) -> Result<GetTopicResponse, ErrorCode> {
     Ok(GetTopicResponse {
         topic: topic_header(topic)?,
         partitions: topic
@@ -108,9 +83,9 @@ pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handle
         return Err(stream_not_found(&request.stream_id));
     }
     if request.partitions_count > MAX_PARTITIONS {
-        return Err(Status::TOO_MANY_PARTITIONS);
+        return Err(ErrorCode::TOO_MANY_PARTITIONS);
     }
-    let name = TopicName::new(request.name.as_str()).map_err(|_| Status::INVALID_TOPIC_NAME)?;
+    let name = TopicName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_TOPIC_NAME)?;
     let retention = retention(&request.options)?;
     let topic = shared
         .broker
@@ -119,16 +94,19 @@ pub(crate) fn create(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Handle
     Ok(())
 }
 
-/// Updates a topic's retention (`message_expiry`, `max_topic_size`; absent keys
-/// keep their value). Renaming is not supported: a different name is
-/// `FeatureUnavailable`.
+/// Updates a topic: renames it (the name of another topic of the stream is
+/// `TopicNameAlreadyExists`) and sets its retention (`message_expiry`,
+/// `max_topic_size`; absent keys keep their value). Options are checked before
+/// anything changes.
 pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
     let request: UpdateTopicRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
-    if request.name.as_str() != topic.name.as_str() {
-        return Err(Status::FEATURE_UNAVAILABLE);
-    }
     let retention = apply_retention(topic.retention(), &request.options)?;
+    if request.name.as_str() != topic.name().as_str() {
+        let name =
+            TopicName::new(request.name.as_str()).map_err(|_| ErrorCode::INVALID_TOPIC_NAME)?;
+        shared.broker.rename_topic(&topic, name)?;
+    }
     if retention != topic.retention() {
         shared.broker.set_retention(&topic, retention)?;
     }
@@ -138,12 +116,15 @@ pub(crate) fn update(shared: &Shared, body: &[u8]) -> Handled {
 /// Reads the retention options of a `CreateTopic`. Every other well-formed option
 /// (compression, durability, segment size, `consumer_offset_durability`, ...) is
 /// accepted and ignored, as SDK 0.11.0 sends several of them.
-fn retention(options: &WireOptions) -> Result<Retention, Status> {
+fn retention(options: &WireOptions) -> Result<Retention, ErrorCode> {
     apply_retention(Retention::default(), options)
 }
 
 /// `retention` with the limits `options` sets.
-fn apply_retention(mut retention: Retention, options: &WireOptions) -> Result<Retention, Status> {
+fn apply_retention(
+    mut retention: Retention,
+    options: &WireOptions,
+) -> Result<Retention, ErrorCode> {
     for entry in options.iter() {
         match entry.key {
             b"message_expiry" => {
@@ -159,7 +140,7 @@ fn apply_retention(mut retention: Retention, options: &WireOptions) -> Result<Re
 
 /// A numeric limit where 0 (server default) and `u64::MAX` (never, unlimited) mean
 /// no limit.
-fn limit(kind: u8, value: &[u8]) -> Result<Option<u64>, Status> {
+fn limit(kind: u8, value: &[u8]) -> Result<Option<u64>, ErrorCode> {
     let number = match kind {
         KIND_UINT64 => <[u8; 8]>::try_from(value).ok().map(u64::from_le_bytes),
         KIND_UINT32 => <[u8; 4]>::try_from(value)
@@ -167,7 +148,7 @@ fn limit(kind: u8, value: &[u8]) -> Result<Option<u64>, Status> {
             .map(|b| u64::from(u32::from_le_bytes(b))),
         KIND_STRING => {
             let text = std::str::from_utf8(value)
-                .map_err(|_| Status::INVALID_FORMAT)?
+                .map_err(|_| ErrorCode::INVALID_FORMAT)?
                 .trim();
             match text {
                 "none" | "unlimited" | "never_expire" | "server_default" => Some(0),
@@ -176,7 +157,7 @@ fn limit(kind: u8, value: &[u8]) -> Result<Option<u64>, Status> {
         }
         _ => None,
     };
-    match number.ok_or(Status::INVALID_FORMAT)? {
+    match number.ok_or(ErrorCode::INVALID_FORMAT)? {
         0 | u64::MAX => Ok(None),
         n => Ok(Some(n)),
     }
@@ -214,8 +195,8 @@ mod tests {
         assert_eq!(limit(KIND_STRING, b"9"), Ok(Some(9)));
         assert_eq!(
             limit(KIND_STRING, b"7 fortnights"),
-            Err(Status::INVALID_FORMAT)
+            Err(ErrorCode::INVALID_FORMAT)
         );
-        assert_eq!(limit(KIND_UINT64, &[1, 2]), Err(Status::INVALID_FORMAT));
+        assert_eq!(limit(KIND_UINT64, &[1, 2]), Err(ErrorCode::INVALID_FORMAT));
     }
 }

@@ -1,0 +1,192 @@
+//! Opportunistic coalescing of single-event publishes: while a request of a
+//! transport's topic goes to one partition (or to the balanced choice), events
+//! published for the same target by other tasks wait, and go together in the next
+//! request. There is no linger: an event published while nothing is in flight for
+//! its target is sent at once, alone, exactly as without coalescing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rustok_iggy_connector::{
+    ConnectorError, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, StreamName,
+    TopicName,
+};
+use tokio::sync::oneshot;
+
+use crate::batching::BatchError;
+use crate::error::Error;
+use crate::transport::{send, send_recorded};
+
+/// Where a coalesced event was stored: its partition and offset.
+pub(crate) type Placed = (u32, u64);
+
+/// The reply to one waiting event.
+type Reply = oneshot::Sender<Result<Placed, Error>>;
+
+/// The waiting events of one target, and whether a request for it is in flight.
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    waiting: Vec<(OutgoingMessage, Reply)>,
+}
+
+/// The lanes of one transport (shared by its clones), by target partition.
+pub(crate) struct Coalescer {
+    destination: Destination,
+    lanes: Mutex<HashMap<Option<u32>, Lane>>,
+}
+
+impl std::fmt::Debug for Coalescer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescer").finish_non_exhaustive()
+    }
+}
+
+/// Where the requests go.
+pub(crate) struct Destination {
+    pub(crate) connector: Arc<dyn IggyConnector>,
+    pub(crate) stream: StreamName,
+    pub(crate) topic: TopicName,
+}
+
+impl Destination {
+    fn request(&self, target: Option<u32>, messages: Vec<OutgoingMessage>) -> PublishRequest {
+        PublishRequest {
+            stream: self.stream.clone(),
+            topic: self.topic.clone(),
+            partitioning: target.map_or(Partitioning::Balanced, Partitioning::Partition),
+            messages,
+        }
+    }
+}
+
+impl Coalescer {
+    pub(crate) fn new(destination: Destination) -> Self {
+        Self {
+            destination,
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Option<u32>, Lane>> {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes `message` to `target`: at once when nothing is in flight for it,
+    /// else with the other events waiting for it, in the next request. Returns when
+    /// the broker accepted the request that carried it. A failed shared request
+    /// fails each of its events with [`BatchError::Publish`]; a request that carried
+    /// only this event fails with the connector's own error.
+    pub(crate) async fn publish(
+        self: &Arc<Self>,
+        target: Option<u32>,
+        message: OutgoingMessage,
+    ) -> Result<Placed, Error> {
+        let waiting = {
+            let mut lanes = self.lock();
+            let lane = lanes.entry(target).or_default();
+            if lane.busy {
+                let (reply, answer) = oneshot::channel();
+                lane.waiting.push((message, reply));
+                Err(answer)
+            } else {
+                lane.busy = true;
+                Ok(message)
+            }
+        };
+        match waiting {
+            Ok(message) => {
+                // Hands the lane on when this call ends, however it ends (a dropped
+                // future included): what waits meanwhile is sent by a task.
+                let _lane = Handover {
+                    coalescer: Arc::clone(self),
+                    target,
+                };
+                let destination = &self.destination;
+                let request = destination.request(target, vec![message]);
+                let receipt = send(destination.connector.as_ref(), request).await?;
+                Ok((receipt.partition, receipt.base_offset))
+            }
+            Err(answer) => answer
+                .await
+                .unwrap_or(Err(Error::Connector(ConnectorError::ShuttingDown))),
+        }
+    }
+
+    /// Takes what waits for `target`, or marks the lane idle when nothing does.
+    fn take_waiting(&self, target: Option<u32>) -> Vec<(OutgoingMessage, Reply)> {
+        let mut lanes = self.lock();
+        let Some(lane) = lanes.get_mut(&target) else {
+            return Vec::new();
+        };
+        let waiting = std::mem::take(&mut lane.waiting);
+        if waiting.is_empty() {
+            lane.busy = false;
+        }
+        waiting
+    }
+
+    /// Sends what waits for `target`, request after request, until nothing does.
+    async fn drain(
+        self: Arc<Self>,
+        target: Option<u32>,
+        mut waiting: Vec<(OutgoingMessage, Reply)>,
+    ) {
+        while !waiting.is_empty() {
+            let (messages, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+            let count = messages.len();
+            let destination = &self.destination;
+            let request = destination.request(target, messages);
+            match send_recorded(destination.connector.as_ref(), request).await {
+                Ok(receipt) => {
+                    for (position, reply) in replies.into_iter().enumerate() {
+                        let placed = (receipt.partition, receipt.base_offset + position as u64);
+                        let _ = reply.send(Ok(placed));
+                    }
+                }
+                Err(error) => {
+                    let source = Arc::new(error);
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Batch(BatchError::Publish {
+                            messages: count,
+                            source: Arc::clone(&source),
+                        })));
+                    }
+                }
+            }
+            waiting = self.take_waiting(target);
+        }
+    }
+}
+
+/// The lane of a call that sent alone: when the call ends, what waits is handed to
+/// a task (so the call returns as soon as its own request is answered).
+struct Handover {
+    coalescer: Arc<Coalescer>,
+    target: Option<u32>,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        let waiting = self.coalescer.take_waiting(self.target);
+        if waiting.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(Arc::clone(&self.coalescer).drain(self.target, waiting));
+            }
+            Err(_) => {
+                // No runtime to send them on (it is shutting down): they fail, and
+                // the lane is free again.
+                let mut waiting = waiting;
+                while !waiting.is_empty() {
+                    for (_, reply) in waiting {
+                        let _ = reply.send(Err(Error::Connector(ConnectorError::ShuttingDown)));
+                    }
+                    waiting = self.coalescer.take_waiting(self.target);
+                }
+            }
+        }
+    }
+}

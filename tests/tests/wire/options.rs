@@ -1,0 +1,49 @@
+//! `DescribeOptions` on the embedded broker's TCP listener, through the official
+//! `iggy` 0.11.0 SDK: the option catalog lists the keys the broker honours.
+
+use iggy::prelude::*;
+use tests::wire::{WireBroker, anonymous_client, user_client, within};
+
+#[tokio::test]
+async fn describe_options_lists_the_keys_this_broker_honours() {
+    let broker = WireBroker::start().await;
+    let root = broker.client().await;
+    let topic = within(
+        "describe_options",
+        root.describe_options(OptionsScope::Topic),
+    )
+    .await
+    .expect("the topic catalog");
+    let keys: Vec<&str> = topic.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["message_expiry", "max_topic_size"]);
+    assert!(topic.iter().all(|o| o.kind == HeaderKind::Uint64));
+    for scope in [OptionsScope::Stream, OptionsScope::User] {
+        let catalog = within("describe_options", root.describe_options(scope))
+            .await
+            .expect("a catalog");
+        assert!(catalog.is_empty(), "no option keys: {catalog:?}");
+    }
+    // Open to every logged-in user, as on the server; not before login.
+    let nobody = user_client(&root, broker.address, "nobody", "nobody-secret", None).await;
+    assert_eq!(
+        within(
+            "describe_options",
+            nobody.describe_options(OptionsScope::Topic)
+        )
+        .await
+        .expect("a user without permissions")
+        .len(),
+        2
+    );
+    let anonymous = anonymous_client(broker.address).await;
+    let refused = within(
+        "describe_options",
+        anonymous.describe_options(OptionsScope::Topic),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(IggyError::Unauthenticated)),
+        "before login: {refused:?}"
+    );
+    broker.shutdown().await;
+}
