@@ -3,6 +3,7 @@
 use std::io;
 
 use crate::names::NameError;
+use crate::partition::PartitionCountError;
 
 /// What went wrong in a connector call.
 #[derive(Debug, thiserror::Error)]
@@ -246,5 +247,11 @@ impl std::fmt::Display for ErrorChain<'_> {
             next = error.source();
         }
         Ok(())
+    }
+}
+
+impl From<PartitionCountError> for ConnectorError {
+    fn from(error: PartitionCountError) -> Self {
+        Self::InvalidRequest(error.to_string())
     }
 }

@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use twox_hash::XxHash32;
 
-use crate::error::ConnectorError;
-
 /// The most partitions a topic may have (the Iggy server's limit).
 pub const MAX_PARTITIONS: u32 = 1000;
 
@@ -31,12 +29,6 @@ pub fn check_partition_count(partitions: u32) -> Result<(), PartitionCountError>
 pub struct PartitionCountError {
     /// The count refused.
     pub partitions: u32,
-}
-
-impl From<PartitionCountError> for ConnectorError {
-    fn from(error: PartitionCountError) -> Self {
-        Self::InvalidRequest(error.to_string())
-    }
 }
 
 /// The name of the original design for [`partition_for`]: the same partition for the

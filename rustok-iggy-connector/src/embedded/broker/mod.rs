@@ -2,6 +2,7 @@
 //! metadata. The in-process connector and the TCP front end both call it directly.
 
 mod groups;
+pub(crate) mod layout;
 mod offsets;
 mod partition;
 mod permissions;
@@ -18,15 +19,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub(crate) use self::groups::Group;
+use self::layout::{
+    GroupMeta, METADATA_FILE, MetadataFile, StreamMeta, TopicMeta, partition_dir, stream_dir,
+    topic_dir,
+};
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
 pub(crate) use self::partition::Partition;
 pub(crate) use self::permissions::{
     Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
 };
-pub(crate) use self::snapshot::{PartitionLocation, layout, write_file};
 use self::sync::{SYNC_THREADS, SyncJob, Syncer};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
@@ -40,7 +42,6 @@ use crate::partition::check_partition_count;
 
 use super::storage::{Disk, LogConfig, StorageError};
 
-const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
 /// How often, and how long apart, a held data-directory lock is tried again.
 const LOCK_ATTEMPTS: u32 = 20;
@@ -123,44 +124,6 @@ impl State {
     }
 }
 
-// ---- the metadata file -------------------------------------------------------------
-
-#[derive(Debug, Serialize, Deserialize)]
-struct MetadataFile {
-    format: u32,
-    next_stream_id: u32,
-    streams: Vec<StreamMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StreamMeta {
-    id: u32,
-    name: StreamName,
-    created_at: u64,
-    next_topic_id: u32,
-    topics: Vec<TopicMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TopicMeta {
-    id: u32,
-    name: TopicName,
-    created_at: u64,
-    partitions: u32,
-    #[serde(default)]
-    max_age_micros: Option<u64>,
-    #[serde(default)]
-    max_size_bytes: Option<u64>,
-    next_group_id: u32,
-    groups: Vec<GroupMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct GroupMeta {
-    id: u32,
-    name: GroupName,
-}
-
 /// What `/health` says of the storage.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StorageHealth {
@@ -189,22 +152,6 @@ pub(crate) struct Broker {
     next_member: AtomicU64,
     closed: AtomicBool,
     started_at: u64,
-}
-
-fn stream_dir(root: &Path, stream: u32) -> PathBuf {
-    root.join("streams").join(stream.to_string())
-}
-
-fn topic_dir(root: &Path, stream: u32, topic: u32) -> PathBuf {
-    stream_dir(root, stream)
-        .join("topics")
-        .join(topic.to_string())
-}
-
-fn partition_dir(root: &Path, stream: u32, topic: u32, partition: u32) -> PathBuf {
-    topic_dir(root, stream, topic)
-        .join("partitions")
-        .join(partition.to_string())
 }
 
 fn io_err(context: &str, path: &Path, source: std::io::Error) -> ConnectorError {
