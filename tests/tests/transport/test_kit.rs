@@ -1,6 +1,7 @@
 //! `rustok_iggy::testing`: each helper of the kit does what its documentation says,
 //! on the real embedded broker, and fails when the thing it checks did not happen.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -37,7 +38,7 @@ fn run<H, F>(
 ) -> tokio::task::JoinHandle<Result<rustok_iggy::ConsumeReport, Error>>
 where
     H: Fn(rustok_iggy::Received<OrderPlaced>) -> F + Send + Sync + 'static,
-    F: std::future::Future<Output = Result<(), rustok_iggy::HandlerError>> + Send + 'static,
+    F: Future<Output = Result<(), rustok_iggy::HandlerError>> + Send + 'static,
 {
     let orders = orders.clone();
     let stop = std::sync::Arc::clone(stop);
