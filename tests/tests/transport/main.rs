@@ -20,4 +20,5 @@ mod envelopes;
 mod health;
 mod replay;
 mod schema;
+mod test_kit;
 mod typed;
