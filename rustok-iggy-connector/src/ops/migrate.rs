@@ -377,7 +377,7 @@ where
                 key.clone(),
                 TopicProgress {
                     partitions: topic
-                        .partitions
+                        .partitions()
                         .iter()
                         .map(|p| PartitionProgress {
                             source_next: p.first_offset(),
@@ -389,7 +389,8 @@ where
             self.save(&progress)?;
         }
         let parallel = self.options.to.pool_size.max(1) as usize;
-        let mut copies = futures::stream::iter(topic.partitions.iter().map(|partition| {
+        let partitions = topic.partitions();
+        let mut copies = futures::stream::iter(partitions.iter().map(|partition| {
             let head = info
                 .next_offsets
                 .get(partition.id as usize)
@@ -634,7 +635,7 @@ where
             .unwrap_or_default();
         for (id, group) in groups {
             let translated: Vec<Option<u64>> = topic
-                .partitions
+                .partitions()
                 .iter()
                 .zip(&progress)
                 .map(|(partition, state)| {

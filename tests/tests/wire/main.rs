@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod options;
+mod partition_count;
 mod partitions;
 mod permissions;
 mod revocation;

@@ -153,7 +153,7 @@ pub(crate) async fn poll(
         None
     } else {
         start_offset(
-            partition,
+            &partition,
             request.strategy.kind,
             request.strategy.value,
             count,
