@@ -14,6 +14,7 @@ mod partition_count;
 mod partitions;
 mod permissions;
 mod revocation;
+mod routing;
 mod sdk;
 mod updates;
 mod user_headers;

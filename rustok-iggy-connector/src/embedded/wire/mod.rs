@@ -33,6 +33,7 @@ mod messages;
 mod offsets;
 mod partitions;
 mod reply;
+mod routing;
 mod server;
 mod session;
 mod shared;

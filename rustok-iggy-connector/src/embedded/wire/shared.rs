@@ -54,6 +54,18 @@ pub(crate) struct ClientView {
     pub(crate) user_id: Option<u32>,
     /// (stream, topic, group) ids.
     pub(crate) groups: Vec<(u32, u32, u32)>,
+    /// The consumer session of its login, which another connection of the same
+    /// user may attach to (`AttachConsumerSession`).
+    pub(crate) consumer_session: Option<ConsumerSession>,
+}
+
+/// A login as a consumer session: the VSR client id and session number the client
+/// was given, and the group member the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConsumerSession {
+    pub(crate) vsr_client: u128,
+    pub(crate) session: u64,
+    pub(crate) member_id: u64,
 }
 
 #[derive(Debug, Default)]
@@ -152,6 +164,7 @@ impl Shared {
                     address: peer,
                     user_id: None,
                     groups: Vec::new(),
+                    consumer_session: None,
                 },
                 signals: Arc::clone(&signals),
                 checking_password: false,
@@ -178,6 +191,16 @@ impl Shared {
         if let Some(entry) = self.registry().entries.get_mut(&id) {
             entry.checking_password = checking;
         }
+    }
+
+    /// The user and group member of the live consumer session `vsr_client` /
+    /// `session`, if a connection holds it now.
+    pub(crate) fn consumer_session(&self, vsr_client: u128, session: u64) -> Option<(u32, u64)> {
+        self.registry().entries.values().find_map(|entry| {
+            let held = entry.view.consumer_session?;
+            (held.vsr_client == vsr_client && held.session == session)
+                .then_some((entry.view.user_id?, held.member_id))
+        })
     }
 
     /// Updates what others see of a connection.
@@ -248,6 +271,7 @@ mod tests {
                 address: SocketAddr::from(([127, 0, 0, ip], 5000)),
                 user_id,
                 groups: Vec::new(),
+                consumer_session: None,
             },
             signals: Arc::new(Signals::default()),
             checking_password,
