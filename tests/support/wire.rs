@@ -108,6 +108,15 @@ impl WireBroker {
         }
     }
 
+    /// Shuts the broker down and hands over its data directory (removed when the
+    /// returned value is dropped).
+    pub async fn into_data_dir(self) -> tempfile::TempDir {
+        within("shut the broker down", self.connector.shutdown())
+            .await
+            .expect("clean shutdown");
+        self.dir
+    }
+
     /// Shuts the broker down.
     pub async fn shutdown(self) {
         within("shut the broker down", self.connector.shutdown())

@@ -404,6 +404,7 @@ where
         }
         drop(copies);
         self.groups(topic, &key, &groups).await?;
+        self.consumers(topic, &key).await?;
         Ok(groups.len() as u32)
     }
 
@@ -614,6 +615,37 @@ where
             advance(state, done);
             self.reconciled
                 .fetch_add(done.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Stores the offsets of the topic's standalone consumers at the destination,
+    /// translated to the destination offsets of the same messages (a consumer
+    /// resumes after the same message). Done again at every run, like the groups'.
+    async fn consumers(&self, topic: &Topic, key: &str) -> Result<(), ConnectorError> {
+        let progress: Vec<PartitionProgress> = self
+            .lock()
+            .topics
+            .get(key)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        let (stream_name, topic_name) = (topic.stream_name(), topic.name());
+        for (partition, state) in topic.partitions().iter().zip(&progress) {
+            for (consumer, committed) in partition.stored_consumers() {
+                let Some(offset) = state.translate(committed) else {
+                    continue;
+                };
+                copy::store_consumer_offset(
+                    &self.destination,
+                    &stream_name,
+                    &topic_name,
+                    partition.id,
+                    consumer,
+                    offset,
+                )
+                .await?;
+                tracing::info!(consumer, partition = partition.id, topic = %key, "consumer offset migrated");
+            }
         }
         Ok(())
     }

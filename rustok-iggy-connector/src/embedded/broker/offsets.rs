@@ -128,6 +128,11 @@ impl StoredOffsets {
         }
     }
 
+    /// The stored offsets of standalone consumers, by consumer id.
+    pub(crate) fn consumers(&self) -> &BTreeMap<u32, u64> {
+        &self.consumers
+    }
+
     /// Only the consumer and group offsets, `groups` restricted to `known` when
     /// given: the `offsets.json` of a backup.
     pub(crate) fn offsets_only(&self, known: Option<&[u32]>) -> Self {
