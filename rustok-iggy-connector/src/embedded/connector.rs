@@ -351,6 +351,8 @@ impl IggyConnector for EmbeddedConnector {
                 Arc::clone(&broker),
                 Arc::new(users),
                 embedded.tcp_limits.clone(),
+                // Secrets are never serialized (the root password is skipped).
+                serde_json::to_string_pretty(embedded).unwrap_or_default(),
             )?)
         } else {
             None

@@ -16,5 +16,6 @@ mod permissions;
 mod revocation;
 mod routing;
 mod sdk;
+mod snapshot;
 mod updates;
 mod user_headers;

@@ -128,7 +128,9 @@ impl StoredOffsets {
         }
     }
 
-    /// The stored offsets of standalone consumers, by consumer id.
+    /// The stored offsets of standalone consumers, by consumer id (the migration
+    /// copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn consumers(&self) -> &BTreeMap<u32, u64> {
         &self.consumers
     }

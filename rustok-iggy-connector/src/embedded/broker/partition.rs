@@ -295,7 +295,9 @@ impl Partition {
         self.offsets.get(key)
     }
 
-    /// The stored offsets of standalone consumers, as (consumer id, offset).
+    /// The stored offsets of standalone consumers, as (consumer id, offset) (the
+    /// migration copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn stored_consumers(&self) -> Vec<(u32, u64)> {
         let state = self.offsets.state();
         state

@@ -17,12 +17,13 @@ use iggy_binary_protocol::codes::{
     FLUSH_UNSAVED_BUFFER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE,
     GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE,
     GET_CONSUMER_OFFSET_ROUTING_CODE, GET_ME_CODE, GET_PERSONAL_ACCESS_TOKENS_CODE,
-    GET_POLL_ROUTING_CODE, GET_STATS_CODE, GET_STREAM_CODE, GET_STREAMS_CODE, GET_TOPIC_CODE,
-    GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE,
-    LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
-    POLL_MESSAGES_CODE, POLL_MESSAGES_ON_PRIMARY_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE,
-    SEND_MESSAGES_CODE, STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE,
-    UPDATE_PERMISSIONS_CODE, UPDATE_STREAM_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
+    GET_POLL_ROUTING_CODE, GET_SNAPSHOT_FILE_CODE, GET_STATS_CODE, GET_STREAM_CODE,
+    GET_STREAMS_CODE, GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE,
+    JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
+    LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE,
+    POLL_MESSAGES_ON_PRIMARY_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
+    STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE, UPDATE_PERMISSIONS_CODE,
+    UPDATE_STREAM_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
 use iggy_binary_protocol::consensus::{Command, EvictionReason, Operation};
 use iggy_binary_protocol::lookup_command;
@@ -32,7 +33,8 @@ use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
 use super::shared::Shared;
 use super::{
-    access, groups, messages, offsets, partitions, routing, streams, system, topics, users,
+    access, groups, messages, offsets, partitions, routing, snapshot, streams, system, topics,
+    users,
 };
 use crate::embedded::broker::UserInfo;
 use crate::error_codes::ErrorCode;
@@ -164,6 +166,7 @@ async fn route(
         GET_STATS_CODE => system::stats(shared, out),
         GET_CLUSTER_METADATA_CODE => system::cluster_metadata(shared, out),
         DESCRIBE_OPTIONS_CODE => system::describe_options(body, out),
+        GET_SNAPSHOT_FILE_CODE => snapshot::snapshot(shared, body, out).await,
         GET_ME_CODE => system::me(shared, session, out),
         GET_CLIENTS_CODE => system::clients(shared, out),
         GET_CLIENT_CODE => system::client(shared, body, out),
@@ -219,7 +222,8 @@ async fn route(
         CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
-        // Known commands the embedded broker does not implement: the snapshot.
+        // Every command code of the protocol is routed above; a code the protocol
+        // knows but this table does not would be refused here.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }

@@ -37,6 +37,7 @@ mod routing;
 mod server;
 mod session;
 mod shared;
+mod snapshot;
 mod streams;
 mod system;
 mod topics;

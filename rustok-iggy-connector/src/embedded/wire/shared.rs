@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     /// The address the listener is bound to.
     pub(crate) local_addr: SocketAddr,
     pub(crate) limits: ListenerLimits,
+    /// The embedded configuration as JSON, without its secrets (the snapshot's
+    /// `server_config`).
+    pub(crate) config_json: String,
     /// Logins waiting for a password check.
     pub(crate) logins: Arc<LoginGate>,
     next_session: AtomicU64,
@@ -96,6 +99,7 @@ impl Shared {
         users: Arc<Users>,
         local_addr: SocketAddr,
         limits: ListenerLimits,
+        config_json: String,
     ) -> Self {
         let logins = LoginGate::new(LOGIN_SLOTS, limits.login_queue as usize);
         Self {
@@ -103,6 +107,7 @@ impl Shared {
             users,
             local_addr,
             limits,
+            config_json,
             logins,
             next_session: AtomicU64::new(1),
             commit: AtomicU64::new(0),
