@@ -25,12 +25,17 @@ use iggy_binary_protocol::requests::consumer_offsets::{
 use iggy_binary_protocol::requests::messages::{
     FlushUnsavedBufferRequest, PollMessagesRequest, RawMessage, SendMessagesEncoder,
 };
+use iggy_binary_protocol::requests::partitions::{
+    CreatePartitionsRequest, DeletePartitionsRequest,
+};
 use iggy_binary_protocol::requests::personal_access_tokens::CreatePersonalAccessTokenRequest;
 use iggy_binary_protocol::requests::segments::DeleteSegmentsRequest;
 use iggy_binary_protocol::requests::streams::{
     CreateStreamRequest, DeleteStreamRequest, GetStreamRequest, PurgeStreamRequest,
 };
-use iggy_binary_protocol::requests::system::GetClientRequest;
+use iggy_binary_protocol::requests::system::{
+    AttachConsumerSessionRequest, GetClientRequest, GetSnapshotRequest,
+};
 use iggy_binary_protocol::requests::topics::{
     CreateTopicRequest, DeleteTopicRequest, GetTopicRequest, GetTopicsRequest, PurgeTopicRequest,
 };
@@ -645,6 +650,78 @@ pub fn valid_bodies() -> Vec<(&'static str, Operation, u32, Vec<u8>)> {
                 topic_id: wid("orders"),
                 partition_id: 0,
                 fsync: true,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "CreatePartitions",
+            Operation::CreatePartitions,
+            402,
+            CreatePartitionsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partitions_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "DeletePartitions",
+            Operation::DeletePartitions,
+            403,
+            DeletePartitionsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partitions_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "GetSnapshotFile",
+            nr,
+            11,
+            GetSnapshotRequest {
+                compression: 1,
+                snapshot_types: vec![4],
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "AttachConsumerSession",
+            nr,
+            14,
+            AttachConsumerSessionRequest {
+                client_id: 1,
+                session: 1,
+                metadata_watermark: 0,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "GetPollRouting",
+            nr,
+            103,
+            poll_body(consumer(1), "shop", "orders", Some(0), 0, 10),
+        ),
+        (
+            "PollMessagesOnPrimary",
+            nr,
+            104,
+            poll_body(consumer(1), "shop", "orders", Some(0), 0, 10),
+        ),
+        (
+            "GetConsumerOffsetRouting",
+            nr,
+            123,
+            GetConsumerOffsetRequest {
+                consumer: WireConsumer::consumer(WireIdentifier::numeric(1)),
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: Some(0),
             }
             .to_bytes()
             .to_vec(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     /// The embedded configuration as JSON, without its secrets (the snapshot's
     /// `server_config`).
     pub(crate) config_json: String,
+    /// Set while a snapshot is built: a second request meanwhile is refused, as on
+    /// the server.
+    pub(crate) snapshot_in_progress: Arc<AtomicBool>,
     /// Logins waiting for a password check.
     pub(crate) logins: Arc<LoginGate>,
     next_session: AtomicU64,
@@ -108,6 +111,7 @@ impl Shared {
             local_addr,
             limits,
             config_json,
+            snapshot_in_progress: Arc::default(),
             logins,
             next_session: AtomicU64::new(1),
             commit: AtomicU64::new(0),

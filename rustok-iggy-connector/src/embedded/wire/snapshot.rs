@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::io::{Cursor, Write as _};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
@@ -47,15 +48,12 @@ const EVERY_TYPE: [u8; 5] = [
     SERVER_CONFIG,
 ];
 
-/// Set while a snapshot is built: a second request meanwhile is refused, as on the
-/// server.
-static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
-
-struct InProgress;
+/// Clears the broker's in-progress flag when the snapshot is done (or abandoned).
+struct InProgress(Arc<AtomicBool>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        IN_PROGRESS.store(false, Ordering::Release);
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -99,13 +97,14 @@ pub(crate) async fn snapshot(shared: &Shared, body: &[u8], out: &mut BytesMut) -
     } else {
         request.snapshot_types
     };
-    if IN_PROGRESS
+    let flag = Arc::clone(&shared.snapshot_in_progress);
+    if flag
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
         return Err(ErrorCode::SNAPSHOT_FILE_COMPLETION_FAILED);
     }
-    let guard = InProgress;
+    let guard = InProgress(flag);
     let sections: Vec<(String, Vec<u8>)> = types
         .iter()
         .filter_map(|&t| {
