@@ -1,5 +1,6 @@
 //! Copying an embedded data directory to a remote Iggy server: streams, topics, every
-//! message of every partition, and consumer-group offsets. Resumable.
+//! message of every partition, consumer-group offsets and standalone consumer
+//! offsets. Resumable.
 //!
 //! What a copied message keeps, exactly: its partition (same partition number), its
 //! place in that partition's order, its id, its payload, its user headers (byte for
@@ -7,9 +8,12 @@
 //! message, to the microsecond). What it cannot keep: its **offset** (the destination
 //! numbers messages from its own partition head: 0 in a new topic, and retention may
 //! have removed the oldest source offsets) and its **append timestamp** (the broker
-//! stamps arrival time; on the destination that is the migration time, which is what
-//! timestamp-based replay there sees). Consumer-group offsets are translated to the
-//! destination offsets of the same messages.
+//! stamps arrival time, the migration time, and no command lets a sender set it). The
+//! source's append time travels in the user header
+//! [`ORIGINAL_TIMESTAMP_HEADER`](crate::ORIGINAL_TIMESTAMP_HEADER), which replay by time
+//! reads ([`ReceivedMessage::stored_at`](crate::ReceivedMessage::stored_at)). Group and
+//! standalone consumer offsets are translated to the destination offsets of the same
+//! messages.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
