@@ -251,11 +251,23 @@ pub fn send_body_to(
     partition: u32,
     payloads: &[Vec<u8>],
 ) -> Vec<u8> {
+    send_body_with_ids(stream, topic, partition, 1, payloads)
+}
+
+/// A `SendMessages` body whose messages have the ids `first_id..`: batches that must
+/// all be stored need ids of their own (the broker drops a repeated id as a duplicate).
+pub fn send_body_with_ids(
+    stream: WireIdentifier,
+    topic: WireIdentifier,
+    partition: u32,
+    first_id: u128,
+    payloads: &[Vec<u8>],
+) -> Vec<u8> {
     let messages: Vec<RawMessage<'_>> = payloads
         .iter()
         .enumerate()
         .map(|(i, payload)| RawMessage {
-            id: i as u128 + 1,
+            id: first_id + i as u128,
             origin_timestamp: 1_000 + i as u64,
             headers: None,
             payload,
