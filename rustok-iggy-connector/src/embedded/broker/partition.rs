@@ -433,6 +433,18 @@ impl Partition {
         self.offsets.get(key)
     }
 
+    /// The stored offsets of standalone consumers, as (consumer id, offset) (the
+    /// migration copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn stored_consumers(&self) -> Vec<(u32, u64)> {
+        let state = self.offsets.state();
+        state
+            .consumers()
+            .iter()
+            .map(|(&id, &offset)| (id, offset))
+            .collect()
+    }
+
     /// The stored offsets as a backup's `offsets.json` holds them.
     pub(crate) fn offsets_json(&self) -> Result<Vec<u8>, StorageError> {
         let state: StoredOffsets = self.offsets.state().offsets_only(None);
