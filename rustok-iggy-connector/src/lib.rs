@@ -34,19 +34,19 @@ mod remote;
 
 pub use batch::now_micros;
 pub use config::{
-    ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
-    ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
+    ConnectorConfig, ConnectorMode, DeduplicationConfig, Durability, DurabilityPolicy,
+    EmbeddedConnectorConfig, ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport,
-    PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
-    UnwritablePartition,
+    Assignment, Duplicate, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning,
+    PingReport, PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo,
+    TopicSpec, UnwritablePartition,
 };
 pub use error::{ConnectorError, ErrorChain, error_chain};
 pub use iggy_binary_protocol::WireError;
 pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
-    MalformedHeaders, OutgoingMessage, ReceivedMessage,
+    MalformedHeaders, ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

@@ -34,10 +34,13 @@ mod event;
 mod health;
 mod key;
 mod metadata;
+mod publish_retry;
 mod replay;
 mod retry;
 pub mod schema;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 mod upcast;
 
@@ -68,6 +71,7 @@ pub use event::{EventTypeInfo, IggyEvent};
 pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
 pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
+pub use publish_retry::PublishRetry;
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
 pub use retry::{Backoff, HandlerError, RetryPolicy};
 #[cfg(feature = "embedded")]

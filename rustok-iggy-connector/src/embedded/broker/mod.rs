@@ -1,6 +1,7 @@
 //! The broker: streams → topics → partitions, consumer offsets and groups, persisted
 //! metadata. The in-process connector and the TCP front end both call it directly.
 
+mod dedup;
 mod groups;
 pub(crate) mod layout;
 mod offsets;
@@ -25,7 +26,7 @@ use self::layout::{
     topic_dir,
 };
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
-pub(crate) use self::partition::Partition;
+pub(crate) use self::partition::{Partition, Stored};
 pub(crate) use self::permissions::{
     Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
 };
@@ -34,7 +35,7 @@ use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{Grant, ROOT_USER_ID, UserError, UserInfo, UserRef, Users};
 use crate::batch;
-use crate::config::Durability;
+use crate::config::{DeduplicationConfig, Durability};
 use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
@@ -55,6 +56,7 @@ pub(crate) struct BrokerConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: Durability,
     pub(crate) segment_size_bytes: u64,
+    pub(crate) deduplication: DeduplicationConfig,
     /// Fault injection: a sleep before every fsync (`embedded.fault_fsync_delay`).
     pub(crate) fault_fsync_delay: Duration,
 }
@@ -290,7 +292,13 @@ impl Broker {
             segment_size_bytes: self.config.segment_size_bytes,
             durability: self.config.durability,
         };
-        Ok(Partition::open(&dir, config, &self.disk, &self.syncer)?)
+        Ok(Partition::open(
+            &dir,
+            config,
+            &self.disk,
+            &self.syncer,
+            &self.config.deduplication,
+        )?)
     }
 
     fn save(&self, state: &State) -> Result<(), ConnectorError> {
@@ -432,7 +440,7 @@ impl Broker {
         self.save(&state)?;
         drop(state);
         for topic in removed.iter().flat_map(|s| s.topics.values()) {
-            topic.partitions.iter().for_each(|p| p.retire());
+            topic.partitions().iter().for_each(|p| p.retire());
         }
         remove_dir(&stream_dir(&self.root, id))
     }
@@ -507,6 +515,104 @@ impl Broker {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Adds `count` partitions at the end of the topic (ids `n..n + count`), as the
+    /// Iggy server does, and rebalances every consumer group of the topic: its
+    /// members are assigned again over the new count.
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns. A partition directory left by a partition deleted earlier is
+    /// removed first, so a new partition starts empty.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or the topic would
+    /// pass [`MAX_PARTITIONS`]; I/O errors creating the partitions or saving.
+    pub(crate) fn add_partitions(&self, topic: &Topic, count: u32) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        let to = from
+            .checked_add(count)
+            .filter(|&to| count > 0 && to <= MAX_PARTITIONS)
+            .ok_or_else(|| {
+                ConnectorError::InvalidRequest(format!(
+                    "cannot add {count} partitions to a topic of {from}: a topic has 1 to {MAX_PARTITIONS}"
+                ))
+            })?;
+        let mut partitions = current.to_vec();
+        for id in from..to {
+            let opened = remove_dir(&partition_dir(&self.root, topic.stream_id, topic.id, id))
+                .and_then(|()| self.open_partition(topic.stream_id, topic.id, id));
+            match opened {
+                Ok(partition) => partitions.push(partition),
+                Err(e) => {
+                    self.discard_partitions(topic, &partitions[from as usize..]);
+                    return Err(e);
+                }
+            }
+        }
+        topic.set_partitions(partitions.clone());
+        if let Err(e) = self.save(&state) {
+            // Not in the metadata file: the new partitions must not take publishes.
+            topic.set_partitions(current.to_vec());
+            self.discard_partitions(topic, &partitions[from as usize..]);
+            return Err(e);
+        }
+        topic.rebalance_groups(to);
+        Ok(())
+    }
+
+    /// Removes the last `count` partitions of the topic with their messages and
+    /// stored consumer offsets, as the Iggy server does, and rebalances every
+    /// consumer group of the topic: members lose the removed partitions.
+    ///
+    /// Unlike the server, which lets a topic drop to zero partitions, the last
+    /// partition is kept: every topic of this broker has 1 to [`MAX_PARTITIONS`].
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns; the directories are removed after it.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or not less than the
+    /// topic's partition count; I/O errors saving or removing.
+    pub(crate) fn remove_partitions(
+        &self,
+        topic: &Topic,
+        count: u32,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        if count == 0 || count >= from {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "cannot remove {count} partitions of a topic of {from}: a topic keeps at least one"
+            )));
+        }
+        let kept = (from - count) as usize;
+        topic.set_partitions(current[..kept].to_vec());
+        if let Err(e) = self.save(&state) {
+            topic.set_partitions(current.to_vec());
+            return Err(e);
+        }
+        topic.rebalance_groups(kept as u32);
+        drop(state);
+        self.discard_partitions(topic, &current[kept..]);
+        Ok(())
+    }
+
+    /// Retires partitions that are no longer in the topic and removes their
+    /// directories (messages and stored offsets).
+    fn discard_partitions(&self, topic: &Topic, partitions: &[Arc<Partition>]) {
+        for partition in partitions {
+            partition.retire();
+            let dir = partition_dir(&self.root, topic.stream_id, topic.id, partition.id);
+            if let Err(e) = remove_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+            }
+        }
     }
 
     /// Creates a topic with `partitions` partitions in an existing stream.
@@ -607,7 +713,7 @@ impl Broker {
         let removed = s.topics.remove(&t);
         self.save(&state)?;
         drop(state);
-        for partition in removed.iter().flat_map(|t| t.partitions.iter()) {
+        for partition in removed.iter().flat_map(|t| t.partitions().to_vec()) {
             partition.retire();
         }
         remove_dir(&topic_dir(&self.root, stream_id, t))
@@ -670,29 +776,31 @@ impl Broker {
     // ---- messages -------------------------------------------------------------------
 
     /// Appends a batch record (whose layout the caller validated) to a partition of
-    /// `topic`; returns the base offset.
+    /// `topic`, leaving out the messages the partition's deduplication window
+    /// already holds.
     ///
     /// Durability: on return the batch survives the death of the process; under
     /// `every_batch` it has been fsynced too (concurrent appends share the fsync,
-    /// made on the broker's sync threads: the caller's runtime is not blocked).
-    /// Under every policy, a segment closed by an earlier append is sealed before
-    /// this batch is written (the caller awaits that sync after each roll).
+    /// made on the broker's sync threads: the caller's runtime is not blocked), and
+    /// so has the stored copy of each duplicate. Under every policy, a segment
+    /// closed by an earlier append is sealed before this batch is written (the
+    /// caller awaits that sync after each roll).
     pub(crate) async fn append(
         &self,
         topic: &Topic,
         partition: u32,
-        record: &mut [u8],
-    ) -> Result<u64, ConnectorError> {
+        record: Vec<u8>,
+    ) -> Result<Stored, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
         // The segment the previous roll closed is sealed first: the seals of
         // stored data never pile up beyond one segment (see `wait_sealed`).
         partition.wait_sealed().await?;
-        let appended = partition.append(record, batch::now_micros())?;
+        let stored = partition.append(record, batch::now_micros())?;
         if partition.acknowledges_after_fsync() {
-            partition.wait_durable(appended.end_offset).await?;
+            partition.wait_durable(stored.end_offset).await?;
         }
-        Ok(appended.base_offset)
+        Ok(stored)
     }
 
     /// fsyncs every partition's log and stored offsets now (on the sync threads,
@@ -706,7 +814,7 @@ impl Broker {
         let partitions: Vec<Arc<Partition>> = self
             .all_topics()
             .iter()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.partitions().to_vec())
             .collect();
         let results = futures::future::join_all(partitions.iter().map(|p| p.flush())).await;
         results
@@ -726,7 +834,7 @@ impl Broker {
     pub(crate) fn storage_health(&self) -> StorageHealth {
         let mut health = StorageHealth::default();
         for topic in self.all_topics() {
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 let name = format!("{}/{}/{}", topic.stream_name(), topic.name(), partition.id);
                 let damage = partition.damage();
                 if !damage.is_empty() {
@@ -791,7 +899,7 @@ impl Broker {
         drop(groups);
         self.save(&state)?;
         drop(state);
-        for partition in &topic.partitions {
+        for partition in topic.partitions().iter() {
             partition.delete_offset(ConsumerKey::Group(id))?;
         }
         Ok(())
@@ -835,10 +943,11 @@ impl Broker {
             .iter()
             .flat_map(|topic| {
                 topic
-                    .partitions
+                    .partitions()
                     .iter()
                     .filter(|p| p.is_poisoned())
                     .map(|p| (topic.stream_name(), topic.name(), p.id))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -866,7 +975,7 @@ impl Broker {
             let per_partition = limits
                 .max_size_bytes
                 .map(|b| b / u64::from(topic.partitions_count().max(1)));
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
                 {
                     tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&e), "retention failed");
@@ -886,7 +995,7 @@ impl Broker {
             .all_topics()
             .into_iter()
             .flat_map(|t| {
-                t.partitions
+                t.partitions()
                     .iter()
                     .map(|p| (Arc::clone(&t), Arc::clone(p)))
                     .collect::<Vec<_>>()
