@@ -2,6 +2,7 @@
 //! each a [`HealthCheck`] of a [`HealthReport`] judged against [`HealthThresholds`].
 //! A check only reads: it never moves a committed offset or settles a dead letter.
 
+use rustok_iggy_connector::error_chain;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -182,7 +183,7 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "connection",
-                format!("{} mode: no answer: {e}", connector.mode()),
+                format!("{} mode: no answer: {}", connector.mode(), error_chain(&e)),
             ));
             return Ok(HealthReport::new(checks, lag));
         }
@@ -244,7 +245,7 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "topology",
-                format!("topic {stream}/{topic}: {e}"),
+                format!("topic {stream}/{topic}: {}", error_chain(&e)),
             ));
             return Ok(HealthReport::new(checks, lag));
         }
@@ -264,7 +265,10 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "lag",
-                format!("group {group}: committed offsets unreadable: {e}"),
+                format!(
+                    "group {group}: committed offsets unreadable: {}",
+                    error_chain(&e)
+                ),
             ));
             None
         }
@@ -316,7 +320,10 @@ pub(crate) async fn check(
             },
             detail: format!("{depth} open in {dlq}"),
         },
-        Err(e) => unhealthy("dead_letters", format!("{dlq} unreadable: {e}")),
+        Err(e) => unhealthy(
+            "dead_letters",
+            format!("{dlq} unreadable: {}", error_chain(&e)),
+        ),
     });
     Ok(HealthReport::new(checks, lag))
 }

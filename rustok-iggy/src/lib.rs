@@ -36,6 +36,8 @@ mod key;
 mod publish_retry;
 mod retry;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 
 pub mod batching;
