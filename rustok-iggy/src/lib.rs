@@ -38,6 +38,7 @@ mod replay;
 mod retry;
 pub mod schema;
 mod subscription;
+mod tiers;
 mod transport;
 mod upcast;
 
@@ -69,7 +70,7 @@ pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
 pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
-pub use retry::{Backoff, HandlerError, RetryPolicy};
+pub use retry::{Backoff, HandlerError, MAX_TIERS, RetryPolicy, RetryTiers};
 #[cfg(feature = "embedded")]
 pub use rustok_iggy_connector::EmbeddedConnector;
 pub use rustok_iggy_connector::{
@@ -82,6 +83,7 @@ pub use rustok_iggy_derive::IggyEvent;
 pub use subscription::{
     Delivery, DeliveryInfo, Events, RawDelivery, Subscription, SubscriptionOptions, Undecided,
 };
+pub use tiers::retry_header;
 pub use transport::{Receipt, Transport, TransportOptions};
 pub use upcast::Upcasters;
 

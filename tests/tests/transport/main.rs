@@ -18,5 +18,6 @@ mod envelope_spans;
 mod envelopes;
 mod health;
 mod replay;
+mod retry_tiers;
 mod schema;
 mod typed;
