@@ -12,3 +12,4 @@ mod exit;
 mod malformed_records;
 mod remote_restart;
 mod settle;
+mod tier_chaos;
