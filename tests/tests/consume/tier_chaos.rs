@@ -57,7 +57,7 @@ enum Outcome {
 }
 
 fn outcome(seed: u64, seq: u64, attempt: u32) -> Outcome {
-    if mix(seed ^ mix(seq)) % 25 == 0 {
+    if mix(seed ^ mix(seq)).is_multiple_of(25) {
         return Outcome::Permanent;
     }
     if mix(seed ^ mix(seq) ^ mix(u64::from(attempt) << 40)) % 100 < 35 {
@@ -195,7 +195,7 @@ async fn tier_chaos(mut h: Harness) {
         assert_eq!(letter.original_topic, "tierchaos");
         *letter_count.entry(letter.event_id).or_default() += 1;
     }
-    let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap_or_else(PoisonError::into_inner));
     for id in &published {
         let handled = ledger.handled.contains_key(id);
         let letters = letter_count.get(id).copied().unwrap_or(0);
