@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Runs the benchmark suite of issue 8 (benches/benches/{codec,typed_overhead,
-# embedded,tcp,latency}.rs) in bounded time and writes
+# Runs the benchmark suite (benches/benches/{codec,typed_overhead,embedded,tcp,latency,
+# batching,pool,single_publish,commits}.rs and the allocation count) in bounded time and
+# writes
 #   benches/results/summary.md   the figures, the ratios and the targets, all from this run
+#                                (with --repeat N: the median of N back-to-back runs of one
+#                                invocation, and each ratio's spread over the runs)
 #   benches/results/chart.svg    throughput and latency per codec and mode
 #   benches/results/summary.json the same figures, machine-readable
 #
 #   scripts/bench.sh                 # the whole suite: about 8 minutes on 2 cores, plus the build
 #   scripts/bench.sh --quick         # shorter measurements (criterion's --quick; latency 2 s)
+#   scripts/bench.sh --repeat 3      # three whole runs back to back; the summary gives
+#                                    # medians and the min–max of every ratio
 #   scripts/bench.sh codec           # only what matches (a criterion filter; the summary
 #                                    # then covers what target/criterion holds)
 #
@@ -20,17 +25,32 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 criterion_dir="${target}/criterion"
 out_dir="benches/results"
-benches=(codec typed_overhead embedded tcp latency)
+benches=(codec typed_overhead embedded tcp latency batching pool single_publish commits dedup)
+# Criterion groups the benches write (cleared before each run of a full suite).
+groups=(codec typed_overhead embedded tcp publish_1000_callers remote_pool_publish single_publish commits dedup rustok)
 
 args=()
 filtered=false
-for arg in "$@"; do
-    case "$arg" in
+repeat=1
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) args+=(--quick); export RUSTOK_LATENCY_SECONDS="${RUSTOK_LATENCY_SECONDS:-2}" ;;
-        -*) args+=("$arg") ;;
-        *) args+=("$arg"); filtered=true ;;
+        --repeat)
+            repeat="${2:?--repeat takes a count}"
+            shift
+            ;;
+        -*) args+=("$1") ;;
+        *) args+=("$1"); filtered=true ;;
     esac
+    shift
 done
+case "$repeat" in
+    '' | *[!0-9]* | 0) echo "--repeat takes a count of at least 1, not '$repeat'" >&2; exit 2 ;;
+esac
+if [ "$repeat" -gt 1 ] && [ "$filtered" = true ]; then
+    echo "--repeat runs the whole suite; it does not take a filter" >&2
+    exit 2
+fi
 
 bench_flags=()
 for bench in "${benches[@]}"; do
@@ -39,23 +59,44 @@ done
 
 # Build first, so that the timed part below is only the measurements.
 cargo bench -p benches "${bench_flags[@]}" --no-run
+cargo bench -p benches --bench allocations --no-run
 
-if [ "$filtered" = false ]; then
-    # A full run starts clean: the summary must not mix figures of two runs.
-    for group in codec typed_overhead embedded tcp rustok; do
+clear_groups() {
+    for group in "${groups[@]}"; do
         rm -rf "${criterion_dir:?}/${group}"
     done
-fi
+}
 
+runs_dir="${target}/criterion-runs"
+summary_inputs=()
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started="$(date +%s)"
-cargo bench -p benches "${bench_flags[@]}" -- "${args[@]}"
+if [ "$repeat" -eq 1 ]; then
+    # A full run starts clean: the summary must not mix figures of two runs.
+    [ "$filtered" = true ] || clear_groups
+    cargo bench -p benches "${bench_flags[@]}" -- "${args[@]}"
+    [ "$filtered" = true ] || cargo bench -p benches --bench allocations
+    summary_inputs+=(--criterion "$criterion_dir")
+else
+    rm -rf "${runs_dir:?}"
+    for run in $(seq 1 "$repeat"); do
+        echo "== run ${run} of ${repeat}"
+        clear_groups
+        cargo bench -p benches "${bench_flags[@]}" -- "${args[@]}"
+        cargo bench -p benches --bench allocations
+        mkdir -p "${runs_dir}/${run}"
+        for group in "${groups[@]}"; do
+            [ -d "${criterion_dir}/${group}" ] && cp -r "${criterion_dir}/${group}" "${runs_dir}/${run}/"
+        done
+        summary_inputs+=(--criterion "${runs_dir}/${run}")
+    done
+fi
 finished="$(date +%s)"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$out_dir"
 python3 scripts/bench_summary.py \
-    --criterion "$criterion_dir" \
+    "${summary_inputs[@]}" \
     --out "$out_dir" \
     --seconds "$((finished - started))" \
     --load-before "$load_before" \

@@ -148,11 +148,13 @@ pub async fn fill(
     }
 }
 
-/// `count` raw messages of `size` bytes with ids 1, 2, ...
+/// `count` raw messages of `size` bytes with id 0: the connector gives each send
+/// fresh ids, so a batch published again is stored again (fixed ids would be
+/// duplicates for the broker's deduplication window).
 #[must_use]
 pub fn raw_batch(count: usize, size: usize) -> Vec<OutgoingMessage> {
     let payload = crate::events::payload(size);
-    (1..=count as u128)
-        .map(|id| OutgoingMessage::new(payload.clone()).with_id(id))
+    (0..count)
+        .map(|_| OutgoingMessage::new(payload.clone()))
         .collect()
 }

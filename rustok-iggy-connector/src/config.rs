@@ -178,6 +178,55 @@ pub struct EmbeddedConnectorConfig {
     /// YAML.
     #[serde(skip)]
     pub fault_fsync_delay: Duration,
+    /// Message-id deduplication of every partition (on by default).
+    pub deduplication: DeduplicationConfig,
+}
+
+/// The embedded broker's deduplication window, per partition, with the semantics of
+/// the Iggy server's `message_deduplication` (`enabled`, `max_entries`, `expiry`): a
+/// message whose id the partition stored within the window is not stored again, the
+/// other messages of its batch are; id 0 is never a duplicate (the broker assigns a
+/// random id). Unlike the Iggy server's, it is on by default, and it survives a
+/// restart: the window is rebuilt from the tail of the log when the broker opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeduplicationConfig {
+    /// Deduplicate (default `true`).
+    pub enabled: bool,
+    /// Ids remembered per partition (default 10,000, as the Iggy server): the oldest
+    /// is forgotten past it. About 64 bytes of memory each.
+    pub max_entries: u32,
+    /// How long an id is remembered after its message was stored, in milliseconds
+    /// (default 60,000, the Iggy server's `1 m`); 0 remembers ids until
+    /// `max_entries` pushes them out.
+    pub expiry_ms: u64,
+}
+
+impl Default for DeduplicationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: 10_000,
+            expiry_ms: 60_000,
+        }
+    }
+}
+
+impl DeduplicationConfig {
+    /// No deduplication: every message is stored.
+    #[must_use]
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The expiry, `None` for none.
+    #[must_use]
+    pub fn expiry(&self) -> Option<Duration> {
+        (self.expiry_ms > 0).then(|| Duration::from_millis(self.expiry_ms))
+    }
 }
 
 impl Default for EmbeddedConnectorConfig {
@@ -199,6 +248,7 @@ impl Default for EmbeddedConnectorConfig {
             http_timeout_ms: 10_000,
             root_username: "iggy".to_owned(),
             root_password: Secret::new("iggy"),
+            deduplication: DeduplicationConfig::default(),
             fault_fsync_delay: Duration::ZERO,
         }
     }
@@ -237,6 +287,12 @@ impl EmbeddedConnectorConfig {
                     "{} is too small; allowed: at least 4096",
                     self.segment_size_bytes
                 ),
+            ));
+        }
+        if self.deduplication.enabled && self.deduplication.max_entries == 0 {
+            return Err(ConnectorError::config(
+                "embedded.deduplication.max_entries",
+                "0 would remember nothing; allowed: at least 1 (or enabled: false)",
             ));
         }
         if self.tcp_enabled {

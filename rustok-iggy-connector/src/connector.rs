@@ -187,14 +187,70 @@ impl PublishRequest {
 }
 
 /// The broker's acknowledgement of a published batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The messages the broker stored have contiguous offsets from `base_offset`, in
+/// batch order. A message whose id the partition had stored already, within its
+/// deduplication window, was not stored again: it is listed in `duplicates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishReceipt {
     /// The partition the batch went to.
     pub partition: u32,
-    /// The offset of its first message; the others follow contiguously.
+    /// The offset of the first message stored by this batch; the others stored
+    /// follow contiguously. When every message was a duplicate, the offset of the
+    /// first one's stored copy.
     pub base_offset: u64,
-    /// How many messages it held.
+    /// How many messages the batch held (stored and duplicates).
     pub count: u32,
+    /// The messages that were duplicates, in batch order.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A message of a published batch that the broker had stored before (the same
+/// message id, within the partition's deduplication window), so did not store again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Its position in the batch.
+    pub index: u32,
+    /// The offset of the stored copy.
+    pub offset: u64,
+}
+
+impl PublishReceipt {
+    /// A receipt for `count` messages all stored from `base_offset`.
+    #[must_use]
+    pub fn stored(partition: u32, base_offset: u64, count: u32) -> Self {
+        Self {
+            partition,
+            base_offset,
+            count,
+            duplicates: Vec::new(),
+        }
+    }
+
+    /// Whether message `index` of the batch was a duplicate (not stored again).
+    #[must_use]
+    pub fn is_duplicate(&self, index: u32) -> bool {
+        self.duplicates.iter().any(|d| d.index == index)
+    }
+
+    /// The offset of message `index` of the batch: where it was stored, or for a
+    /// duplicate where its copy was stored before. `None` past the batch.
+    #[must_use]
+    pub fn offset_of(&self, index: u32) -> Option<u64> {
+        if index >= self.count {
+            return None;
+        }
+        let mut before = 0u64;
+        for duplicate in &self.duplicates {
+            if duplicate.index == index {
+                return Some(duplicate.offset);
+            }
+            if duplicate.index < index {
+                before += 1;
+            }
+        }
+        Some(self.base_offset + u64::from(index) - before)
+    }
 }
 
 /// Where a read starts.
@@ -362,7 +418,9 @@ pub trait IggyConnector: Send + Sync + fmt::Debug + 'static {
 
     /// Appends the batch to one partition. Returns once the broker has accepted it:
     /// for the embedded broker, once it is written under the configured durability
-    /// policy.
+    /// policy. Messages whose id the partition stored within its deduplication window
+    /// are not stored again; the receipt lists them ([`PublishReceipt::duplicates`]).
+    /// A message id of 0 gets a random UUIDv4 before it is sent.
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError>;
 
     /// Reads at most `max` messages of one partition from `from`, without waiting and

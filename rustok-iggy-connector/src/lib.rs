@@ -34,13 +34,13 @@ mod remote;
 
 pub use batch::now_micros;
 pub use config::{
-    ConnectorConfig, ConnectorMode, Durability, DurabilityPolicy, EmbeddedConnectorConfig,
-    ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
+    ConnectorConfig, ConnectorMode, DeduplicationConfig, Durability, DurabilityPolicy,
+    EmbeddedConnectorConfig, ListenerLimits, RemoteConnectorConfig, RemoteProtocol, Secret,
 };
 pub use connector::{
-    Assignment, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport,
-    PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
-    UnwritablePartition,
+    Assignment, Duplicate, GroupConsumer, IggyConnector, MessageSubscriber, Partitioning,
+    PingReport, PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo,
+    TopicSpec, UnwritablePartition,
 };
 pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;

@@ -17,12 +17,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorError, IggyConnector, Metrics, OutgoingMessage, Partitioning, PublishReceipt,
-    PublishRequest, StreamName, TopicName, metric_names,
+    ConnectorError, Duplicate, IggyConnector, Metrics, OutgoingMessage, Partitioning,
+    PublishReceipt, PublishRequest, RoundRobin, StreamName, TopicName, metric_names,
 };
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::publish_retry::PublishRetry;
 
 pub use typed::{BatchingEventTransport, BatchingTransport, PendingEvent};
 
@@ -64,6 +66,10 @@ pub struct BatchingOptions {
     pub buffer_messages: usize,
     /// What `publish` does when the buffer is full. Default [`Backpressure::Wait`].
     pub backpressure: Backpressure,
+    /// Retries of a batch that failed on a lost connection or a timeout: the same
+    /// batch (same message ids, same partition) is sent again, so that the
+    /// broker's deduplication stores it once. Default [`PublishRetry::default`].
+    pub publish_retry: PublishRetry,
 }
 
 impl Default for BatchingOptions {
@@ -74,6 +80,7 @@ impl Default for BatchingOptions {
             max_batch_bytes: 1024 * 1024,
             buffer_messages: 10_000,
             backpressure: Backpressure::Wait,
+            publish_retry: PublishRetry::default(),
         }
     }
 }
@@ -569,6 +576,9 @@ impl BatchingPublisher {
                 stream: lanes.stream.clone(),
                 topic: lanes.topic.clone(),
                 partition: u32::try_from(slot).ok().filter(|&p| p < lanes.partitions),
+                partitions: lanes.partitions,
+                balanced: RoundRobin::new(),
+                retry: self.inner.options.publish_retry,
                 signal: Arc::clone(&signal),
             };
             tokio::spawn(lane.run(receiver));
@@ -620,6 +630,12 @@ struct Lane {
     topic: TopicName,
     /// `None`: the balanced lane.
     partition: Option<u32>,
+    /// The topic's partition count, and the balanced lane's cursor over them: a
+    /// batch's partition is chosen before its first attempt, so that a retry goes
+    /// where the first attempt went.
+    partitions: u32,
+    balanced: RoundRobin,
+    retry: PublishRetry,
     signal: Arc<LaneSignal>,
 }
 
@@ -718,20 +734,31 @@ impl Lane {
             .iter()
             .map(|item| item.message.payload.len() as u64)
             .sum();
+        // Ids of 0 get one here, so that a retry resends the same ids.
         let messages = batch
             .iter_mut()
-            .map(|item| std::mem::take(&mut item.message))
+            .map(|item| {
+                let mut message = std::mem::take(&mut item.message);
+                if message.id == 0 {
+                    message.id = uuid::Uuid::new_v4().as_u128();
+                }
+                message
+            })
             .collect();
+        let partition = self
+            .partition
+            .unwrap_or_else(|| self.balanced.next(self.partitions));
         let request = PublishRequest {
             stream: self.stream.clone(),
             topic: self.topic.clone(),
-            partitioning: self
-                .partition
-                .map_or(Partitioning::Balanced, Partitioning::Partition),
+            partitioning: Partitioning::Partition(partition),
             messages,
         };
         let started = std::time::Instant::now();
-        let result = self.connector.publish(request).await;
+        let result = self
+            .retry
+            .run(|| self.connector.publish(request.clone()))
+            .await;
         let metrics = Metrics::global();
         metrics.observe(
             metric_names::OPERATION_DURATION,
@@ -743,12 +770,15 @@ impl Lane {
                 let topic = [("messaging_destination_name", self.topic.as_str())];
                 metrics.add(metric_names::SENT_MESSAGES, &topic, batch.len() as u64);
                 metrics.add(metric_names::SENT_BYTES, &topic, bytes);
-                for (position, item) in (0u64..).zip(batch) {
-                    let _ = item.reply.send(Ok(PublishReceipt {
-                        partition: receipt.partition,
-                        base_offset: receipt.base_offset + position,
-                        count: 1,
-                    }));
+                for (index, item) in (0u32..).zip(batch) {
+                    let offset = receipt
+                        .offset_of(index)
+                        .unwrap_or(receipt.base_offset + u64::from(index));
+                    let mut own = PublishReceipt::stored(receipt.partition, offset, 1);
+                    if receipt.is_duplicate(index) {
+                        own.duplicates.push(Duplicate { index: 0, offset });
+                    }
+                    let _ = item.reply.send(Ok(own));
                 }
             }
             Err(error) => {

@@ -3,22 +3,47 @@
 //! published for the same target by other tasks wait, and go together in the next
 //! request. There is no linger: an event published while nothing is in flight for
 //! its target is sent at once, alone, exactly as without coalescing.
+//!
+//! Every request goes to a partition chosen before its first attempt (the balanced
+//! lane picks one per request), so that a retry after a transient failure resends
+//! the same ids to the same partition.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustok_iggy_connector::{
-    ConnectorError, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, StreamName,
-    TopicName,
+    ConnectorError, IggyConnector, OutgoingMessage, Partitioning, PublishReceipt, PublishRequest,
+    RoundRobin, StreamName, TopicName,
 };
 use tokio::sync::oneshot;
 
 use crate::batching::BatchError;
 use crate::error::Error;
-use crate::transport::{send, send_recorded};
+use crate::publish_retry::PublishRetry;
+use crate::transport::{send_recorded, send_with};
 
-/// Where a coalesced event was stored: its partition and offset.
-pub(crate) type Placed = (u32, u64);
+/// Where a coalesced event was stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placed {
+    pub(crate) partition: u32,
+    /// Its offset (for a duplicate, that of the copy stored before).
+    pub(crate) offset: u64,
+    /// The broker had its id already and did not store it again.
+    pub(crate) duplicate: bool,
+}
+
+impl Placed {
+    /// Message `index` of a request the broker acknowledged with `receipt`.
+    fn of(receipt: &PublishReceipt, index: u32) -> Self {
+        Self {
+            partition: receipt.partition,
+            offset: receipt
+                .offset_of(index)
+                .unwrap_or(receipt.base_offset + u64::from(index)),
+            duplicate: receipt.is_duplicate(index),
+        }
+    }
+}
 
 /// The reply to one waiting event.
 type Reply = oneshot::Sender<Result<Placed, Error>>;
@@ -47,14 +72,23 @@ pub(crate) struct Destination {
     pub(crate) connector: Arc<dyn IggyConnector>,
     pub(crate) stream: StreamName,
     pub(crate) topic: TopicName,
+    /// The topic's partition count.
+    pub(crate) partitions: u32,
+    /// The balanced choice of the transport (shared with its batches).
+    pub(crate) balanced: Arc<RoundRobin>,
+    /// Retries of a request after a transient failure.
+    pub(crate) retry: PublishRetry,
 }
 
 impl Destination {
+    /// A request for `target`; the balanced target gets its partition now, so that
+    /// retries of the request go where it went.
     fn request(&self, target: Option<u32>, messages: Vec<OutgoingMessage>) -> PublishRequest {
+        let partition = target.unwrap_or_else(|| self.balanced.next(self.partitions));
         PublishRequest {
             stream: self.stream.clone(),
             topic: self.topic.clone(),
-            partitioning: target.map_or(Partitioning::Balanced, Partitioning::Partition),
+            partitioning: Partitioning::Partition(partition),
             messages,
         }
     }
@@ -104,8 +138,9 @@ impl Coalescer {
                 };
                 let destination = &self.destination;
                 let request = destination.request(target, vec![message]);
-                let receipt = send(destination.connector.as_ref(), request).await?;
-                Ok((receipt.partition, receipt.base_offset))
+                let receipt =
+                    send_with(destination.connector.as_ref(), request, destination.retry).await?;
+                Ok(Placed::of(&receipt, 0))
             }
             Err(answer) => answer
                 .await
@@ -137,11 +172,10 @@ impl Coalescer {
             let count = messages.len();
             let destination = &self.destination;
             let request = destination.request(target, messages);
-            match send_recorded(destination.connector.as_ref(), request).await {
+            match send_recorded(destination.connector.as_ref(), request, destination.retry).await {
                 Ok(receipt) => {
-                    for (position, reply) in replies.into_iter().enumerate() {
-                        let placed = (receipt.partition, receipt.base_offset + position as u64);
-                        let _ = reply.send(Ok(placed));
+                    for (position, reply) in (0u32..).zip(replies) {
+                        let _ = reply.send(Ok(Placed::of(&receipt, position)));
                     }
                 }
                 Err(error) => {

@@ -362,6 +362,24 @@ impl IggyConfig {
                 "ignored: it applies to durability `interval` only".into(),
             );
         }
+        if !e.deduplication.enabled {
+            let set = [
+                (
+                    "embedded.deduplication.max_entries",
+                    e.deduplication.max_entries != default.deduplication.max_entries,
+                ),
+                (
+                    "embedded.deduplication.expiry_ms",
+                    e.deduplication.expiry_ms != default.deduplication.expiry_ms,
+                ),
+            ];
+            for (path, _) in set.into_iter().filter(|(_, set)| *set) {
+                warn(
+                    path,
+                    "ignored: embedded.deduplication.enabled is false".into(),
+                );
+            }
+        }
         if !e.tcp_enabled {
             let set = [
                 ("embedded.tcp_address", e.tcp_address != default.tcp_address),

@@ -559,14 +559,22 @@ impl DeadLetters {
                 );
                 continue;
             };
-            let messages = run
-                .iter()
-                .map(|letter| OutgoingMessage {
-                    id: letter.event_id.as_u128(),
+            // A re-driven letter is a new message of the same event: the event id
+            // travels in its header, and its message id is the letter's own, so that
+            // the broker's deduplication window (which holds the original's id) stores
+            // it, and a re-drive repeated after a crash is stored once.
+            let mut messages = Vec::with_capacity(run.len());
+            for letter in run {
+                let mut headers = letter.headers.clone();
+                if headers.get_str(header::EVENT_ID).is_none() {
+                    headers.insert_str(header::EVENT_ID, letter.event_id.to_string())?;
+                }
+                messages.push(OutgoingMessage {
+                    id: self.redrive_id(letter),
                     payload: letter.payload.clone(),
-                    headers: letter.headers.clone(),
-                })
-                .collect();
+                    headers,
+                });
+            }
             self.connector
                 .publish(PublishRequest {
                     stream,
@@ -580,6 +588,30 @@ impl DeadLetters {
             redriven += run.len();
         }
         Ok(redriven)
+    }
+
+    /// The message id of `letter`'s re-driven copy: a UUID (version 8) made of the
+    /// dead-letter topic, its partition and its offset, the same at every re-drive
+    /// of that letter and different from every UUIDv4 event id.
+    fn redrive_id(&self, letter: &DeadLetter) -> u128 {
+        // FNV-1a over the dead-letter topic's names: stable across versions.
+        let mut topic: u32 = 0x811c_9dc5;
+        for byte in self
+            .stream
+            .as_str()
+            .bytes()
+            .chain([b'/'])
+            .chain(self.topic.as_str().bytes())
+        {
+            topic = (topic ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&topic.to_be_bytes());
+        bytes[4..8].copy_from_slice(&letter.dlq_partition.to_be_bytes());
+        bytes[8..].copy_from_slice(&letter.dlq_offset.to_be_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Uuid::from_bytes(bytes).as_u128()
     }
 
     /// Appends a tombstone for each of `letters` (all of `partition`).
@@ -764,7 +796,9 @@ fn parse(message: &ReceivedMessage) -> DeadLetter {
     DeadLetter {
         dlq_partition: message.partition,
         dlq_offset: message.offset,
-        event_id: Uuid::from_u128(message.id),
+        // A letter of a re-driven event has the re-driven copy's message id; the
+        // event id is in its header.
+        event_id: crate::metadata::event_id(headers, message.id),
         event_type: headers.get_str(header::EVENT_TYPE).map(str::to_owned),
         original_stream: text(dlq_header::ORIGINAL_STREAM),
         original_topic: text(dlq_header::ORIGINAL_TOPIC),

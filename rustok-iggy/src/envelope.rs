@@ -282,7 +282,7 @@ fn decode_envelope(
     .map_err(|e| fail(DecodeFailure::Codec(e)))?;
     let metadata = EventMetadata::read(headers, message.id);
     let envelope = EventEnvelope {
-        id: Uuid::from_u128(message.id),
+        id: crate::metadata::event_id(headers, message.id),
         event_type: named.clone(),
         schema_version,
         tenant_id: metadata.tenant_id,

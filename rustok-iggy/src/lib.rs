@@ -34,6 +34,7 @@ mod event;
 mod health;
 mod key;
 mod metadata;
+mod publish_retry;
 mod replay;
 mod retry;
 pub mod schema;
@@ -69,6 +70,7 @@ pub use event::{EventTypeInfo, IggyEvent};
 pub use health::{HealthCheck, HealthReport, HealthStatus, HealthThresholds};
 pub use key::PartitionKey;
 pub use metadata::{EventMetadata, header, new_traceparent, trace_id};
+pub use publish_retry::PublishRetry;
 pub use replay::{Replay, ReplayFrom, ReplayUntil, Replayed};
 pub use retry::{Backoff, HandlerError, MAX_TIERS, RetryPolicy, RetryTiers};
 #[cfg(feature = "embedded")]

@@ -162,7 +162,7 @@ impl EventMetadata {
     pub(crate) fn read(headers: &Headers, id: u128) -> Self {
         let text = |name: &str| headers.get_str(name).map(str::to_owned);
         Self {
-            event_id: Some(Uuid::from_u128(id)),
+            event_id: Some(event_id(headers, id)),
             correlation_id: text(header::CORRELATION_ID),
             causation_id: text(header::CAUSATION_ID),
             tenant_id: text(header::TENANT_ID),
@@ -171,4 +171,14 @@ impl EventMetadata {
             tracestate: text(header::TRACESTATE),
         }
     }
+}
+
+/// The event id of a stored message: its `event_id` header when it has a valid one
+/// (a re-driven dead letter is a new message, with a message id of its own, of the
+/// same event), else its Iggy message id (what `Transport` sets the header to).
+pub(crate) fn event_id(headers: &Headers, message_id: u128) -> Uuid {
+    headers
+        .get_str(header::EVENT_ID)
+        .and_then(|text| Uuid::parse_str(text).ok())
+        .unwrap_or_else(|| Uuid::from_u128(message_id))
 }

@@ -12,7 +12,6 @@ use rustok_iggy_connector::{
     ConnectorError, IggyConnector, MessageSubscriber, PollFrom, ReceivedMessage, StreamName,
     TopicName,
 };
-use uuid::Uuid;
 
 use crate::decode::{Decoder, decode_message};
 use crate::error::{DecodeError, Error};
@@ -246,7 +245,7 @@ fn replayed<E>(
             info: DeliveryInfo {
                 partition: message.partition,
                 offset: message.offset,
-                event_id: Uuid::from_u128(message.id),
+                event_id: crate::metadata::event_id(&message.headers, message.id),
                 event_type: decoded.event_type,
                 schema_version: decoded.schema_version,
                 timestamp: message.timestamp,

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use rustok_iggy_connector::{
     ConnectorError, GroupName, HeaderValue, Headers, IggyConnector, Metrics, OutgoingMessage,
-    Partitioning, PublishRequest, Retention, StartPosition, StreamName, TopicName, TopicSpec,
-    metric_names, partition_for,
+    Partitioning, PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName,
+    TopicName, TopicSpec, metric_names, partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -19,6 +19,7 @@ use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
 use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::publish_retry::PublishRetry;
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
 
@@ -44,6 +45,9 @@ pub struct TransportOptions {
     pub system_topics: BTreeSet<TopicName>,
     /// Retention of `system_topics`.
     pub system_retention: Retention,
+    /// Retries of a publish that failed on a lost connection or a timeout (same
+    /// event ids, same partition). Default [`PublishRetry::default`].
+    pub publish_retry: PublishRetry,
 }
 
 impl Default for TransportOptions {
@@ -61,6 +65,7 @@ impl From<&IggyConfig> for TransportOptions {
             dead_letter_retention: config.retention.dead_letter(),
             system_topics: config.topology.system_topics.clone(),
             system_retention: config.retention.system(),
+            publish_retry: PublishRetry::default(),
         }
     }
 }
@@ -70,10 +75,29 @@ impl From<&IggyConfig> for TransportOptions {
 pub struct Receipt {
     /// The partition it went to.
     pub partition: u32,
-    /// Its offset there.
+    /// Its offset there (for a duplicate, the offset of the copy stored before).
     pub offset: u64,
     /// Its event id.
     pub event_id: Uuid,
+    /// The broker had stored this event id already, within its deduplication
+    /// window, so did not store it again: a retry whose first attempt was stored
+    /// though its answer was lost, or the same event published twice.
+    pub duplicate: bool,
+}
+
+impl Receipt {
+    /// The receipt of message `index` of a batch the connector acknowledged with
+    /// `receipt`.
+    pub(crate) fn of(receipt: &PublishReceipt, index: u32, event_id: Uuid) -> Self {
+        Self {
+            partition: receipt.partition,
+            offset: receipt
+                .offset_of(index)
+                .unwrap_or(receipt.base_offset + u64::from(index)),
+            event_id,
+            duplicate: receipt.is_duplicate(index),
+        }
+    }
 }
 
 /// Publishes and consumes events of type `E` on `E`'s topic.
@@ -86,6 +110,10 @@ pub struct Transport<E> {
     partitions: u32,
     dead_letter_retention: Retention,
     upcasters: Arc<Upcasters<E>>,
+    retry: PublishRetry,
+    /// Picks the partition of events without a key before the first attempt, so
+    /// that a retry goes where the first attempt went.
+    balanced: Arc<RoundRobin>,
     /// Shares requests among concurrent single-event publishes.
     coalescer: Arc<Coalescer>,
 }
@@ -99,6 +127,8 @@ impl<E> Clone for Transport<E> {
             partitions: self.partitions,
             dead_letter_retention: self.dead_letter_retention,
             upcasters: Arc::clone(&self.upcasters),
+            retry: self.retry,
+            balanced: Arc::clone(&self.balanced),
             coalescer: Arc::clone(&self.coalescer),
         }
     }
@@ -171,15 +201,26 @@ fn schema_version_text(version: u32) -> HeaderValue {
 pub(crate) async fn send(
     connector: &dyn IggyConnector,
     request: PublishRequest,
-) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
-    Ok(send_recorded(connector, request).await?)
+) -> Result<PublishReceipt, Error> {
+    send_with(connector, request, PublishRetry::none()).await
 }
 
-/// [`send`] with the connector's own error.
+/// [`send`], sending the same request again after a transient failure as `retry`
+/// says (the metrics count the publish once).
+pub(crate) async fn send_with(
+    connector: &dyn IggyConnector,
+    request: PublishRequest,
+    retry: PublishRetry,
+) -> Result<PublishReceipt, Error> {
+    Ok(send_recorded(connector, request, retry).await?)
+}
+
+/// [`send_with`] with the connector's own error.
 pub(crate) async fn send_recorded(
     connector: &dyn IggyConnector,
     request: PublishRequest,
-) -> Result<rustok_iggy_connector::PublishReceipt, ConnectorError> {
+    retry: PublishRetry,
+) -> Result<PublishReceipt, ConnectorError> {
     let count = request.messages.len() as u64;
     let bytes: u64 = request
         .messages
@@ -188,7 +229,7 @@ pub(crate) async fn send_recorded(
         .sum();
     let topic_name = request.topic.clone();
     let started = Instant::now();
-    let result = connector.publish(request).await;
+    let result = retry.run(|| connector.publish(request.clone())).await;
     let metrics = Metrics::global();
     let topic = [("messaging_destination_name", topic_name.as_str())];
     metrics.observe(
@@ -230,10 +271,14 @@ impl<E: IggyEvent> Transport<E> {
                 retention,
             })
             .await?;
+        let balanced = Arc::new(RoundRobin::new());
         let coalescer = Arc::new(Coalescer::new(Destination {
             connector: Arc::clone(&connector),
             stream: stream.clone(),
             topic: topic.clone(),
+            partitions: info.partitions,
+            balanced: Arc::clone(&balanced),
+            retry: options.publish_retry,
         }));
         Ok(Self {
             connector,
@@ -243,6 +288,8 @@ impl<E: IggyEvent> Transport<E> {
             partitions: info.partitions,
             dead_letter_retention: options.dead_letter_retention,
             upcasters: Arc::new(Upcasters::new()),
+            retry: options.publish_retry,
+            balanced,
         })
     }
 
@@ -373,25 +420,30 @@ impl<E: IggyEvent> Transport<E> {
         })
     }
 
-    /// Publishes through the connector and records the publish metrics.
-    async fn send(
-        &self,
-        request: PublishRequest,
-    ) -> Result<rustok_iggy_connector::PublishReceipt, Error> {
-        send(self.connector.as_ref(), request).await
+    /// Publishes through the connector, again after a transient failure (the same
+    /// request: same ids, same partition), and records the publish metrics.
+    async fn send(&self, request: PublishRequest) -> Result<PublishReceipt, Error> {
+        send_with(self.connector.as_ref(), request, self.retry).await
     }
 
     /// Publishes one event. Returns when the broker has accepted it (embedded: written
     /// under the configured durability policy). Events with the same key keep their
     /// publish order for every consumer.
     ///
+    /// A publish that fails on a lost connection or a timeout is sent again
+    /// ([`TransportOptions::publish_retry`]) with the same event id to the same
+    /// partition; with the broker's deduplication on (the embedded broker's
+    /// default) the event is then stored once, and [`Receipt::duplicate`] tells a
+    /// retry the broker had stored already. If this returns an error the event may
+    /// or may not be stored: publishing it again with the same event id
+    /// ([`EventMetadata::event_id`]) within the deduplication window stores it once.
+    /// When the failed request carried other events too, the error is
+    /// [`crate::BatchError::Publish`].
+    ///
     /// Concurrent calls share requests: while a request for the event's partition is
     /// in flight, events published by other tasks wait and go together in the next
     /// one (no linger: an event published when nothing is in flight is sent at once).
-    ///
-    /// If this returns an error the event may or may not be stored; publishing it
-    /// again may store it twice (consumers deduplicate by event id). When the failed
-    /// request carried other events too, the error is [`crate::BatchError::Publish`].
+    /// A shared request is retried as a whole, with the same ids.
     pub async fn publish(&self, event: &E) -> Result<Receipt, Error> {
         self.publish_with(event, &EventMetadata::default()).await
     }
@@ -414,15 +466,16 @@ impl<E: IggyEvent> Transport<E> {
             event_type = event.event_type(),
             traceparent = message.headers.get_str(header::TRACEPARENT).unwrap_or_default(),
         );
-        let (partition, offset) = self
+        let placed = self
             .coalescer
             .publish(target, message)
             .instrument(span)
             .await?;
         Ok(Receipt {
-            partition,
-            offset,
+            partition: placed.partition,
+            offset: placed.offset,
             event_id,
+            duplicate: placed.duplicate,
         })
     }
 
@@ -431,7 +484,7 @@ impl<E: IggyEvent> Transport<E> {
     /// together to one partition (round-robin across calls).
     ///
     /// Not atomic across partitions: on error, the batches of some partitions may be
-    /// stored already.
+    /// stored already. Each batch is retried as [`Transport::publish`] is.
     pub async fn publish_batch(&self, events: &[E]) -> Result<Vec<Receipt>, Error> {
         let metadata = EventMetadata::default();
         let trace = traceparent_value();
@@ -453,7 +506,8 @@ impl<E: IggyEvent> Transport<E> {
         }
         let mut receipts = vec![None; events.len()];
         for (target, indexes, messages) in buckets {
-            let partitioning = target.map_or(Partitioning::Balanced, Partitioning::Partition);
+            let partition = target.unwrap_or_else(|| self.balanced.next(self.partitions));
+            let partitioning = Partitioning::Partition(partition);
             let receipt = self
                 .send(PublishRequest {
                     stream: self.stream.clone(),
@@ -462,12 +516,8 @@ impl<E: IggyEvent> Transport<E> {
                     messages,
                 })
                 .await?;
-            for (position, index) in indexes.into_iter().enumerate() {
-                receipts[index] = Some(Receipt {
-                    partition: receipt.partition,
-                    offset: receipt.base_offset + position as u64,
-                    event_id: ids[index],
-                });
+            for (position, index) in (0u32..).zip(indexes) {
+                receipts[index] = Some(Receipt::of(&receipt, position, ids[index]));
             }
         }
         Ok(receipts.into_iter().flatten().collect())

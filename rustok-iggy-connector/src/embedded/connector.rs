@@ -321,9 +321,11 @@ impl IggyConnector for EmbeddedConnector {
             data_dir,
             durability,
             segment_size_bytes: embedded.segment_size_bytes,
+            deduplication: embedded.deduplication,
             fault_fsync_delay: embedded.fault_fsync_delay,
         };
-        // Recovery reads (and may repair) every partition: off the runtime.
+        // Recovery reads (and may repair) every partition and rebuilds their
+        // deduplication windows: off the runtime.
         let broker = Arc::new(blocking(move || Broker::open(broker_config)).await?);
         let wire = if embedded.tcp_enabled {
             // Off the runtime: root tokens are checked against the root credentials
@@ -442,12 +444,13 @@ impl IggyConnector for EmbeddedConnector {
         let partition = request
             .partitioning
             .resolve(topic.partitions_count(), topic.round_robin());
-        let mut record = batch::encode_batch(&request.messages, batch::now_micros());
-        let base_offset = broker.append(&topic, partition, &mut record).await?;
+        let record = batch::encode_batch(&request.messages, batch::now_micros());
+        let appended = broker.append(&topic, partition, record).await?;
         Ok(PublishReceipt {
             partition,
-            base_offset,
+            base_offset: appended.base_offset,
             count: request.messages.len() as u32,
+            duplicates: appended.duplicates,
         })
     }
 

@@ -5,6 +5,7 @@ mod backoff;
 mod client;
 mod consumer;
 mod convert;
+mod publish;
 // Only the migration tool (embedded → remote) copies stored messages.
 #[cfg(feature = "embedded")]
 pub(crate) mod copy;
@@ -17,17 +18,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use iggy::prelude::{
-    ConsumerGroupClient, Identifier, MessageClient, Partitioning as IggyPartitioning, StreamClient,
-    SystemClient, TopicClient, TopicCreateOptions, TopicUpdateOptions, UserClient,
+    ConsumerGroupClient, Identifier, StreamClient, SystemClient, TopicClient, TopicCreateOptions,
+    TopicUpdateOptions, UserClient,
 };
 
 use self::client::{is_already_exists, is_group_not_found, sdk_error};
 use self::session::{At, Session, ident, topic_error};
-use crate::batch;
 use crate::config::{ConnectorConfig, ConnectorMode};
 use crate::connector::{
-    GroupConsumer, IggyConnector, MessageSubscriber, Partitioning, PingReport, PollFrom,
-    PublishReceipt, PublishRequest, StartPosition, TopicInfo, TopicSpec,
+    GroupConsumer, IggyConnector, MessageSubscriber, PingReport, PollFrom, PublishReceipt,
+    PublishRequest, StartPosition, TopicInfo, TopicSpec,
 };
 use crate::error::ConnectorError;
 use crate::message::ReceivedMessage;
@@ -356,78 +356,15 @@ impl IggyConnector for RemoteConnector {
     }
 
     /// Returns once the server acknowledged the batch (its durability is the
-    /// server's policy). A batch whose acknowledgement was lost with the
-    /// connection fails here although the server may have appended it: publishing
-    /// again may then store it twice (consumers deduplicate by event id).
+    /// server's policy). A send that fails on a lost connection is sent again
+    /// (up to 3 times, at most `reconnection_retries`, `reconnection_interval_ms`
+    /// apart, once the SDK reconnected) with the same message ids to the same
+    /// partition; ids of 0 get a UUIDv4 before the first send. With the server's
+    /// `message_deduplication` on, a batch stored before its answer was lost is then
+    /// stored once, and the receipt lists the messages found stored before the
+    /// resend as duplicates. With it off, a resend may store a batch twice.
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
-        request.validate()?;
-        let session = self.session()?;
-        let (stream, topic) = (&request.stream, &request.topic);
-        let meta = session.require(stream, topic).await?;
-        let partitions = match &request.partitioning {
-            // The cached count may be stale for an explicit partition: ask.
-            Partitioning::Partition(p) => session.check_partition(stream, topic, *p).await?,
-            Partitioning::Balanced | Partitioning::Key(_) => meta.partitions,
-        };
-        let partition = request
-            .partitioning
-            .resolve(meta.partitions, &meta.balanced);
-        let mut messages = convert::to_iggy_messages(&request.messages, batch::now_micros());
-        let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
-        let response = session
-            .connection(partition)
-            .send_messages(
-                &s,
-                &t,
-                &IggyPartitioning::partition_id(partition),
-                &mut messages,
-            )
-            .await
-            .map_err(|e| {
-                if client::is_topic_not_found(&e) || client::is_stream_not_found(&e) {
-                    session.forget(stream, topic);
-                }
-                match topic_error(
-                    format!("publish to {stream}/{topic} partition {partition}"),
-                    e,
-                    stream,
-                    topic,
-                    Some((partition, partitions)),
-                ) {
-                    ConnectorError::Iggy { context, source } => ConnectorError::Publish {
-                        message: format!("{context}: {source}"),
-                        source: Some(Box::new(source)),
-                    },
-                    other => other,
-                }
-            })?;
-        let count = request.messages.len() as u32;
-        let base_offset = match response
-            .confirmations
-            .iter()
-            .find(|c| c.partition_id == partition)
-            .or(response.confirmations.first())
-        {
-            Some(confirmation) => confirmation.base_offset,
-            None => {
-                // A server that confirms without offsets: the batch is the newest
-                // of the partition unless another producer appended meanwhile.
-                let at = At {
-                    stream,
-                    topic,
-                    partition,
-                    partitions,
-                };
-                let head = session::head_offset(session.connection(partition), at).await?;
-                tracing::debug!(%stream, %topic, partition, "the server sent no offset; the receipt's offset is read back");
-                head.saturating_sub(u64::from(count))
-            }
-        };
-        Ok(PublishReceipt {
-            partition,
-            base_offset,
-            count,
-        })
+        publish::publish(&self.session()?, request).await
     }
 
     async fn poll(

@@ -115,11 +115,7 @@ impl Future for PendingEvent {
         let event_id = self.event_id;
         Pin::new(&mut self.receipt).poll(cx).map(|receipt| {
             let receipt = receipt?;
-            Ok(Receipt {
-                partition: receipt.partition,
-                offset: receipt.base_offset,
-                event_id,
-            })
+            Ok(Receipt::of(&receipt, 0, event_id))
         })
     }
 }

@@ -13,7 +13,6 @@ use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage, now_micros};
 use tokio::time::{Instant, Sleep};
-use uuid::Uuid;
 
 use crate::acks::{AckState, HeldPartition, Ticket, held_in};
 use crate::decode::{DecodedInfo, Decoder, decode_message};
@@ -396,7 +395,7 @@ impl<E: Send + 'static> Subscription<E> {
                 let info = DeliveryInfo {
                     partition: message.partition,
                     offset: message.offset,
-                    event_id: Uuid::from_u128(message.id),
+                    event_id: crate::metadata::event_id(&message.headers, message.id),
                     event_type,
                     schema_version,
                     timestamp: message.timestamp,

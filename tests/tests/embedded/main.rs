@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod damage;
 mod damage_ranges;
+mod dedup;
 mod durability;
 mod errors;
 mod faults;

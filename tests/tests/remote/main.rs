@@ -6,6 +6,7 @@
 //! helpers are in `tests/support` (`tests::conformance`, `tests::wire`).
 
 mod conformance;
+mod dedup;
 mod faults;
 mod load;
 mod partition_agreement;

@@ -128,6 +128,15 @@ fn checks() -> Vec<(&'static str, Check)> {
         ("embedded.tcp_limits.max_failed_logins", || {
             Box::pin(tcp_limits())
         }),
+        ("embedded.deduplication.enabled", || {
+            Box::pin(deduplication())
+        }),
+        ("embedded.deduplication.max_entries", || {
+            Box::pin(deduplication())
+        }),
+        ("embedded.deduplication.expiry_ms", || {
+            Box::pin(deduplication_expiry())
+        }),
         ("embedded.root_username", || Box::pin(root_user())),
         ("embedded.root_password", || Box::pin(root_user())),
         ("remote.addresses", || Box::pin(addresses())),
@@ -745,6 +754,98 @@ async fn http_limits() {
 /// that sends nothing long before the 10 s default, and each of its fields set to 0
 /// is refused with its path (the listener's effect of every limit is in the
 /// `wire_limits` binary).
+/// Publishes `order(n)` with event id `id`; whether the broker had it already.
+async fn publish_id(orders: &Transport<OrderPlaced>, n: u64, id: u128) -> bool {
+    let metadata = EventMetadata {
+        event_id: Some(uuid::Uuid::from_u128(id)),
+        ..EventMetadata::default()
+    };
+    orders
+        .publish_with(&order(n), &metadata)
+        .await
+        .unwrap()
+        .duplicate
+}
+
+async fn deduplication() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { max_entries: 2 }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        assert!(!publish_id(&orders, id as u64, id).await);
+    }
+    assert!(
+        publish_id(&orders, 3, 3).await,
+        "embedded.deduplication.enabled: an id stored already is a duplicate"
+    );
+    assert!(
+        !publish_id(&orders, 1, 1).await,
+        "embedded.deduplication.max_entries: 2 ids are remembered, 1 was pushed out"
+    );
+    connector.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { enabled: false }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    assert!(!publish_id(&orders, 1, 1).await);
+    assert!(
+        !publish_id(&orders, 1, 1).await,
+        "embedded.deduplication.enabled: false stores every message"
+    );
+    connector.shutdown().await.unwrap();
+    refused(
+        &embedded(dir.path(), "deduplication: { max_entries: 0 }"),
+        "embedded.deduplication.max_entries",
+    );
+    warned(
+        &embedded(
+            dir.path(),
+            "deduplication: { enabled: false, max_entries: 5 }",
+        ),
+        "embedded.deduplication.max_entries",
+    );
+}
+
+async fn deduplication_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&format!(
+        "topology: {{ domain_partitions: 1 }}\n{}",
+        embedded(dir.path(), "deduplication: { expiry_ms: 20 }")
+    ));
+    let connector = connect(&config).await.unwrap();
+    let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
+        .await
+        .unwrap();
+    assert!(!publish_id(&orders, 1, 1).await);
+    // Under the default (60 s) this would not end within the bound.
+    within("embedded.deduplication.expiry_ms: the id expires", async {
+        while publish_id(&orders, 1, 1).await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    connector.shutdown().await.unwrap();
+    warned(
+        &embedded(
+            dir.path(),
+            "deduplication: { enabled: false, expiry_ms: 5 }",
+        ),
+        "embedded.deduplication.expiry_ms",
+    );
+}
+
 async fn tcp_limits() {
     use tokio::io::AsyncReadExt;
 

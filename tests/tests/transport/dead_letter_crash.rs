@@ -277,7 +277,9 @@ async fn a_crash_between_the_dead_letter_and_the_commit_loses_nothing() {
         .list(10)
         .await
         .unwrap();
-    assert_eq!(letters.len(), 2, "duplicated, not lost");
+    // The second dead-letter write carries the same message id: the dead-letter
+    // topic's deduplication window stores it once.
+    assert_eq!(letters.len(), 1, "stored once, not lost");
     assert!(letters.iter().all(|l| l.original_offset == 1));
     real.shutdown().await.unwrap();
 }

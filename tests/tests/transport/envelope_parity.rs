@@ -111,12 +111,36 @@ async fn two_groups_settle_their_own_delivery(mut h: Harness) {
 }
 
 /// A re-driven dead letter comes back with the id of an event the group already
-/// received: each delivery is acknowledged on its own, and the commit waits for both.
+/// received (a message id of its own, the event id in its `event_id` header): each
+/// delivery is acknowledged on its own, and the commit waits for both.
 async fn one_id_at_two_offsets_is_acknowledged_per_offset(mut h: Harness) {
     let (transport, topic) = transport(&mut h, "same-id", 1);
     let envelope = EventEnvelope::new("order.placed", serde_json::json!({"n": 1}));
     transport.publish(envelope.clone()).await.unwrap();
-    transport.publish(envelope.clone()).await.unwrap();
+    let stored = h
+        .connector
+        .poll(transport.stream_name(), &topic, 0, PollFrom::First, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut headers = stored.headers.clone();
+    if headers.get_str("event_id").is_none() {
+        headers
+            .insert_str("event_id", envelope.id.to_string())
+            .unwrap();
+    }
+    h.connector
+        .publish(
+            PublishRequest::new(transport.stream_name().clone(), topic.clone())
+                .partition(0)
+                .message(OutgoingMessage {
+                    id: uuid::Uuid::new_v4().as_u128(),
+                    payload: stored.payload.clone(),
+                    headers,
+                }),
+        )
+        .await
+        .unwrap();
     let mut stream = transport.subscribe("g", &topic).await.unwrap();
     let first = next(&mut stream).await;
     let second = next(&mut stream).await;

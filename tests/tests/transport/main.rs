@@ -13,6 +13,7 @@ mod consumer_crash;
 mod dead_letter;
 mod dead_letter_crash;
 mod dead_letter_lifecycle;
+mod dedup;
 mod envelope_parity;
 mod envelope_spans;
 mod envelopes;

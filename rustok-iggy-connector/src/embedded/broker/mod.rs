@@ -1,6 +1,7 @@
 //! The broker: streams → topics → partitions, consumer offsets and groups, persisted
 //! metadata. The in-process connector and the TCP front end both call it directly.
 
+mod dedup;
 mod groups;
 mod offsets;
 mod partition;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::groups::Group;
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
-pub(crate) use self::partition::Partition;
+pub(crate) use self::partition::{Partition, Stored};
 pub(crate) use self::permissions::{
     Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
 };
@@ -32,7 +33,7 @@ use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
 pub(crate) use self::users::{Grant, ROOT_USER_ID, UserError, UserInfo, UserRef, Users};
 use crate::batch;
-use crate::config::Durability;
+use crate::config::{DeduplicationConfig, Durability};
 use crate::connector::{Assignment, Retention, TopicSpec};
 use crate::error::ConnectorError;
 use crate::names::{GroupName, StreamName, TopicName};
@@ -54,6 +55,7 @@ pub(crate) struct BrokerConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: Durability,
     pub(crate) segment_size_bytes: u64,
+    pub(crate) deduplication: DeduplicationConfig,
     /// Fault injection: a sleep before every fsync (`embedded.fault_fsync_delay`).
     pub(crate) fault_fsync_delay: Duration,
 }
@@ -346,7 +348,13 @@ impl Broker {
             segment_size_bytes: self.config.segment_size_bytes,
             durability: self.config.durability,
         };
-        Ok(Partition::open(&dir, config, &self.disk, &self.syncer)?)
+        Ok(Partition::open(
+            &dir,
+            config,
+            &self.disk,
+            &self.syncer,
+            &self.config.deduplication,
+        )?)
     }
 
     fn save(&self, state: &State) -> Result<(), ConnectorError> {
@@ -726,29 +734,31 @@ impl Broker {
     // ---- messages -------------------------------------------------------------------
 
     /// Appends a batch record (whose layout the caller validated) to a partition of
-    /// `topic`; returns the base offset.
+    /// `topic`, leaving out the messages the partition's deduplication window
+    /// already holds.
     ///
     /// Durability: on return the batch survives the death of the process; under
     /// `every_batch` it has been fsynced too (concurrent appends share the fsync,
-    /// made on the broker's sync threads: the caller's runtime is not blocked).
-    /// Under every policy, a segment closed by an earlier append is sealed before
-    /// this batch is written (the caller awaits that sync after each roll).
+    /// made on the broker's sync threads: the caller's runtime is not blocked), and
+    /// so has the stored copy of each duplicate. Under every policy, a segment
+    /// closed by an earlier append is sealed before this batch is written (the
+    /// caller awaits that sync after each roll).
     pub(crate) async fn append(
         &self,
         topic: &Topic,
         partition: u32,
-        record: &mut [u8],
-    ) -> Result<u64, ConnectorError> {
+        record: Vec<u8>,
+    ) -> Result<Stored, ConnectorError> {
         self.ensure_open()?;
         let partition = topic.partition(partition)?;
         // The segment the previous roll closed is sealed first: the seals of
         // stored data never pile up beyond one segment (see `wait_sealed`).
         partition.wait_sealed().await?;
-        let appended = partition.append(record, batch::now_micros())?;
+        let stored = partition.append(record, batch::now_micros())?;
         if partition.acknowledges_after_fsync() {
-            partition.wait_durable(appended.end_offset).await?;
+            partition.wait_durable(stored.end_offset).await?;
         }
-        Ok(appended.base_offset)
+        Ok(stored)
     }
 
     /// fsyncs every partition's log and stored offsets now (on the sync threads,

@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::dedup::Window;
 use super::offsets::{ConsumerKey, OffsetStore, StoredOffsets};
 use super::sync::{SyncJob, SyncSlot, Syncer};
-use crate::config::Durability;
+use crate::batch::record;
+use crate::config::{DeduplicationConfig, Durability};
+use crate::connector::Duplicate;
 use crate::embedded::StorageError;
 use crate::embedded::storage::{
-    Appended, Disk, LogConfig, LogStats, PartitionLog, RecoveryReport, SegmentDamage, VerifyReport,
+    Disk, LogConfig, LogStats, PartitionLog, RecoveryReport, SegmentDamage, VerifyReport,
 };
 
 /// How often, at most, a partition fsyncs its offsets journal only to make its
@@ -73,16 +76,41 @@ pub(crate) struct Partition {
     offset_syncs: std::sync::atomic::AtomicU64,
     /// When the journal was last fsynced.
     last_offset_sync: Mutex<Instant>,
+    /// The ids stored recently; `None` when deduplication is off. Locked inside the
+    /// log's write lock.
+    window: Mutex<Option<Window>>,
+}
+
+/// What an append stored.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    /// The offset of the first message stored; when none was (all duplicates), the
+    /// offset of the first duplicate's stored copy.
+    pub(crate) base_offset: u64,
+    /// The messages not stored, because the partition had their ids already.
+    pub(crate) duplicates: Vec<Duplicate>,
+    /// The offset after the last message this append stored or found stored: the
+    /// batch, duplicates included, is on stable storage once the log's durable
+    /// offset reaches it.
+    pub(crate) end_offset: u64,
+}
+
+/// Where a duplicate's stored copy is: before this batch, or a message kept from it.
+enum Copy {
+    Stored(u64),
+    Kept(u64),
 }
 
 impl Partition {
     /// Opens (and recovers) the partition stored in `dir`, creating it (its new
-    /// parent directories fsynced) when missing. Its syncs run on `syncer`.
+    /// parent directories fsynced) when missing. Its syncs run on `syncer`. The
+    /// deduplication window is rebuilt from the tail of the log.
     pub(crate) fn open(
         dir: &Path,
         config: LogConfig,
         disk: &Arc<Disk>,
         syncer: &Arc<Syncer>,
+        deduplication: &DeduplicationConfig,
     ) -> Result<Arc<Self>, StorageError> {
         disk.create_dir_all(dir)?;
         let (offsets, _) = OffsetStore::open(dir, Arc::clone(disk))?;
@@ -98,6 +126,13 @@ impl Partition {
                  they now point at its last message"
             );
         }
+        let window = match Window::new(deduplication) {
+            Some(mut window) => {
+                rebuild_window(&log, &mut window)?;
+                Some(window)
+            }
+            None => None,
+        };
         let next = log.next_offset();
         let durable = log.durable_offset();
         let synced = offsets.synced();
@@ -122,6 +157,7 @@ impl Partition {
             poisoned: AtomicBool::new(false),
             offset_syncs: std::sync::atomic::AtomicU64::new(0),
             last_offset_sync: Mutex::new(Instant::now()),
+            window: Mutex::new(window),
         }))
     }
 
@@ -158,34 +194,135 @@ impl Partition {
     /// Appends a validated batch record with one write (see
     /// [`PartitionLog::append`]); readers waiting at the head are woken, and the
     /// fsync is arranged by the policy: asked for now under `every_batch` (the
-    /// caller then waits with [`wait_durable`](Self::wait_durable)), at the next
-    /// tick under `interval`; a closed segment is sealed at once under every policy.
+    /// caller then waits with [`wait_durable`](Self::wait_durable) up to
+    /// [`Stored::end_offset`]), at the next tick under `interval`; a closed segment
+    /// is sealed at once under every policy.
     ///
-    /// Durability: on return the record survives the death of the process.
+    /// With deduplication on, a message whose id the window holds (or an earlier
+    /// message of the same record has) is left out, the others are stored
+    /// contiguously, and ids of 0 are replaced by random UUIDv4 values; the record is
+    /// rebuilt only when one of these applies. A record of duplicates only writes
+    /// nothing.
+    ///
+    /// Durability: on return the messages stored survive the death of the process.
     pub(crate) fn append(
         &self,
-        record: &mut [u8],
+        mut record: Vec<u8>,
         timestamp_micros: u64,
-    ) -> Result<Appended, StorageError> {
-        let appended = self.log_write().append(record, timestamp_micros)?;
+    ) -> Result<Stored, StorageError> {
+        let mut log = self.log_write();
+        let mut guard = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let checked = match (guard.as_mut(), record::messages(&record)) {
+            (Some(window), Ok(messages)) => {
+                window.expire(timestamp_micros);
+                Some((window, messages))
+            }
+            // Off, or a layout the log refuses with its own error.
+            (None, _) | (Some(_), Err(_)) => None,
+        };
+        let Some((window, messages)) = checked else {
+            let appended = log.append(&mut record, timestamp_micros)?;
+            drop(guard);
+            drop(log);
+            self.after_append(appended.end_offset, appended.rolled);
+            return Ok(Stored {
+                base_offset: appended.base_offset,
+                duplicates: Vec::new(),
+                end_offset: appended.end_offset,
+            });
+        };
+        let mut kept: Vec<u128> = Vec::new();
+        let mut in_batch: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+        let mut duplicates: Vec<(u32, Copy)> = Vec::new();
+        let mut rebuild = false;
+        for (index, message) in messages.enumerate() {
+            let Ok(message) = message else { break };
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let mut id = message.id;
+            if id == 0 {
+                rebuild = true;
+                id = uuid::Uuid::new_v4().as_u128();
+            } else if let Some(offset) = window.offset_of(id) {
+                duplicates.push((index, Copy::Stored(offset)));
+                continue;
+            } else if let Some(position) = in_batch.get(&id) {
+                duplicates.push((index, Copy::Kept(*position)));
+                continue;
+            }
+            in_batch.insert(id, kept.len() as u64);
+            kept.push(id);
+        }
+        let appended = if kept.is_empty() {
+            None
+        } else {
+            if rebuild || !duplicates.is_empty() {
+                record = rebuilt(&record, &kept, &duplicates);
+            }
+            let appended = log.append(&mut record, timestamp_micros)?;
+            for (position, id) in kept.iter().enumerate() {
+                window.remember(
+                    *id,
+                    appended.base_offset + position as u64,
+                    timestamp_micros,
+                );
+            }
+            Some(appended)
+        };
+        let next = log.next_offset();
+        drop(guard);
+        drop(log);
+        if let Some(appended) = &appended {
+            self.after_append(appended.end_offset, appended.rolled);
+        }
+        let base_offset = appended.as_ref().map_or(next, |a| a.base_offset);
+        let duplicates: Vec<Duplicate> = duplicates
+            .into_iter()
+            .map(|(index, copy)| Duplicate {
+                index,
+                offset: match copy {
+                    Copy::Stored(offset) => offset,
+                    Copy::Kept(position) => base_offset + position,
+                },
+            })
+            .collect();
+        // A duplicate is acknowledged like its stored copy: once that is durable.
+        let end_offset = duplicates
+            .iter()
+            .map(|d| d.offset + 1)
+            .chain(appended.as_ref().map(|a| a.end_offset))
+            .max()
+            .unwrap_or(next);
+        let base_offset = match (appended.is_none(), duplicates.first()) {
+            (true, Some(first)) => first.offset,
+            _ => base_offset,
+        };
+        Ok(Stored {
+            base_offset,
+            duplicates,
+            end_offset,
+        })
+    }
+
+    /// Moves the head after an append ending at `end_offset` and arranges its
+    /// fsync by the policy.
+    fn after_append(&self, end_offset: u64, rolled: bool) {
         match self.durability {
             Durability::EveryBatch => self.request(),
             Durability::Interval(_) => {
-                self.head.send_replace(appended.end_offset);
-                if appended.rolled {
+                self.head.send_replace(end_offset);
+                if rolled {
                     self.request();
                 } else {
                     self.defer();
                 }
             }
             Durability::Never => {
-                self.head.send_replace(appended.end_offset);
-                if appended.rolled {
+                self.head.send_replace(end_offset);
+                if rolled {
                     self.request();
                 }
             }
         }
-        Ok(appended)
     }
 
     /// Waits until no closed segment awaits its seal, asking the sync threads for
@@ -416,7 +553,10 @@ impl Partition {
 
     /// Deletes the `count` oldest closed segments, never the active one; offsets
     /// are kept (files removed without the log's lock). Returns how many were
-    /// deleted.
+    /// deleted. The deduplication window keeps the ids of the deleted messages
+    /// until they expire (a resend within the window is still a duplicate, its
+    /// receipt naming the deleted offset); a restart rebuilds the window from the
+    /// log that is left, so it forgets them then.
     pub(crate) fn delete_segments(&self, count: u32) -> Result<u32, StorageError> {
         let removal = self.log_write().take_oldest_segments(count);
         let report = removal.run(&self.disk)?;
@@ -424,9 +564,22 @@ impl Partition {
         Ok(report.segments_deleted)
     }
 
-    /// Deletes every message; offsets are not reused.
+    /// Deletes every message; offsets are not reused. The deduplication window is
+    /// emptied with them: the ids it held name messages that are gone.
     pub(crate) fn purge(&self) -> Result<(), StorageError> {
-        let removal = self.log_write().take_all()?;
+        let removal = {
+            let mut log = self.log_write();
+            let removal = log.take_all()?;
+            if let Some(window) = self
+                .window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                window.clear();
+            }
+            removal
+        };
         removal.run(&self.disk).map(|_| ())
     }
 
@@ -614,6 +767,51 @@ impl SyncJob for Partition {
         self.sync_offsets(tick, closing);
         self.compact_offsets(closing);
     }
+}
+
+/// `record` without the messages of `duplicates`, the others with the ids of `kept`
+/// (in order: ids of 0 replaced), sealed again.
+fn rebuilt(record: &[u8], kept: &[u128], duplicates: &[(u32, Copy)]) -> Vec<u8> {
+    let mut builder = record::RecordBuilder::with_capacity(record.len());
+    let mut ids = kept.iter();
+    // In batch order, like the messages.
+    let mut skipped = duplicates.iter().map(|(index, _)| *index).peekable();
+    let mut origin = None;
+    if let Ok(messages) = record::messages(record) {
+        for (index, message) in messages.enumerate() {
+            let Ok(message) = message else { break };
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            if skipped.next_if_eq(&index).is_some() {
+                continue;
+            }
+            let Some(id) = ids.next() else { break };
+            origin.get_or_insert(message.origin_timestamp);
+            builder.push(*id, message.payload, message.user_headers);
+        }
+    }
+    builder.finish(origin.unwrap_or_default())
+}
+
+/// Fills `window` from the tail of `log`: the ids of its last `max_entries`
+/// messages with the times they were stored, then drops those past the expiry.
+fn rebuild_window(log: &PartitionLog, window: &mut Window) -> Result<(), StorageError> {
+    let max = u32::try_from(window.max_entries()).unwrap_or(u32::MAX);
+    let from = log
+        .next_offset()
+        .saturating_sub(u64::from(max))
+        .max(log.first_offset());
+    for stored in log.read(from, max, usize::MAX)? {
+        let Ok(messages) = record::messages(&stored) else {
+            continue;
+        };
+        for message in messages.flatten() {
+            if message.offset >= from {
+                window.remember(message.id, message.offset, message.timestamp);
+            }
+        }
+    }
+    window.expire(crate::batch::now_micros());
+    Ok(())
 }
 
 fn log_recovery(dir: &Path, report: &RecoveryReport) {

@@ -44,8 +44,13 @@ pub(crate) async fn send(shared: &Shared, body: &[u8], out: &mut BytesMut) -> Ha
     let topic = resolve_topic(&shared.broker, &header.stream_id, &header.topic_id)?;
     let partition = Partitioning::from(header.partitioning)
         .resolve(topic.partitions_count(), topic.round_robin());
-    let mut record = record.to_vec();
-    let base_offset = shared.broker.append(&topic, partition, &mut record).await?;
+    // Messages the partition stored already are left out; the confirmation's offset
+    // is then that of the first one's stored copy (the batch's own, for a retry).
+    let base_offset = shared
+        .broker
+        .append(&topic, partition, record.to_vec())
+        .await?
+        .base_offset;
     SendMessagesResponse {
         confirmations: vec![SendMessagesConfirmationResponse {
             stream_id: topic.stream_id,

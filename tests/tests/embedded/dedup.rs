@@ -1,0 +1,302 @@
+//! Message-id deduplication in the embedded broker: a message id the partition already
+//! stored within its window is stored once, from the connector and from the official
+//! SDK over TCP, across a restart; the window's memory bound and expiry.
+
+use iggy::prelude::{
+    Client, Identifier, IggyMessage, MessageClient, Partitioning as SdkPartitioning,
+};
+use rustok_iggy_connector::{IggyConnector, OutgoingMessage, PollFrom, PublishRequest};
+use tests::wire::WireBroker;
+use tests::{create_topic, embedded_config, names, open_embedded, within};
+
+fn message(id: u128) -> OutgoingMessage {
+    OutgoingMessage::new(format!("event-{id}").into_bytes()).with_id(id)
+}
+
+/// The ids stored in partition 0, in offset order.
+async fn stored_ids(connector: &dyn IggyConnector, stream: &str, topic: &str) -> Vec<u128> {
+    let (stream, topic) = names(stream, topic);
+    connector
+        .poll(&stream, &topic, 0, PollFrom::First, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+fn batch(stream: &str, topic: &str, ids: &[u128]) -> PublishRequest {
+    let (stream, topic) = names(stream, topic);
+    ids.iter().fold(
+        PublishRequest::new(stream, topic).partition(0),
+        |request, id| request.message(message(*id)),
+    )
+}
+
+#[tokio::test]
+async fn a_message_id_stored_already_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let (stream, topic) = names("dedup", "orders");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+
+    let first = connector
+        .publish(batch("dedup", "orders", &[1, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(first.base_offset, 0);
+    // A retry of part of the batch, with one new message.
+    let second = connector
+        .publish(batch("dedup", "orders", &[2, 3, 4]))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "orders").await,
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        second.base_offset, 3,
+        "the new message follows the stored ones"
+    );
+    assert!(second.is_duplicate(0) && second.is_duplicate(1) && !second.is_duplicate(2));
+    let offsets: Vec<_> = (0..3).map(|i| second.offset_of(i)).collect();
+    assert_eq!(
+        offsets,
+        [Some(1), Some(2), Some(3)],
+        "duplicates name their stored copy"
+    );
+
+    // A whole batch sent again is answered with the offsets of its first send.
+    let again = connector
+        .publish(batch("dedup", "orders", &[1, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!((again.base_offset, again.duplicates.len()), (0, 3));
+    // Twice the same id in one batch: the second is the first's duplicate.
+    let twice = connector
+        .publish(batch("dedup", "orders", &[5, 5]))
+        .await
+        .unwrap();
+    assert_eq!((twice.offset_of(0), twice.offset_of(1)), (Some(4), Some(4)));
+    assert!(twice.is_duplicate(1));
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "orders").await,
+        [1, 2, 3, 4, 5]
+    );
+}
+
+#[tokio::test]
+async fn the_window_holds_at_most_max_entries_ids_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.embedded.deduplication.max_entries = 3;
+    let connector = open_embedded(&config).await;
+    let (stream, topic) = names("dedup", "bound");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    connector
+        .publish(batch("dedup", "bound", &[1, 2, 3, 4]))
+        .await
+        .unwrap();
+    // 1 was pushed out by 4; 2, 3 and 4 are remembered.
+    let receipt = connector
+        .publish(batch("dedup", "bound", &[1, 2, 3, 4]))
+        .await
+        .unwrap();
+    assert!(!receipt.is_duplicate(0));
+    assert_eq!(receipt.duplicates.len(), 3);
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "bound").await,
+        [1, 2, 3, 4, 1]
+    );
+}
+
+#[tokio::test]
+async fn an_id_is_stored_again_once_it_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.embedded.deduplication.expiry_ms = 50;
+    let connector = open_embedded(&config).await;
+    let (stream, topic) = names("dedup", "expiry");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    connector
+        .publish(batch("dedup", "expiry", &[9]))
+        .await
+        .unwrap();
+    // Within the window it is a duplicate of offset 0; once the window passed it is
+    // stored again. Every send in between is refused, so nothing else is stored.
+    let stored_again = within("the id expires", async {
+        loop {
+            let receipt = connector
+                .publish(batch("dedup", "expiry", &[9]))
+                .await
+                .unwrap();
+            if !receipt.is_duplicate(0) {
+                return receipt.base_offset;
+            }
+            assert_eq!(receipt.offset_of(0), Some(0));
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(stored_again, 1);
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "expiry").await,
+        [9, 9]
+    );
+
+    // Off: everything is stored.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.embedded.deduplication.enabled = false;
+    let connector = open_embedded(&config).await;
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    for _ in 0..2 {
+        connector
+            .publish(batch("dedup", "expiry", &[9]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "expiry").await,
+        [9, 9]
+    );
+}
+
+#[tokio::test]
+async fn id_zero_is_never_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let (stream, topic) = names("dedup", "zeros");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    for _ in 0..3 {
+        connector
+            .publish(batch("dedup", "zeros", &[0, 0]))
+            .await
+            .unwrap();
+    }
+    let ids = stored_ids(connector.as_ref(), "dedup", "zeros").await;
+    assert_eq!(
+        ids.len(),
+        6,
+        "every id-0 message is stored, with an id of its own"
+    );
+    assert!(ids.iter().all(|id| *id != 0));
+}
+
+#[tokio::test]
+async fn the_window_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(dir.path());
+    let (stream, topic) = names("dedup", "restart");
+    {
+        let connector = open_embedded(&config).await;
+        create_topic(connector.as_ref(), &stream, &topic, 1).await;
+        connector
+            .publish(batch("dedup", "restart", &[7, 8]))
+            .await
+            .unwrap();
+        connector.shutdown().await.unwrap();
+    }
+    let connector = open_embedded(&config).await;
+    connector
+        .publish(batch("dedup", "restart", &[8, 9]))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "restart").await,
+        [7, 8, 9]
+    );
+}
+
+#[tokio::test]
+async fn the_official_sdk_sending_an_id_twice_stores_it_once() {
+    let broker = WireBroker::start().await;
+    let client = broker.client().await;
+    let (stream, topic) = names("dedup", "sdk");
+    create_topic(&broker.connector, &stream, &topic, 1).await;
+    let (s, t) = (
+        Identifier::named("dedup").unwrap(),
+        Identifier::named("sdk").unwrap(),
+    );
+    for _ in 0..2 {
+        let mut messages: Vec<IggyMessage> = [41u128, 42]
+            .iter()
+            .map(|id| {
+                IggyMessage::builder()
+                    .id(*id)
+                    .payload(format!("m{id}").into_bytes().into())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        within(
+            "send_messages",
+            client.send_messages(&s, &t, &SdkPartitioning::partition_id(0), &mut messages),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        stored_ids(&broker.connector, "dedup", "sdk").await,
+        [41, 42]
+    );
+    client.disconnect().await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_sends_of_one_id_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let (stream, topic) = names("dedup", "race");
+    create_topic(connector.as_ref(), &stream, &topic, 1).await;
+    let sends: Vec<_> = (0..16)
+        .map(|_| {
+            let connector = connector.clone();
+            tokio::spawn(async move { connector.publish(batch("dedup", "race", &[77])).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for send in sends {
+        let receipt = send.await.unwrap().unwrap();
+        assert_eq!(receipt.offset_of(0), Some(0));
+        stored += usize::from(!receipt.is_duplicate(0));
+    }
+    assert_eq!(stored, 1, "one send stored it, the others were duplicates");
+    assert_eq!(stored_ids(connector.as_ref(), "dedup", "race").await, [77]);
+}
+
+#[tokio::test]
+async fn a_purged_partition_forgets_its_ids() {
+    let broker = WireBroker::start().await;
+    let (stream, topic) = names("dedup", "purge");
+    create_topic(&broker.connector, &stream, &topic, 1).await;
+    broker
+        .connector
+        .publish(batch("dedup", "purge", &[5]))
+        .await
+        .unwrap();
+    let client = broker.client().await;
+    use iggy::prelude::TopicClient;
+    within(
+        "purge_topic",
+        client.purge_topic(
+            &Identifier::named("dedup").unwrap(),
+            &Identifier::named("purge").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let receipt = broker
+        .connector
+        .publish(batch("dedup", "purge", &[5]))
+        .await
+        .unwrap();
+    assert!(
+        !receipt.is_duplicate(0),
+        "the purged message is gone, so is its id"
+    );
+    assert_eq!(stored_ids(&broker.connector, "dedup", "purge").await, [5]);
+    client.disconnect().await.unwrap();
+    broker.shutdown().await;
+}

@@ -1,0 +1,262 @@
+//! Effectively-once publish on the embedded connector: a publish whose batch the
+//! broker stored but whose answer was lost (a wrapper connector that fails after the
+//! real publish) is sent again with the same ids, stored once, and the receipt says
+//! it was a duplicate; through `Transport`, `publish_batch` and the batching
+//! publisher.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustok_iggy::prelude::*;
+use rustok_iggy::{BatchingOptions, EventMetadata, IggyConnector, PublishRetry};
+use rustok_iggy_connector::{
+    ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, MessageSubscriber,
+    PingReport, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StreamName, TopicInfo,
+    TopicName, TopicSpec,
+};
+use serde::{Deserialize, Serialize};
+use tests::{embedded_config, open_embedded};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "payments")]
+struct Paid {
+    n: u64,
+}
+
+/// Passes every call to `inner`; the next `lose` publishes are stored by `inner`,
+/// then answered with a timeout, as if the answer had been lost on the way.
+#[derive(Debug)]
+struct LostAnswers {
+    inner: Arc<dyn IggyConnector>,
+    lose: AtomicU32,
+    publishes: AtomicU32,
+}
+
+impl LostAnswers {
+    fn new(inner: Arc<dyn IggyConnector>, lose: u32) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            lose: AtomicU32::new(lose),
+            publishes: AtomicU32::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl IggyConnector for LostAnswers {
+    fn mode(&self) -> ConnectorMode {
+        self.inner.mode()
+    }
+    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
+        self.inner.connect(config).await
+    }
+    fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
+        self.inner.ping(timeout).await
+    }
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
+        self.inner.ensure_topic(spec).await
+    }
+    async fn topic_info(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+    ) -> Result<Option<TopicInfo>, ConnectorError> {
+        self.inner.topic_info(stream, topic).await
+    }
+    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
+        self.publishes.fetch_add(1, Ordering::SeqCst);
+        let receipt = self.inner.publish(request).await?;
+        let lost = self
+            .lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Err(ConnectorError::Timeout {
+                what: "injected: the publish answer was lost after the broker stored the batch"
+                    .into(),
+                after: Duration::from_secs(5),
+            });
+        }
+        Ok(receipt)
+    }
+    async fn poll(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+        max: u32,
+    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
+        self.inner.poll(stream, topic, partition, from, max).await
+    }
+    async fn subscribe(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        partition: u32,
+        from: PollFrom,
+    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
+        self.inner.subscribe(stream, topic, partition, from).await
+    }
+    async fn join_group(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+        start: StartPosition,
+    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
+        self.inner.join_group(stream, topic, group, start).await
+    }
+    async fn committed_offsets(
+        &self,
+        stream: &StreamName,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<Vec<Option<u64>>, ConnectorError> {
+        self.inner.committed_offsets(stream, topic, group).await
+    }
+    async fn shutdown(&self) -> Result<(), ConnectorError> {
+        self.inner.shutdown().await
+    }
+}
+
+fn options() -> TransportOptions {
+    TransportOptions {
+        partitions: 2,
+        publish_retry: PublishRetry {
+            backoff: Duration::from_millis(1),
+            ..PublishRetry::default()
+        },
+        ..TransportOptions::default()
+    }
+}
+
+/// Every stored event id of the topic, over both partitions.
+async fn stored(connector: &dyn IggyConnector) -> Vec<u128> {
+    let stream = StreamName::new("rustok").unwrap();
+    let topic = TopicName::new("payments").unwrap();
+    let mut ids = Vec::new();
+    for partition in 0..2 {
+        let read = connector
+            .poll(&stream, &topic, partition, PollFrom::First, 1000)
+            .await
+            .unwrap();
+        ids.extend(read.iter().map(|m| m.id));
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_publish_whose_answer_was_lost_is_retried_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::new(embedded.clone(), 1);
+    let payments = Transport::<Paid>::new(lossy.clone(), options())
+        .await
+        .unwrap();
+
+    let receipt = payments.publish(&Paid { n: 1 }).await.unwrap();
+    assert_eq!(lossy.publishes.load(Ordering::SeqCst), 2, "one retry");
+    assert!(
+        receipt.duplicate,
+        "the retry found the first attempt stored"
+    );
+    assert_eq!(receipt.offset, 0);
+    assert_eq!(
+        stored(embedded.as_ref()).await,
+        [receipt.event_id.as_u128()]
+    );
+
+    // Without a lost answer a publish is no duplicate.
+    let fresh = payments.publish(&Paid { n: 2 }).await.unwrap();
+    assert!(!fresh.duplicate);
+    assert_eq!(stored(embedded.as_ref()).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_whose_answer_was_lost_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::new(embedded.clone(), 1);
+    let payments = Transport::<Paid>::new(lossy.clone(), options())
+        .await
+        .unwrap();
+    let events: Vec<Paid> = (0..5).map(|n| Paid { n }).collect();
+    let receipts = payments.publish_batch(&events).await.unwrap();
+    assert!(receipts.iter().all(|r| r.duplicate));
+    let offsets: Vec<u64> = receipts.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 4]);
+    let mut ids: Vec<u128> = receipts.iter().map(|r| r.event_id.as_u128()).collect();
+    let mut stored = stored(embedded.as_ref()).await;
+    ids.sort_unstable();
+    stored.sort_unstable();
+    assert_eq!(stored, ids);
+}
+
+#[tokio::test]
+async fn the_batching_publisher_retries_with_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::new(embedded.clone(), 1);
+    let payments = Transport::<Paid>::new(lossy.clone(), options())
+        .await
+        .unwrap();
+    let batching = payments
+        .batching(BatchingOptions {
+            publish_retry: PublishRetry {
+                backoff: Duration::from_millis(1),
+                ..PublishRetry::default()
+            },
+            ..BatchingOptions::default()
+        })
+        .unwrap();
+    let pending: Vec<_> = {
+        let mut pending = Vec::new();
+        for n in 0..10 {
+            pending.push(
+                batching
+                    .submit_with(&Paid { n }, &EventMetadata::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        pending
+    };
+    let mut receipts = Vec::new();
+    for receipt in pending {
+        receipts.push(receipt.await.unwrap());
+    }
+    assert!(
+        receipts.iter().any(|r| r.duplicate),
+        "the lost batch was found"
+    );
+    let mut ids: Vec<u128> = receipts.iter().map(|r| r.event_id.as_u128()).collect();
+    let mut stored = stored(embedded.as_ref()).await;
+    ids.sort_unstable();
+    stored.sort_unstable();
+    assert_eq!(stored, ids, "every event stored once");
+}
+
+#[tokio::test]
+async fn without_retries_the_lost_answer_is_an_error_and_nothing_is_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::new(embedded.clone(), 1);
+    let payments = Transport::<Paid>::new(
+        lossy.clone(),
+        TransportOptions {
+            publish_retry: PublishRetry::none(),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let error = payments.publish(&Paid { n: 1 }).await.unwrap_err();
+    assert!(error.to_string().contains("answer was lost"), "{error}");
+    assert_eq!(lossy.publishes.load(Ordering::SeqCst), 1);
+}
