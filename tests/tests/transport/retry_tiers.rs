@@ -12,6 +12,7 @@ use rustok_iggy::{
 };
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, read_all};
+use tests::faulty::DeadLetterOutage;
 use tests::within;
 use tokio::sync::Notify;
 
@@ -26,9 +27,18 @@ struct Charge {
 type Calls = Arc<Mutex<Vec<(u64, u32, u32, u64, bool)>>>;
 
 async fn charges(h: &mut Harness, case: &str) -> Transport<Charge> {
+    let connector = Arc::clone(&h.connector);
+    charges_on(connector, h, case).await
+}
+
+async fn charges_on(
+    connector: Arc<dyn rustok_iggy::IggyConnector>,
+    h: &mut Harness,
+    case: &str,
+) -> Transport<Charge> {
     let stream = h.stream(case);
     let transport = Transport::new(
-        Arc::clone(&h.connector),
+        connector,
         TransportOptions {
             stream,
             partitions: 1,
@@ -206,7 +216,54 @@ async fn an_event_failing_always_ends_as_one_dead_letter(mut h: Harness) {
     h.finish().await;
 }
 
+/// While the tier topic refuses writes, the event that failed is not committed
+/// past (its partition waits for the write); once the tier is back, it goes
+/// through the tier and everything is handled once and committed.
+async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
+    let outage = DeadLetterOutage::of_topics_ending(Arc::clone(&h.connector), ".retry.1");
+    let transport = charges_on(outage.clone(), &mut h, "tierdown").await;
+    outage.set_down(true);
+    let stop = {
+        let outage = Arc::clone(&outage);
+        async move {
+            outage.wait_for_failure().await;
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = |charge: rustok_iggy::Received<Charge>| async move {
+        if charge.seq == 0 && charge.info().attempt == 1 {
+            return Err(HandlerError::retryable("down"));
+        }
+        Ok(())
+    };
+    let report = within(
+        "the runner during the outage",
+        transport.consume("billing", options.clone(), stop, handler),
+    )
+    .await
+    .unwrap();
+    assert!(outage.failures() >= 1);
+    assert_eq!(report.retried, 0, "nothing was moved: {report:?}");
+    assert_eq!(
+        committed(&transport, transport.topic()).await,
+        None,
+        "the source is not committed past an event whose tier write failed"
+    );
+    outage.set_down(false);
+    let (report, calls) = run_tiers(&transport, 1, |calls| {
+        calls.iter().filter(|c| c.4).count() >= 3
+    })
+    .await;
+    assert_eq!(report.handled, 3, "{calls:?}");
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    h.finish().await;
+}
+
 tests::both_modes!(
+    a_failed_tier_write_commits_nothing,
     an_event_failing_twice_succeeds_from_the_second_tier,
     an_event_failing_always_ends_as_one_dead_letter,
 );
