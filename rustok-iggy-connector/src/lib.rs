@@ -46,7 +46,7 @@ pub use error::ConnectorError;
 pub use iggy_binary_protocol::WireError;
 pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
-    MalformedHeaders, OutgoingMessage, ReceivedMessage,
+    MalformedHeaders, ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

@@ -353,13 +353,19 @@ impl DeadLetters {
     }
 
     /// Writes a dead letter and returns once the broker accepted it. Only then may the
-    /// caller commit the source offset: a crash in between duplicates the dead letter
-    /// at worst, it never loses the event.
+    /// caller commit the source offset: a crash in between writes the letter again
+    /// (with the same message id: stored once within the broker's deduplication
+    /// window, twice at worst past it), it never loses the event.
     pub(crate) async fn write(&self, failure: Failure<'_>) -> Result<(), Error> {
         let original = failure.message;
         let mut headers = original.headers.clone();
         for name in DLQ_HEADERS {
             headers.remove(name);
+        }
+        // The letter names its event in the header: its message id is its own.
+        if headers.get_str(header::EVENT_ID).is_none() {
+            let event_id = crate::metadata::event_id(&original.headers, original.id);
+            headers.insert_str(header::EVENT_ID, event_id.to_string())?;
         }
         let entries = [
             (dlq_header::ORIGINAL_STREAM, self.stream.to_string()),
@@ -387,7 +393,7 @@ impl DeadLetters {
                 topic: self.topic.clone(),
                 partitioning: Partitioning::Partition(original.partition % self.partitions.max(1)),
                 messages: vec![OutgoingMessage {
-                    id: original.id,
+                    id: letter_id(original.id, failure.group),
                     payload: original.payload.clone(),
                     headers,
                 }],
@@ -427,7 +433,9 @@ impl DeadLetters {
     }
 
     /// Publishes the open letters matching `filter` to their original topic again,
-    /// with their original id, headers (correlation, tenant, ...) and partition, and
+    /// with their event id (in the `event_id` header; the message id is the
+    /// re-drive's own, the same at every re-drive of one letter), their headers
+    /// (correlation, tenant, ...) and partition, and
     /// settles each: a letter is re-driven **at most once**, so a second call
     /// re-drives only what was dead-lettered (or left open) since. Returns how many
     /// were re-driven.
@@ -436,7 +444,8 @@ impl DeadLetters {
     /// none is lost. A crash between the two may publish the letters of the batch in
     /// hand (at most 1,000, consecutive letters of one original partition) again on
     /// the next call, and so may a re-drive running at the same time in another
-    /// process; consumers deduplicate by event id. A letter whose origin is not a
+    /// process: within the broker's deduplication window those copies are stored
+    /// once; past it, consumers deduplicate by event id. A letter whose origin is not a
     /// valid stream and topic is left open (dismiss it).
     /// Re-drives through one `DeadLetters` (and its clones) run one at a time. The
     /// topic is read a batch at a time, up to the letters stored when the call began.
@@ -778,6 +787,24 @@ pub(crate) async fn open_letters(
         open += letters.len() as u64;
     }
     Ok(open)
+}
+
+/// The message id of the letter group `group` writes for message `message_id`: a
+/// UUID (version 8) of both, the same when that group writes it again (after a crash
+/// before its commit: the broker's deduplication stores it once), another for
+/// another group giving up on the same message (each group's letter is kept).
+fn letter_id(message_id: u128, group: &str) -> u128 {
+    let mut key = Vec::with_capacity(16 + group.len());
+    key.extend_from_slice(&message_id.to_le_bytes());
+    key.extend_from_slice(group.as_bytes());
+    let high = twox_hash::XxHash3_64::oneshot_with_seed(0x6c65_7474_6572_0001, &key);
+    let low = twox_hash::XxHash3_64::oneshot_with_seed(0x6c65_7474_6572_0002, &key);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes).as_u128()
 }
 
 fn parse(message: &ReceivedMessage) -> DeadLetter {

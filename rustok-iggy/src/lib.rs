@@ -39,6 +39,8 @@ mod replay;
 mod retry;
 pub mod schema;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tiers;
 mod transport;
 mod upcast;

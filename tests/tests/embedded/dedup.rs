@@ -1,6 +1,7 @@
 //! Message-id deduplication in the embedded broker: a message id the partition already
 //! stored within its window is stored once, from the connector and from the official
-//! SDK over TCP, across a restart; the window's memory bound and expiry.
+//! SDK over TCP, across a restart (id 0 is never a duplicate); the window's memory bound
+//! and expiry; a purge and deleted segments.
 
 use iggy::prelude::{
     Client, Identifier, IggyMessage, MessageClient, Partitioning as SdkPartitioning,
@@ -299,4 +300,192 @@ async fn a_purged_partition_forgets_its_ids() {
     assert_eq!(stored_ids(&broker.connector, "dedup", "purge").await, [5]);
     client.disconnect().await.unwrap();
     broker.shutdown().await;
+}
+
+// ---- the official SDK over TCP -------------------------------------------------------
+
+/// Sends one batch of messages with `ids` (0: let the broker assign one) to partition
+/// 0 of `dedup`/`topic` through the official SDK.
+async fn sdk_send(client: &iggy::prelude::IggyClient, topic: &str, ids: &[u128]) {
+    let mut messages: Vec<IggyMessage> = ids
+        .iter()
+        .map(|id| {
+            IggyMessage::builder()
+                .id(*id)
+                .payload(format!("m{id}").into_bytes().into())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    within(
+        "send_messages",
+        client.send_messages(
+            &Identifier::named("dedup").unwrap(),
+            &Identifier::named(topic).unwrap(),
+            &SdkPartitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_official_sdk_sending_id_zero_twice_stores_both_with_assigned_ids() {
+    let broker = WireBroker::start().await;
+    let client = broker.client().await;
+    let (stream, topic) = names("dedup", "sdk-zero");
+    create_topic(&broker.connector, &stream, &topic, 1).await;
+    sdk_send(&client, "sdk-zero", &[0]).await;
+    sdk_send(&client, "sdk-zero", &[0]).await;
+    let ids = stored_ids(&broker.connector, "dedup", "sdk-zero").await;
+    assert_eq!(ids.len(), 2, "id 0 is never a duplicate: {ids:?}");
+    assert!(
+        ids[0] != 0 && ids[1] != 0 && ids[0] != ids[1],
+        "each got an id of its own: {ids:?}"
+    );
+    client.disconnect().await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_official_sdk_resending_after_a_broker_restart_stores_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.embedded.tcp_enabled = true;
+    config.embedded.tcp_port = 0;
+    config.embedded.tcp_address = "127.0.0.1".into();
+    let (stream, topic) = names("dedup", "sdk-restart");
+    let client_of = |connector: &rustok_iggy_connector::EmbeddedConnector| {
+        let address = connector.tcp_address().expect("the listener is on");
+        iggy::prelude::IggyClient::from_connection_string(&format!(
+            "iggy://{}:{}@{address}",
+            tests::wire::USERNAME,
+            tests::wire::PASSWORD
+        ))
+        .unwrap()
+    };
+    {
+        let connector = open_embedded(&config).await;
+        create_topic(connector.as_ref(), &stream, &topic, 1).await;
+        let client = client_of(&connector);
+        within("connect", client.connect()).await.unwrap();
+        sdk_send(&client, "sdk-restart", &[61, 62]).await;
+        client.disconnect().await.unwrap();
+        connector.shutdown().await.unwrap();
+    }
+    let connector = open_embedded(&config).await;
+    let client = client_of(&connector);
+    within("connect", client.connect()).await.unwrap();
+    // The same batch again, as a producer retrying after the broker came back.
+    sdk_send(&client, "sdk-restart", &[61, 62]).await;
+    sdk_send(&client, "sdk-restart", &[62, 63]).await;
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "sdk-restart").await,
+        [61, 62, 63]
+    );
+    client.disconnect().await.unwrap();
+    connector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_official_sdk_past_max_entries_stores_the_oldest_id_again() {
+    let broker = WireBroker::start_with(|c| c.embedded.deduplication.max_entries = 2).await;
+    let client = broker.client().await;
+    let (stream, topic) = names("dedup", "sdk-bound");
+    create_topic(&broker.connector, &stream, &topic, 1).await;
+    sdk_send(&client, "sdk-bound", &[1]).await;
+    sdk_send(&client, "sdk-bound", &[2]).await;
+    sdk_send(&client, "sdk-bound", &[3]).await;
+    // The window holds 2 and 3: 1 was pushed out (the memory bound), so it is
+    // stored again; 3 is still a duplicate.
+    sdk_send(&client, "sdk-bound", &[3]).await;
+    sdk_send(&client, "sdk-bound", &[1]).await;
+    assert_eq!(
+        stored_ids(&broker.connector, "dedup", "sdk-bound").await,
+        [1, 2, 3, 1]
+    );
+    client.disconnect().await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleted_segments_keep_their_ids_in_the_window_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.embedded.tcp_enabled = true;
+    config.embedded.tcp_port = 0;
+    config.embedded.tcp_address = "127.0.0.1".into();
+    config.embedded.segment_size_bytes = 4096;
+    let (stream, topic) = names("dedup", "segments");
+    let big = |id: u128| {
+        OutgoingMessage::new(format!("{id:04}{}", "x".repeat(2996)).into_bytes()).with_id(id)
+    };
+    let send = |connector: std::sync::Arc<rustok_iggy_connector::EmbeddedConnector>, id: u128| {
+        let (stream, topic) = names("dedup", "segments");
+        async move {
+            connector
+                .publish(
+                    PublishRequest::new(stream, topic)
+                        .partition(0)
+                        .message(big(id)),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    {
+        let connector = open_embedded(&config).await;
+        create_topic(connector.as_ref(), &stream, &topic, 1).await;
+        for id in 1..=6 {
+            send(connector.clone(), id).await;
+        }
+        let address = connector.tcp_address().unwrap();
+        let client = iggy::prelude::IggyClient::from_connection_string(&format!(
+            "iggy://{}:{}@{address}",
+            tests::wire::USERNAME,
+            tests::wire::PASSWORD
+        ))
+        .unwrap();
+        within("connect", client.connect()).await.unwrap();
+        use iggy::prelude::SegmentClient;
+        within(
+            "delete_segments",
+            client.delete_segments(
+                &Identifier::named("dedup").unwrap(),
+                &Identifier::named("segments").unwrap(),
+                0,
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+        let left = stored_ids(connector.as_ref(), "dedup", "segments").await;
+        assert_ne!(
+            left.first(),
+            Some(&1),
+            "the first segment is gone: {left:?}"
+        );
+        // While the broker runs, the window still has the deleted message's id: a
+        // resend within the window is a duplicate, naming the deleted offset.
+        let receipt = send(connector.clone(), 1).await;
+        assert!(receipt.is_duplicate(0));
+        assert_eq!(receipt.offset_of(0), Some(0));
+        assert_eq!(
+            stored_ids(connector.as_ref(), "dedup", "segments").await,
+            left
+        );
+        client.disconnect().await.unwrap();
+        connector.shutdown().await.unwrap();
+    }
+    // The window is rebuilt from the log that is left: the deleted id is forgotten,
+    // the ids still stored are remembered.
+    let connector = open_embedded(&config).await;
+    let before = stored_ids(connector.as_ref(), "dedup", "segments").await;
+    assert!(send(connector.clone(), 6).await.is_duplicate(0));
+    assert!(!send(connector.clone(), 1).await.is_duplicate(0));
+    let after = stored_ids(connector.as_ref(), "dedup", "segments").await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after.last(), Some(&1));
+    connector.shutdown().await.unwrap();
 }

@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rustok_iggy::prelude::*;
-use rustok_iggy::{
-    ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, IggyConnector, RetryPolicy,
-};
+use rustok_iggy::testing::{KitError, TestKit};
+use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, HandlerError, RetryPolicy};
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
-use tests::{embedded_config, open_embedded, within};
+use tests::within;
 use tokio::sync::{Notify, mpsc};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
@@ -36,17 +35,9 @@ fn options(max_attempts: u32) -> ConsumeOptions {
 
 #[tokio::test]
 async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let payments = Transport::<PaymentRequested>::new(
-        connector.clone(),
-        TransportOptions {
-            partitions: 2,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let kit = TestKit::builder().partitions(2).start().await.unwrap();
+    let connector = kit.connector();
+    let payments = kit.transport::<PaymentRequested>().await.unwrap();
     let metadata = EventMetadata::new().correlation_id("corr-42");
     payments.publish(&payment("alice", 10)).await.unwrap();
     let bad = payments
@@ -103,20 +94,19 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
         "the partition waited for the retries, order kept"
     );
 
+    // Every event committed: the dead letter was confirmed before its commit.
+    kit.wait_for_consumed::<PaymentRequested>("ledger", 4)
+        .await
+        .unwrap();
     let dead_letters = DeadLetters::for_transport(&payments, &DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(dead_letters.topic().as_str(), "payments.dlq");
-    let letters = within("the dead letter", async {
-        loop {
-            let letters = dead_letters.list(10).await.unwrap();
-            if !letters.is_empty() {
-                return letters;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let letters = kit.dead_letters::<PaymentRequested>().await.unwrap();
+    assert!(matches!(
+        kit.assert_no_dead_letters().await,
+        Err(KitError::DeadLetters { letters }) if letters.len() == 1
+    ));
     stop.notify_one();
     let report = within("runner stops", runner).await.unwrap().unwrap();
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
@@ -193,22 +183,15 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
         again.info.metadata().correlation_id.as_deref(),
         Some("corr-42")
     );
-    connector.shutdown().await.unwrap();
+    kit.assert_no_dead_letters().await.unwrap();
+    kit.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn permanent_errors_and_undecodable_payloads_skip_the_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let payments = Transport::<PaymentRequested>::new(
-        connector.clone(),
-        TransportOptions {
-            partitions: 1,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let kit = TestKit::builder().partitions(1).start().await.unwrap();
+    let connector = kit.connector();
+    let payments = kit.transport::<PaymentRequested>().await.unwrap();
     payments.publish(&payment("carol", -1)).await.unwrap();
     connector
         .publish(
@@ -255,12 +238,7 @@ async fn permanent_errors_and_undecodable_payloads_skip_the_retries() {
         (report.handled, report.retried, report.dead_lettered),
         (1, 0, 2)
     );
-    let letters = DeadLetters::for_transport(&payments, &DeadLetterConfig::default())
-        .await
-        .unwrap()
-        .list(10)
-        .await
-        .unwrap();
+    let letters = kit.dead_letters::<PaymentRequested>().await.unwrap();
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0].error, "invalid");
     assert!(
@@ -269,5 +247,5 @@ async fn permanent_errors_and_undecodable_payloads_skip_the_retries() {
         letters[1].error
     );
     assert_eq!(&letters[1].payload[..], b"not json");
-    connector.shutdown().await.unwrap();
+    kit.shutdown().await.unwrap();
 }

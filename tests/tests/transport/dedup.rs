@@ -2,7 +2,7 @@
 //! broker stored but whose answer was lost (a wrapper connector that fails after the
 //! real publish) is sent again with the same ids, stored once, and the receipt says
 //! it was a duplicate; through `Transport`, `publish_batch` and the batching
-//! publisher.
+//! publisher; each group that gives up on an event keeps a dead letter of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rustok_iggy::prelude::*;
-use rustok_iggy::{BatchingOptions, EventMetadata, IggyConnector, PublishRetry};
+use rustok_iggy::{
+    BatchingOptions, ConsumeOptions, DeadLetterConfig, DeadLetters, EventMetadata, HandlerError,
+    IggyConnector, PublishRetry, RetryPolicy,
+};
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, MessageSubscriber,
     PingReport, PollFrom, PublishReceipt, PublishRequest, ReceivedMessage, StreamName, TopicInfo,
@@ -259,4 +262,67 @@ async fn without_retries_the_lost_answer_is_an_error_and_nothing_is_stored_twice
     let error = payments.publish(&Paid { n: 1 }).await.unwrap_err();
     assert!(error.to_string().contains("answer was lost"), "{error}");
     assert_eq!(lossy.publishes.load(Ordering::SeqCst), 1);
+}
+
+/// Runs a handler that gives up on every event, as group `group`, until `letters`
+/// holds `depth` open letters.
+async fn dead_letter_as(
+    transport: &Transport<Paid>,
+    letters: &DeadLetters,
+    group: &'static str,
+    depth: u64,
+) {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let runner = {
+        let transport = transport.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            transport
+                .consume(
+                    group,
+                    ConsumeOptions {
+                        retry: RetryPolicy::fixed(1, Duration::from_millis(1)),
+                        ..ConsumeOptions::default()
+                    },
+                    async move { stop.notified().await },
+                    |_| async { Err(HandlerError::permanent("refused")) },
+                )
+                .await
+        })
+    };
+    tests::within(&format!("{group} dead-letters the event"), async {
+        while letters.depth().await.unwrap() < depth {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    stop.notify_one();
+    let report = tests::within("the runner stops", runner)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.dead_lettered, 1, "{group}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_giving_up_on_one_event_each_leave_a_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector: Arc<dyn IggyConnector> = open_embedded(&embedded_config(dir.path())).await;
+    let transport = Transport::<Paid>::new(Arc::clone(&connector), TransportOptions::default())
+        .await
+        .unwrap();
+    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+        .await
+        .unwrap();
+    let receipt = transport.publish(&Paid { n: 1 }).await.unwrap();
+    dead_letter_as(&transport, &letters, "billing", 1).await;
+    // Another group gives up on the same event: its letter is its own, not a
+    // duplicate of billing's.
+    dead_letter_as(&transport, &letters, "audit", 2).await;
+    let open = letters.list(usize::MAX).await.unwrap();
+    let mut groups: Vec<&str> = open.iter().map(|l| l.group.as_str()).collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["audit", "billing"]);
+    assert!(open.iter().all(|l| l.event_id == receipt.event_id));
+    connector.shutdown().await.unwrap();
 }

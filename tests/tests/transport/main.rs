@@ -21,4 +21,5 @@ mod health;
 mod replay;
 mod retry_tiers;
 mod schema;
+mod test_kit;
 mod typed;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
+use rustok_iggy::testing::TestKit;
 use rustok_iggy::{Error, EventMetadata, IggyConnector, SubscriptionOptions};
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
@@ -97,11 +98,9 @@ async fn events_with_the_same_key_arrive_in_publish_order() {
 
 #[tokio::test]
 async fn unacked_events_are_redelivered_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = embedded_config(dir.path());
+    let kit = TestKit::builder().partitions(1).start().await.unwrap();
+    let orders = kit.transport::<OrderPlaced>().await.unwrap();
     {
-        let connector = open_embedded(&config).await;
-        let orders = transport::<OrderPlaced>(connector.clone(), 1).await;
         for seq in 0..6 {
             orders.publish(&order("acme", seq)).await.unwrap();
         }
@@ -127,7 +126,8 @@ async fn unacked_events_are_redelivered_after_a_restart() {
         d3.ack().await.unwrap();
         d1.ack().await.unwrap();
         subscription.commit().await.unwrap();
-        let committed = connector
+        let committed = kit
+            .connector()
             .committed_offsets(
                 orders.stream(),
                 orders.topic(),
@@ -140,10 +140,15 @@ async fn unacked_events_are_redelivered_after_a_restart() {
         std::mem::forget(d2);
         std::mem::forget(subscription);
         std::mem::forget(held);
-        connector.shutdown().await.unwrap();
     }
-    let connector = open_embedded(&config).await;
-    let orders = transport::<OrderPlaced>(connector.clone(), 1).await;
+    kit.restart().await.unwrap();
+    assert_eq!(
+        kit.wait_for_consumed::<OrderPlaced>("billing", 2)
+            .await
+            .unwrap(),
+        2,
+        "the commit survived the restart, and nothing past it"
+    );
     let mut subscription = orders.subscribe("billing").await.unwrap();
     let mut seqs = Vec::new();
     for _ in 0..4 {
@@ -159,7 +164,10 @@ async fn unacked_events_are_redelivered_after_a_restart() {
         vec![2, 3, 4, 5],
         "everything after the last commit comes again"
     );
-    connector.shutdown().await.unwrap();
+    kit.wait_for_consumed::<OrderPlaced>("billing", 6)
+        .await
+        .unwrap();
+    kit.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -496,7 +496,7 @@ impl Broker {
         self.save(&state)?;
         drop(state);
         for topic in removed.iter().flat_map(|s| s.topics.values()) {
-            topic.partitions.iter().for_each(|p| p.retire());
+            topic.partitions().iter().for_each(|p| p.retire());
         }
         remove_dir(&stream_dir(&self.root, id))
     }
@@ -571,6 +571,104 @@ impl Broker {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Adds `count` partitions at the end of the topic (ids `n..n + count`), as the
+    /// Iggy server does, and rebalances every consumer group of the topic: its
+    /// members are assigned again over the new count.
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns. A partition directory left by a partition deleted earlier is
+    /// removed first, so a new partition starts empty.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or the topic would
+    /// pass [`MAX_PARTITIONS`]; I/O errors creating the partitions or saving.
+    pub(crate) fn add_partitions(&self, topic: &Topic, count: u32) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        let to = from
+            .checked_add(count)
+            .filter(|&to| count > 0 && to <= MAX_PARTITIONS)
+            .ok_or_else(|| {
+                ConnectorError::InvalidRequest(format!(
+                    "cannot add {count} partitions to a topic of {from}: a topic has 1 to {MAX_PARTITIONS}"
+                ))
+            })?;
+        let mut partitions = current.to_vec();
+        for id in from..to {
+            let opened = remove_dir(&partition_dir(&self.root, topic.stream_id, topic.id, id))
+                .and_then(|()| self.open_partition(topic.stream_id, topic.id, id));
+            match opened {
+                Ok(partition) => partitions.push(partition),
+                Err(e) => {
+                    self.discard_partitions(topic, &partitions[from as usize..]);
+                    return Err(e);
+                }
+            }
+        }
+        topic.set_partitions(partitions.clone());
+        if let Err(e) = self.save(&state) {
+            // Not in the metadata file: the new partitions must not take publishes.
+            topic.set_partitions(current.to_vec());
+            self.discard_partitions(topic, &partitions[from as usize..]);
+            return Err(e);
+        }
+        topic.rebalance_groups(to);
+        Ok(())
+    }
+
+    /// Removes the last `count` partitions of the topic with their messages and
+    /// stored consumer offsets, as the Iggy server does, and rebalances every
+    /// consumer group of the topic: members lose the removed partitions.
+    ///
+    /// Unlike the server, which lets a topic drop to zero partitions, the last
+    /// partition is kept: every topic of this broker has 1 to [`MAX_PARTITIONS`].
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns; the directories are removed after it.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or not less than the
+    /// topic's partition count; I/O errors saving or removing.
+    pub(crate) fn remove_partitions(
+        &self,
+        topic: &Topic,
+        count: u32,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        if count == 0 || count >= from {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "cannot remove {count} partitions of a topic of {from}: a topic keeps at least one"
+            )));
+        }
+        let kept = (from - count) as usize;
+        topic.set_partitions(current[..kept].to_vec());
+        if let Err(e) = self.save(&state) {
+            topic.set_partitions(current.to_vec());
+            return Err(e);
+        }
+        topic.rebalance_groups(kept as u32);
+        drop(state);
+        self.discard_partitions(topic, &current[kept..]);
+        Ok(())
+    }
+
+    /// Retires partitions that are no longer in the topic and removes their
+    /// directories (messages and stored offsets).
+    fn discard_partitions(&self, topic: &Topic, partitions: &[Arc<Partition>]) {
+        for partition in partitions {
+            partition.retire();
+            let dir = partition_dir(&self.root, topic.stream_id, topic.id, partition.id);
+            if let Err(e) = remove_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+            }
+        }
     }
 
     /// Creates a topic with `partitions` partitions in an existing stream.
@@ -671,7 +769,7 @@ impl Broker {
         let removed = s.topics.remove(&t);
         self.save(&state)?;
         drop(state);
-        for partition in removed.iter().flat_map(|t| t.partitions.iter()) {
+        for partition in removed.iter().flat_map(|t| t.partitions().to_vec()) {
             partition.retire();
         }
         remove_dir(&topic_dir(&self.root, stream_id, t))
@@ -772,7 +870,7 @@ impl Broker {
         let partitions: Vec<Arc<Partition>> = self
             .all_topics()
             .iter()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.partitions().to_vec())
             .collect();
         let results = futures::future::join_all(partitions.iter().map(|p| p.flush())).await;
         results
@@ -792,7 +890,7 @@ impl Broker {
     pub(crate) fn storage_health(&self) -> StorageHealth {
         let mut health = StorageHealth::default();
         for topic in self.all_topics() {
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 let name = format!("{}/{}/{}", topic.stream_name(), topic.name(), partition.id);
                 let damage = partition.damage();
                 if !damage.is_empty() {
@@ -857,7 +955,7 @@ impl Broker {
         drop(groups);
         self.save(&state)?;
         drop(state);
-        for partition in &topic.partitions {
+        for partition in topic.partitions().iter() {
             partition.delete_offset(ConsumerKey::Group(id))?;
         }
         Ok(())
@@ -901,10 +999,11 @@ impl Broker {
             .iter()
             .flat_map(|topic| {
                 topic
-                    .partitions
+                    .partitions()
                     .iter()
                     .filter(|p| p.is_poisoned())
                     .map(|p| (topic.stream_name(), topic.name(), p.id))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -932,7 +1031,7 @@ impl Broker {
             let per_partition = limits
                 .max_size_bytes
                 .map(|b| b / u64::from(topic.partitions_count().max(1)));
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
                 {
                     tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "retention failed");
@@ -952,7 +1051,7 @@ impl Broker {
             .all_topics()
             .into_iter()
             .flat_map(|t| {
-                t.partitions
+                t.partitions()
                     .iter()
                     .map(|p| (Arc::clone(&t), Arc::clone(p)))
                     .collect::<Vec<_>>()

@@ -67,9 +67,10 @@ impl Broker {
             .flat_map(|s| s.topics.values().cloned())
             .collect();
         // Every partition's log held at once: one point in time for all of them.
-        let held: Vec<_> = topics
+        let lists: Vec<_> = topics.iter().map(|t| (t, t.partitions())).collect();
+        let held: Vec<_> = lists
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t, p, p.log_read())))
+            .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, p, p.log_read())))
             .collect();
         let mut partitions = Vec::with_capacity(held.len());
         for (topic, partition, log) in &held {
