@@ -71,6 +71,9 @@ pub mod names {
     pub const SKIPPED: &str = "rustok_iggy_skipped_total";
     /// Failed fetches and commits of a consumer, retried with backoff (counter).
     pub const CONSUMER_ERRORS: &str = "rustok_iggy_consumer_errors_total";
+    /// Deliveries neither settled nor extended within their subscription's
+    /// `ack_wait`, delivered again (counter).
+    pub const ACK_EXPIRED: &str = "rustok_iggy_ack_expired_total";
 
     pub(crate) fn help(name: &str) -> &'static str {
         match name {
@@ -89,13 +92,14 @@ pub mod names {
             PARTITION_HELD => "1 while a subscription holds the partition at an undecided event.",
             SKIPPED => "Undecodable deliveries skipped on the application's decision.",
             CONSUMER_ERRORS => "Failed fetches and commits of a consumer, retried with backoff.",
+            ACK_EXPIRED => "Deliveries not settled within ack_wait, delivered again.",
             _ => "",
         }
     }
 }
 
 /// Every metric name of [`names`] with its kind.
-const ALL: [(&str, Kind); 15] = [
+const ALL: [(&str, Kind); 16] = [
     (names::SENT_MESSAGES, Kind::Counter),
     (names::CONSUMED_MESSAGES, Kind::Counter),
     (names::OPERATION_DURATION, Kind::Histogram),
@@ -111,6 +115,7 @@ const ALL: [(&str, Kind); 15] = [
     (names::PARTITION_HELD, Kind::Gauge),
     (names::SKIPPED, Kind::Counter),
     (names::CONSUMER_ERRORS, Kind::Counter),
+    (names::ACK_EXPIRED, Kind::Counter),
 ];
 
 #[derive(Debug, Clone, Copy)]

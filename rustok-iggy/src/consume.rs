@@ -25,12 +25,14 @@ use crate::event_impl::IggyEvent;
 use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
 use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
+use crate::tiers::{self, Tiers};
 use crate::transport::Transport;
 
 pub use crate::acks::HeldPartition;
 pub use crate::error::DecodeFailure;
-pub use crate::retry::Backoff;
+pub use crate::retry::{Backoff, MAX_TIERS, RetryTiers};
 pub use crate::subscription::{Events, RawDelivery, Undecided};
+pub use crate::tiers::retry_header;
 
 /// What the handler runner does with an event written at a schema version newer than
 /// the consumer knows.
@@ -207,6 +209,10 @@ impl<E: IggyEvent> Transport<E> {
         let mut shutdown = shutdown;
         let set_up = set_up(self.topic().as_str(), group, shutdown.as_mut(), || async {
             let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
+            let tiers = match &options.retry.tiers {
+                Some(tiers) => Some(self.tier_subscriptions(group, &options, tiers).await?),
+                None => None,
+            };
             let subscription = self
                 .subscribe_with(
                     group,
@@ -214,23 +220,79 @@ impl<E: IggyEvent> Transport<E> {
                     runner_subscription(options.subscription),
                 )
                 .await?;
-            Ok((subscription, dead_letters))
+            Ok((subscription, dead_letters, tiers))
         })
         .await?;
-        let Some(((subscription, dead_letters), setup_errors)) = set_up else {
+        let Some(((subscription, dead_letters, tiers), setup_errors)) = set_up else {
             return Ok(ConsumeReport::default());
         };
-        let mut report = run(
-            subscription,
-            dead_letters,
-            group,
-            options,
-            shutdown,
-            handler,
-        )
-        .await?;
+        let handler = Arc::new(handler);
+        let mut report = match tiers {
+            None => {
+                run(
+                    subscription,
+                    dead_letters,
+                    group,
+                    options,
+                    shutdown,
+                    handler,
+                    Stage::default(),
+                )
+                .await?
+            }
+            Some((tiers, tier_subscriptions)) => {
+                run_with_tiers(
+                    subscription,
+                    tier_subscriptions,
+                    tiers,
+                    dead_letters,
+                    group,
+                    options,
+                    shutdown,
+                    handler,
+                )
+                .await?
+            }
+        };
         report.errors += setup_errors;
         Ok(report)
+    }
+
+    /// Opens the retry tier topics of this transport's topic (created when missing)
+    /// and joins `group` on each.
+    async fn tier_subscriptions(
+        &self,
+        group: &str,
+        options: &ConsumeOptions,
+        tiers: &crate::retry::RetryTiers,
+    ) -> Result<(Arc<Tiers>, Vec<Subscription<E>>), Error> {
+        let tiers = Tiers::open(
+            Arc::clone(self.connector()),
+            self.stream().clone(),
+            self.topic().clone(),
+            self.partitions(),
+            options
+                .dead_letter
+                .retention
+                .unwrap_or_else(|| self.dead_letter_retention()),
+            tiers,
+        )
+        .await?;
+        let name = rustok_iggy_connector::GroupName::new(group)?;
+        let mut subscriptions = Vec::new();
+        for topic in tiers.topics() {
+            let consumer = self
+                .connector()
+                .join_group(self.stream(), topic, &name, StartPosition::Earliest)
+                .await?;
+            subscriptions.push(Subscription::new(
+                topic.to_string(),
+                Arc::from(consumer),
+                runner_subscription(options.subscription),
+                Arc::clone(self.upcasters()),
+            ));
+        }
+        Ok((Arc::new(tiers), subscriptions))
     }
 }
 
@@ -251,6 +313,13 @@ impl crate::envelope::IggyTransport {
         H: Fn(Received<crate::envelope::EventEnvelope>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
+        if options.retry.tiers.is_some() {
+            return Err(Error::Connector(ConnectorError::InvalidRequest(
+                "retry tiers are a feature of the typed runner (Transport::consume); \
+                 the envelope runner retries in place"
+                    .into(),
+            )));
+        }
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let set_up = set_up(topic.as_str(), group, shutdown.as_mut(), || async {
@@ -276,7 +345,8 @@ impl crate::envelope::IggyTransport {
             group,
             options,
             shutdown,
-            handler,
+            Arc::new(handler),
+            Stage::default(),
         )
         .await?;
         report.errors += setup_errors;
@@ -360,15 +430,18 @@ async fn run<E, H, F>(
     group: &str,
     options: ConsumeOptions,
     shutdown: impl Future<Output = ()> + Send,
-    handler: H,
+    handler: Arc<H>,
+    stage: Stage,
 ) -> Result<ConsumeReport, Error>
 where
     E: Send + Sync + 'static,
     H: Fn(Received<E>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    let topic = dead_letters.source().to_string();
-    let handler = Arc::new(handler);
+    let topic = match (&stage.tiers, stage.tier) {
+        (Some(tiers), tier) if tier > 0 => tiers.topic(tier).to_string(),
+        _ => dead_letters.source().to_string(),
+    };
     let counters = Arc::new(Counters::default());
     let (stop, stopped) = watch::channel(false);
     let mut workers: HashMap<u32, mpsc::Sender<Work<E>>> = HashMap::new();
@@ -407,6 +480,7 @@ where
                     topic: topic.clone(),
                     counters: Arc::clone(&counters),
                     stopped: stopped.clone(),
+                    stage: stage.clone(),
                 },
             ));
             tx
@@ -448,6 +522,86 @@ where
     })
 }
 
+/// The runner with retry tiers: one runner on the source topic and one on each
+/// tier topic, sharing the handler and the stop; each stops when `shutdown`
+/// completes or any of them ends (an error). Their reports are added up.
+#[expect(clippy::too_many_arguments, reason = "the runner's parts, passed once")]
+async fn run_with_tiers<E, H, F>(
+    subscription: Subscription<E>,
+    tier_subscriptions: Vec<Subscription<E>>,
+    tiers: Arc<Tiers>,
+    dead_letters: DeadLetters,
+    group: &str,
+    options: ConsumeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: Arc<H>,
+) -> Result<ConsumeReport, Error>
+where
+    E: Send + Sync + 'static,
+    H: Fn(Received<E>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let (stop, stopped) = watch::channel(false);
+    let stop = &stop;
+    let stage_run = |subscription: Subscription<E>, tier: u32| {
+        let mut stopped = stopped.clone();
+        let run = run(
+            subscription,
+            dead_letters.clone(),
+            group,
+            options.clone(),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+            Arc::clone(&handler),
+            Stage {
+                tiers: Some(Arc::clone(&tiers)),
+                tier,
+            },
+        );
+        async move {
+            let result = run.await;
+            stop.send_replace(true);
+            result
+        }
+    };
+    let mut runs = vec![stage_run(subscription, 0)];
+    for (index, subscription) in tier_subscriptions.into_iter().enumerate() {
+        runs.push(stage_run(
+            subscription,
+            u32::try_from(index + 1).unwrap_or(u32::MAX),
+        ));
+    }
+    let mut watching = stopped.clone();
+    let (results, ()) = futures::join!(futures::future::join_all(runs), async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = watching.wait_for(|s| *s) => {}
+        }
+        stop.send_replace(true);
+    });
+    let mut total = ConsumeReport::default();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(report) => {
+                total.handled += report.handled;
+                total.retried += report.retried;
+                total.dead_lettered += report.dead_lettered;
+                total.held += report.held;
+                total.errors += report.errors;
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(total),
+    }
+}
+
 /// What a partition worker needs.
 struct Worker<H> {
     handler: Arc<H>,
@@ -458,6 +612,24 @@ struct Worker<H> {
     topic: String,
     counters: Arc<Counters>,
     stopped: watch::Receiver<bool>,
+    stage: Stage,
+}
+
+/// Which topic a runner consumes: the source (tier 0) or a retry tier.
+#[derive(Debug, Clone, Default)]
+struct Stage {
+    /// The retry tiers, when the policy has them.
+    tiers: Option<Arc<Tiers>>,
+    /// 0: the source topic; `n`: tier `n`.
+    tier: u32,
+}
+
+impl Stage {
+    /// The tier a retryable failure at this stage moves to, if any is left.
+    fn next_tier(&self) -> Option<(&Tiers, u32)> {
+        let tiers = self.tiers.as_deref()?;
+        (self.tier < tiers.len()).then_some((tiers, self.tier + 1))
+    }
 }
 
 async fn partition_worker<E, H, F>(mut queue: mpsc::Receiver<Work<E>>, worker: Worker<H>)
@@ -475,6 +647,7 @@ where
         topic,
         counters,
         mut stopped,
+        stage,
     } = worker;
     let labels = [
         ("messaging_destination_name", topic.as_str()),
@@ -508,11 +681,18 @@ where
                 let Some(message) = raw.message().cloned() else {
                     continue;
                 };
+                let (message, attempts) = match tiers::origin(&message) {
+                    Some(origin) if stage.tier > 0 => (
+                        tiers::restored(&message, &origin),
+                        origin.attempts + raw.attempt(),
+                    ),
+                    _ => (message, raw.attempt()),
+                };
                 let failure = Failure {
                     message: &message,
                     group: &group,
                     error: error.failure.to_string(),
-                    attempts: raw.attempt(),
+                    attempts,
                 };
                 if dead_letter(&dead_letters, failure, &retry, &mut stopped).await {
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -532,7 +712,33 @@ where
                     // member: it is delivered again where it belongs.
                     continue;
                 }
-                let (event, info, raw) = (*delivery).into_parts();
+                let (event, mut info, raw) = (*delivery).into_parts();
+                // From a retry tier: wait for the event's due time (this tier
+                // partition waits; the source partition does not), and hand the
+                // handler its original coordinates and attempt count.
+                let origin = if stage.tier > 0 {
+                    raw.message().and_then(tiers::origin)
+                } else {
+                    None
+                };
+                if let Some(origin) = &origin {
+                    let wait = tiers::wait_for(origin);
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stopped.wait_for(|s| *s) => {
+                                // Not handled: delivered again after a restart.
+                                drop(raw);
+                                continue;
+                            }
+                        }
+                    }
+                    info.partition = origin.partition;
+                    info.offset = origin.offset;
+                    info.timestamp = origin.timestamp;
+                    info.attempt += origin.attempts;
+                }
+                let earlier = origin.map_or(0, |o| o.attempts);
                 let received = Received {
                     event: Arc::new(event),
                     info: Arc::new(info),
@@ -601,11 +807,41 @@ where
                         let Some(message) = raw.message().cloned() else {
                             continue;
                         };
+                        let attempts = earlier + failures;
+                        if error.is_retryable()
+                            && let Some((tiers, next)) = stage.next_tier()
+                        {
+                            let reason = error.to_string();
+                            let moved = confirm(
+                                || tiers.write(next, &message, origin.as_ref(), attempts, &reason),
+                                &message,
+                                &retry,
+                                &mut stopped,
+                            )
+                            .await;
+                            if moved {
+                                counters.retried.fetch_add(1, Ordering::Relaxed);
+                                Metrics::global().add(metric_names::RETRIED, &labels, 1);
+                                tracing::debug!(parent: &span, error = %error, tier = next, attempts, "handler failed; moved to the next retry tier");
+                                if let Err(e) = raw.ack().await {
+                                    tracing::warn!(parent: &span, error = %e, "acknowledging a retried event failed; it will come again");
+                                }
+                            } else {
+                                // Stopped during an outage of the tier topic: not
+                                // committed, delivered again later.
+                                raw.nack(Duration::ZERO);
+                            }
+                            continue;
+                        }
+                        let message = match &origin {
+                            Some(origin) => tiers::restored(&message, origin),
+                            None => message,
+                        };
                         let failure = Failure {
                             message: &message,
                             group: &group,
                             error: error.to_string(),
-                            attempts: failures,
+                            attempts,
                         };
                         if dead_letter(&dead_letters, failure, &retry, &mut stopped).await {
                             counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -636,9 +872,33 @@ async fn dead_letter(
     retry: &RetryPolicy,
     stopped: &mut watch::Receiver<bool>,
 ) -> bool {
+    let message = failure.message;
+    confirm(
+        || dead_letters.write(failure.clone()),
+        message,
+        retry,
+        stopped,
+    )
+    .await
+}
+
+/// Runs `write` (a dead letter, a move to a retry tier) until the broker confirms
+/// it, retrying failed writes with the retry policy's backoff (the partition waits)
+/// until it succeeds or the runner stops. Returns whether it was written; when not,
+/// the event stays unacknowledged and is delivered again later.
+async fn confirm<W, Fut>(
+    mut write: W,
+    message: &rustok_iggy_connector::ReceivedMessage,
+    retry: &RetryPolicy,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool
+where
+    W: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
     let mut failures = 0u32;
     loop {
-        match dead_letters.write(failure.clone()).await {
+        match write().await {
             Ok(()) => return true,
             Err(e) => {
                 failures += 1;
@@ -648,11 +908,11 @@ async fn dead_letter(
                     .max(Duration::from_millis(10));
                 tracing::error!(
                     error = %e,
-                    partition = failure.message.partition,
-                    offset = failure.message.offset,
+                    partition = message.partition,
+                    offset = message.offset,
                     failures,
                     ?delay,
-                    "dead-letter write failed; retrying (the partition waits)"
+                    "writing a failed event onward failed; retrying (the partition waits)"
                 );
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}

@@ -319,6 +319,29 @@ impl DeadLetters {
         .await
     }
 
+    /// What [`crate::Delivery::term`] of a subscription of `transport` writes to:
+    /// the transport's default dead-letter topic, opened on first use.
+    pub(crate) fn terminal_of<E: crate::IggyEvent>(
+        transport: &crate::Transport<E>,
+    ) -> crate::subscription::Terminal {
+        let connector = Arc::clone(transport.connector());
+        let stream = transport.stream().clone();
+        let source = transport.topic().clone();
+        let partitions = transport.partitions();
+        let retention = transport.dead_letter_retention();
+        crate::subscription::Terminal {
+            open: Box::new(move || {
+                let (connector, stream, source) =
+                    (Arc::clone(&connector), stream.clone(), source.clone());
+                Box::pin(async move {
+                    let topic = default_topic(&source);
+                    Self::open_with(connector, stream, source, topic, partitions, retention).await
+                })
+            }),
+            opened: tokio::sync::OnceCell::new(),
+        }
+    }
+
     /// The topic whose dead letters these are.
     pub fn source(&self) -> &TopicName {
         &self.source

@@ -38,6 +38,7 @@ mod retry;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tiers;
 mod transport;
 
 pub mod batching;

@@ -4,9 +4,14 @@ use std::time::Duration;
 
 /// How a failed handler is retried before its event goes to the dead-letter topic.
 ///
-/// Delay before attempt `n + 1` (after `n` failures): `initial_backoff * multiplier^(n-1)`,
-/// capped at `max_backoff`, then "full jitter" scaled into `[delay/2, delay]` so that many
-/// consumers do not retry in lockstep.
+/// In place (blocking): delay before attempt `n + 1` (after `n` failures):
+/// `initial_backoff * multiplier^(n-1)`, capped at `max_backoff`, then "full jitter"
+/// scaled into `[delay/2, delay]` so that many consumers do not retry in lockstep.
+/// The event's partition waits meanwhile.
+///
+/// With [`RetryPolicy::tiers`] (non-blocking): after the in-place attempts, a
+/// retryable failure moves the event to the next retry tier topic instead (see
+/// [`RetryTiers`]); its partition flows on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
@@ -19,6 +24,53 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Randomize delays (half to full delay).
     pub jitter: bool,
+    /// Retry tiers after the in-place attempts (`None`, the default: none; see
+    /// [`RetryPolicy::tiers`]).
+    pub tiers: Option<RetryTiers>,
+}
+
+/// Non-blocking retries (opt in, [`RetryPolicy::tiers`]): tier `n` (1-based) is the
+/// topic `<topic>.retry.<n>` with delay `delays[n - 1]`.
+///
+/// A retryable failure of an event read from the source topic writes it to tier 1
+/// with its due time (now + the tier's delay) in the [`crate::retry_header::DUE`]
+/// header; a failure in tier `n` writes it to tier `n + 1`; a failure in the last
+/// tier (or a permanent error anywhere) writes it to the dead-letter topic. Each
+/// hop is committed only after the broker confirmed the write to the next topic
+/// (the commit rule at every hop). The runner consumes each tier topic with the
+/// same group and handler, and waits for an event's due time before handling it.
+///
+/// The trade: the source partition is not blocked while an event is retried, so
+/// the events after it (of the same key too) are handled before it: per-key order
+/// is given up for the retried event (as with Spring Kafka's retry topics). Use
+/// in-place retries where order per key matters more than throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryTiers {
+    delays: [Duration; MAX_TIERS],
+    len: u8,
+}
+
+/// The most retry tiers a [`RetryPolicy`] has.
+pub const MAX_TIERS: usize = 8;
+
+impl RetryTiers {
+    /// The delay of each tier, in order.
+    #[must_use]
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays[..usize::from(self.len)]
+    }
+
+    /// How many tiers there are.
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        u32::from(self.len)
+    }
+
+    /// Whether there is none (never, for tiers made by [`RetryPolicy::tiers`]).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +81,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_backoff: Duration::from_secs(30),
             jitter: true,
+            tiers: None,
         }
     }
 }
@@ -52,6 +105,29 @@ impl RetryPolicy {
             multiplier: 1.0,
             max_backoff: delay,
             jitter: false,
+            tiers: None,
+        }
+    }
+
+    /// Non-blocking retries through `N` tier topics (1 to [`MAX_TIERS`], checked at
+    /// compile time), e.g. `RetryPolicy::tiers([1s, 30s, 5m])`, with no in-place
+    /// retry: a retryable failure moves the event to `<topic>.retry.1` at once, to be
+    /// handled again after 1 s, then to `<topic>.retry.2` after 30 s, and so on;
+    /// after the last tier it is a dead letter. See [`RetryTiers`] for the
+    /// guarantees and the trade (per-key order). Set `max_attempts` above 1 to retry
+    /// in place first, at every stage.
+    #[must_use]
+    pub fn tiers<const N: usize>(delays: [Duration; N]) -> Self {
+        const { assert!(N >= 1 && N <= MAX_TIERS, "1 to MAX_TIERS retry tiers") };
+        let mut all = [Duration::ZERO; MAX_TIERS];
+        all[..N].copy_from_slice(&delays);
+        Self {
+            max_attempts: 1,
+            tiers: Some(RetryTiers {
+                delays: all,
+                len: u8::try_from(N).unwrap_or(u8::MAX),
+            }),
+            ..Self::default()
         }
     }
 
@@ -164,6 +240,7 @@ mod tests {
             multiplier: 2.0,
             max_backoff: Duration::from_millis(500),
             jitter: false,
+            tiers: None,
         };
         let delays: Vec<_> = (1..=5).map(|n| policy.backoff(n)).collect();
         assert_eq!(

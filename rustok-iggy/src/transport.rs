@@ -513,12 +513,14 @@ impl<E: IggyEvent> Transport<E> {
             .connector
             .join_group(&self.stream, &self.topic, &group, start)
             .await?;
-        Ok(Subscription::new(
+        let subscription = Subscription::new(
             self.topic.to_string(),
             Arc::from(consumer),
             options,
             Arc::clone(&self.upcasters),
-        ))
+        );
+        subscription.set_terminal(crate::dead_letter::DeadLetters::terminal_of(self));
+        Ok(subscription)
     }
 
     /// The plain events of consumer group `group`, each acknowledged when the next

@@ -13,11 +13,13 @@ use rustok_iggy_connector::{
 };
 use tokio::sync::Notify;
 
-/// Passes every call to `inner`, except publishes to a `*.dlq` topic while
+/// Passes every call to `inner`, except publishes to a `*.dlq` topic (or the topics
+/// named by [`DeadLetterOutage::of_topics_ending`]) while
 /// [`DeadLetterOutage::set_down`] is on: those fail with a connection error.
 #[derive(Debug)]
 pub struct DeadLetterOutage {
     inner: Arc<dyn IggyConnector>,
+    suffix: &'static str,
     down: AtomicBool,
     failures: AtomicU64,
     failed: Notify,
@@ -26,8 +28,15 @@ pub struct DeadLetterOutage {
 impl DeadLetterOutage {
     /// Wraps `inner`; dead-letter writes work until [`DeadLetterOutage::set_down`].
     pub fn new(inner: Arc<dyn IggyConnector>) -> Arc<Self> {
+        Self::of_topics_ending(inner, ".dlq")
+    }
+
+    /// Wraps `inner`; publishes to topics whose name ends with `suffix` (a retry
+    /// tier, `.retry.1`) fail during the outage.
+    pub fn of_topics_ending(inner: Arc<dyn IggyConnector>, suffix: &'static str) -> Arc<Self> {
         Arc::new(Self {
             inner,
+            suffix,
             down: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             failed: Notify::new(),
@@ -76,7 +85,7 @@ impl IggyConnector for DeadLetterOutage {
         self.inner.topic_info(stream, topic).await
     }
     async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
-        if request.topic.as_str().ends_with(".dlq") && self.down.load(Ordering::SeqCst) {
+        if request.topic.as_str().ends_with(self.suffix) && self.down.load(Ordering::SeqCst) {
             self.failures.fetch_add(1, Ordering::SeqCst);
             self.failed.notify_one();
             return Err(ConnectorError::Connection {

@@ -27,7 +27,7 @@ mod held;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -126,6 +126,61 @@ impl Ticket {
     pub(crate) fn partition(&self) -> u32 {
         self.chunk.flags.partition
     }
+
+    /// Whether its offset is settled (a late acknowledgement of an expired delivery
+    /// can settle it while a copy waits to be delivered again).
+    fn is_settled(&self) -> bool {
+        let bit = 1u64 << (self.index % 64);
+        self.chunk
+            .bits
+            .get((self.index / 64) as usize)
+            .is_some_and(|word| word.load(Ordering::SeqCst) & bit != 0)
+    }
+}
+
+/// [`Lease::state`]: handed out, neither settled nor expired.
+const LEASE_OUT: u8 = 0;
+/// [`Lease::state`]: settled, nacked or dropped by its holder.
+const LEASE_DONE: u8 = 1;
+/// [`Lease::state`]: its acknowledgement deadline passed; a copy is delivered again.
+const LEASE_EXPIRED: u8 = 2;
+
+/// The acknowledgement deadline of one delivery (see
+/// [`crate::SubscriptionOptions::ack_wait`]), shared by its handle and the
+/// subscription's expiry queue.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    state: AtomicU8,
+    /// Nanoseconds after [`AckState::epoch`].
+    deadline: AtomicU64,
+}
+
+impl Lease {
+    /// Ends the lease on behalf of its holder; `false` when it had expired first (the
+    /// holder's delivery no longer holds an in-flight slot, and a copy of it is
+    /// delivered again).
+    pub(crate) fn finish(&self) -> bool {
+        self.state
+            .compare_exchange(LEASE_OUT, LEASE_DONE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Whether the deadline passed before the holder settled it.
+    pub(crate) fn is_expired(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == LEASE_EXPIRED
+    }
+}
+
+/// A handed-out delivery whose deadline is watched.
+#[derive(Debug)]
+struct Expiry {
+    /// Its place in the queue: the deadline when it was (re)queued; the lease's own
+    /// deadline is never earlier (an extension only moves it later).
+    at: Instant,
+    lease: Arc<Lease>,
+    message: ReceivedMessage,
+    ticket: Ticket,
+    attempt: u32,
 }
 
 #[derive(Debug)]
@@ -208,8 +263,10 @@ pub(crate) struct QueueWork {
     pub(crate) seeks: Vec<(u32, u64)>,
     /// A redelivery that is due.
     pub(crate) due: Option<Redelivery>,
-    /// When the next redelivery will be due.
+    /// When the next redelivery or acknowledgement deadline will be due.
     pub(crate) next_due: Option<Instant>,
+    /// Deliveries whose acknowledgement deadline passed now (each is delivered again).
+    pub(crate) expired: u64,
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +274,8 @@ struct Inner {
     tracks: HashMap<u32, Track>,
     /// Sorted by due time.
     redeliver: VecDeque<Redelivery>,
+    /// Acknowledgement deadlines, sorted by [`Expiry::at`].
+    leases: VecDeque<Expiry>,
     seeks: Vec<(u32, u64)>,
     closed: bool,
     /// A commit round is running (one at a time: committed offsets only grow).
@@ -246,10 +305,14 @@ pub(crate) struct AckState {
     pub(crate) commit_wake: Notify,
     /// A commit round ended.
     round_done: Notify,
+    /// The acknowledgement deadline of a delivery (`None`: none).
+    ack_wait: Option<Duration>,
+    /// What lease deadlines count from.
+    epoch: Instant,
 }
 
 impl AckState {
-    pub(crate) fn new(topic: &str, group: &str) -> Self {
+    pub(crate) fn new(topic: &str, group: &str, ack_wait: Option<Duration>) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -263,7 +326,126 @@ impl AckState {
             commit_requested: AtomicBool::new(false),
             commit_wake: Notify::new(),
             round_done: Notify::new(),
+            ack_wait: ack_wait.filter(|wait| !wait.is_zero()),
+            epoch: Instant::now(),
         }
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn lease_deadline(&self, lease: &Lease) -> Instant {
+        self.epoch + Duration::from_nanos(lease.deadline.load(Ordering::SeqCst))
+    }
+
+    /// Starts the acknowledgement deadline of a delivery being handed out (`None`
+    /// when the subscription has no `ack_wait`); returns the lease and its deadline.
+    pub(crate) fn lease(
+        &self,
+        message: &ReceivedMessage,
+        ticket: &Ticket,
+        attempt: u32,
+    ) -> Option<(Arc<Lease>, Instant)> {
+        let wait = self.ack_wait?;
+        let at = Instant::now() + wait;
+        let lease = Arc::new(Lease {
+            state: AtomicU8::new(LEASE_OUT),
+            deadline: AtomicU64::new(self.since_epoch(at)),
+        });
+        let mut inner = self.lock();
+        if inner.closed {
+            return None;
+        }
+        push_expiry(
+            &mut inner.leases,
+            Expiry {
+                at,
+                lease: Arc::clone(&lease),
+                message: message.clone(),
+                ticket: ticket.clone(),
+                attempt,
+            },
+        );
+        Some((lease, at))
+    }
+
+    /// Moves a lease's deadline to `ack_wait` from now, if it is still out.
+    pub(crate) fn extend(&self, lease: &Lease) {
+        if let Some(wait) = self.ack_wait
+            && lease.state.load(Ordering::SeqCst) == LEASE_OUT
+        {
+            lease
+                .deadline
+                .store(self.since_epoch(Instant::now() + wait), Ordering::SeqCst);
+        }
+    }
+
+    /// Settles the delivery of an expired lease (a late acknowledgement: the event
+    /// was handled). Its in-flight slot was given back at the expiry, so none is
+    /// given back here; a copy that waits to be delivered again is dropped, one that
+    /// is out settles nothing more.
+    pub(crate) fn settle_late(&self, ticket: &Ticket) {
+        if ticket.chunk.settle(ticket.index) {
+            self.request_commit();
+        }
+        if ticket.is_held_here() {
+            self.end_hold(ticket);
+        }
+    }
+
+    /// Expires the leases whose deadline is at or before `now`: each delivery is
+    /// queued again (attempt + 1) and its slot given back. Returns how many expired
+    /// and the next deadline.
+    fn expire(&self, inner: &mut Inner, now: Instant) -> (u64, Option<Instant>) {
+        let mut expired = 0;
+        while let Some(first) = inner.leases.front() {
+            if first.at > now {
+                return (expired, Some(first.at));
+            }
+            let Some(mut entry) = inner.leases.pop_front() else {
+                break;
+            };
+            if entry.lease.state.load(Ordering::SeqCst) != LEASE_OUT || entry.ticket.is_superseded()
+            {
+                continue;
+            }
+            let deadline = self.lease_deadline(&entry.lease);
+            if deadline > now {
+                // Extended (`in_progress`): watched again at its new deadline.
+                entry.at = deadline;
+                push_expiry(&mut inner.leases, entry);
+                continue;
+            }
+            if entry
+                .lease
+                .state
+                .compare_exchange(LEASE_OUT, LEASE_EXPIRED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            expired += 1;
+            tracing::warn!(
+                topic = %self.topic,
+                group = %self.group,
+                partition = entry.ticket.partition(),
+                offset = entry.ticket.offset(),
+                attempt = entry.attempt,
+                "a delivery was neither settled nor extended within ack_wait; delivered again"
+            );
+            push_sorted(
+                &mut inner.redeliver,
+                Redelivery {
+                    due: now,
+                    message: entry.message,
+                    ticket: entry.ticket,
+                    attempt: entry.attempt + 1,
+                },
+            );
+            self.give_back_slot();
+        }
+        (expired, None)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -551,12 +733,14 @@ impl AckState {
             return None;
         }
         let mut inner = self.lock();
+        let (expired, next_expiry) = self.expire(&mut inner, now);
         let mut work = QueueWork {
             seeks: std::mem::take(&mut inner.seeks),
+            expired,
             ..QueueWork::default()
         };
         while let Some(first) = inner.redeliver.front() {
-            if first.ticket.is_superseded() {
+            if first.ticket.is_superseded() || first.ticket.is_settled() {
                 inner.redeliver.pop_front();
                 continue;
             }
@@ -569,6 +753,10 @@ impl AckState {
             }
             break;
         }
+        work.next_due = match (work.next_due, next_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Some(work)
     }
 
@@ -610,6 +798,7 @@ impl AckState {
         inner
             .redeliver
             .retain(|r| r.ticket.partition() != partition);
+        inner.leases.retain(|e| e.ticket.partition() != partition);
         inner.seeks.retain(|&(p, _)| p != partition);
         let hold = inner.tracks.remove(&partition).and_then(|track| {
             track.flags.retired.store(true, Ordering::SeqCst);
@@ -644,6 +833,7 @@ impl AckState {
         let mut inner = self.lock();
         inner.closed = true;
         inner.redeliver.clear();
+        inner.leases.clear();
         let holds: Vec<HeldPartition> = inner
             .tracks
             .values_mut()
@@ -664,6 +854,11 @@ impl AckState {
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
+}
+
+fn push_expiry(queue: &mut VecDeque<Expiry>, entry: Expiry) {
+    let at = queue.partition_point(|e| e.at <= entry.at);
+    queue.insert(at, entry);
 }
 
 fn push_sorted(queue: &mut VecDeque<Redelivery>, entry: Redelivery) {

@@ -37,7 +37,7 @@ fn points(acks: &AckState) -> Vec<(u32, u64)> {
 
 #[test]
 fn commits_only_the_contiguous_settled_prefix() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let d = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
     acks.settle(&d[1].1);
     acks.settle(&d[2].1);
@@ -53,7 +53,7 @@ fn commits_only_the_contiguous_settled_prefix() {
 
 #[test]
 fn partitions_are_independent_and_resume_after_their_start() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let d = admit(&acks, &[(0, 10), (1, 5), (1, 6)]);
     acks.settle(&d[1].1);
     assert_eq!(points(&acks), vec![(1, 5)]);
@@ -62,7 +62,7 @@ fn partitions_are_independent_and_resume_after_their_start() {
 
 #[test]
 fn copies_read_again_after_a_rebalance_are_not_admitted_twice() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let first = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
     // The connector restarts after the last commit (none): 0..=2 come again.
     let again = admit(&acks, &[(0, 0), (0, 1), (0, 2), (0, 3)]);
@@ -79,7 +79,7 @@ fn copies_read_again_after_a_rebalance_are_not_admitted_twice() {
 
 #[test]
 fn a_jump_means_another_member_handled_what_lies_before() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let old = admit(&acks, &[(0, 0), (0, 1)]);
     // The partition went away and came back; the other owner committed 9.
     let new = admit(&acks, &[(0, 10)]);
@@ -94,7 +94,7 @@ fn a_jump_means_another_member_handled_what_lies_before() {
 
 #[tokio::test(start_paused = true)]
 async fn requeued_deliveries_hold_back_the_commit() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let mut d = admit(&acks, &[(0, 0), (0, 1)]);
     let (m0, t0) = d.remove(0);
     acks.requeue(m0, t0, 2, Duration::from_millis(50));
@@ -117,7 +117,7 @@ async fn requeued_deliveries_hold_back_the_commit() {
 
 #[test]
 fn a_held_partition_admits_nothing_after_it_until_the_hold_ends() {
-    let acks = AckState::new("t-held", "g");
+    let acks = AckState::new("t-held", "g", None);
     let mut d = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
     let (m1, t1) = d.remove(1);
     acks.settle(&d[0].1);
@@ -151,7 +151,7 @@ fn a_held_partition_admits_nothing_after_it_until_the_hold_ends() {
 
 #[test]
 fn a_lost_partition_is_forgotten_but_its_slots_come_back() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     let d = admit(&acks, &[(0, 0), (1, 0)]);
     acks.forget_partition(0);
     assert!(d[0].1.is_superseded());
@@ -163,7 +163,7 @@ fn a_lost_partition_is_forgotten_but_its_slots_come_back() {
 
 #[test]
 fn slots_are_a_hard_limit() {
-    let acks = AckState::new("t", "g");
+    let acks = AckState::new("t", "g", None);
     assert!(acks.try_take_slot(2));
     assert!(acks.try_take_slot(2));
     assert!(!acks.try_take_slot(2));

@@ -14,7 +14,7 @@ use rustok_iggy_connector::{
 };
 use uuid::Uuid;
 
-use crate::acks::{AckState, Committed, Ticket};
+use crate::acks::{AckState, Committed, Lease, Ticket};
 use crate::dead_letter::{DeadLetters, Failure};
 use crate::error::Error;
 use crate::metadata::EventMetadata;
@@ -37,7 +37,8 @@ pub struct DeliveryInfo {
     pub schema_version: u32,
     /// When the broker appended it (µs since the Unix epoch).
     pub timestamp: u64,
-    /// 1 for the first delivery in this process, 2 after one `nack`, ...
+    /// 1 for the first delivery in this process, 2 after one `nack` or one expired
+    /// acknowledgement deadline ([`crate::SubscriptionOptions::ack_wait`]), ...
     pub attempt: u32,
     /// Every user header of the message (sharing the received record's buffer).
     pub headers: Headers,
@@ -69,6 +70,8 @@ pub(super) struct Labels {
     pub(super) nacked: Counter,
     pub(super) skipped: Counter,
     pub(super) errors: Counter,
+    pub(super) expired: Counter,
+    pub(super) dead_lettered: Counter,
 }
 
 impl Labels {
@@ -86,6 +89,8 @@ impl Labels {
             nacked: metrics.counter_handle(metric_names::NACKED, &labels),
             skipped: metrics.counter_handle(metric_names::SKIPPED, &labels),
             errors: metrics.counter_handle(metric_names::CONSUMER_ERRORS, &labels),
+            expired: metrics.counter_handle(metric_names::ACK_EXPIRED, &labels),
+            dead_lettered: metrics.counter_handle(metric_names::DEAD_LETTERED, &labels),
         }
     }
 }
@@ -97,6 +102,25 @@ pub(super) struct Core {
     pub(super) acks: AckState,
     pub(super) consumer: Arc<dyn GroupConsumer>,
     pub(super) redelivery_backoff: Backoff,
+    /// Where [`Delivery::term`] writes (set once, by the transport).
+    pub(super) terminal: std::sync::OnceLock<Terminal>,
+}
+
+/// The dead-letter topic of a subscription's transport, opened (created when
+/// missing) on the first [`Delivery::term`].
+pub(crate) struct Terminal {
+    pub(crate) open: Box<
+        dyn Fn() -> futures::future::BoxFuture<'static, Result<DeadLetters, Error>> + Send + Sync,
+    >,
+    pub(crate) opened: tokio::sync::OnceCell<DeadLetters>,
+}
+
+impl fmt::Debug for Terminal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Terminal")
+            .field("opened", &self.opened.get())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a delivery dropped without a decision does.
@@ -118,6 +142,8 @@ pub(super) struct AckHandle {
     pub(super) ticket: Ticket,
     pub(super) attempt: u32,
     pub(super) on_drop: OnDrop,
+    /// The acknowledgement deadline, when the subscription has one.
+    pub(super) lease: Option<Arc<Lease>>,
 }
 
 impl fmt::Debug for AckHandle {
@@ -135,12 +161,42 @@ impl AckHandle {
     fn settle(&mut self, counter: fn(&Labels) -> &Counter) {
         if self.message.take().is_some() {
             counter(&self.core.labels).add(1);
-            self.core.acks.settle(&self.ticket);
+            if self.lease.as_ref().is_none_or(|lease| lease.finish()) {
+                self.core.acks.settle(&self.ticket);
+            } else {
+                // Expired: a late settlement still settles the event (it was handled,
+                // skipped or dead-lettered), once; the copy delivered again settles
+                // nothing more.
+                self.core.acks.settle_late(&self.ticket);
+            }
         }
     }
 
+    /// Takes the message unless the delivery's deadline expired: then a copy is
+    /// already delivered again, and a nack, a hold or a drop of this one does
+    /// nothing.
+    fn take_live(&mut self) -> Option<ReceivedMessage> {
+        let message = self.message.take()?;
+        match &self.lease {
+            Some(lease) if !lease.finish() => None,
+            _ => Some(message),
+        }
+    }
+
+    fn extend(&self) {
+        if let Some(lease) = &self.lease
+            && self.message.is_some()
+        {
+            self.core.acks.extend(lease);
+        }
+    }
+
+    fn is_expired(&self) -> bool {
+        self.lease.as_ref().is_some_and(|lease| lease.is_expired())
+    }
+
     fn nack(&mut self, delay: Duration) {
-        if let Some(message) = self.message.take() {
+        if let Some(message) = self.take_live() {
             self.core.labels.nacked.add(1);
             self.core
                 .acks
@@ -149,7 +205,7 @@ impl AckHandle {
     }
 
     fn hold(&mut self, reason: &str) {
-        if let Some(message) = self.message.take() {
+        if let Some(message) = self.take_live() {
             let delay = self.core.redelivery_backoff.delay(self.attempt);
             self.core.acks.hold(
                 message,
@@ -198,6 +254,60 @@ impl AckHandle {
     fn is_superseded(&self) -> bool {
         self.ticket.is_superseded()
     }
+
+    /// Writes the delivery to the subscription's dead-letter topic with `reason`,
+    /// then settles it (see [`Delivery::term`]).
+    async fn term(mut self, reason: String) -> Result<(), Error> {
+        let core = Arc::clone(&self.core);
+        let opened = match core.terminal.get() {
+            Some(terminal) => terminal.opened.get_or_try_init(|| (terminal.open)()).await,
+            None => Err(Error::Connector(ConnectorError::InvalidRequest(
+                "this subscription has no dead-letter topic to terminate deliveries into".into(),
+            ))),
+        };
+        match opened {
+            Ok(dead_letters) => {
+                self.dead_letter(dead_letters, reason, |l| &l.dead_lettered)
+                    .await
+            }
+            Err(error) => {
+                self.hold(&reason);
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the delivery to `dead_letters` with `reason`, then settles it; on a
+    /// failed write its partition is held (delivered again later, never committed
+    /// past).
+    async fn dead_letter(
+        &mut self,
+        dead_letters: &DeadLetters,
+        reason: String,
+        counter: fn(&Labels) -> &Counter,
+    ) -> Result<(), Error> {
+        let Some(message) = self.message.as_ref() else {
+            return Ok(());
+        };
+        let written = dead_letters
+            .write(Failure {
+                message,
+                group: self.core.acks.group(),
+                error: reason.clone(),
+                attempts: self.attempt,
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                self.settle(counter);
+                Ok(())
+            }
+            Err(error) => {
+                self.hold(&reason);
+                Err(error)
+            }
+        }
+    }
 }
 
 impl Drop for AckHandle {
@@ -210,11 +320,17 @@ impl Drop for AckHandle {
     }
 }
 
-/// One event handed to the application, to be acknowledged.
+/// One event handed to the application, to be settled.
 ///
-/// Dereferences to the event. Call [`Delivery::ack`] once it is handled: only then can
-/// its offset be committed. [`Delivery::nack`] asks for it again after a delay.
-/// A delivery dropped without either is delivered again at once.
+/// Dereferences to the event. The settle vocabulary:
+/// - [`Delivery::ack`]: handled; only then can its offset be committed;
+/// - [`Delivery::nack`]: asks for it again after a delay;
+/// - [`Delivery::term`]: poison; it goes to the dead-letter topic now, with no retry;
+/// - [`Delivery::in_progress`]: still being handled; extends its acknowledgement
+///   deadline ([`crate::SubscriptionOptions::ack_wait`]).
+///
+/// A delivery dropped without a decision is delivered again at once; one neither
+/// settled nor extended within `ack_wait` (when set) is delivered again too.
 pub struct Delivery<E> {
     pub(super) event: E,
     pub(super) info: DeliveryInfo,
@@ -286,9 +402,45 @@ impl<E> Delivery<E> {
 
     /// Asks for the event again after `delay` (attempt + 1). The partition's commit
     /// waits for it; other events keep flowing, so a nacked event may come back
-    /// after later ones.
+    /// after later ones. Does nothing when the delivery's `ack_wait` expired (a copy
+    /// is already delivered again).
     pub fn nack(mut self, delay: Duration) {
         self.handle.nack(delay);
+    }
+
+    /// Terminates the delivery as poison: the event is written to the dead-letter
+    /// topic of the subscription's transport (`<topic>.dlq`, created when missing,
+    /// with the transport's dead-letter retention) with `reason` in its
+    /// [`crate::dead_letter::dlq_header::ERROR`] header (cut to 255 bytes) and the attempt count,
+    /// and it is not delivered again.
+    ///
+    /// Guarantee (the commit rule): the delivery is settled, so that the commit may
+    /// pass it, only after the broker confirmed the dead letter. When the write
+    /// fails, the error is returned and the delivery's partition is held at it (see
+    /// [`crate::consume::Undecided::Hold`]): nothing after it is committed, and it is
+    /// delivered again after `redelivery_backoff`. A crash between the write and
+    /// the commit delivers it again, and terminating it again writes a second dead
+    /// letter with the same event id (at-least-once).
+    pub async fn term(self, reason: impl Into<String>) -> Result<(), Error> {
+        let Self { handle, .. } = self;
+        handle.term(reason.into()).await
+    }
+
+    /// Tells the subscription the event is still being handled: its acknowledgement
+    /// deadline moves to [`crate::SubscriptionOptions::ack_wait`] from now. Call it
+    /// more often than `ack_wait` while a long handling runs. Does nothing without
+    /// an `ack_wait`, or once the deadline expired (a copy is already delivered
+    /// again).
+    pub fn in_progress(&self) {
+        self.handle.extend();
+    }
+
+    /// Whether the acknowledgement deadline passed before the delivery was settled:
+    /// a copy is delivered again (attempt + 1). Settling this one still works
+    /// (an `ack` counts the event as handled, once), but a `nack` or a drop does
+    /// nothing.
+    pub fn is_expired(&self) -> bool {
+        self.handle.is_expired()
     }
 
     /// Whether the delivery left this subscription's flow: its partition went to
@@ -344,6 +496,17 @@ impl RawDelivery {
         self.handle.nack(delay);
     }
 
+    /// Terminates it as poison: to the dead-letter topic now (see
+    /// [`Delivery::term`]).
+    pub async fn term(self, reason: impl Into<String>) -> Result<(), Error> {
+        self.handle.term(reason.into()).await
+    }
+
+    /// Extends its acknowledgement deadline (see [`Delivery::in_progress`]).
+    pub fn in_progress(&self) {
+        self.handle.extend();
+    }
+
     /// Settles it as explicitly skipped.
     pub(crate) fn skip(mut self) -> Result<(), Error> {
         self.handle.settle(|l| &l.skipped);
@@ -366,28 +529,9 @@ impl RawDelivery {
         dead_letters: &DeadLetters,
         reason: String,
     ) -> Result<(), Error> {
-        let Some(message) = self.handle.message.as_ref() else {
-            return Ok(());
-        };
-        let core = Arc::clone(&self.handle.core);
-        let written = dead_letters
-            .write(Failure {
-                message,
-                group: core.acks.group(),
-                error: reason.clone(),
-                attempts: self.handle.attempt,
-            })
-            .await;
-        match written {
-            Ok(()) => {
-                self.handle.settle(|l| &l.acked);
-                Ok(())
-            }
-            Err(error) => {
-                self.handle.hold(&reason);
-                Err(error)
-            }
-        }
+        self.handle
+            .dead_letter(dead_letters, reason, |l| &l.acked)
+            .await
     }
 
     /// Whether it left this subscription's flow (see [`Delivery`]).

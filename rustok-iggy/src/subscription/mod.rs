@@ -24,6 +24,7 @@ use crate::upcast::Upcasters;
 
 mod delivery;
 
+pub(crate) use delivery::Terminal;
 use delivery::{AckHandle, Core, Labels, OnDrop};
 pub use delivery::{Delivery, DeliveryInfo, RawDelivery};
 
@@ -68,6 +69,19 @@ pub struct SubscriptionOptions {
     /// How long [`Subscription::close`] keeps trying its final commit while the
     /// connection is lost or the server restarts (10 s by default).
     pub close_timeout: Duration,
+    /// The acknowledgement deadline: a delivery neither settled (acknowledged,
+    /// nacked, terminated, dropped) nor extended ([`Delivery::in_progress`]) within
+    /// this time is delivered again (attempt + 1), gives back its in-flight slot,
+    /// and counts in `rustok_iggy_ack_expired_total`; its partition's commit keeps
+    /// waiting for it. A late `ack` of the expired delivery still counts the event
+    /// as handled (once: the copy then settles nothing more); a late `nack` or drop
+    /// does nothing. Deadlines are checked while the subscription is polled.
+    ///
+    /// `None` (the default): no deadline. Opt in, because a deadline redelivers
+    /// what a slow but healthy handler still holds (JetStream's 30 s is a good
+    /// value when handlers are quick); the handler runner ([`Transport::consume`])
+    /// awaits its handler itself and does not use it.
+    pub ack_wait: Option<Duration>,
 }
 
 impl Default for SubscriptionOptions {
@@ -78,6 +92,7 @@ impl Default for SubscriptionOptions {
             undecided: Undecided::Hold,
             redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             close_timeout: Duration::from_secs(10),
+            ack_wait: None,
         }
     }
 }
@@ -301,9 +316,10 @@ impl<E: Send + 'static> Subscription<E> {
         let assignment = consumer.assignment();
         let core = Arc::new(Core {
             labels: Labels::new(&topic, &group),
-            acks: AckState::new(&topic, &group),
+            acks: AckState::new(&topic, &group, options.ack_wait),
             consumer,
             redelivery_backoff: options.redelivery_backoff,
+            terminal: std::sync::OnceLock::new(),
         });
         let runtime = tokio::runtime::Handle::current();
         runtime.spawn(commit_in_background(Arc::clone(&core)));
@@ -325,19 +341,33 @@ impl<E: Send + 'static> Subscription<E> {
         }
     }
 
+    /// Where [`Delivery::term`] writes its dead letters.
+    pub(crate) fn set_terminal(&self, terminal: Terminal) {
+        let _ = self.core.terminal.set(terminal);
+    }
+
     fn handle(
-        &self,
+        &mut self,
         message: ReceivedMessage,
         ticket: Ticket,
         attempt: u32,
         on_drop: OnDrop,
     ) -> AckHandle {
+        let lease = self
+            .core
+            .acks
+            .lease(&message, &ticket, attempt)
+            .map(|(lease, at)| {
+                self.next_due = Some(self.next_due.map_or(at, |due| due.min(at)));
+                lease
+            });
         AckHandle {
             core: Arc::clone(&self.core),
             message: Some(message),
             ticket,
             attempt,
             on_drop,
+            lease,
         }
     }
 
@@ -440,6 +470,9 @@ impl<E: Send + 'static> Stream for Subscription<E> {
             let mut due = None;
             if let Some(work) = this.core.acks.queue_work(this.next_due) {
                 this.next_due = work.next_due;
+                if work.expired > 0 {
+                    this.core.labels.expired.add(work.expired);
+                }
                 if !work.seeks.is_empty() {
                     this.seek(work.seeks);
                 }

@@ -11,3 +11,5 @@ mod commit_rule;
 mod exit;
 mod malformed_records;
 mod remote_restart;
+mod settle;
+mod tier_chaos;

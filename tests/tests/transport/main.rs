@@ -21,6 +21,7 @@ mod error_chains;
 mod event_headers;
 mod health;
 mod replay;
+mod retry_tiers;
 mod schema;
 mod test_kit;
 mod typed;

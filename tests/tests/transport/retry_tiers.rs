@@ -1,0 +1,271 @@
+//! Retry tiers of the handler runner on both connectors: a failing event moves to
+//! `<topic>.retry.<n>` and is handled again after its delay, while its source
+//! partition flows on; after the last tier it is a dead letter.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustok_iggy::prelude::*;
+use rustok_iggy::{
+    HandlerError, RetryPolicy,
+    connector::{GroupName, TopicName},
+    consume::{ConsumeOptions, ConsumeReport},
+    dead_letter::{DeadLetterConfig, DeadLetters},
+};
+use serde::{Deserialize, Serialize};
+use tests::conformance::{Harness, read_all};
+use tests::faulty::DeadLetterOutage;
+use tests::within;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "tiered", key = tenant)]
+struct Charge {
+    tenant: String,
+    seq: u64,
+}
+
+/// (seq, attempt, partition, offset, succeeded) of every handler call, in order.
+type Calls = Arc<Mutex<Vec<(u64, u32, u32, u64, bool)>>>;
+
+async fn charges(h: &mut Harness, case: &str) -> Transport<Charge> {
+    let connector = Arc::clone(&h.connector);
+    charges_on(connector, h, case).await
+}
+
+async fn charges_on(
+    connector: Arc<dyn rustok_iggy::connector::IggyConnector>,
+    h: &mut Harness,
+    case: &str,
+) -> Transport<Charge> {
+    let stream = h.stream(case);
+    let transport = Transport::new(
+        connector,
+        TransportOptions {
+            stream,
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .expect("the topic is ready");
+    for seq in 0..3 {
+        transport
+            .publish(&Charge {
+                tenant: "t".into(),
+                seq,
+            })
+            .await
+            .unwrap();
+    }
+    transport
+}
+
+/// Runs the handler runner with tiers of 10 ms and 20 ms until `done` says the
+/// calls so far are enough; event 0 fails its first `failures` attempts.
+async fn run_tiers(
+    transport: &Transport<Charge>,
+    failures: u32,
+    done: impl Fn(&[(u64, u32, u32, u64, bool)]) -> bool + Send + Sync + 'static,
+) -> (ConsumeReport, Vec<(u64, u32, u32, u64, bool)>) {
+    let calls: Calls = Arc::default();
+    let changed = Arc::new(Notify::new());
+    let stop = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        async move {
+            loop {
+                let notified = changed.notified();
+                if done(&calls.lock().unwrap_or_else(PoisonError::into_inner)) {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10), Duration::from_millis(20)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        move |charge: rustok_iggy::consume::Received<Charge>| {
+            let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+            async move {
+                let info = charge.info();
+                let fails = charge.seq == 0 && info.attempt <= failures;
+                calls.lock().unwrap_or_else(PoisonError::into_inner).push((
+                    charge.seq,
+                    info.attempt,
+                    info.partition,
+                    info.offset,
+                    !fails,
+                ));
+                changed.notify_one();
+                if fails {
+                    return Err(HandlerError::retryable("the card processor is down"));
+                }
+                Ok(())
+            }
+        }
+    };
+    let report = within(
+        "the runner",
+        transport.consume("billing", options, stop, handler),
+    )
+    .await
+    .expect("the runner ends on its stop");
+    let calls = calls.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    (report, calls)
+}
+
+fn tier(transport: &Transport<Charge>, n: u32) -> TopicName {
+    TopicName::new(format!("{}.retry.{n}", transport.topic())).unwrap()
+}
+
+async fn committed(transport: &Transport<Charge>, topic: &TopicName) -> Option<u64> {
+    transport
+        .connector()
+        .committed_offsets(
+            transport.stream(),
+            topic,
+            &GroupName::new("billing").unwrap(),
+        )
+        .await
+        .expect("committed offsets")[0]
+}
+
+/// An event failing twice is handled once more from tier 1, then succeeds from
+/// tier 2; the later events of its partition were handled before it, each hop was
+/// committed, and nothing is a dead letter.
+async fn an_event_failing_twice_succeeds_from_the_second_tier(mut h: Harness) {
+    let transport = charges(&mut h, "tiers").await;
+    let (report, calls) = run_tiers(&transport, 2, |calls| {
+        calls.iter().any(|c| c.0 == 0 && c.4) && calls.iter().filter(|c| c.4).count() >= 3
+    })
+    .await;
+    let zero: Vec<_> = calls.iter().filter(|c| c.0 == 0).collect();
+    assert_eq!(
+        zero.iter().map(|c| (c.1, c.4)).collect::<Vec<_>>(),
+        vec![(1, false), (2, false), (3, true)],
+        "attempts of the failing event: {calls:?}"
+    );
+    assert!(
+        zero.iter().all(|c| (c.2, c.3) == (0, 0)),
+        "every tier hands the handler the event's original partition and offset: {calls:?}"
+    );
+    let success_at = calls.iter().position(|c| c.0 == 0 && c.4).unwrap();
+    for later in [1, 2] {
+        let at = calls.iter().position(|c| c.0 == later && c.4).unwrap();
+        assert!(
+            at < success_at,
+            "event {later} waited for the retried one: {calls:?}"
+        );
+    }
+    assert_eq!(
+        calls.iter().filter(|c| c.4).count(),
+        3,
+        "each event handled once"
+    );
+    assert_eq!(report.handled, 3);
+    assert_eq!(report.dead_lettered, 0);
+    for n in [1, 2] {
+        let stored = read_all(
+            &*h.connector,
+            transport.stream(),
+            &tier(&transport, n),
+            0,
+            0,
+        )
+        .await;
+        assert_eq!(stored.len(), 1, "tier {n} got the event once");
+    }
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    assert_eq!(committed(&transport, &tier(&transport, 1)).await, Some(0));
+    assert_eq!(committed(&transport, &tier(&transport, 2)).await, Some(0));
+    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.depth().await.unwrap(), 0);
+    h.finish().await;
+}
+
+/// An event failing at every attempt goes through both tiers and ends in the
+/// dead-letter topic once, with its original coordinates and all its attempts.
+async fn an_event_failing_always_ends_as_one_dead_letter(mut h: Harness) {
+    let transport = charges(&mut h, "tiersdlq").await;
+    let (report, calls) = run_tiers(&transport, u32::MAX, |calls| {
+        calls.iter().filter(|c| c.0 == 0).count() >= 3 && calls.iter().filter(|c| c.4).count() >= 2
+    })
+    .await;
+    assert_eq!(calls.iter().filter(|c| c.0 == 0).count(), 3, "{calls:?}");
+    assert_eq!(report.dead_lettered, 1);
+    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+        .await
+        .unwrap()
+        .list(10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].original_topic, "tiered");
+    assert_eq!(
+        (letters[0].original_partition, letters[0].original_offset),
+        (0, 0)
+    );
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(letters[0].error, "the card processor is down");
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    assert_eq!(committed(&transport, &tier(&transport, 2)).await, Some(0));
+    h.finish().await;
+}
+
+/// While the tier topic refuses writes, the event that failed is not committed
+/// past (its partition waits for the write); once the tier is back, it goes
+/// through the tier and everything is handled once and committed.
+async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
+    let outage = DeadLetterOutage::of_topics_ending(Arc::clone(&h.connector), ".retry.1");
+    let transport = charges_on(outage.clone(), &mut h, "tierdown").await;
+    outage.set_down(true);
+    let stop = {
+        let outage = Arc::clone(&outage);
+        async move {
+            outage.wait_for_failure().await;
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = |charge: rustok_iggy::consume::Received<Charge>| async move {
+        if charge.seq == 0 && charge.info().attempt == 1 {
+            return Err(HandlerError::retryable("down"));
+        }
+        Ok(())
+    };
+    let report = within(
+        "the runner during the outage",
+        transport.consume("billing", options.clone(), stop, handler),
+    )
+    .await
+    .unwrap();
+    assert!(outage.failures() >= 1);
+    assert_eq!(report.retried, 0, "nothing was moved: {report:?}");
+    assert_eq!(
+        committed(&transport, transport.topic()).await,
+        None,
+        "the source is not committed past an event whose tier write failed"
+    );
+    outage.set_down(false);
+    let (report, calls) = run_tiers(&transport, 1, |calls| {
+        calls.iter().filter(|c| c.4).count() >= 3
+    })
+    .await;
+    assert_eq!(report.handled, 3, "{calls:?}");
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    h.finish().await;
+}
+
+tests::both_modes!(
+    a_failed_tier_write_commits_nothing,
+    an_event_failing_twice_succeeds_from_the_second_tier,
+    an_event_failing_always_ends_as_one_dead_letter,
+);
