@@ -264,7 +264,7 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         group: &str,
         options: &ConsumeOptions,
-        tiers: &crate::retry::RetryTiers,
+        tiers: &RetryTiers,
     ) -> Result<(Arc<Tiers>, Vec<Subscription<E>>), Error> {
         let tiers = Tiers::open(
             Arc::clone(self.connector()),

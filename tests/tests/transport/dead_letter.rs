@@ -8,7 +8,6 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::testing::{KitError, TestKit};
 use rustok_iggy::{
     HandlerError, RetryPolicy,
-    connector::IggyConnector,
     consume::ConsumeOptions,
     dead_letter::{DeadLetterConfig, DeadLetters},
 };
