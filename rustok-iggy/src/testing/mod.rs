@@ -16,7 +16,7 @@
 //! #     .build().unwrap().block_on(async {
 //! use rustok_iggy::prelude::*;
 //! use rustok_iggy::testing::{TestKit, fail_attempts};
-//! use rustok_iggy::{ConsumeOptions, RetryPolicy};
+//! use rustok_iggy::{RetryPolicy, consume::ConsumeOptions};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize, IggyEvent)]
