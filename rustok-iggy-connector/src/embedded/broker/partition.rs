@@ -793,21 +793,31 @@ fn rebuilt(record: &[u8], kept: &[u128], duplicates: &[(u32, Copy)]) -> Vec<u8> 
 }
 
 /// Fills `window` from the tail of `log`: the ids of its last `max_entries`
-/// messages with the times they were stored, then drops those past the expiry.
+/// messages with the times they were stored, then drops those past the expiry. An
+/// id stored more than once there (before deduplication was on, or again after it
+/// expired) is remembered at its last copy, as the running broker remembered it.
 fn rebuild_window(log: &PartitionLog, window: &mut Window) -> Result<(), StorageError> {
     let max = u32::try_from(window.max_entries()).unwrap_or(u32::MAX);
     let from = log
         .next_offset()
         .saturating_sub(u64::from(max))
         .max(log.first_offset());
+    let mut tail: Vec<(u128, u64, u64)> = Vec::new();
     for stored in log.read(from, max, usize::MAX)? {
         let Ok(messages) = record::messages(&stored) else {
             continue;
         };
         for message in messages.flatten() {
             if message.offset >= from {
-                window.remember(message.id, message.offset, message.timestamp);
+                tail.push((message.id, message.offset, message.timestamp));
             }
+        }
+    }
+    let last: std::collections::HashMap<u128, u64> =
+        tail.iter().map(|&(id, offset, _)| (id, offset)).collect();
+    for (id, offset, stored_at) in tail {
+        if last.get(&id) == Some(&offset) {
+            window.remember(id, offset, stored_at);
         }
     }
     window.expire(crate::batch::now_micros());
