@@ -141,3 +141,53 @@ async fn a_send_whose_answer_was_dropped_is_resent_and_stored_once() {
     remote.shutdown().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_resend_finds_its_stored_copies_behind_large_messages() {
+    let broker = WireBroker::start().await;
+    let proxy = AnswerDropper::start(broker.address).await;
+    let mut config = remote_config(&proxy.address.to_string(), USERNAME, PASSWORD);
+    config.remote.heartbeat_interval_ms = 600_000;
+    config.remote.pool_size = 1;
+    let remote = open_remote(&config).await;
+    let stream = StreamName::new("dedup").unwrap();
+    let topic = TopicName::new("large").unwrap();
+    remote
+        .ensure_topic(&TopicSpec::new(stream.clone(), topic.clone(), 1))
+        .await
+        .unwrap();
+    // 16 MiB below the head: more than one poll answers, so the read-back that looks
+    // for the first attempt's copies must read on to the head.
+    for id in 1..=16u128 {
+        remote
+            .publish(
+                PublishRequest::new(stream.clone(), topic.clone())
+                    .partition(0)
+                    .message(OutgoingMessage::new(vec![b'x'; 1 << 20]).with_id(id)),
+            )
+            .await
+            .unwrap();
+    }
+    proxy.armed.store(true, Ordering::SeqCst);
+    let receipt = remote
+        .publish(
+            PublishRequest::new(stream.clone(), topic.clone())
+                .partition(0)
+                .message(OutgoingMessage::new(&b"small"[..]).with_id(100)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        receipt
+            .duplicates
+            .iter()
+            .map(|d| (d.index, d.offset))
+            .collect::<Vec<_>>(),
+        [(0, 16)],
+        "the resend found the first send stored: {receipt:?}"
+    );
+    assert_eq!(receipt.base_offset, 16);
+    remote.shutdown().await.unwrap();
+    broker.shutdown().await;
+}
