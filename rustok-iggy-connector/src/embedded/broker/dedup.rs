@@ -9,8 +9,36 @@
 //! the stored timestamps, so a restart keeps both the ids and their ages.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::DeduplicationConfig;
+
+/// A map keyed by message id, hashed by [`IdHasher`].
+pub(crate) type IdMap<V> = HashMap<u128, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a message id with one multiply: ids are UUIDs (random) or counters, and a
+/// window is not an attack surface worth SipHash (a producer can only collide its
+/// own ids, in its own partition). The mix spreads counters over the high bits the
+/// map probes with.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        let folded = (id as u64) ^ ((id >> 64) as u64);
+        self.0 = (self.0 ^ folded).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -24,7 +52,7 @@ pub(crate) struct Window {
     max_entries: usize,
     /// µs; `None` for no expiry.
     expiry: Option<u64>,
-    ids: HashMap<u128, Entry>,
+    ids: IdMap<Entry>,
     /// The ids of `ids`, oldest first (one each).
     order: VecDeque<u128>,
 }
@@ -37,7 +65,7 @@ impl Window {
             expiry: config
                 .expiry()
                 .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-            ids: HashMap::new(),
+            ids: IdMap::default(),
             order: VecDeque::new(),
         })
     }
@@ -83,16 +111,19 @@ impl Window {
     /// Remembers `id`, stored at `offset` at time `stored_at`, forgetting the oldest
     /// id past `max_entries`. An id remembered already, or 0, is left as it is.
     pub(crate) fn remember(&mut self, id: u128, offset: u64, stored_at: u64) {
-        if id == 0 || self.ids.contains_key(&id) {
+        if id == 0 {
             return;
         }
-        if self.order.len() >= self.max_entries
+        let std::collections::hash_map::Entry::Vacant(vacant) = self.ids.entry(id) else {
+            return;
+        };
+        vacant.insert(Entry { offset, stored_at });
+        self.order.push_back(id);
+        if self.order.len() > self.max_entries
             && let Some(oldest) = self.order.pop_front()
         {
             self.ids.remove(&oldest);
         }
-        self.ids.insert(id, Entry { offset, stored_at });
-        self.order.push_back(id);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::dedup::Window;
+use super::dedup::{IdMap, Window};
 use super::offsets::{ConsumerKey, OffsetStore, StoredOffsets};
 use super::sync::{SyncJob, SyncSlot, Syncer};
 use crate::batch::record;
@@ -234,8 +234,9 @@ impl Partition {
                 end_offset: appended.end_offset,
             });
         };
-        let mut kept: Vec<u128> = Vec::new();
-        let mut in_batch: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+        let count = messages.header().message_count as usize;
+        let mut kept: Vec<u128> = Vec::with_capacity(count);
+        let mut in_batch = IdMap::<u64>::with_capacity_and_hasher(count, Default::default());
         let mut duplicates: Vec<(u32, Copy)> = Vec::new();
         let mut rebuild = false;
         for (index, message) in messages.enumerate() {
@@ -433,6 +434,18 @@ impl Partition {
     /// The stored offset of `key` (the last message it handled).
     pub(crate) fn stored_offset(&self, key: ConsumerKey) -> Option<u64> {
         self.offsets.get(key)
+    }
+
+    /// The stored offsets of standalone consumers, as (consumer id, offset) (the
+    /// migration copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn stored_consumers(&self) -> Vec<(u32, u64)> {
+        let state = self.offsets.state();
+        state
+            .consumers()
+            .iter()
+            .map(|(&id, &offset)| (id, offset))
+            .collect()
     }
 
     /// The stored offsets as a backup's `offsets.json` holds them.
@@ -676,7 +689,7 @@ impl Partition {
                 }
                 self.durable.send_replace(durable);
                 if let Err(e) = self.offsets.record_durable(durable) {
-                    tracing::warn!(partition = self.id, error = %e, "durable offset not recorded");
+                    tracing::warn!(partition = self.id, error = %crate::error_chain(&e), "durable offset not recorded");
                 }
             }
             Err(cause) => {
@@ -729,7 +742,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "an fsync of the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "an fsync of the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }
@@ -746,7 +759,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "compacting the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "compacting the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }
