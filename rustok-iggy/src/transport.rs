@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, HeaderValue, IggyConnector, Metrics, OutgoingMessage,
-    Partitioning, PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName,
-    TopicName, TopicSpec, metric_names, partition_for,
+    ConnectorError, GroupName, HeaderValue, IggyConnector, Metrics, OutgoingMessage, Partitioning,
+    PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName, TopicName,
+    TopicSpec, metric_names, partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
