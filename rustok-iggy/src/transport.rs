@@ -147,7 +147,9 @@ impl<E> fmt::Debug for Transport<E> {
     }
 }
 
-/// Key of an event with its metadata: the event's own key, else the tenant.
+/// Key of an event with its metadata: the event's own key, else the tenant, else an
+/// event id the metadata names (so that an event published again with its id goes
+/// where its first publish went, and the broker's deduplication sees it).
 pub(crate) fn routing<E: IggyEvent>(
     event: &E,
     metadata: &EventMetadata,
@@ -155,10 +157,11 @@ pub(crate) fn routing<E: IggyEvent>(
 ) -> Option<u32> {
     match event.partition_key() {
         Some(key) => Some(partition_for(&key, partitions)),
-        None => metadata
-            .tenant_id
-            .as_deref()
-            .map(|tenant| partition_for(tenant.as_bytes(), partitions)),
+        None => match (metadata.tenant_id.as_deref(), metadata.event_id) {
+            (Some(tenant), _) => Some(partition_for(tenant.as_bytes(), partitions)),
+            (None, Some(id)) => Some(partition_for(id.as_bytes(), partitions)),
+            (None, None) => None,
+        },
     }
 }
 
@@ -414,7 +417,9 @@ impl<E: IggyEvent> Transport<E> {
     }
 
     /// Publishes one event with metadata (correlation, causation, tenant, actor, trace
-    /// context). An event without a key of its own is partitioned by the tenant id.
+    /// context). An event without a key of its own is partitioned by the tenant id,
+    /// else by the event id when the metadata names one (publishing an event again
+    /// with its event id then reaches the partition that may hold it already).
     pub async fn publish_with(
         &self,
         event: &E,

@@ -147,22 +147,29 @@ async fn stored_before(
     head: u64,
     ids: &[u128],
 ) -> Result<Vec<Duplicate>, ConnectorError> {
-    let from = head.saturating_sub(LOOKBACK + ids.len() as u64);
-    let max = u32::try_from(head - from).unwrap_or(u32::MAX);
-    if max == 0 {
-        return Ok(Vec::new());
-    }
-    let stored = link::read_plain(
-        connection,
-        at,
-        PollingStrategy::offset(from),
-        Some(from),
-        max,
-    )
-    .await?;
+    let mut from = head.saturating_sub(LOOKBACK + ids.len() as u64);
     let mut offsets: HashMap<u128, u64> = HashMap::new();
-    for message in stored.iter().filter(|m| m.offset < head) {
-        offsets.entry(message.id).or_insert(message.offset);
+    // A poll's answer is bounded in bytes too: read on until the head.
+    while from < head {
+        let max = u32::try_from(head - from).unwrap_or(u32::MAX);
+        let stored = link::read_plain(
+            connection,
+            at,
+            PollingStrategy::offset(from),
+            Some(from),
+            max,
+        )
+        .await?;
+        let Some(last) = stored.last().map(|m| m.offset) else {
+            break;
+        };
+        for message in stored.iter().filter(|m| m.offset < head) {
+            offsets.entry(message.id).or_insert(message.offset);
+        }
+        if last < from {
+            break;
+        }
+        from = last + 1;
     }
     Ok((0u32..)
         .zip(ids)

@@ -489,3 +489,77 @@ async fn deleted_segments_keep_their_ids_in_the_window_until_a_restart() {
     assert_eq!(after.last(), Some(&1));
     connector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_id_stored_twice_in_the_log_is_remembered_at_its_last_copy_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    let (stream, topic) = names("dedup", "twice");
+    // A log written before deduplication was turned on holds id 9 twice (an id
+    // stored again after it expired looks the same).
+    config.embedded.deduplication.enabled = false;
+    {
+        let connector = open_embedded(&config).await;
+        create_topic(connector.as_ref(), &stream, &topic, 1).await;
+        connector
+            .publish(batch("dedup", "twice", &[9, 1, 2, 9]))
+            .await
+            .unwrap();
+        connector.shutdown().await.unwrap();
+    }
+    config.embedded.deduplication.enabled = true;
+    config.embedded.deduplication.max_entries = 4;
+    let connector = open_embedded(&config).await;
+    // The window holds the last four messages' ids, 9 as of offset 3: two new ids push
+    // out 1 (the oldest), not 9.
+    for id in [3, 4] {
+        connector
+            .publish(batch("dedup", "twice", &[id]))
+            .await
+            .unwrap();
+    }
+    let receipt = connector
+        .publish(batch("dedup", "twice", &[9]))
+        .await
+        .unwrap();
+    assert!(receipt.is_duplicate(0), "9 is among the last 4 ids stored");
+    assert_eq!(receipt.offset_of(0), Some(3), "its last copy");
+    assert_eq!(
+        stored_ids(connector.as_ref(), "dedup", "twice").await,
+        [9, 1, 2, 9, 3, 4]
+    );
+    connector.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_window_is_rebuilt_over_a_tail_larger_than_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(dir.path());
+    let (stream, topic) = names("dedup", "large");
+    // 12 MiB of messages: the rebuild reads the tail a bounded number of bytes at a
+    // time, and still remembers every id of it.
+    let large = |id: u128| {
+        let (stream, topic) = names("dedup", "large");
+        PublishRequest::new(stream, topic)
+            .partition(0)
+            .message(OutgoingMessage::new(vec![b'x'; 1 << 20]).with_id(id))
+    };
+    {
+        let connector = open_embedded(&config).await;
+        create_topic(connector.as_ref(), &stream, &topic, 1).await;
+        for id in 1..=12 {
+            connector.publish(large(id)).await.unwrap();
+        }
+        connector.shutdown().await.unwrap();
+    }
+    let connector = open_embedded(&config).await;
+    for id in [1, 6, 12] {
+        let receipt = connector.publish(large(id)).await.unwrap();
+        assert!(receipt.is_duplicate(0), "id {id} is remembered");
+        assert_eq!(receipt.offset_of(0), Some(id as u64 - 1));
+    }
+    // Nothing was stored again: a new id follows the twelve.
+    let fresh = connector.publish(large(13)).await.unwrap();
+    assert_eq!((fresh.is_duplicate(0), fresh.base_offset), (false, 12));
+    connector.shutdown().await.unwrap();
+}

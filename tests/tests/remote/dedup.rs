@@ -84,8 +84,17 @@ async fn relay(
     let _ = client_write.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_send_whose_answer_was_dropped_is_resent_and_stored_once() {
+/// A broker, an answer dropper in front of it, a remote connector through the
+/// dropper, and topic `dedup/<topic>` of one partition.
+async fn through_a_dropper(
+    topic: &str,
+) -> (
+    WireBroker,
+    AnswerDropper,
+    Arc<dyn IggyConnector>,
+    StreamName,
+    TopicName,
+) {
     let broker = WireBroker::start().await;
     let proxy = AnswerDropper::start(broker.address).await;
     let mut config = remote_config(&proxy.address.to_string(), USERNAME, PASSWORD);
@@ -94,11 +103,17 @@ async fn a_send_whose_answer_was_dropped_is_resent_and_stored_once() {
     config.remote.pool_size = 1;
     let remote = open_remote(&config).await;
     let stream = StreamName::new("dedup").unwrap();
-    let topic = TopicName::new("remote").unwrap();
+    let topic = TopicName::new(topic).unwrap();
     remote
         .ensure_topic(&TopicSpec::new(stream.clone(), topic.clone(), 1))
         .await
         .unwrap();
+    (broker, proxy, remote, stream, topic)
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_was_dropped_is_resent_and_stored_once() {
+    let (broker, proxy, remote, stream, topic) = through_a_dropper("remote").await;
     let request = |ids: &[u128]| {
         ids.iter().fold(
             PublishRequest::new(stream.clone(), topic.clone()).partition(0),
@@ -138,6 +153,45 @@ async fn a_send_whose_answer_was_dropped_is_resent_and_stored_once() {
     // A send after the resend is new.
     let next = remote.publish(request(&[13])).await.unwrap();
     assert_eq!((next.base_offset, next.duplicates.len()), (4, 0));
+    remote.shutdown().await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resend_finds_its_stored_copies_behind_large_messages() {
+    let (broker, proxy, remote, stream, topic) = through_a_dropper("large").await;
+    // 16 MiB below the head: more than one poll answers, so the read-back that looks
+    // for the first attempt's copies must read on to the head.
+    for id in 1..=16u128 {
+        remote
+            .publish(
+                PublishRequest::new(stream.clone(), topic.clone())
+                    .partition(0)
+                    .message(OutgoingMessage::new(vec![b'x'; 1 << 20]).with_id(id)),
+            )
+            .await
+            .unwrap();
+    }
+    proxy.armed.store(true, Ordering::SeqCst);
+    let receipt = remote
+        .publish(
+            PublishRequest::new(stream.clone(), topic.clone())
+                .partition(0)
+                .message(OutgoingMessage::new(&b"small"[..]).with_id(100)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        receipt
+            .duplicates
+            .iter()
+            .map(|d| (d.index, d.offset))
+            .collect::<Vec<_>>(),
+        [(0, 16)],
+        "the resend found the first send stored: {receipt:?}"
+    );
+    assert_eq!(receipt.base_offset, 16);
     remote.shutdown().await.unwrap();
     broker.shutdown().await;
 }

@@ -330,3 +330,34 @@ async fn two_groups_giving_up_on_one_event_each_leave_a_letter() {
     assert!(open.iter().all(|l| l.event_id == receipt.event_id));
     connector.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_keyless_event_published_again_with_its_event_id_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let payments = Transport::<Paid>::new(embedded.clone(), options())
+        .await
+        .unwrap();
+    // What the application does after a publish that failed: the same event, its
+    // event id named, published again. Without a key it must still go to the
+    // partition of the first attempt, where the broker remembers the id.
+    let metadata = EventMetadata::new().event_id(uuid::Uuid::new_v4());
+    let first = payments
+        .publish_with(&Paid { n: 1 }, &metadata)
+        .await
+        .unwrap();
+    let again = payments
+        .publish_with(&Paid { n: 1 }, &metadata)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert!(
+        again.duplicate,
+        "the second publish was a duplicate: {again:?}"
+    );
+    assert_eq!(
+        (again.partition, again.offset),
+        (first.partition, first.offset)
+    );
+    assert_eq!(stored(embedded.as_ref()).await, [first.event_id.as_u128()]);
+}

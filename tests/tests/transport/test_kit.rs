@@ -466,3 +466,90 @@ async fn the_data_directory_lives_as_long_as_the_kit() {
     kit.shutdown().await.unwrap();
     assert!(!dir.exists(), "the temporary directory is deleted");
 }
+
+/// A tenant whose events go to `partition` of `partitions`.
+fn tenant_on(partition: u32, partitions: u32) -> String {
+    (0..)
+        .map(|n| format!("t{n}"))
+        .find(|t| rustok_iggy::connector::partition_for(t.as_bytes(), partitions) == partition)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_for_consumed_does_not_count_the_events_of_partitions_nobody_committed() {
+    let kit = TestKit::builder()
+        .partitions(2)
+        .timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap();
+    let orders = kit.transport::<OrderPlaced>().await.unwrap();
+    let (zero, one) = (tenant_on(0, 2), tenant_on(1, 2));
+    for cents in 0..3 {
+        orders.publish(&order(&zero, cents)).await.unwrap();
+    }
+    orders.publish(&order(&one, 9)).await.unwrap();
+    // Only partition 0's events are committed: 3 of the 4.
+    let mut subscription = orders.subscribe("half").await.unwrap();
+    let mut committed = 0;
+    while committed < 3 {
+        let delivery = subscription.next().await.unwrap().unwrap();
+        if delivery.info().partition == 0 {
+            delivery.ack_and_commit().await.unwrap();
+            committed += 1;
+        } else {
+            std::mem::forget(delivery);
+        }
+    }
+    assert_eq!(
+        kit.wait_for_consumed::<OrderPlaced>("half", 3)
+            .await
+            .unwrap(),
+        3
+    );
+    match kit.wait_for_consumed::<OrderPlaced>("half", 4).await {
+        Err(KitError::NotConsumed { consumed: 3, .. }) => {}
+        other => panic!("expected NotConsumed with 3, got {other:?}"),
+    }
+    // Across partitions and after a restart, `published` sees all four.
+    kit.restart().await.unwrap();
+    let published = kit.published::<OrderPlaced>().await.unwrap();
+    let partitions: Vec<_> = published.iter().map(|p| p.partition).collect();
+    assert_eq!(partitions, [0, 0, 0, 1]);
+}
+
+#[tokio::test]
+async fn assert_no_dead_letters_finds_a_custom_topic_whose_letters_are_on_a_later_partition() {
+    let kit = TestKit::builder().partitions(2).start().await.unwrap();
+    let orders = kit.transport::<OrderPlaced>().await.unwrap();
+    orders.publish(&order(&tenant_on(1, 2), -1)).await.unwrap();
+    let stop = std::sync::Arc::new(Notify::new());
+    let runner = run(
+        &orders,
+        "custom",
+        ConsumeOptions {
+            dead_letter: DeadLetterConfig {
+                topic: Some(TopicName::new("poison").unwrap()),
+                retention: None,
+            },
+            ..retry(1, Duration::from_millis(1))
+        },
+        &stop,
+        fail_when(|o: &OrderPlaced| o.cents < 0, |_| async { Ok(()) }),
+    );
+    within(
+        "consumed",
+        kit.wait_for_consumed::<OrderPlaced>("custom", 1),
+    )
+    .await
+    .unwrap();
+    stop.notify_waiters();
+    assert_eq!(runner.await.unwrap().unwrap().dead_lettered, 1);
+    match kit.assert_no_dead_letters().await {
+        Err(KitError::DeadLetters { letters }) => {
+            assert_eq!(letters.len(), 1);
+            assert_eq!(letters[0].original_partition, 1);
+        }
+        other => panic!("expected the letter of the custom topic, got {other:?}"),
+    }
+}

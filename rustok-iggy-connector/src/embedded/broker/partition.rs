@@ -20,6 +20,9 @@ use crate::embedded::storage::{
     Disk, LogConfig, LogStats, PartitionLog, RecoveryReport, SegmentDamage, VerifyReport,
 };
 
+/// The bytes of log read at once when the deduplication window is rebuilt on open.
+const REBUILD_READ_BYTES: usize = 8 << 20;
+
 /// How often, at most, a partition fsyncs its offsets journal only to make its
 /// durable offset durable (commits are fsynced by their own policy).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -806,21 +809,42 @@ fn rebuilt(record: &[u8], kept: &[u128], duplicates: &[(u32, Copy)]) -> Vec<u8> 
 }
 
 /// Fills `window` from the tail of `log`: the ids of its last `max_entries`
-/// messages with the times they were stored, then drops those past the expiry.
+/// messages with the times they were stored, then drops those past the expiry. An
+/// id stored more than once there (before deduplication was on, or again after it
+/// expired) is remembered at its last copy, as the running broker remembered it.
 fn rebuild_window(log: &PartitionLog, window: &mut Window) -> Result<(), StorageError> {
     let max = u32::try_from(window.max_entries()).unwrap_or(u32::MAX);
     let from = log
         .next_offset()
         .saturating_sub(u64::from(max))
         .max(log.first_offset());
-    for stored in log.read(from, max, usize::MAX)? {
-        let Ok(messages) = record::messages(&stored) else {
-            continue;
-        };
-        for message in messages.flatten() {
-            if message.offset >= from {
-                window.remember(message.id, message.offset, message.timestamp);
+    let mut tail: Vec<(u128, u64, u64)> = Vec::new();
+    // A bounded read at a time: the tail of a log of large messages does not have to
+    // fit in memory at once.
+    let mut cursor = from;
+    while cursor < log.next_offset() {
+        let mut next = cursor;
+        for stored in log.read(cursor, max, REBUILD_READ_BYTES)? {
+            let Ok(messages) = record::messages(&stored) else {
+                continue;
+            };
+            for message in messages.flatten() {
+                next = next.max(message.offset + 1);
+                if message.offset >= from {
+                    tail.push((message.id, message.offset, message.timestamp));
+                }
             }
+        }
+        if next == cursor {
+            break;
+        }
+        cursor = next;
+    }
+    let last: std::collections::HashMap<u128, u64> =
+        tail.iter().map(|&(id, offset, _)| (id, offset)).collect();
+    for (id, offset, stored_at) in tail {
+        if last.get(&id) == Some(&offset) {
+            window.remember(id, offset, stored_at);
         }
     }
     window.expire(crate::batch::now_micros());
