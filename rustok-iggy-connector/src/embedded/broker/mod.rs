@@ -628,7 +628,8 @@ impl Broker {
     /// partition is kept: every topic of this broker has 1 to [`MAX_PARTITIONS`].
     ///
     /// Durability: the new count is in the fsynced metadata file when this
-    /// returns; the directories are removed after it.
+    /// returns; the directories are removed after it is saved (a crash between
+    /// leaves them, unread: a later `CreatePartitions` removes them first).
     ///
     /// # Errors
     /// [`ConnectorError::InvalidRequest`] when `count` is 0 or not less than the
@@ -654,8 +655,10 @@ impl Broker {
             return Err(e);
         }
         topic.rebalance_groups(kept as u32);
-        drop(state);
+        // Under the metadata lock: a `CreatePartitions` right after must not
+        // create its partition in the directory this removal is about to delete.
         self.discard_partitions(topic, &current[kept..]);
+        drop(state);
         Ok(())
     }
 
@@ -848,13 +851,33 @@ impl Broker {
         record: Vec<u8>,
     ) -> Result<Stored, ConnectorError> {
         self.ensure_open()?;
-        let partition = topic.partition(partition)?;
+        let id = partition;
+        let partition = topic.partition(id)?;
+        // A partition removed meanwhile (`DeletePartitions`, `DeleteTopic`) refuses
+        // the append or ends the wait for its fsync: reported as not found.
+        let removed = |e: StorageError| {
+            if partition.is_retired() {
+                ConnectorError::PartitionNotFound {
+                    stream: topic.stream_name().to_string(),
+                    topic: topic.name().to_string(),
+                    partition: id,
+                    partitions: topic.partitions_count(),
+                }
+            } else {
+                e.into()
+            }
+        };
         // The segment the previous roll closed is sealed first: the seals of
         // stored data never pile up beyond one segment (see `wait_sealed`).
-        partition.wait_sealed().await?;
-        let stored = partition.append(record, batch::now_micros())?;
+        partition.wait_sealed().await.map_err(removed)?;
+        let stored = partition
+            .append(record, batch::now_micros())
+            .map_err(removed)?;
         if partition.acknowledges_after_fsync() {
-            partition.wait_durable(stored.end_offset).await?;
+            partition
+                .wait_durable(stored.end_offset)
+                .await
+                .map_err(removed)?;
         }
         Ok(stored)
     }
@@ -1141,4 +1164,91 @@ fn create_private_dir(dir: &Path) -> Result<(), ConnectorError> {
         persist::sync_dir(parent)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::OutgoingMessage;
+
+    fn broker(dir: &Path, durability: Durability) -> Broker {
+        Broker::open(BrokerConfig {
+            data_dir: dir.to_owned(),
+            durability,
+            segment_size_bytes: 1 << 20,
+            deduplication: DeduplicationConfig::default(),
+            fault_fsync_delay: Duration::ZERO,
+        })
+        .unwrap()
+    }
+
+    fn topic_of_two(broker: &Broker) -> Arc<Topic> {
+        broker
+            .create_stream(StreamName::new("shop").unwrap())
+            .unwrap();
+        broker
+            .create_topic(
+                Ident::Name("shop"),
+                TopicName::new("orders").unwrap(),
+                2,
+                Retention::default(),
+            )
+            .unwrap()
+    }
+
+    fn record(payload: &'static [u8]) -> Vec<u8> {
+        batch::encode_batch(&[OutgoingMessage::new(payload)], batch::now_micros())
+    }
+
+    /// A publish that looked its partition up just before the partition was
+    /// removed (it awaits the seal of a closed segment in between) is refused with
+    /// `PartitionNotFound`, not acknowledged for a message that no partition holds.
+    #[tokio::test]
+    async fn an_append_to_a_partition_removed_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path(), Durability::EveryBatch);
+        let topic = topic_of_two(&broker);
+        let removed = topic.partition(1).unwrap();
+        broker.remove_partitions(&topic, 1).unwrap();
+        assert!(
+            removed
+                .append(record(b"late"), batch::now_micros())
+                .is_err()
+        );
+        assert!(
+            removed
+                .store_offset(ConsumerKey::Consumer(7), 0)
+                .await
+                .is_err()
+        );
+        broker.close().unwrap();
+    }
+
+    /// A publish waiting for the fsync of its batch when its partition is removed
+    /// gets an error instead of waiting forever (the removed partition's sync runs
+    /// do nothing).
+    #[tokio::test]
+    async fn a_wait_for_durability_ends_when_the_partition_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Under `never` nothing fsyncs the append by itself: the waiter waits until
+        // the removal ends its wait.
+        let broker = broker(dir.path(), Durability::Never);
+        let topic = topic_of_two(&broker);
+        let removed = topic.partition(1).unwrap();
+        let stored = removed
+            .append(record(b"in flight"), batch::now_micros())
+            .unwrap();
+        let waiter = {
+            let removed = Arc::clone(&removed);
+            tokio::spawn(async move { removed.wait_durable(stored.end_offset).await })
+        };
+        tokio::task::yield_now().await;
+        broker.remove_partitions(&topic, 1).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("the wait ends once the partition is removed")
+            .unwrap();
+        assert!(waited.is_err(), "{waited:?}");
+        broker.close().unwrap();
+    }
 }
