@@ -587,6 +587,7 @@ impl Broker {
     pub(crate) fn add_partitions(&self, topic: &Topic, count: u32) -> Result<(), ConnectorError> {
         self.ensure_open()?;
         let state = self.write_state();
+        still_in(&state, topic)?;
         let current = topic.partitions();
         let from = current.len() as u32;
         let to = from
@@ -641,6 +642,7 @@ impl Broker {
     ) -> Result<(), ConnectorError> {
         self.ensure_open()?;
         let state = self.write_state();
+        still_in(&state, topic)?;
         let current = topic.partitions();
         let from = current.len() as u32;
         if count == 0 || count >= from {
@@ -1138,6 +1140,22 @@ fn group_text(group: GroupRef<'_>) -> String {
     }
 }
 
+/// `TopicNotFound` when `topic`, looked up before `state` was locked, was deleted
+/// meanwhile.
+fn still_in(state: &State, topic: &Topic) -> Result<(), ConnectorError> {
+    let present = state
+        .find_stream(Ident::Id(topic.stream_id))
+        .and_then(|s| s.find_topic(Ident::Id(topic.id)))
+        .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), topic));
+    if present {
+        return Ok(());
+    }
+    Err(ConnectorError::TopicNotFound {
+        stream: topic.stream_name().to_string(),
+        topic: topic.name().to_string(),
+    })
+}
+
 fn remove_dir(dir: &Path) -> Result<(), ConnectorError> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -1167,11 +1185,11 @@ fn create_private_dir(dir: &Path) -> Result<(), ConnectorError> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::message::OutgoingMessage;
 
-    fn broker(dir: &Path, durability: Durability) -> Broker {
+    pub(super) fn broker(dir: &Path, durability: Durability) -> Broker {
         Broker::open(BrokerConfig {
             data_dir: dir.to_owned(),
             durability,
@@ -1182,7 +1200,7 @@ mod tests {
         .unwrap()
     }
 
-    fn topic_of_two(broker: &Broker) -> Arc<Topic> {
+    pub(super) fn topic_of_two(broker: &Broker) -> Arc<Topic> {
         broker
             .create_stream(StreamName::new("shop").unwrap())
             .unwrap();
@@ -1196,9 +1214,15 @@ mod tests {
             .unwrap()
     }
 
-    fn record(payload: &'static [u8]) -> Vec<u8> {
+    pub(super) fn record(payload: &'static [u8]) -> Vec<u8> {
         batch::encode_batch(&[OutgoingMessage::new(payload)], batch::now_micros())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     /// A publish that looked its partition up just before the partition was
     /// removed (it awaits the seal of a closed segment in between) is refused with
@@ -1249,6 +1273,37 @@ mod tests {
             .expect("the wait ends once the partition is removed")
             .unwrap();
         assert!(waited.is_err(), "{waited:?}");
+        broker.close().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod deleted_topic_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// `CreatePartitions` or `DeletePartitions` on a topic deleted after it was
+    /// looked up is `TopicNotFound`: it neither reports success nor leaves the
+    /// directories of a topic that is gone.
+    #[test]
+    fn partitions_of_a_topic_deleted_meanwhile_are_neither_added_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path(), Durability::EveryBatch);
+        let topic = topic_of_two(&broker);
+        broker
+            .delete_topic(Ident::Name("shop"), Ident::Name("orders"))
+            .unwrap();
+        let added = broker.add_partitions(&topic, 1);
+        assert!(
+            matches!(added, Err(ConnectorError::TopicNotFound { .. })),
+            "{added:?}"
+        );
+        let removed = broker.remove_partitions(&topic, 1);
+        assert!(
+            matches!(removed, Err(ConnectorError::TopicNotFound { .. })),
+            "{removed:?}"
+        );
+        assert!(!topic_dir(dir.path(), topic.stream_id, topic.id).exists());
         broker.close().unwrap();
     }
 }
