@@ -3,6 +3,7 @@
 
 mod dedup;
 mod groups;
+pub(crate) mod layout;
 mod offsets;
 mod partition;
 mod permissions;
@@ -19,15 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub(crate) use self::groups::Group;
+use self::layout::{
+    GroupMeta, METADATA_FILE, MetadataFile, StreamMeta, TopicMeta, partition_dir, stream_dir,
+    topic_dir,
+};
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
 pub(crate) use self::partition::{Partition, Stored};
 pub(crate) use self::permissions::{
     Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
 };
-pub(crate) use self::snapshot::{PartitionLocation, layout, write_file};
 use self::sync::{SYNC_THREADS, SyncJob, Syncer};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
@@ -41,7 +43,6 @@ use crate::partition::check_partition_count;
 
 use super::storage::{Disk, LogConfig, StorageError};
 
-const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
 /// How often, and how long apart, a held data-directory lock is tried again.
 const LOCK_ATTEMPTS: u32 = 20;
@@ -125,44 +126,6 @@ impl State {
     }
 }
 
-// ---- the metadata file -------------------------------------------------------------
-
-#[derive(Debug, Serialize, Deserialize)]
-struct MetadataFile {
-    format: u32,
-    next_stream_id: u32,
-    streams: Vec<StreamMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StreamMeta {
-    id: u32,
-    name: StreamName,
-    created_at: u64,
-    next_topic_id: u32,
-    topics: Vec<TopicMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TopicMeta {
-    id: u32,
-    name: TopicName,
-    created_at: u64,
-    partitions: u32,
-    #[serde(default)]
-    max_age_micros: Option<u64>,
-    #[serde(default)]
-    max_size_bytes: Option<u64>,
-    next_group_id: u32,
-    groups: Vec<GroupMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct GroupMeta {
-    id: u32,
-    name: GroupName,
-}
-
 /// What `/health` says of the storage.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StorageHealth {
@@ -191,22 +154,6 @@ pub(crate) struct Broker {
     next_member: AtomicU64,
     closed: AtomicBool,
     started_at: u64,
-}
-
-fn stream_dir(root: &Path, stream: u32) -> PathBuf {
-    root.join("streams").join(stream.to_string())
-}
-
-fn topic_dir(root: &Path, stream: u32, topic: u32) -> PathBuf {
-    stream_dir(root, stream)
-        .join("topics")
-        .join(topic.to_string())
-}
-
-fn partition_dir(root: &Path, stream: u32, topic: u32, partition: u32) -> PathBuf {
-    topic_dir(root, stream, topic)
-        .join("partitions")
-        .join(partition.to_string())
 }
 
 fn io_err(context: &str, path: &Path, source: std::io::Error) -> ConnectorError {
@@ -284,15 +231,12 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
-                if check_partition_count(t.partitions).is_err() {
+                if let Err(e) = check_partition_count(t.partitions) {
                     // A damaged count would otherwise create up to 2^32 partitions.
                     return Err(StorageError::Corrupt {
                         path: self.root.join(METADATA_FILE),
                         position: 0,
-                        reason: format!(
-                            "topic {} of stream {} has {} partitions; allowed: 1 to {MAX_PARTITIONS}",
-                            t.id, s.id, t.partitions
-                        ),
+                        reason: format!("topic {} of stream {}: {e}", t.id, s.id),
                     }
                     .into());
                 }
@@ -1059,7 +1003,7 @@ impl Broker {
             for partition in topic.partitions().iter() {
                 if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
                 {
-                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "retention failed");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&e), "retention failed");
                 }
             }
         }
@@ -1096,7 +1040,7 @@ impl Broker {
         let mut first_error = None;
         for (topic, partition) in &partitions {
             if let Some(cause) = partition.poisoned() {
-                tracing::error!(topic = %topic.name(), partition = partition.id, error = %cause, "final fsync failed");
+                tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&*cause), "final fsync failed");
                 first_error.get_or_insert(StorageError::Poisoned {
                     path: partition_dir(&self.root, topic.stream_id, topic.id, partition.id),
                     cause,

@@ -723,7 +723,7 @@ impl Partition {
                 }
                 self.durable.send_replace(durable);
                 if let Err(e) = self.offsets.record_durable(durable) {
-                    tracing::warn!(partition = self.id, error = %e, "durable offset not recorded");
+                    tracing::warn!(partition = self.id, error = %crate::error_chain(&e), "durable offset not recorded");
                 }
             }
             Err(cause) => {
@@ -776,7 +776,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "an fsync of the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "an fsync of the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }
@@ -793,7 +793,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "compacting the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "compacting the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }
