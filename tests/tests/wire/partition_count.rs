@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use iggy::prelude::*;
 use rustok_iggy_connector::error_codes::ErrorCode;
+use rustok_iggy_connector::{ConnectorConfig, EmbeddedConnector, IggyConnector};
 use tests::wire::{WireBroker, user_client, within};
 
 fn id(name: &str) -> Identifier {
@@ -314,4 +315,106 @@ async fn bad_counts_bad_ids_and_missing_permissions_are_refused() {
     // Nothing refused changed the topic.
     assert_eq!(partition_ids(&root).await, vec![0, 1]);
     broker.shutdown().await;
+}
+
+/// Copies the directory tree `from` into `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// The directory of partition `partition` of the only topic of the only stream.
+fn partition_dir(data_dir: &std::path::Path, partition: u32) -> std::path::PathBuf {
+    let only = |dir: std::path::PathBuf| {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        assert_eq!(entries.len(), 1, "one entry in {}", dir.display());
+        entries.remove(0)
+    };
+    let stream = only(data_dir.join("streams"));
+    let topic = only(stream.join("topics"));
+    topic.join("partitions").join(partition.to_string())
+}
+
+/// A crash after `DeletePartitions` saved the new count but before it removed the
+/// partition's directory leaves that directory behind: the broker opens the saved
+/// count, and a partition added later at the same id starts empty, without the
+/// messages or offsets of the removed one.
+#[tokio::test]
+async fn a_directory_left_by_a_crash_during_a_removal_is_not_read_back() {
+    let (broker, root) = shop().await;
+    send(&root, 1, "removed")
+        .await
+        .expect("send to partition 1");
+    within(
+        "store_consumer_offset",
+        root.store_consumer_offset(&consumer_7(), &id("shop"), &id("orders"), Some(1), 0),
+    )
+    .await
+    .expect("an offset of partition 1");
+    drop(root);
+    let kept = tempfile::tempdir().expect("temporary directory");
+    let dir = partition_dir(broker.data_dir(), 1);
+    // Taken after a shutdown, so that the copy holds the whole partition.
+    let broker = broker.restart().await;
+    copy_tree(&dir, kept.path());
+
+    let root = broker.client().await;
+    within(
+        "delete_partitions",
+        root.delete_partitions(&id("shop"), &id("orders"), 1),
+    )
+    .await
+    .expect("the last partition removed");
+    drop(root);
+    let data = broker.into_data_dir().await;
+    assert!(!dir.exists(), "the removal deletes the directory");
+    // What a crash before the directory's removal leaves.
+    copy_tree(kept.path(), &dir);
+
+    let mut config = ConnectorConfig::embedded(data.path());
+    config.embedded.tcp_enabled = true;
+    config.embedded.tcp_port = 0;
+    config.embedded.tcp_address = "127.0.0.1".into();
+    let connector = EmbeddedConnector::new();
+    within("reopen", connector.connect(&config))
+        .await
+        .expect("the broker opens with the directory left behind");
+    let address = connector.tcp_address().expect("the listener is on");
+    let root =
+        tests::wire::logged_in_client(address, tests::wire::USERNAME, tests::wire::PASSWORD).await;
+    assert_eq!(partition_ids(&root).await, vec![0]);
+    within(
+        "create_partitions",
+        root.create_partitions(&id("shop"), &id("orders"), 1),
+    )
+    .await
+    .expect("a partition added at id 1");
+    assert_eq!(partition_ids(&root).await, vec![0, 1]);
+    assert_eq!(payloads(&root, 1).await, Vec::<String>::new());
+    let offset = within(
+        "get_consumer_offset",
+        root.get_consumer_offset(&consumer_7(), &id("shop"), &id("orders"), Some(1)),
+    )
+    .await
+    .expect("get_consumer_offset");
+    assert!(offset.is_none(), "{offset:?}");
+    send(&root, 1, "new")
+        .await
+        .expect("the new partition takes messages");
+    assert_eq!(payloads(&root, 1).await, vec!["new"]);
+    drop(root);
+    within("shutdown", connector.shutdown())
+        .await
+        .expect("clean shutdown");
 }

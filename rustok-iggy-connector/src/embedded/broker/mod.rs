@@ -531,6 +531,7 @@ impl Broker {
     pub(crate) fn add_partitions(&self, topic: &Topic, count: u32) -> Result<(), ConnectorError> {
         self.ensure_open()?;
         let state = self.write_state();
+        still_in(&state, topic)?;
         let current = topic.partitions();
         let from = current.len() as u32;
         let to = from
@@ -572,7 +573,8 @@ impl Broker {
     /// partition is kept: every topic of this broker has 1 to [`MAX_PARTITIONS`].
     ///
     /// Durability: the new count is in the fsynced metadata file when this
-    /// returns; the directories are removed after it.
+    /// returns; the directories are removed after it is saved (a crash between
+    /// leaves them, unread: a later `CreatePartitions` removes them first).
     ///
     /// # Errors
     /// [`ConnectorError::InvalidRequest`] when `count` is 0 or not less than the
@@ -584,6 +586,7 @@ impl Broker {
     ) -> Result<(), ConnectorError> {
         self.ensure_open()?;
         let state = self.write_state();
+        still_in(&state, topic)?;
         let current = topic.partitions();
         let from = current.len() as u32;
         if count == 0 || count >= from {
@@ -598,8 +601,10 @@ impl Broker {
             return Err(e);
         }
         topic.rebalance_groups(kept as u32);
-        drop(state);
+        // Under the metadata lock: a `CreatePartitions` right after must not
+        // create its partition in the directory this removal is about to delete.
         self.discard_partitions(topic, &current[kept..]);
+        drop(state);
         Ok(())
     }
 
@@ -792,13 +797,33 @@ impl Broker {
         record: Vec<u8>,
     ) -> Result<Stored, ConnectorError> {
         self.ensure_open()?;
-        let partition = topic.partition(partition)?;
+        let id = partition;
+        let partition = topic.partition(id)?;
+        // A partition removed meanwhile (`DeletePartitions`, `DeleteTopic`) refuses
+        // the append or ends the wait for its fsync: reported as not found.
+        let removed = |e: StorageError| {
+            if partition.is_retired() {
+                ConnectorError::PartitionNotFound {
+                    stream: topic.stream_name().to_string(),
+                    topic: topic.name().to_string(),
+                    partition: id,
+                    partitions: topic.partitions_count(),
+                }
+            } else {
+                e.into()
+            }
+        };
         // The segment the previous roll closed is sealed first: the seals of
         // stored data never pile up beyond one segment (see `wait_sealed`).
-        partition.wait_sealed().await?;
-        let stored = partition.append(record, batch::now_micros())?;
+        partition.wait_sealed().await.map_err(removed)?;
+        let stored = partition
+            .append(record, batch::now_micros())
+            .map_err(removed)?;
         if partition.acknowledges_after_fsync() {
-            partition.wait_durable(stored.end_offset).await?;
+            partition
+                .wait_durable(stored.end_offset)
+                .await
+                .map_err(removed)?;
         }
         Ok(stored)
     }
@@ -1059,6 +1084,22 @@ fn group_text(group: GroupRef<'_>) -> String {
     }
 }
 
+/// `TopicNotFound` when `topic`, looked up before `state` was locked, was deleted
+/// meanwhile.
+fn still_in(state: &State, topic: &Topic) -> Result<(), ConnectorError> {
+    let present = state
+        .find_stream(Ident::Id(topic.stream_id))
+        .and_then(|s| s.find_topic(Ident::Id(topic.id)))
+        .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), topic));
+    if present {
+        return Ok(());
+    }
+    Err(ConnectorError::TopicNotFound {
+        stream: topic.stream_name().to_string(),
+        topic: topic.name().to_string(),
+    })
+}
+
 fn remove_dir(dir: &Path) -> Result<(), ConnectorError> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -1085,4 +1126,128 @@ fn create_private_dir(dir: &Path) -> Result<(), ConnectorError> {
         persist::sync_dir(parent)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    use crate::message::OutgoingMessage;
+
+    pub(super) fn broker(dir: &Path, durability: Durability) -> Broker {
+        Broker::open(BrokerConfig {
+            data_dir: dir.to_owned(),
+            durability,
+            segment_size_bytes: 1 << 20,
+            deduplication: DeduplicationConfig::default(),
+            fault_fsync_delay: Duration::ZERO,
+        })
+        .unwrap()
+    }
+
+    pub(super) fn topic_of_two(broker: &Broker) -> Arc<Topic> {
+        broker
+            .create_stream(StreamName::new("shop").unwrap())
+            .unwrap();
+        broker
+            .create_topic(
+                Ident::Name("shop"),
+                TopicName::new("orders").unwrap(),
+                2,
+                Retention::default(),
+            )
+            .unwrap()
+    }
+
+    pub(super) fn record(payload: &'static [u8]) -> Vec<u8> {
+        batch::encode_batch(&[OutgoingMessage::new(payload)], batch::now_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// A publish that looked its partition up just before the partition was
+    /// removed (it awaits the seal of a closed segment in between) is refused with
+    /// `PartitionNotFound`, not acknowledged for a message that no partition holds.
+    #[tokio::test]
+    async fn an_append_to_a_partition_removed_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path(), Durability::EveryBatch);
+        let topic = topic_of_two(&broker);
+        let removed = topic.partition(1).unwrap();
+        broker.remove_partitions(&topic, 1).unwrap();
+        assert!(
+            removed
+                .append(record(b"late"), batch::now_micros())
+                .is_err()
+        );
+        assert!(
+            removed
+                .store_offset(ConsumerKey::Consumer(7), 0)
+                .await
+                .is_err()
+        );
+        broker.close().unwrap();
+    }
+
+    /// A publish waiting for the fsync of its batch when its partition is removed
+    /// gets an error instead of waiting forever (the removed partition's sync runs
+    /// do nothing).
+    #[tokio::test]
+    async fn a_wait_for_durability_ends_when_the_partition_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Under `never` nothing fsyncs the append by itself: the waiter waits until
+        // the removal ends its wait.
+        let broker = broker(dir.path(), Durability::Never);
+        let topic = topic_of_two(&broker);
+        let removed = topic.partition(1).unwrap();
+        let stored = removed
+            .append(record(b"in flight"), batch::now_micros())
+            .unwrap();
+        let waiter = {
+            let removed = Arc::clone(&removed);
+            tokio::spawn(async move { removed.wait_durable(stored.end_offset).await })
+        };
+        tokio::task::yield_now().await;
+        broker.remove_partitions(&topic, 1).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("the wait ends once the partition is removed")
+            .unwrap();
+        assert!(waited.is_err(), "{waited:?}");
+        broker.close().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod deleted_topic_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// `CreatePartitions` or `DeletePartitions` on a topic deleted after it was
+    /// looked up is `TopicNotFound`: it neither reports success nor leaves the
+    /// directories of a topic that is gone.
+    #[test]
+    fn partitions_of_a_topic_deleted_meanwhile_are_neither_added_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path(), Durability::EveryBatch);
+        let topic = topic_of_two(&broker);
+        broker
+            .delete_topic(Ident::Name("shop"), Ident::Name("orders"))
+            .unwrap();
+        let added = broker.add_partitions(&topic, 1);
+        assert!(
+            matches!(added, Err(ConnectorError::TopicNotFound { .. })),
+            "{added:?}"
+        );
+        let removed = broker.remove_partitions(&topic, 1);
+        assert!(
+            matches!(removed, Err(ConnectorError::TopicNotFound { .. })),
+            "{removed:?}"
+        );
+        assert!(!topic_dir(dir.path(), topic.stream_id, topic.id).exists());
+        broker.close().unwrap();
+    }
 }

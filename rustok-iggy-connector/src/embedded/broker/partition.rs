@@ -214,6 +214,11 @@ impl Partition {
         timestamp_micros: u64,
     ) -> Result<Stored, StorageError> {
         let mut log = self.log_write();
+        // Checked under the log's lock, which `retire` takes: an append either
+        // precedes the removal (and goes with the partition) or is refused.
+        if self.is_retired() {
+            return Err(self.deleted());
+        }
         let mut guard = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let checked = match (guard.as_mut(), record::messages(&record)) {
             (Some(window), Ok(messages)) => {
@@ -376,6 +381,9 @@ impl Partition {
             if *durable.borrow_and_update() >= end {
                 return Ok(());
             }
+            if self.is_retired() {
+                return Err(self.deleted());
+            }
             if let Some(cause) = self.log_poison() {
                 return Err(StorageError::Poisoned {
                     path: self.dir.clone(),
@@ -471,6 +479,9 @@ impl Partition {
         key: ConsumerKey,
         offset: u64,
     ) -> Result<(), StorageError> {
+        if self.is_retired() {
+            return Err(self.deleted());
+        }
         let Some(seq) = self.offsets.store(key, offset)? else {
             return Ok(());
         };
@@ -523,6 +534,9 @@ impl Partition {
         loop {
             if *synced.borrow_and_update() >= seq {
                 return Ok(());
+            }
+            if self.is_retired() {
+                return Err(self.deleted());
             }
             if let Some(cause) = self.offsets.poisoned() {
                 return Err(StorageError::Poisoned {
@@ -662,9 +676,32 @@ impl Partition {
         self.closing.store(true, Ordering::Release);
     }
 
-    /// Marks the partition deleted: its sync runs do nothing from now on.
+    /// Marks the partition deleted: its sync runs do nothing from now on, appends
+    /// and commits are refused, and callers waiting for an fsync stop waiting
+    /// (with the error of [`deleted`](Self::deleted)). Taken under the log's
+    /// lock, so that no append is half way through when it returns.
     pub(crate) fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
+        {
+            let _log = self.log_write();
+            self.retired.store(true, Ordering::Release);
+        }
+        self.durable.send_modify(|_| {});
+        self.offsets_synced.send_modify(|_| {});
+    }
+
+    /// Whether the partition was deleted.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// The error of an append, commit or wait on a deleted partition (the broker
+    /// reports it as `PartitionNotFound`).
+    fn deleted(&self) -> StorageError {
+        StorageError::io(
+            "write to",
+            &self.dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the partition was deleted"),
+        )
     }
 
     /// The job to hand to [`Syncer::request`] / [`Syncer::wait_idle`].

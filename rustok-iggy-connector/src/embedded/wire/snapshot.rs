@@ -105,16 +105,28 @@ pub(crate) async fn snapshot(shared: &Shared, body: &[u8], out: &mut BytesMut) -
         return Err(ErrorCode::SNAPSHOT_FILE_COMPLETION_FAILED);
     }
     let guard = InProgress(flag);
-    let sections: Vec<(String, Vec<u8>)> = types
+    // `None`: the data-directory report, made with the archive below.
+    let sections: Vec<(String, Option<Vec<u8>>)> = types
         .iter()
         .filter_map(|&t| {
-            let content = capture(shared, t)?;
-            Some((format!("{}.txt", type_name(t)?), content))
+            let name = format!("{}.txt", type_name(t)?);
+            if t == FILESYSTEM_OVERVIEW {
+                return Some((name, None));
+            }
+            Some((name, Some(capture(shared, t)?)))
         })
         .collect();
+    let root = shared.broker.data_dir().to_owned();
     // Walking the data directory and compressing block: off the runtime.
     let archive = tokio::task::spawn_blocking(move || {
         let _guard = guard;
+        let sections: Vec<(String, Vec<u8>)> = sections
+            .into_iter()
+            .map(|(name, content)| {
+                let content = content.unwrap_or_else(|| data_dir_report(&root).into_bytes());
+                (name, content)
+            })
+            .collect();
         build_zip(&sections, method)
     })
     .await
@@ -123,10 +135,10 @@ pub(crate) async fn snapshot(shared: &Shared, body: &[u8], out: &mut BytesMut) -
     Ok(())
 }
 
-/// The text of one section, or `None` for what this broker does not have.
+/// The text of one section, or `None` for what this broker does not have (the
+/// data-directory report is made off the runtime, in `snapshot`).
 fn capture(shared: &Shared, snapshot_type: u8) -> Option<Vec<u8>> {
     match snapshot_type {
-        FILESYSTEM_OVERVIEW => Some(data_dir_report(shared.broker.data_dir()).into_bytes()),
         PROCESS_LIST => std::fs::read("/proc/self/status").ok(),
         RESOURCE_USAGE => Some(stats(shared).into_bytes()),
         TEST => Some(b"test\n".to_vec()),
