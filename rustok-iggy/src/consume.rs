@@ -264,12 +264,14 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         group: &str,
         options: &ConsumeOptions,
-        tiers: &crate::retry::RetryTiers,
+        tiers: &RetryTiers,
     ) -> Result<(Arc<Tiers>, Vec<Subscription<E>>), Error> {
+        let name = rustok_iggy_connector::GroupName::new(group)?;
         let tiers = Tiers::open(
             Arc::clone(self.connector()),
             self.stream().clone(),
             self.topic().clone(),
+            &name,
             self.partitions(),
             options
                 .dead_letter
@@ -278,7 +280,6 @@ impl<E: IggyEvent> Transport<E> {
             tiers,
         )
         .await?;
-        let name = rustok_iggy_connector::GroupName::new(group)?;
         let mut subscriptions = Vec::new();
         for topic in tiers.topics() {
             let consumer = self
