@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    HandlerError, RetryPolicy,
+    HandlerError, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, TopicName},
     consume::{ConsumeOptions, ConsumeReport},
     dead_letter::{DeadLetterConfig, DeadLetters},
 };
+use rustok_iggy_connector::metric_names;
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, read_all};
 use tests::faulty::DeadLetterOutage;
-use tests::within;
+use tests::{metric_value, within};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
@@ -379,8 +380,80 @@ async fn each_group_retries_only_its_own_failures(mut h: Harness) {
     h.finish().await;
 }
 
+/// An event waiting in a tier for its due time is not an expired delivery: the
+/// wait extends the `ack_wait` deadline (shorter than the tier's delay), so the
+/// event is handled once from the tier and nothing is counted as expired.
+async fn a_tier_wait_longer_than_ack_wait_is_not_an_expiry(mut h: Harness) {
+    let transport = charges(&mut h, "tierackwait").await;
+    let group = format!("ackwait-{:?}", h.target).to_lowercase();
+    let tier = format!("{}.{group}.retry.1", transport.topic());
+    let labels = [
+        ("messaging_destination_name", tier.as_str()),
+        ("messaging_consumer_group_name", group.as_str()),
+    ];
+    let before = metric_value(metric_names::ACK_EXPIRED, &labels);
+    let calls: Arc<Mutex<Vec<(u64, u32)>>> = Arc::default();
+    let changed = Arc::new(Notify::new());
+    let stop = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        async move {
+            loop {
+                let notified = changed.notified();
+                if calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&(0, 2))
+                {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(600)]),
+        subscription: SubscriptionOptions {
+            ack_wait: Some(Duration::from_millis(60)),
+            ..SubscriptionOptions::default()
+        },
+        ..ConsumeOptions::default()
+    };
+    let handler = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        move |charge: rustok_iggy::consume::Received<Charge>| {
+            let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+            async move {
+                let attempt = charge.info().attempt;
+                calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((charge.seq, attempt));
+                changed.notify_one();
+                if charge.seq == 0 && attempt == 1 {
+                    return Err(HandlerError::retryable("down"));
+                }
+                Ok(())
+            }
+        }
+    };
+    within(
+        "the runner",
+        transport.consume(&group, options, stop, handler),
+    )
+    .await
+    .expect("the runner ends on its stop");
+    assert_eq!(
+        metric_value(metric_names::ACK_EXPIRED, &labels),
+        before,
+        "waiting for the due time expired the tier delivery: {:?}",
+        calls.lock().unwrap_or_else(PoisonError::into_inner)
+    );
+    h.finish().await;
+}
+
 tests::both_modes!(
     a_failed_tier_write_commits_nothing,
+    a_tier_wait_longer_than_ack_wait_is_not_an_expiry,
     each_group_retries_only_its_own_failures,
     an_event_failing_twice_succeeds_from_the_second_tier,
     an_event_failing_always_ends_as_one_dead_letter,
