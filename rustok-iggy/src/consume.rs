@@ -266,10 +266,12 @@ impl<E: IggyEvent> Transport<E> {
         options: &ConsumeOptions,
         tiers: &RetryTiers,
     ) -> Result<(Arc<Tiers>, Vec<Subscription<E>>), Error> {
+        let name = rustok_iggy_connector::GroupName::new(group)?;
         let tiers = Tiers::open(
             Arc::clone(self.connector()),
             self.stream().clone(),
             self.topic().clone(),
+            &name,
             self.partitions(),
             options
                 .dead_letter
@@ -278,7 +280,6 @@ impl<E: IggyEvent> Transport<E> {
             tiers,
         )
         .await?;
-        let name = rustok_iggy_connector::GroupName::new(group)?;
         let mut subscriptions = Vec::new();
         for topic in tiers.topics() {
             let consumer = self
@@ -481,6 +482,7 @@ where
                     counters: Arc::clone(&counters),
                     stopped: stopped.clone(),
                     stage: stage.clone(),
+                    ack_wait: options.subscription.ack_wait,
                 },
             ));
             tx
@@ -613,6 +615,9 @@ struct Worker<H> {
     counters: Arc<Counters>,
     stopped: watch::Receiver<bool>,
     stage: Stage,
+    /// The subscription's acknowledgement deadline, extended while a tier event
+    /// waits for its due time.
+    ack_wait: Option<Duration>,
 }
 
 /// Which topic a runner consumes: the source (tier 0) or a retry tier.
@@ -648,6 +653,7 @@ where
         counters,
         mut stopped,
         stage,
+        ack_wait,
     } = worker;
     let labels = [
         ("messaging_destination_name", topic.as_str()),
@@ -722,16 +728,25 @@ where
                     None
                 };
                 if let Some(origin) = &origin {
-                    let wait = tiers::wait_for(origin);
-                    if !wait.is_zero() {
+                    // The wait extends the delivery's `ack_wait` deadline as it goes:
+                    // waiting for the due time is not a hung handler, and an expiry
+                    // would hand the event to the handler a second time.
+                    let until = tokio::time::Instant::now() + tiers::wait_for(origin);
+                    let tick = ack_wait.map_or(Duration::MAX, |wait| {
+                        (wait / 3).max(Duration::from_millis(1))
+                    });
+                    let mut stopping = false;
+                    while !stopping && tokio::time::Instant::now() < until {
+                        let left = until.saturating_duration_since(tokio::time::Instant::now());
                         tokio::select! {
-                            () = tokio::time::sleep(wait) => {}
-                            _ = stopped.wait_for(|s| *s) => {
-                                // Not handled: delivered again after a restart.
-                                drop(raw);
-                                continue;
-                            }
+                            () = tokio::time::sleep(left.min(tick)) => raw.in_progress(),
+                            _ = stopped.wait_for(|s| *s) => stopping = true,
                         }
+                    }
+                    if stopping {
+                        // Not handled: delivered again after a restart.
+                        drop(raw);
+                        continue;
                     }
                     info.partition = origin.partition;
                     info.offset = origin.offset;

@@ -30,7 +30,7 @@ pub struct RetryPolicy {
 }
 
 /// Non-blocking retries (opt in, [`RetryPolicy::tiers`]): tier `n` (1-based) is the
-/// topic `<topic>.retry.<n>` with delay `delays[n - 1]`.
+/// topic `<topic>.<group>.retry.<n>` (one set per consumer group) with delay `delays[n - 1]`.
 ///
 /// A retryable failure of an event read from the source topic writes it to tier 1
 /// with its due time (now + the tier's delay) in the [`crate::retry_header::DUE`]
@@ -111,8 +111,9 @@ impl RetryPolicy {
 
     /// Non-blocking retries through `N` tier topics (1 to [`MAX_TIERS`], checked at
     /// compile time), e.g. `RetryPolicy::tiers([1s, 30s, 5m])`, with no in-place
-    /// retry: a retryable failure moves the event to `<topic>.retry.1` at once, to be
-    /// handled again after 1 s, then to `<topic>.retry.2` after 30 s, and so on;
+    /// retry: a retryable failure moves the event to `<topic>.<group>.retry.1` at once,
+    /// to be handled again after 1 s, then to `<topic>.<group>.retry.2` after 30 s,
+    /// and so on (each consumer group has its own tiers);
     /// after the last tier it is a dead letter. See [`RetryTiers`] for the
     /// guarantees and the trade (per-key order). Set `max_attempts` above 1 to retry
     /// in place first, at every stage.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    IggyConnector, OutgoingMessage, Partitioning, PublishRequest, ReceivedMessage, Retention,
-    StreamName, TopicName, TopicSpec, now_micros,
+    GroupName, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, ReceivedMessage,
+    Retention, StreamName, TopicName, TopicSpec, now_micros,
 };
 
 use crate::error::Error;
@@ -44,11 +44,14 @@ const RETRY_HEADERS: [&str; 8] = [
     retry_header::ERROR,
 ];
 
-/// The topic of tier `n` (1-based) of `source`: `<source>.retry.<n>` (the source
-/// name cut to fit 255 bytes).
-pub(crate) fn tier_topic(source: &TopicName, n: u32) -> TopicName {
+/// The topic of tier `n` (1-based) of consumer group `group` on `source`:
+/// `<source>.<group>.retry.<n>` (`<source>.<group>` cut to fit 255 bytes). Each group
+/// has its own tiers: a group's tier runner handles only the events that group
+/// failed, and two groups failing the same event each keep their retry (a tier
+/// write keeps the event's message id, which the broker deduplicates per partition).
+pub(crate) fn tier_topic(source: &TopicName, group: &GroupName, n: u32) -> TopicName {
     let suffix = format!(".retry.{n}");
-    let mut name = source.as_str().to_owned();
+    let mut name = format!("{source}.{group}");
     while name.len() + suffix.len() > 255 {
         name.pop();
     }
@@ -120,20 +123,21 @@ pub(crate) struct Tiers {
 }
 
 impl Tiers {
-    /// Ensures the tier topics of `source` (with `partitions` partitions and the
+    /// Ensures `group`'s tier topics of `source` (with `partitions` partitions and the
     /// dead-letter retention: an event waiting for a retry is kept as long as a dead
     /// letter would be).
     pub(crate) async fn open(
         connector: Arc<dyn IggyConnector>,
         stream: StreamName,
         source: TopicName,
+        group: &GroupName,
         partitions: u32,
         retention: Retention,
         tiers: &RetryTiers,
     ) -> Result<Self, Error> {
         let mut topics = Vec::new();
         for n in 1..=tiers.len() {
-            let topic = tier_topic(&source, n);
+            let topic = tier_topic(&source, group, n);
             let info = connector
                 .ensure_topic(&TopicSpec {
                     stream: stream.clone(),

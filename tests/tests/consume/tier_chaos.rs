@@ -225,7 +225,7 @@ async fn tier_chaos(mut h: Harness) {
     let group = GroupName::new("workers").unwrap();
     let mut topics = vec![jobs.topic().clone()];
     for n in 1..LAST_ATTEMPT {
-        topics.push(TopicName::new(format!("tierchaos.retry.{n}")).unwrap());
+        topics.push(TopicName::new(format!("tierchaos.workers.retry.{n}")).unwrap());
     }
     for topic in &topics {
         let info = jobs

@@ -1,5 +1,5 @@
 //! Retry tiers of the handler runner on both connectors: a failing event moves to
-//! `<topic>.retry.<n>` and is handled again after its delay, while its source
+//! `<topic>.<group>.retry.<n>` and is handled again after its delay, while its source
 //! partition flows on; after the last tier it is a dead letter.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    HandlerError, RetryPolicy,
+    HandlerError, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, TopicName},
     consume::{ConsumeOptions, ConsumeReport},
     dead_letter::{DeadLetterConfig, DeadLetters},
 };
+use rustok_iggy_connector::metric_names;
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, read_all};
 use tests::faulty::DeadLetterOutage;
-use tests::within;
+use tests::{metric_value, within};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
@@ -119,7 +120,7 @@ async fn run_tiers(
 }
 
 fn tier(transport: &Transport<Charge>, n: u32) -> TopicName {
-    TopicName::new(format!("{}.retry.{n}", transport.topic())).unwrap()
+    TopicName::new(format!("{}.billing.retry.{n}", transport.topic())).unwrap()
 }
 
 async fn committed(transport: &Transport<Charge>, topic: &TopicName) -> Option<u64> {
@@ -264,8 +265,196 @@ async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
     h.finish().await;
 }
 
+/// Runs `group`'s handler runner with one 10 ms tier until `done`; `fails(seq,
+/// attempt)` says which calls fail. Returns (seq, attempt, succeeded) of every call.
+async fn run_group(
+    transport: &Transport<Charge>,
+    group: &str,
+    fails: fn(u64, u32) -> bool,
+    done: fn(&[(u64, u32, bool)]) -> bool,
+) -> Vec<(u64, u32, bool)> {
+    let calls: Arc<Mutex<Vec<(u64, u32, bool)>>> = Arc::default();
+    let changed = Arc::new(Notify::new());
+    let stop = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        async move {
+            loop {
+                let notified = changed.notified();
+                if done(&calls.lock().unwrap_or_else(PoisonError::into_inner)) {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        move |charge: rustok_iggy::consume::Received<Charge>| {
+            let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+            async move {
+                let attempt = charge.info().attempt;
+                let failed = fails(charge.seq, attempt);
+                calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((charge.seq, attempt, !failed));
+                changed.notify_one();
+                if failed {
+                    return Err(HandlerError::retryable("down"));
+                }
+                Ok(())
+            }
+        }
+    };
+    within(
+        "the runner",
+        transport.consume(group, options, stop, handler),
+    )
+    .await
+    .expect("the runner ends on its stop");
+    calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Two consumer groups with tiers on one topic keep their retries apart: a group
+/// handles again only the events it failed itself (never another group's retry),
+/// and when both fail the same event, each group's retry is kept and handled.
+async fn each_group_retries_only_its_own_failures(mut h: Harness) {
+    let transport = charges(&mut h, "tiergroups").await;
+    // billing fails event 0 once, then handles it from its tier.
+    let billing = run_group(
+        &transport,
+        "billing",
+        |seq, attempt| seq == 0 && attempt == 1,
+        |calls| calls.iter().filter(|c| c.2).count() >= 3,
+    )
+    .await;
+    assert_eq!(
+        billing
+            .iter()
+            .filter(|c| c.0 == 0)
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
+        vec![1, 2],
+        "{billing:?}"
+    );
+    // audit fails event 1 once and event 0 once; it handles each of them twice
+    // (its own retry), never a third time from billing's retry.
+    let audit = run_group(
+        &transport,
+        "audit",
+        |seq, attempt| seq <= 1 && attempt == 1,
+        |calls| calls.iter().filter(|c| c.2).count() >= 3,
+    )
+    .await;
+    for seq in [0, 1] {
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|c| c.0 == seq)
+                .map(|c| (c.1, c.2))
+                .collect::<Vec<_>>(),
+            vec![(1, false), (2, true)],
+            "audit's calls of event {seq}: {audit:?}"
+        );
+    }
+    // A third group that never fails handles each event once: no other group's
+    // retry reaches it. Its stop waits for the retries of the others to have had
+    // their chance: it fails event 2 once and stops on its own retry of it, which
+    // its tier runner reads after anything written to its tier before.
+    let ledger = run_group(
+        &transport,
+        "ledger",
+        |seq, attempt| seq == 2 && attempt == 1,
+        |calls| calls.iter().any(|c| c.0 == 2 && c.2),
+    )
+    .await;
+    assert_eq!(
+        ledger.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(),
+        vec![(0, 1), (1, 1), (2, 1), (2, 2)],
+        "ledger handles only its own retry: {ledger:?}"
+    );
+    h.finish().await;
+}
+
+/// An event waiting in a tier for its due time is not an expired delivery: the
+/// wait extends the `ack_wait` deadline (shorter than the tier's delay), so the
+/// event is handled once from the tier and nothing is counted as expired.
+async fn a_tier_wait_longer_than_ack_wait_is_not_an_expiry(mut h: Harness) {
+    let transport = charges(&mut h, "tierackwait").await;
+    let group = format!("ackwait-{:?}", h.target).to_lowercase();
+    let tier = format!("{}.{group}.retry.1", transport.topic());
+    let labels = [
+        ("messaging_destination_name", tier.as_str()),
+        ("messaging_consumer_group_name", group.as_str()),
+    ];
+    let before = metric_value(metric_names::ACK_EXPIRED, &labels);
+    let calls: Arc<Mutex<Vec<(u64, u32)>>> = Arc::default();
+    let changed = Arc::new(Notify::new());
+    let stop = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        async move {
+            loop {
+                let notified = changed.notified();
+                if calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&(0, 2))
+                {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(600)]),
+        subscription: SubscriptionOptions {
+            ack_wait: Some(Duration::from_millis(60)),
+            ..SubscriptionOptions::default()
+        },
+        ..ConsumeOptions::default()
+    };
+    let handler = {
+        let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+        move |charge: rustok_iggy::consume::Received<Charge>| {
+            let (calls, changed) = (Arc::clone(&calls), Arc::clone(&changed));
+            async move {
+                let attempt = charge.info().attempt;
+                calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((charge.seq, attempt));
+                changed.notify_one();
+                if charge.seq == 0 && attempt == 1 {
+                    return Err(HandlerError::retryable("down"));
+                }
+                Ok(())
+            }
+        }
+    };
+    within(
+        "the runner",
+        transport.consume(&group, options, stop, handler),
+    )
+    .await
+    .expect("the runner ends on its stop");
+    assert_eq!(
+        metric_value(metric_names::ACK_EXPIRED, &labels),
+        before,
+        "waiting for the due time expired the tier delivery: {:?}",
+        calls.lock().unwrap_or_else(PoisonError::into_inner)
+    );
+    h.finish().await;
+}
+
 tests::both_modes!(
     a_failed_tier_write_commits_nothing,
+    a_tier_wait_longer_than_ack_wait_is_not_an_expiry,
+    each_group_retries_only_its_own_failures,
     an_event_failing_twice_succeeds_from_the_second_tier,
     an_event_failing_always_ends_as_one_dead_letter,
 );
