@@ -208,12 +208,126 @@ impl ConnectorError {
     }
 
     /// Whether retrying the same call later may succeed (connection loss, timeouts).
+    /// This is the connector's own retry rule, on its own variants; [`kind`](Self::kind)
+    /// also classifies the SDK's errors inside them by the server's answer.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             Self::Connection { .. } | Self::Timeout { .. } | Self::NotConnected
         )
+    }
+
+    /// What kind of failure this is, for a caller deciding what to do next: retry
+    /// later, create what is missing, fix the request, re-read the assignment, or
+    /// give up. Every variant has one kind; an error from the Iggy SDK is classified
+    /// by the server's answer.
+    ///
+    /// ```
+    /// use rustok_iggy_connector::{ConnectorError, ErrorKind};
+    ///
+    /// let missing = ConnectorError::StreamNotFound { stream: "shop".into() };
+    /// assert_eq!(missing.kind(), ErrorKind::NotFound);
+    /// assert_eq!(ConnectorError::NotConnected.kind(), ErrorKind::Transient);
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connection { .. } | Self::Timeout { .. } | Self::NotConnected => {
+                ErrorKind::Transient
+            }
+            Self::StreamNotFound { .. }
+            | Self::TopicNotFound { .. }
+            | Self::PartitionNotFound { .. }
+            | Self::GroupNotFound { .. } => ErrorKind::NotFound,
+            Self::AlreadyExists { .. } | Self::AlreadyConnected => ErrorKind::AlreadyExists,
+            Self::Auth { .. } => ErrorKind::Unauthorized,
+            Self::FeatureDisabled { .. }
+            | Self::Config { .. }
+            | Self::InvalidName(_)
+            | Self::TopologyMismatch { .. }
+            | Self::InvalidRequest(_) => ErrorKind::Invalid,
+            Self::Fenced { .. } => ErrorKind::Fenced,
+            Self::ShuttingDown => ErrorKind::ShuttingDown,
+            Self::DataDirInUse { .. } | Self::Io { .. } => ErrorKind::Storage,
+            #[cfg(feature = "embedded")]
+            Self::Storage(_) => ErrorKind::Storage,
+            Self::Wire(_) => ErrorKind::Malformed,
+            Self::Publish { source, .. } | Self::Receive { source, .. } => source
+                .as_deref()
+                .and_then(sdk_kind)
+                .unwrap_or(ErrorKind::Other),
+            #[cfg(feature = "remote")]
+            Self::Iggy { source, .. } => iggy_kind(source),
+        }
+    }
+}
+
+/// What kind of failure a [`ConnectorError`] is: what a caller can do about it.
+/// See [`ConnectorError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Retrying the same call later may succeed: the connection was lost, a call
+    /// timed out, or the connector is not connected yet.
+    Transient,
+    /// The stream, topic, partition or consumer group does not exist.
+    NotFound,
+    /// What was to be created exists already (or the connector is connected already).
+    AlreadyExists,
+    /// The credentials were refused, or the user lacks the permission.
+    Unauthorized,
+    /// The request or the configuration is invalid: sent again unchanged, it fails
+    /// again.
+    Invalid,
+    /// This group member no longer owns the partition: its un-committed deliveries go
+    /// to the new owner; re-read the assignment.
+    Fenced,
+    /// The connector is shutting down.
+    ShuttingDown,
+    /// The local storage failed (disk, data directory, metadata files).
+    Storage,
+    /// Bytes that do not decode (a batch record, headers).
+    Malformed,
+    /// A failure none of the kinds above describes (a refusal of the server this
+    /// version does not classify).
+    Other,
+}
+
+/// The kind of a failure from the Iggy SDK found as a source, if it is one.
+fn sdk_kind(source: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<ErrorKind> {
+    #[cfg(feature = "remote")]
+    if let Some(error) = source.downcast_ref::<iggy::prelude::IggyError>() {
+        return Some(iggy_kind(error));
+    }
+    let _ = source;
+    None
+}
+
+/// The kind of an Iggy SDK error, by the server's answer.
+#[cfg(feature = "remote")]
+fn iggy_kind(error: &iggy::prelude::IggyError) -> ErrorKind {
+    use iggy::prelude::IggyError as E;
+    match error {
+        E::Disconnected
+        | E::CannotEstablishConnection
+        | E::NotConnected
+        | E::ConnectionClosed
+        | E::StaleClient
+        | E::TcpError
+        | E::EmptyResponse => ErrorKind::Transient,
+        E::Unauthenticated | E::Unauthorized | E::InvalidCredentials => ErrorKind::Unauthorized,
+        E::StreamIdNotFound(_)
+        | E::StreamNameNotFound(_)
+        | E::TopicIdNotFound(..)
+        | E::TopicNameNotFound(..)
+        | E::PartitionNotFound(..)
+        | E::ConsumerGroupIdNotFound(..)
+        | E::ConsumerGroupNameNotFound(..) => ErrorKind::NotFound,
+        E::StreamNameAlreadyExists(_)
+        | E::TopicNameAlreadyExists(..)
+        | E::ConsumerGroupNameAlreadyExists(..) => ErrorKind::AlreadyExists,
+        _ => ErrorKind::Other,
     }
 }
 

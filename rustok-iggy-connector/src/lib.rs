@@ -42,7 +42,7 @@ pub use connector::{
     PingReport, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo, TopicSpec,
     UnwritablePartition,
 };
-pub use error::{ConnectorError, ErrorChain, error_chain};
+pub use error::{ConnectorError, ErrorChain, ErrorKind, error_chain};
 pub use iggy_binary_protocol::WireError;
 pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,

@@ -1,6 +1,6 @@
 //! Errors of the typed layer.
 
-use rustok_iggy_connector::{ConnectorError, HeaderError, NameError};
+use rustok_iggy_connector::{ConnectorError, ErrorKind, HeaderError, NameError};
 
 use crate::codec_impl::CodecError;
 use crate::config_impl::ConfigError;
@@ -36,6 +36,49 @@ pub enum Error {
     /// A publish through a batching publisher failed (see [`crate::batching::BatchError`]).
     #[error(transparent)]
     Batch(#[from] crate::batching::BatchError),
+}
+
+impl Error {
+    /// What kind of failure this is, for a caller deciding what to do next (retry
+    /// later, create what is missing, fix the request, give up): the connector's
+    /// [`ErrorKind`] for failures of the connection layer, and the same vocabulary for
+    /// this layer's own failures. Encoding and decoding failures are
+    /// [`ErrorKind::Malformed`]; a full or shut-down batching buffer is
+    /// [`ErrorKind::Transient`] or [`ErrorKind::ShuttingDown`].
+    ///
+    /// ```
+    /// use rustok_iggy::Error;
+    /// use rustok_iggy::connector::{ConnectorError, ErrorKind};
+    ///
+    /// let error = Error::from(ConnectorError::Timeout {
+    ///     what: "the broker's answer".into(),
+    ///     after: std::time::Duration::from_secs(5),
+    /// });
+    /// assert_eq!(error.kind(), ErrorKind::Transient);
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        use crate::batching::BatchError;
+        match self {
+            Self::Connector(error) => error.kind(),
+            Self::Codec(_) | Self::Decode(_) => ErrorKind::Malformed,
+            Self::Config(_)
+            | Self::InvalidName(_)
+            | Self::NotPending(_)
+            | Self::InvalidMetadata(_) => ErrorKind::Invalid,
+            Self::Batch(error) => match error {
+                BatchError::Publish { source, .. } => source.kind(),
+                BatchError::Rejected(source) => source.kind(),
+                BatchError::BufferFull { .. } | BatchError::BufferTimeout { .. } => {
+                    ErrorKind::Transient
+                }
+                BatchError::Closed => ErrorKind::ShuttingDown,
+                BatchError::InvalidOptions { .. } => ErrorKind::Invalid,
+                // May or may not be stored: the caller cannot tell which.
+                BatchError::Lost => ErrorKind::Other,
+            },
+        }
+    }
 }
 
 /// Why a received message could not be decoded.

@@ -18,6 +18,7 @@ mod envelope_parity;
 mod envelope_spans;
 mod envelopes;
 mod error_chains;
+mod error_kinds;
 mod event_headers;
 mod health;
 mod replay;

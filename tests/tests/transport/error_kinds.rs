@@ -1,0 +1,168 @@
+//! Every failure has a kind a caller can act on, and the same failure has the same
+//! kind on both connectors: a missing stream, topic or partition is `NotFound`, a
+//! refused sign-in is `Unauthorized`, a request that cannot succeed is `Invalid`,
+//! bytes that do not decode are `Malformed`, a call on a shut-down connector is
+//! `ShuttingDown` or `Transient` (never `Other`).
+
+use futures::StreamExt;
+use rustok_iggy::prelude::*;
+use rustok_iggy::{
+    Error,
+    connector::{ConnectorError, ErrorKind, IggyConnector, StreamName, TopicName, TopicSpec},
+};
+use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, RemoteConnector};
+use serde::{Deserialize, Serialize};
+use tests::conformance::{Harness, remote_config};
+use tests::wire::{USERNAME, WireBroker};
+use tests::{embedded_config, open_embedded, within};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
+#[iggy(topic = "kinds", stream = "kinds", event_type = "kind")]
+struct Kind {
+    n: u64,
+}
+
+fn one_message(stream: &StreamName, topic: &TopicName) -> PublishRequest {
+    PublishRequest::new(stream.clone(), topic.clone())
+        .partition(0)
+        .message(OutgoingMessage::new(b"x".to_vec()))
+}
+
+async fn missing_things_are_not_found(mut h: Harness) {
+    let stream = h.stream("kinds");
+    let missing = TopicName::new("missing").unwrap();
+    let error = h
+        .connector
+        .publish(one_message(&stream, &missing))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "no stream: {error:?}");
+
+    let topic = h.topic(&stream, "present", 1).await;
+    let error = h
+        .connector
+        .publish(one_message(&stream, &missing))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "no topic: {error:?}");
+    let error = h
+        .connector
+        .publish(one_message(&stream, &topic).partition(7))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "no partition: {error:?}");
+    h.finish().await;
+}
+
+async fn requests_that_cannot_succeed_are_invalid(mut h: Harness) {
+    let stream = h.stream("kinds");
+    let topic = h.topic(&stream, "present", 1).await;
+    let empty = PublishRequest::new(stream.clone(), topic.clone()).partition(0);
+    let error = h.connector.publish(empty).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Invalid,
+        "an empty batch: {error:?}"
+    );
+    let error = h
+        .connector
+        .ensure_topic(&TopicSpec::new(stream.clone(), topic.clone(), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Invalid,
+        "zero partitions: {error:?}"
+    );
+    h.finish().await;
+}
+
+tests::both_modes!(
+    missing_things_are_not_found,
+    requests_that_cannot_succeed_are_invalid
+);
+
+#[tokio::test]
+async fn a_refused_sign_in_is_unauthorized() {
+    let broker = WireBroker::start().await;
+    let mut wrong = remote_config(&broker.address.to_string(), USERNAME, "not-the-password");
+    wrong.remote.reconnection_retries = 1;
+    let error = within("a refused sign-in", RemoteConnector::new().connect(&wrong))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthorized, "{error:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shut_down_connector_says_so_or_asks_for_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let stream = StreamName::new("kinds").unwrap();
+    let topic = TopicName::new("kinds").unwrap();
+    connector.shutdown().await.unwrap();
+    let error = connector
+        .publish(one_message(&stream, &topic))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind(), ErrorKind::ShuttingDown | ErrorKind::Transient),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn typed_failures_have_kinds_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&embedded_config(dir.path())).await;
+    let transport = Transport::<Kind>::new(
+        connector.clone(),
+        TransportOptions {
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let error = transport
+        .publish_with(
+            &Kind { n: 1 },
+            &EventMetadata::new().correlation_id("x".repeat(300)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Invalid,
+        "oversized metadata: {error:?}"
+    );
+
+    let mut headers = Headers::new();
+    headers.insert_str("event_type", "kind").unwrap();
+    headers.insert_str("codec", "json").unwrap();
+    connector
+        .publish(
+            PublishRequest::new(
+                StreamName::new("kinds").unwrap(),
+                TopicName::new("kinds").unwrap(),
+            )
+            .partition(0)
+            .message(OutgoingMessage::new(b"{not json".to_vec()).with_headers(headers)),
+        )
+        .await
+        .unwrap();
+    let mut subscription = transport.subscribe("readers").await.unwrap();
+    let error = within("a decode error", subscription.next())
+        .await
+        .expect("subscription open")
+        .unwrap_err();
+    assert!(matches!(error, Error::Decode(_)), "{error:?}");
+    assert_eq!(error.kind(), ErrorKind::Malformed);
+
+    let error = Error::from(ConnectorError::Fenced {
+        group: "readers".into(),
+        partition: 0,
+        generation: 3,
+    });
+    assert_eq!(error.kind(), ErrorKind::Fenced);
+}
