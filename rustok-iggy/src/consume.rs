@@ -637,6 +637,29 @@ impl Stage {
     }
 }
 
+/// Runs one handler attempt for at most `wait` (the subscription's `ack_wait`),
+/// extending the delivery's deadline while it runs so that the subscription does not
+/// hand a copy to another attempt meanwhile. `None`: the handler ran past `wait` and
+/// was cancelled (dropped at its next await).
+async fn within_ack_wait<F>(run: F, wait: Duration, raw: &RawDelivery) -> Option<F::Output>
+where
+    F: Future,
+{
+    let tick = (wait / 3).max(Duration::from_millis(1));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut run = std::pin::pin!(run);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        tokio::select! {
+            result = &mut run => return Some(result),
+            () = tokio::time::sleep(left.min(tick)) => raw.in_progress(),
+        }
+    }
+}
+
 async fn partition_worker<E, H, F>(mut queue: mpsc::Receiver<Work<E>>, worker: Worker<H>)
 where
     E: Send + Sync + 'static,
@@ -779,7 +802,20 @@ where
                         attempt.info = Arc::new(info);
                     }
                     let started = std::time::Instant::now();
-                    let result = handler(attempt).instrument(span.clone()).await;
+                    let run = handler(attempt).instrument(span.clone());
+                    let result = match ack_wait {
+                        None => run.await,
+                        Some(wait) => match within_ack_wait(run, wait, &raw).await {
+                            Some(result) => result,
+                            None => {
+                                tracing::warn!(parent: &span, ?wait, "the handler ran past ack_wait; cancelled, counted as a failed attempt");
+                                Metrics::global().add(metric_names::ACK_EXPIRED, &labels, 1);
+                                Err(HandlerError::retryable(format!(
+                                    "the handler ran past ack_wait ({wait:?}) and was cancelled"
+                                )))
+                            }
+                        },
+                    };
                     Metrics::global().observe(
                         metric_names::PROCESS_DURATION,
                         &labels,

@@ -23,6 +23,7 @@ mod event_headers;
 mod health;
 mod replay;
 mod retry_tiers;
+mod runner_ack_wait;
 mod schema;
 mod test_kit;
 mod typed;
