@@ -11,7 +11,7 @@ pub use rustok_iggy_storage::Durability;
 
 use crate::error::ConnectorError;
 use crate::names::StreamName;
-use crate::partition::MAX_PARTITIONS;
+use crate::partition::check_partition_count;
 
 /// Where the broker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -82,15 +82,8 @@ impl ConnectorConfig {
 
     /// Checks the values that serde cannot (ranges, combinations).
     pub fn validate(&self) -> Result<(), ConnectorError> {
-        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
-            return Err(ConnectorError::config(
-                "partitions",
-                format!(
-                    "{} is out of range; allowed: 1 to {MAX_PARTITIONS}",
-                    self.partitions
-                ),
-            ));
-        }
+        check_partition_count(self.partitions)
+            .map_err(|e| ConnectorError::config("partitions", e.to_string()))?;
         self.embedded.validate()?;
         if self.mode == ConnectorMode::Remote {
             self.remote.validate()?;

@@ -52,7 +52,7 @@ impl TopicSpec {
     /// # Errors
     /// [`ConnectorError::InvalidRequest`] naming the count and the allowed range.
     pub fn validate(&self) -> Result<(), ConnectorError> {
-        check_partition_count(self.partitions)
+        Ok(check_partition_count(self.partitions)?)
     }
 }
 

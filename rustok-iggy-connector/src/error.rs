@@ -3,6 +3,7 @@
 use std::io;
 
 use crate::names::NameError;
+use crate::partition::PartitionCountError;
 
 /// What went wrong in a connector call.
 #[derive(Debug, thiserror::Error)]
@@ -164,10 +165,10 @@ pub enum ConnectorError {
     #[error(transparent)]
     Storage(#[from] rustok_iggy_storage::StorageError),
     /// Malformed bytes (a batch record, headers).
-    #[error("malformed data: {0}")]
+    #[error("malformed data")]
     Wire(#[from] crate::WireError),
     /// An I/O error outside the storage engine (metadata files, sockets).
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -177,7 +178,7 @@ pub enum ConnectorError {
     },
     /// An error from the official Iggy SDK.
     #[cfg(feature = "remote")]
-    #[error("iggy: {source}")]
+    #[error("iggy: {context}")]
     Iggy {
         /// What was being done.
         context: String,
@@ -213,5 +214,44 @@ impl ConnectorError {
             self,
             Self::Connection { .. } | Self::Timeout { .. } | Self::NotConnected
         )
+    }
+}
+
+/// Shows an error and each of its sources, `": "`-separated: the whole story of a
+/// failure in one line. Every `Display` of this workspace says only its own part (it
+/// never repeats its source), so logs and reports print errors through this.
+///
+/// ```
+/// use rustok_iggy_connector::{ConnectorError, error_chain};
+///
+/// let io = std::io::Error::other("disk full");
+/// let error = ConnectorError::Io { context: "write meta.json".into(), source: io };
+/// assert_eq!(error.to_string(), "write meta.json");
+/// assert_eq!(error_chain(&error).to_string(), "write meta.json: disk full");
+/// ```
+#[must_use]
+pub fn error_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> ErrorChain<'a> {
+    ErrorChain(error)
+}
+
+/// An error shown with its sources; see [`error_chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(error) = next {
+            write!(f, ": {error}")?;
+            next = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<PartitionCountError> for ConnectorError {
+    fn from(error: PartitionCountError) -> Self {
+        Self::InvalidRequest(error.to_string())
     }
 }

@@ -80,6 +80,9 @@ error_codes! {
     INVALID_PERSONAL_ACCESS_TOKEN = 53,
     /// The personal access token expired.
     PERSONAL_ACCESS_TOKEN_EXPIRED = 54,
+    /// Not accepted now (a consumer session that no connection holds); the client
+    /// asks for a route again.
+    TRANSIENT_NOT_ACCEPTED = 58,
     /// The client is not connected.
     NOT_CONNECTED = 61,
     /// The client was shut down.

@@ -42,15 +42,19 @@ pub use connector::{
     PingReport, PollFrom, PublishReceipt, PublishRequest, Retention, StartPosition, TopicInfo,
     TopicSpec, UnwritablePartition,
 };
-pub use error::ConnectorError;
+pub use error::{ConnectorError, ErrorChain, error_chain};
 pub use iggy_binary_protocol::WireError;
 pub use message::{
     HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
-    MalformedHeaders, OutgoingMessage, ReceivedMessage,
+    MalformedHeaders, ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage, ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};
-pub use partition::{MAX_PARTITIONS, RoundRobin, partition_for};
+#[allow(deprecated)]
+pub use partition::calculate_partition;
+pub use partition::{
+    MAX_PARTITIONS, PartitionCountError, RoundRobin, check_partition_count, partition_for,
+};
 
 #[cfg(feature = "embedded")]
 pub use embedded::{EmbeddedConnector, StorageError, VerifySummary};

@@ -515,7 +515,26 @@ pub struct ReceivedMessage {
     pub malformed_headers: Option<Box<MalformedHeaders>>,
 }
 
+/// The user header a migration (`rustok-iggy-server migrate`) adds to every message
+/// it copies: when the source broker first stored the message, in microseconds since
+/// the Unix epoch (a `u64` value). The destination stamps its own append time (the
+/// migration's time), and no Iggy command lets a sender set it; replay by time reads
+/// this header instead (see [`ReceivedMessage::stored_at`]). A message copied twice
+/// keeps the header of its first copy.
+pub const ORIGINAL_TIMESTAMP_HEADER: &str = "rustok-original-timestamp";
+
 impl ReceivedMessage {
+    /// When the message was first stored (µs since the Unix epoch): the
+    /// [`ORIGINAL_TIMESTAMP_HEADER`] of a migrated message, else the broker's
+    /// append time ([`ReceivedMessage::timestamp`]).
+    #[must_use]
+    pub fn stored_at(&self) -> u64 {
+        self.headers
+            .get(ORIGINAL_TIMESTAMP_HEADER)
+            .and_then(HeaderValue::as_u64)
+            .unwrap_or(self.timestamp)
+    }
+
     /// The headers of a stored message, from their wire bytes: decoded, or (when they
     /// do not decode) none, with the bytes and the reason kept aside.
     #[must_use]

@@ -6,20 +6,44 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use twox_hash::XxHash32;
 
-use crate::error::ConnectorError;
-
 /// The most partitions a topic may have (the Iggy server's limit).
 pub const MAX_PARTITIONS: u32 = 1000;
 
-/// The partition-count rule of a topic, wherever one is created.
-pub(crate) fn check_partition_count(partitions: u32) -> Result<(), ConnectorError> {
+/// The partition-count rule of a topic, wherever one is created or configured: 1 to
+/// [`MAX_PARTITIONS`].
+///
+/// # Errors
+/// [`PartitionCountError`] naming the count.
+pub fn check_partition_count(partitions: u32) -> Result<(), PartitionCountError> {
     if (1..=MAX_PARTITIONS).contains(&partitions) {
         Ok(())
     } else {
-        Err(ConnectorError::InvalidRequest(format!(
-            "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
-        )))
+        Err(PartitionCountError { partitions })
     }
+}
+
+/// A partition count outside 1 to [`MAX_PARTITIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}")]
+#[non_exhaustive]
+pub struct PartitionCountError {
+    /// The count refused.
+    pub partitions: u32,
+}
+
+/// The name of the original design for [`partition_for`]: the same partition for the
+/// same key.
+///
+/// ```
+/// # #![allow(deprecated)]
+/// use rustok_iggy_connector::{calculate_partition, partition_for};
+///
+/// assert_eq!(calculate_partition("tenant-123", 8), partition_for(b"tenant-123", 8));
+/// ```
+#[deprecated(note = "use `partition_for(key.as_bytes(), partitions)`; see docs/porting.md")]
+#[must_use]
+pub fn calculate_partition(key: &str, partitions: u32) -> u32 {
+    partition_for(key.as_bytes(), partitions)
 }
 
 /// The partition (0-based) that messages with partition key `key` belong to, among

@@ -57,8 +57,8 @@ pub(crate) enum Command {
     /// exit status 1 when something is damaged. Refuses a directory a running broker
     /// holds.
     Verify(VerifyArgs),
-    /// Copy streams, topics, every event and consumer-group offsets to an Iggy server
-    /// (needs the `remote` feature). Run it again with the same resume file to resume.
+    /// Copy streams, topics, every event and the group and standalone consumer offsets
+    /// to an Iggy server (needs the `remote` feature). Run it again with the same resume file to resume.
     Migrate(Box<MigrateArgs>),
     /// Schema fingerprints: `schema check` compares the ones published on a data
     /// directory's topics with a lock file.

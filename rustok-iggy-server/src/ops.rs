@@ -28,7 +28,10 @@ pub(crate) fn backup(BackupArgs { data_dir, to }: BackupArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("backup failed: {e}")),
+        Err(e) => fail(&format!(
+            "backup failed: {}",
+            rustok_iggy_connector::error_chain(&e)
+        )),
     }
 }
 
@@ -45,7 +48,10 @@ pub(crate) fn restore(RestoreArgs { from, data_dir }: RestoreArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("restore failed: {e}")),
+        Err(e) => fail(&format!(
+            "restore failed: {}",
+            rustok_iggy_connector::error_chain(&e)
+        )),
     }
 }
 
@@ -71,7 +77,10 @@ pub(crate) fn verify(VerifyArgs { data_dir }: VerifyArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(e) => fail(&format!("verify failed: {e}")),
+        Err(e) => fail(&format!(
+            "verify failed: {}",
+            rustok_iggy_connector::error_chain(&e)
+        )),
     }
 }
 

@@ -34,7 +34,10 @@ pub(crate) async fn run(args: &ServeArgs) -> ExitCode {
     };
     let connector = EmbeddedConnector::new();
     if let Err(e) = connector.connect(&config).await {
-        eprintln!("rustok-iggy-server: cannot start: {e}");
+        eprintln!(
+            "rustok-iggy-server: cannot start: {}",
+            rustok_iggy_connector::error_chain(&e)
+        );
         return ExitCode::FAILURE;
     }
     let Some(address) = connector.tcp_address() else {
@@ -58,7 +61,10 @@ pub(crate) async fn run(args: &ServeArgs) -> ExitCode {
     match connector.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rustok-iggy-server: shutdown failed: {e}");
+            eprintln!(
+                "rustok-iggy-server: shutdown failed: {}",
+                rustok_iggy_connector::error_chain(&e)
+            );
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum StorageError {
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done (`open`, `write`, `fsync`, ...).
         op: &'static str,
@@ -19,7 +19,7 @@ pub enum StorageError {
         source: io::Error,
     },
     /// A batch record could not be appended because it is malformed.
-    #[error("malformed batch record: {0}")]
+    #[error("malformed batch record")]
     MalformedBatch(#[source] iggy_binary_protocol::WireError),
     /// Stored data is damaged in a place recovery cannot repair (not the tail).
     #[error("corrupt data in {path} at byte {position}: {reason}")]
@@ -33,7 +33,7 @@ pub enum StorageError {
     },
     /// A stored record read back for a poll does not decode (the file changed under
     /// the log, or was damaged after the log was opened).
-    #[error("corrupt record in {path} at byte {position}: {source}")]
+    #[error("corrupt record in {path} at byte {position}")]
     CorruptRecord {
         /// The segment file.
         path: PathBuf,

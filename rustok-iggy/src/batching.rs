@@ -116,7 +116,7 @@ pub enum BatchError {
     /// The batch this message was part of failed: every message of that batch gets
     /// this error (sharing the connector's error). The batch may or may not be
     /// stored (see [`IggyConnector::publish`]); publishing again may store it twice.
-    #[error("the batch of {messages} messages this one was part of failed: {source}")]
+    #[error("the batch of {messages} messages this one was part of failed")]
     Publish {
         /// How many messages the failed batch held.
         messages: usize,

@@ -33,7 +33,7 @@ use crate::event::IggyEvent;
 /// assert!("xml".parse::<Codec>().unwrap_err().to_string().contains("json, postcard"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Codec {
     /// JSON through `serde_json`. The default.
     #[default]
@@ -143,6 +143,22 @@ impl fmt::Display for Codec {
     }
 }
 
+/// The name (`json`, `postcard`): how a codec serializes, in every format, so that it
+/// reads back through [`Codec::try_from`].
+impl From<Codec> for &'static str {
+    fn from(codec: Codec) -> Self {
+        codec.as_str()
+    }
+}
+
+impl TryFrom<String> for Codec {
+    type Error = UnknownCodec;
+
+    fn try_from(name: String) -> Result<Self, UnknownCodec> {
+        name.parse()
+    }
+}
+
 impl FromStr for Codec {
     type Err = UnknownCodec;
 
@@ -157,9 +173,10 @@ impl FromStr for Codec {
     }
 }
 
-/// A codec name that is not `json` or `postcard`.
+/// A codec name that is not `json` or `postcard`. For `bincode` (the codec of the
+/// original design) it says to use `postcard`, the compact binary codec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown codec {name:?}; expected one of: json, postcard")]
+#[error("unknown codec {name:?}; expected one of: json, postcard{hint}", hint = if name.eq_ignore_ascii_case("bincode") { " (bincode is not supported: use postcard, the compact binary codec)" } else { "" })]
 pub struct UnknownCodec {
     name: String,
 }
@@ -263,8 +280,19 @@ mod tests {
             error.to_string(),
             "unknown codec \"JSON\"; expected one of: json, postcard"
         );
+        // Deserializing refuses an unknown name with the same message as parsing.
         let error = serde_json::from_str::<Codec>("\"xml\"").unwrap_err();
-        assert!(error.to_string().contains("`json`"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "unknown codec \"xml\"; expected one of: json, postcard"
+        );
+        let error = serde_json::from_str::<Codec>("\"bincode\"").unwrap_err();
+        assert!(error.to_string().contains("use postcard"), "{error}");
+        // Not only self-describing formats: the name round-trips through Postcard too.
+        for codec in Codec::ALL {
+            let bytes = postcard::to_allocvec(&codec).unwrap();
+            assert_eq!(postcard::from_bytes::<Codec>(&bytes).unwrap(), codec);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::codec::Codec;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The text is not valid YAML.
-    #[error("configuration is not valid YAML: {0}")]
+    #[error("configuration is not valid YAML")]
     Syntax(#[source] serde_yaml_ng::Error),
     /// A field has a wrong value or type, or is unknown.
     #[error("{path}: {message}")]
@@ -282,13 +282,19 @@ impl IggyConfig {
                 ),
             });
         }
+        // The partition count is checked here, under this document's name for it, so
+        // that the connector's own check below never reports its `partitions`.
+        rustok_iggy_connector::check_partition_count(self.topology.domain_partitions).map_err(
+            |e| ConfigError::Field {
+                path: join_path(root, "topology.domain_partitions"),
+                message: e.to_string(),
+            },
+        )?;
+        // The `embedded` and `remote` sections are the connector's, with its field names.
         self.connector_config().validate().map_err(|e| match e {
             rustok_iggy_connector::ConnectorError::Config { field, message } => {
                 ConfigError::Field {
-                    path: join_path(
-                        root,
-                        &field.replace("partitions", "topology.domain_partitions"),
-                    ),
+                    path: join_path(root, &field),
                     message,
                 }
             }

@@ -379,7 +379,7 @@ where
             Some(Err(Error::Decode(e))) => (e.partition, Work::Undecodable(e)),
             Some(Err(Error::Connector(e))) if !is_fatal(&e) => {
                 errors += 1;
-                tracing::warn!(group, error = %e, errors, "fetch failed; trying again after a backoff");
+                tracing::warn!(group, error = %rustok_iggy_connector::error_chain(&e), errors, "fetch failed; trying again after a backoff");
                 continue;
             }
             Some(Err(e)) => break Err(e),

@@ -7,7 +7,7 @@ use rustok_iggy_connector::ReceivedMessage;
 use crate::codec::Codec;
 use crate::error::DecodeFailure;
 use crate::event::IggyEvent;
-use crate::metadata::header;
+use crate::metadata::{EventHeaders, header};
 use crate::schema::{Fingerprint, schema_for};
 use crate::upcast::Upcasters;
 
@@ -41,22 +41,17 @@ pub(crate) fn decode_message<E: IggyEvent>(
             None,
         ));
     }
-    let headers = &message.headers;
+    let read = EventHeaders::read(&message.headers).map_err(|invalid| {
+        let named = message.headers.get_str(header::EVENT_TYPE);
+        (
+            DecodeFailure::InvalidHeader { name: invalid.name },
+            named.map(str::to_owned),
+        )
+    })?;
     // Borrowed from the message: owned only when a failure is reported.
-    let named_type = headers.get_str(header::EVENT_TYPE);
+    let named_type = read.event_type;
     let fail = |failure: DecodeFailure| (failure, named_type.map(str::to_owned));
-
-    let codec = match headers.get(header::CODEC) {
-        None => E::CODEC,
-        Some(value) => value
-            .as_str()
-            .and_then(|s| s.parse::<Codec>().ok())
-            .ok_or_else(|| {
-                fail(DecodeFailure::InvalidHeader {
-                    name: header::CODEC,
-                })
-            })?,
-    };
+    let codec = read.codec;
     let known = match named_type {
         Some(event_type) => E::EVENT_TYPES
             .iter()
@@ -80,17 +75,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
             }
         },
     };
-    let schema_version = match headers.get(header::SCHEMA_VERSION) {
-        None => known.version,
-        Some(value) => value
-            .as_str()
-            .and_then(|s| s.parse::<u32>().ok())
-            .ok_or_else(|| {
-                fail(DecodeFailure::InvalidHeader {
-                    name: header::SCHEMA_VERSION,
-                })
-            })?,
-    };
+    let schema_version = read.schema_version;
     if schema_version > known.version {
         return Err(fail(DecodeFailure::NewerSchemaVersion {
             event_type: known.event_type.to_owned(),
@@ -175,15 +160,11 @@ fn fingerprint_matches(
     if codec != Codec::Postcard {
         return Ok(());
     }
-    let Some(value) = message.headers.get(header::SCHEMA_FINGERPRINT) else {
+    let found = EventHeaders::fingerprint(&message.headers)
+        .map_err(|invalid| DecodeFailure::InvalidHeader { name: invalid.name })?;
+    let Some(found) = found else {
         return Ok(());
     };
-    let found = value
-        .as_str()
-        .and_then(|text| text.parse::<Fingerprint>().ok())
-        .ok_or(DecodeFailure::InvalidHeader {
-            name: header::SCHEMA_FINGERPRINT,
-        })?;
     if reads(found) {
         Ok(())
     } else {

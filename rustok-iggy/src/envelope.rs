@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, Headers, IggyConnector, OutgoingMessage, Partitioning,
+    ConnectorError, GroupName, HeaderValue, IggyConnector, OutgoingMessage, Partitioning,
     PublishRequest, ReceivedMessage, StartPosition, TopicName, TopicSpec, now_micros,
     partition_for,
 };
@@ -31,10 +31,10 @@ use crate::config::IggyConfig;
 use crate::decode::DecodedInfo;
 use crate::error::{DecodeFailure, Error};
 use crate::health::{HealthReport, HealthThresholds};
-use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::metadata::{EventHeaders, EventMetadata, OutgoingHeaders, header, id_texts};
 use crate::replay::{Replay, ReplayFrom, ReplayUntil, replay_with};
 use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
-use crate::transport::send;
+use crate::transport::{send, traceparent_value};
 
 /// An event as the platform passes it around: identity, type, version, tenancy,
 /// causality, tracing, and a JSON-shaped payload.
@@ -250,29 +250,23 @@ fn decode_envelope(
     message: &ReceivedMessage,
 ) -> Result<(EventEnvelope, DecodedInfo), (DecodeFailure, Option<String>)> {
     let headers = &message.headers;
-    let event_type = headers.get_str(header::EVENT_TYPE).map(str::to_owned);
-    let fail = |failure| (failure, event_type.clone());
-    let Some(named) = event_type.clone() else {
-        return Err(fail(DecodeFailure::InvalidHeader {
-            name: header::EVENT_TYPE,
-        }));
+    let read = EventHeaders::read(headers).map_err(|invalid| {
+        let named = headers.get_str(header::EVENT_TYPE);
+        (
+            DecodeFailure::InvalidHeader { name: invalid.name },
+            named.map(str::to_owned),
+        )
+    })?;
+    let Some(named) = read.event_type.map(str::to_owned) else {
+        return Err((
+            DecodeFailure::InvalidHeader {
+                name: header::EVENT_TYPE,
+            },
+            None,
+        ));
     };
-    let codec = match headers.get_str(header::CODEC) {
-        None => Codec::Json,
-        Some(text) => text.parse::<Codec>().map_err(|_| {
-            fail(DecodeFailure::InvalidHeader {
-                name: header::CODEC,
-            })
-        })?,
-    };
-    let schema_version = match headers.get_str(header::SCHEMA_VERSION) {
-        None => 1,
-        Some(text) => text.parse().map_err(|_| {
-            fail(DecodeFailure::InvalidHeader {
-                name: header::SCHEMA_VERSION,
-            })
-        })?,
-    };
+    let fail = |failure| (failure, Some(named.clone()));
+    let (codec, schema_version) = (read.codec, read.schema_version);
     let payload = match codec {
         Codec::Json => codec.decode_value::<serde_json::Value>(&named, &message.payload),
         Codec::Postcard => codec
@@ -494,22 +488,31 @@ impl IggyTransport {
     fn message_traced(
         &self,
         envelope: &EventEnvelope,
-        trace: Option<&str>,
+        trace: Option<&HeaderValue>,
     ) -> Result<OutgoingMessage, Error> {
         let codec = self.config.serialization;
-        let mut headers = Headers::new();
-        headers.insert_str(header::EVENT_TYPE, envelope.event_type.as_str())?;
-        headers.insert_str(header::SCHEMA_VERSION, envelope.schema_version.to_string())?;
-        headers.insert_str(header::CODEC, codec.as_str())?;
-        headers.insert_str(header::EVENT_ID, envelope.id.to_string())?;
-        headers.insert_str(header::OCCURRED_AT, envelope.occurred_at.to_string())?;
-        envelope.metadata().write(&mut headers)?;
-        if envelope.traceparent.is_none() {
-            match trace {
-                Some(trace) => headers.insert_str(header::TRACEPARENT, trace)?,
-                None => headers.insert_str(header::TRACEPARENT, new_traceparent())?,
+        let fresh;
+        let trace = match trace {
+            Some(trace) => trace,
+            None => {
+                fresh = traceparent_value();
+                &fresh
             }
+        };
+        let mut headers = OutgoingHeaders {
+            event_type: HeaderValue::string(envelope.event_type.as_str()),
+            schema_version: envelope.schema_version,
+            codec,
+            fingerprint: None,
+            event_id: id_texts(&[envelope.id]),
+            metadata: &envelope.metadata(),
+            trace,
         }
+        .write(1)?;
+        headers.insert_static(
+            header::OCCURRED_AT,
+            HeaderValue::string(envelope.occurred_at.to_string()),
+        )?;
         Ok(OutgoingMessage {
             id: envelope.id.as_u128(),
             payload: Bytes::from(encode_payload(codec, envelope)?),
@@ -521,7 +524,7 @@ impl IggyTransport {
         &self,
         topic: &TopicName,
         envelopes: &[EventEnvelope],
-        trace: &str,
+        trace: &HeaderValue,
     ) -> Result<(), Error> {
         self.ensure_open()?;
         let partitions = self.partitions(topic).await?;
@@ -704,12 +707,16 @@ impl IggyTransport {
 impl EventTransport for IggyTransport {
     async fn publish(&self, envelope: EventEnvelope) -> Result<(), Error> {
         let topic = self.topic_for(&envelope.event_type).clone();
-        self.publish_group(&topic, std::slice::from_ref(&envelope), &new_traceparent())
-            .await
+        self.publish_group(
+            &topic,
+            std::slice::from_ref(&envelope),
+            &traceparent_value(),
+        )
+        .await
     }
 
     async fn publish_batch(&self, envelopes: Vec<EventEnvelope>) -> Result<(), Error> {
-        let trace = new_traceparent();
+        let trace = traceparent_value();
         let mut by_topic: Vec<(TopicName, Vec<EventEnvelope>)> = Vec::new();
         for envelope in envelopes {
             let topic = self.topic_for(&envelope.event_type).clone();

@@ -31,7 +31,7 @@ pub enum Error {
     #[error("{0} is not pending acknowledgement")]
     NotPending(crate::AckId),
     /// Metadata does not fit in a user header (values are 1 to 255 bytes).
-    #[error("invalid event metadata: {0}")]
+    #[error("invalid event metadata")]
     InvalidMetadata(#[from] HeaderError),
     /// A publish through a batching publisher failed (see [`crate::BatchError`]).
     #[error(transparent)]
@@ -133,7 +133,7 @@ pub enum DecodeFailure {
 /// Errors of a replay carry no delivery (a replay commits nothing); their decisions do
 /// nothing.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode the message at {topic} partition {partition} offset {offset}: {failure}")]
+#[error("cannot decode the message at {topic} partition {partition} offset {offset}")]
 pub struct DecodeError {
     /// The topic.
     pub topic: String,

@@ -1,5 +1,6 @@
 //! Health of a transport: connection, storage, topology, consumer lag, dead letters.
 
+use rustok_iggy_connector::error_chain;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -180,7 +181,7 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "connection",
-                format!("{} mode: no answer: {e}", connector.mode()),
+                format!("{} mode: no answer: {}", connector.mode(), error_chain(&e)),
             ));
             return Ok(HealthReport::new(checks, lag));
         }
@@ -242,7 +243,7 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "topology",
-                format!("topic {stream}/{topic}: {e}"),
+                format!("topic {stream}/{topic}: {}", error_chain(&e)),
             ));
             return Ok(HealthReport::new(checks, lag));
         }
@@ -262,7 +263,10 @@ pub(crate) async fn check(
         Err(e) => {
             checks.push(unhealthy(
                 "lag",
-                format!("group {group}: committed offsets unreadable: {e}"),
+                format!(
+                    "group {group}: committed offsets unreadable: {}",
+                    error_chain(&e)
+                ),
             ));
             None
         }
@@ -314,7 +318,10 @@ pub(crate) async fn check(
             },
             detail: format!("{depth} open in {dlq}"),
         },
-        Err(e) => unhealthy("dead_letters", format!("{dlq} unreadable: {e}")),
+        Err(e) => unhealthy(
+            "dead_letters",
+            format!("{dlq} unreadable: {}", error_chain(&e)),
+        ),
     });
     Ok(HealthReport::new(checks, lag))
 }

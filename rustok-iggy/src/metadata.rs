@@ -1,7 +1,11 @@
 //! Event metadata carried in Iggy user headers.
 
+use bytes::{Bytes, BytesMut};
 use rustok_iggy_connector::{HeaderError, HeaderValue, Headers};
 use uuid::Uuid;
+
+use crate::codec::Codec;
+use crate::schema::Fingerprint;
 
 /// Names of the user headers rustok-iggy writes on every message. Other Iggy clients
 /// can read them; they are part of the wire contract and do not change between
@@ -9,9 +13,14 @@ use uuid::Uuid;
 pub mod header {
     /// The event type (`order_placed`).
     pub const EVENT_TYPE: &str = "event_type";
-    /// The schema version of the payload (text, `"2"`).
+    /// The schema version of the payload (text, `"2"`). A message without it is read
+    /// as version 1, the first version of every event type.
     pub const SCHEMA_VERSION: &str = "schema_version";
-    /// The codec of the payload (`json` or `postcard`).
+    /// The codec of the payload (`json` or `postcard`). A message without it is read as
+    /// JSON, by typed subscriptions and envelope streams alike, whatever codec the
+    /// reading type declares: rustok-iggy always writes it, so such a message comes
+    /// from another producer, and JSON is self-describing (a wrong guess fails to
+    /// decode instead of decoding wrong values, as Postcard could).
     pub const CODEC: &str = "codec";
     /// The schema fingerprint of the payload's type and version (16 hexadecimal
     /// digits; see [`crate::schema`]).
@@ -32,6 +41,165 @@ pub mod header {
     pub const TRACESTATE: &str = "tracestate";
     /// When the producer created the event (µs since the Unix epoch, text).
     pub const OCCURRED_AT: &str = "occurred_at";
+}
+
+/// The headers that say what a received message's payload is: its event type, schema
+/// version and codec, as read by [`EventHeaders::read`]. Typed subscriptions and
+/// envelope streams read a message through this one type, so both read it the same way
+/// (the defaults for a missing header are on [`header::SCHEMA_VERSION`] and
+/// [`header::CODEC`]); both write through [`OutgoingHeaders::write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventHeaders<'a> {
+    /// The event type; `None` when the message names none. Borrowed from the message.
+    pub(crate) event_type: Option<&'a str>,
+    /// The schema version of the payload.
+    pub(crate) schema_version: u32,
+    /// The codec of the payload.
+    pub(crate) codec: Codec,
+}
+
+impl<'a> EventHeaders<'a> {
+    /// The schema version of a message without a [`header::SCHEMA_VERSION`].
+    pub(crate) const DEFAULT_SCHEMA_VERSION: u32 = 1;
+    /// The codec of a message without a [`header::CODEC`].
+    pub(crate) const DEFAULT_CODEC: Codec = Codec::Json;
+
+    /// Reads the headers of a received message, without allocating. A missing header
+    /// takes its default; a present one that does not parse (or is not text) is an
+    /// error naming it.
+    pub(crate) fn read(headers: &'a Headers) -> Result<Self, InvalidEventHeader> {
+        let schema_version = match text(headers, header::SCHEMA_VERSION)? {
+            None => Self::DEFAULT_SCHEMA_VERSION,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::SCHEMA_VERSION,
+            })?,
+        };
+        let codec = match text(headers, header::CODEC)? {
+            None => Self::DEFAULT_CODEC,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::CODEC,
+            })?,
+        };
+        Ok(Self {
+            event_type: text(headers, header::EVENT_TYPE)?,
+            schema_version,
+            codec,
+        })
+    }
+
+    /// Reads the [`header::SCHEMA_FINGERPRINT`] of a received message: `None` when
+    /// absent (a producer that writes none). Read only where it is checked (Postcard
+    /// payloads), so a message whose payload names its fields is not refused for it.
+    pub(crate) fn fingerprint(
+        headers: &Headers,
+    ) -> Result<Option<Fingerprint>, InvalidEventHeader> {
+        let invalid = InvalidEventHeader {
+            name: header::SCHEMA_FINGERPRINT,
+        };
+        text(headers, header::SCHEMA_FINGERPRINT)?
+            .map(|text| text.parse().map_err(|_| invalid))
+            .transpose()
+    }
+}
+
+/// The headers of an outgoing message, written by [`OutgoingHeaders::write`] for
+/// typed events and envelopes alike. Values are [`HeaderValue`]s so that a caller can
+/// share them: a typed event's type is static, and the event ids and the
+/// `traceparent` of one publish call share one buffer each.
+#[derive(Debug)]
+pub(crate) struct OutgoingHeaders<'a> {
+    /// The event type.
+    pub(crate) event_type: HeaderValue,
+    /// The schema version of the payload (versions below 16 cost no allocation).
+    pub(crate) schema_version: u32,
+    /// The codec of the payload.
+    pub(crate) codec: Codec,
+    /// The schema fingerprint of the payload's type, where it has one.
+    pub(crate) fingerprint: Option<Fingerprint>,
+    /// The event id in text form (see [`id_texts`]).
+    pub(crate) event_id: Bytes,
+    /// The metadata; its set fields are written too.
+    pub(crate) metadata: &'a EventMetadata,
+    /// The `traceparent` written when `metadata` has none (one per publish call).
+    pub(crate) trace: &'a HeaderValue,
+}
+
+impl OutgoingHeaders<'_> {
+    /// How many headers [`OutgoingHeaders::write`] writes at most besides the metadata.
+    const OWN: usize = 6;
+
+    /// The headers of the message, with room for `extra` more. Every name is static:
+    /// the headers cost one allocation (their list), plus one for the fingerprint's
+    /// text and one for a schema version of 16 or more.
+    pub(crate) fn write(self, extra: usize) -> Result<Headers, HeaderError> {
+        let mut headers = Headers::with_capacity(Self::OWN + self.metadata.len() + extra);
+        headers.insert_static(header::EVENT_TYPE, self.event_type)?;
+        headers.insert_static(
+            header::SCHEMA_VERSION,
+            schema_version_text(self.schema_version),
+        )?;
+        headers.insert_static(header::CODEC, HeaderValue::from_static(self.codec.as_str()))?;
+        if let Some(fingerprint) = self.fingerprint {
+            headers.insert_static(
+                header::SCHEMA_FINGERPRINT,
+                HeaderValue::string(fingerprint.to_string()),
+            )?;
+        }
+        headers.insert_static(header::EVENT_ID, shared_text(self.event_id))?;
+        self.metadata.write(&mut headers)?;
+        if self.metadata.traceparent.is_none() {
+            headers.insert_static(header::TRACEPARENT, self.trace.clone())?;
+        }
+        Ok(headers)
+    }
+}
+
+/// Length of a UUID in text form (`8-4-4-4-12` hex digits).
+pub(crate) const ID_TEXT_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+
+/// The text forms of `ids`, one after the other in one buffer (one allocation per
+/// publish call, sliced per event: `ID_TEXT_LEN` bytes each).
+pub(crate) fn id_texts(ids: &[Uuid]) -> Bytes {
+    let mut out = BytesMut::with_capacity(ids.len() * ID_TEXT_LEN);
+    let mut text = [0u8; ID_TEXT_LEN];
+    for id in ids {
+        out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+    }
+    out.freeze()
+}
+
+/// A text header value from bytes known to be UTF-8 (made by [`id_texts`]).
+fn shared_text(bytes: Bytes) -> HeaderValue {
+    HeaderValue::shared_str(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The schema version as header text; versions below 16 are static.
+fn schema_version_text(version: u32) -> HeaderValue {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match SMALL.get(version as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::string(version.to_string()),
+    }
+}
+
+/// The text of header `name`, `None` when absent, an error when it is not text.
+fn text<'h>(
+    headers: &'h Headers,
+    name: &'static str,
+) -> Result<Option<&'h str>, InvalidEventHeader> {
+    headers
+        .get(name)
+        .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
+        .transpose()
+}
+
+/// A header of [`EventHeaders`] is present with a value that does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidEventHeader {
+    /// The header.
+    pub(crate) name: &'static str,
 }
 
 /// A fresh W3C `traceparent` (version 00, random trace and span ids, sampled).

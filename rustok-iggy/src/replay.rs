@@ -27,6 +27,9 @@ pub enum ReplayFrom {
     /// This offset in every partition.
     Offset(u64),
     /// The first event stored at or after this time (µs since the Unix epoch).
+    /// "Stored" is when the event was first stored: for an event copied by
+    /// `rustok-iggy-server migrate`, its time on the source broker (the
+    /// `rustok-original-timestamp` header), not the migration's time.
     Timestamp(u64),
 }
 
@@ -35,8 +38,8 @@ pub enum ReplayFrom {
 pub enum ReplayUntil {
     /// At the events stored when the replay started (a finite replay).
     Head,
-    /// Before the first event stored after this time (µs); also bounded by the head
-    /// at the start.
+    /// Before the first event stored after this time (µs; first stored, as for
+    /// [`ReplayFrom::Timestamp`]); also bounded by the head at the start.
     Timestamp(u64),
     /// Never: after catching up, follow new events.
     Follow,
@@ -90,6 +93,11 @@ enum Source {
 
 struct PartitionReplay {
     source: Source,
+    /// `ReplayFrom::Timestamp`: messages first stored before it are left out. The
+    /// broker's time index finds the start by append time; a migrated message was
+    /// appended at the migration's time but first stored earlier
+    /// ([`ReceivedMessage::stored_at`]).
+    from_time: Option<u64>,
     until_time: Option<u64>,
     done: bool,
 }
@@ -129,8 +137,11 @@ impl PartitionReplay {
                 batch
             }
         };
+        if let Some(ts) = self.from_time {
+            batch.retain(|m| m.stored_at() >= ts);
+        }
         if let Some(ts) = self.until_time
-            && let Some(cut) = batch.iter().position(|m| m.timestamp > ts)
+            && let Some(cut) = batch.iter().position(|m| m.stored_at() > ts)
         {
             batch.truncate(cut);
             self.done = true;
@@ -200,6 +211,10 @@ pub(crate) async fn replay_with<E: Send + 'static>(
         };
         let state = PartitionReplay {
             source,
+            from_time: match from {
+                ReplayFrom::Timestamp(ts) => Some(ts),
+                _ => None,
+            },
             until_time,
             done: false,
         };
@@ -248,7 +263,7 @@ fn replayed<E>(
                 event_id: crate::metadata::event_id(&message.headers, message.id),
                 event_type: decoded.event_type,
                 schema_version: decoded.schema_version,
-                timestamp: message.timestamp,
+                timestamp: message.stored_at(),
                 attempt: 1,
                 headers: message.headers.clone(),
             },

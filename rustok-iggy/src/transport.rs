@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, HeaderValue, Headers, IggyConnector, Metrics, OutgoingMessage,
+    ConnectorError, GroupName, HeaderValue, IggyConnector, Metrics, OutgoingMessage,
     Partitioning, PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName,
     TopicName, TopicSpec, metric_names, partition_for,
 };
@@ -18,7 +18,9 @@ use crate::coalesce::{Coalescer, Destination};
 use crate::config::IggyConfig;
 use crate::error::Error;
 use crate::event::IggyEvent;
-use crate::metadata::{EventMetadata, header, new_traceparent};
+use crate::metadata::{
+    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, header, id_texts, new_traceparent,
+};
 use crate::publish_retry::PublishRetry;
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
 use crate::upcast::Upcasters;
@@ -160,39 +162,9 @@ pub(crate) fn routing<E: IggyEvent>(
     }
 }
 
-/// Length of a UUID in text form (`8-4-4-4-12` hex digits).
-const ID_TEXT_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
-
-/// The text forms of `ids`, one after the other in one buffer (one allocation per
-/// publish call, sliced per event).
-pub(crate) fn id_texts(ids: &[Uuid]) -> Bytes {
-    let mut out = BytesMut::with_capacity(ids.len() * ID_TEXT_LEN);
-    let mut text = [0u8; ID_TEXT_LEN];
-    for id in ids {
-        out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
-    }
-    out.freeze()
-}
-
-/// A text header value from bytes known to be UTF-8 (made here).
-fn shared_text(bytes: Bytes) -> HeaderValue {
-    HeaderValue::shared_str(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 /// A fresh `traceparent` as a header value, shared by the messages of one call.
 pub(crate) fn traceparent_value() -> HeaderValue {
     HeaderValue::string(new_traceparent())
-}
-
-/// The schema version as header text; versions below 16 are static.
-fn schema_version_text(version: u32) -> HeaderValue {
-    const SMALL: [&str; 16] = [
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
-    ];
-    match SMALL.get(version as usize) {
-        Some(text) => HeaderValue::from_static(text),
-        None => HeaderValue::string(version.to_string()),
-    }
 }
 
 /// Publishes `request` through `connector` and records the publish metrics
@@ -395,24 +367,17 @@ impl<E: IggyEvent> Transport<E> {
         id_text: Bytes,
     ) -> Result<OutgoingMessage, Error> {
         let payload = event.encode()?;
-        let mut headers = Headers::with_capacity(6 + metadata.len());
-        headers.insert_static(
-            header::EVENT_TYPE,
-            HeaderValue::from_static(event.event_type()),
-        )?;
-        headers.insert_static(
-            header::SCHEMA_VERSION,
-            schema_version_text(event.schema_version()),
-        )?;
-        headers.insert_static(header::CODEC, HeaderValue::from_static(E::CODEC.as_str()))?;
-        if let Some(schema) = crate::schema::schema_for::<E>(event.event_type()) {
-            headers.insert_str(header::SCHEMA_FINGERPRINT, schema.fingerprint.to_string())?;
+        let headers = OutgoingHeaders {
+            event_type: HeaderValue::from_static(event.event_type()),
+            schema_version: event.schema_version(),
+            codec: E::CODEC,
+            fingerprint: crate::schema::schema_for::<E>(event.event_type())
+                .map(|schema| schema.fingerprint),
+            event_id: id_text,
+            metadata,
+            trace,
         }
-        headers.insert_static(header::EVENT_ID, shared_text(id_text))?;
-        metadata.write(&mut headers)?;
-        if metadata.traceparent.is_none() {
-            headers.insert_static(header::TRACEPARENT, trace.clone())?;
-        }
+        .write(0)?;
         Ok(OutgoingMessage {
             id: id.as_u128(),
             payload: Bytes::from(payload),

@@ -85,6 +85,38 @@ impl WireBroker {
             .expect("login as root");
     }
 
+    /// Shuts the broker down and opens a new one on the same data directory, with
+    /// the listener on a new ephemeral port and the default configuration.
+    pub async fn restart(self) -> Self {
+        within("shut the broker down", self.connector.shutdown())
+            .await
+            .expect("clean shutdown");
+        let dir = self.dir;
+        let mut config = ConnectorConfig::embedded(dir.path());
+        config.embedded.tcp_enabled = true;
+        config.embedded.tcp_port = 0;
+        config.embedded.tcp_address = "127.0.0.1".into();
+        let connector = EmbeddedConnector::new();
+        within("restart the broker", connector.connect(&config))
+            .await
+            .expect("the embedded broker opens again");
+        let address = connector.tcp_address().expect("the listener is on");
+        Self {
+            connector,
+            address,
+            dir,
+        }
+    }
+
+    /// Shuts the broker down and hands over its data directory (removed when the
+    /// returned value is dropped).
+    pub async fn into_data_dir(self) -> tempfile::TempDir {
+        within("shut the broker down", self.connector.shutdown())
+            .await
+            .expect("clean shutdown");
+        self.dir
+    }
+
     /// Shuts the broker down.
     pub async fn shutdown(self) {
         within("shut the broker down", self.connector.shutdown())

@@ -164,7 +164,7 @@ impl EmbeddedConnector {
         let broker = self.broker()?;
         let mut summary = VerifySummary::default();
         for topic in broker.all_topics() {
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 let report = partition.verify()?;
                 if !report.is_clean() {
                     tracing::error!(topic = %topic.name(), partition = partition.id, damage = ?report.damage, "verify found damage");
@@ -353,6 +353,8 @@ impl IggyConnector for EmbeddedConnector {
                 Arc::clone(&broker),
                 Arc::new(users),
                 embedded.tcp_limits.clone(),
+                // Secrets are never serialized (the root password is skipped).
+                serde_json::to_string_pretty(embedded).unwrap_or_default(),
             )?)
         } else {
             None
@@ -464,7 +466,7 @@ impl IggyConnector for EmbeddedConnector {
     ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
         let (_, topic) = self.topic(stream, topic)?;
         let partition = topic.partition(partition)?;
-        read_messages(partition, resolve(partition, from), max)
+        read_messages(&partition, resolve(&partition, from), max)
     }
 
     async fn subscribe(
@@ -475,7 +477,7 @@ impl IggyConnector for EmbeddedConnector {
         from: PollFrom,
     ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
         let (_, topic) = self.topic(stream, topic)?;
-        let partition = Arc::clone(topic.partition(partition)?);
+        let partition = topic.partition(partition)?;
         let cursor = resolve(&partition, from);
         Ok(Box::new(EmbeddedSubscriber {
             head: partition.watch(),
@@ -539,7 +541,7 @@ impl IggyConnector for EmbeddedConnector {
             .group_id(group)
             .ok_or_else(|| topic.group_not_found(group.as_str()))?;
         Ok(topic
-            .partitions
+            .partitions()
             .iter()
             .map(|p| p.stored_offset(ConsumerKey::Group(id)))
             .collect())
@@ -576,7 +578,7 @@ async fn initialize_offsets(
     group_id: u32,
     start: StartPosition,
 ) -> Result<(), ConnectorError> {
-    for partition in &topic.partitions {
+    for partition in topic.partitions().iter() {
         let first_to_read = match start {
             StartPosition::Earliest => continue,
             StartPosition::Latest => partition.next_offset(),
@@ -704,7 +706,7 @@ impl GroupConsumer for EmbeddedGroupMember {
             let assignment = self.current_assignment()?;
             if !cursors.is_for(&assignment.generation) {
                 let committed = assignment.partitions.iter().filter_map(|&p| {
-                    let partition = self.topic.partitions.get(p as usize)?;
+                    let partition = self.topic.partition(p).ok()?;
                     Some((
                         p,
                         partition.stored_offset(ConsumerKey::Group(self.group_id)),
@@ -723,14 +725,14 @@ impl GroupConsumer for EmbeddedGroupMember {
             let mut out = Vec::new();
             let mut advanced = Vec::new();
             for (p, next) in cursors.round(&assignment.partitions) {
-                let Some(partition) = self.topic.partitions.get(p as usize) else {
+                let Ok(partition) = self.topic.partition(p) else {
                     continue;
                 };
                 let mut head = partition.watch();
                 head.borrow_and_update();
                 heads.push(head);
                 let messages = read_messages(
-                    partition,
+                    &partition,
                     next.max(partition.first_offset()),
                     max - out.len() as u32,
                 )?;

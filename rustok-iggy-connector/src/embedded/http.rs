@@ -182,7 +182,7 @@ fn respond(request: &Request<Incoming>, broker: &Broker) -> Response<Full<Bytes>
 fn health(broker: &Broker) -> Response<Full<Bytes>> {
     let open = broker.ensure_open().is_ok();
     let topics = broker.all_topics();
-    let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    let partitions: usize = topics.iter().map(|t| t.partitions().len()).sum();
     let storage = broker.storage_health();
     // A poisoned log refuses writes until the broker is reopened.
     let unwritable: Vec<serde_json::Value> = broker
@@ -292,7 +292,7 @@ fn broker_metrics(broker: &Broker) -> String {
     let topics = broker.all_topics();
     let mut rows: Vec<(String, [String; 11])> = Vec::new();
     for topic in &topics {
-        for partition in &topic.partitions {
+        for partition in topic.partitions().iter() {
             let stats = partition.storage_stats();
             let labels = render_labels(
                 &[

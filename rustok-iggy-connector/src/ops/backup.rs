@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::batch::now_micros;
+use crate::embedded::broker::layout::{self, METADATA_FILE, PartitionLocation};
 use crate::embedded::broker::persist;
-use crate::embedded::broker::{self, OFFSETS_FILE, PartitionLocation};
+use crate::embedded::broker::{self, OFFSETS_FILE};
 use crate::embedded::storage::{self, CopyStats};
 use crate::embedded::{EmbeddedConnector, VerifySummary};
 use crate::error::ConnectorError;
@@ -19,7 +20,6 @@ use crate::error::ConnectorError;
 const MANIFEST_FILE: &str = "backup.json";
 const LOCK_FILE: &str = ".lock";
 const USERS_FILE: &str = "users.json";
-const METADATA_FILE: &str = "metadata.json";
 
 /// How a backup was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -226,7 +226,7 @@ fn try_lock(root: &Path) -> Result<Option<Option<fs::File>>, ConnectorError> {
 }
 
 fn layout_of(root: &Path) -> Result<Vec<PartitionLocation>, ConnectorError> {
-    broker::layout(root)?.ok_or_else(|| {
+    layout::layout(root)?.ok_or_else(|| {
         ConnectorError::config(
             "data_dir",
             format!(
@@ -314,7 +314,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConnectorError> {
 /// Copies a small file (owner-only, fsynced) if it exists.
 fn copy_small(from: &Path, to: &Path) -> Result<(), ConnectorError> {
     if let Some(bytes) = read_optional(from)? {
-        broker::write_file(to, &bytes)?;
+        layout::write_file(to, &bytes)?;
     }
     Ok(())
 }

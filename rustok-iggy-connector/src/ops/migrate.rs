@@ -1,5 +1,6 @@
 //! Copying an embedded data directory to a remote Iggy server: streams, topics, every
-//! message of every partition, and consumer-group offsets. Resumable.
+//! message of every partition, consumer-group offsets and standalone consumer
+//! offsets. Resumable.
 //!
 //! What a copied message keeps, exactly: its partition (same partition number), its
 //! place in that partition's order, its id, its payload, its user headers (byte for
@@ -7,9 +8,12 @@
 //! message, to the microsecond). What it cannot keep: its **offset** (the destination
 //! numbers messages from its own partition head: 0 in a new topic, and retention may
 //! have removed the oldest source offsets) and its **append timestamp** (the broker
-//! stamps arrival time; on the destination that is the migration time, which is what
-//! timestamp-based replay there sees). Consumer-group offsets are translated to the
-//! destination offsets of the same messages.
+//! stamps arrival time, the migration time, and no command lets a sender set it). The
+//! source's append time travels in the user header
+//! [`ORIGINAL_TIMESTAMP_HEADER`](crate::ORIGINAL_TIMESTAMP_HEADER), which replay by time
+//! reads ([`ReceivedMessage::stored_at`](crate::ReceivedMessage::stored_at)). Group and
+//! standalone consumer offsets are translated to the destination offsets of the same
+//! messages.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -377,7 +381,7 @@ where
                 key.clone(),
                 TopicProgress {
                     partitions: topic
-                        .partitions
+                        .partitions()
                         .iter()
                         .map(|p| PartitionProgress {
                             source_next: p.first_offset(),
@@ -389,7 +393,8 @@ where
             self.save(&progress)?;
         }
         let parallel = self.options.to.pool_size.max(1) as usize;
-        let mut copies = futures::stream::iter(topic.partitions.iter().map(|partition| {
+        let partitions = topic.partitions();
+        let mut copies = futures::stream::iter(partitions.iter().map(|partition| {
             let head = info
                 .next_offsets
                 .get(partition.id as usize)
@@ -403,6 +408,7 @@ where
         }
         drop(copies);
         self.groups(topic, &key, &groups).await?;
+        self.consumers(topic, &key).await?;
         Ok(groups.len() as u32)
     }
 
@@ -617,6 +623,37 @@ where
         Ok(())
     }
 
+    /// Stores the offsets of the topic's standalone consumers at the destination,
+    /// translated to the destination offsets of the same messages (a consumer
+    /// resumes after the same message). Done again at every run, like the groups'.
+    async fn consumers(&self, topic: &Topic, key: &str) -> Result<(), ConnectorError> {
+        let progress: Vec<PartitionProgress> = self
+            .lock()
+            .topics
+            .get(key)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        let (stream_name, topic_name) = (topic.stream_name(), topic.name());
+        for (partition, state) in topic.partitions().iter().zip(&progress) {
+            for (consumer, committed) in partition.stored_consumers() {
+                let Some(offset) = state.translate(committed) else {
+                    continue;
+                };
+                copy::store_consumer_offset(
+                    &self.destination,
+                    &stream_name,
+                    &topic_name,
+                    partition.id,
+                    consumer,
+                    offset,
+                )
+                .await?;
+                tracing::info!(consumer, partition = partition.id, topic = %key, "consumer offset migrated");
+            }
+        }
+        Ok(())
+    }
+
     /// Creates each group at the destination and stores its committed offsets,
     /// translated to the destination offsets of the same messages. Done again at
     /// every run (the source's commits may have moved since the last one).
@@ -634,7 +671,7 @@ where
             .unwrap_or_default();
         for (id, group) in groups {
             let translated: Vec<Option<u64>> = topic
-                .partitions
+                .partitions()
                 .iter()
                 .zip(&progress)
                 .map(|(partition, state)| {

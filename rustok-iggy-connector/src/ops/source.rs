@@ -9,6 +9,7 @@ use iggy_binary_protocol::batch::{
 
 use crate::embedded::broker::Partition;
 use crate::error::ConnectorError;
+use crate::message::{HeaderValue, Headers, ORIGINAL_TIMESTAMP_HEADER};
 use crate::remote::copy::CopiedMessage;
 
 /// A message read from the source log.
@@ -78,13 +79,38 @@ pub(super) fn read_source(
                         .origin_timestamp
                         .saturating_add(u64::from(view.header.timestamp_delta)),
                     payload: record.slice(payload_start..payload_end),
-                    user_headers: record.slice(payload_end..headers_end),
+                    user_headers: with_original_timestamp(
+                        record.slice(payload_end..headers_end),
+                        header.base_timestamp,
+                    ),
                 },
             });
         }
     }
     out.truncate(max as usize);
     Ok(out)
+}
+
+/// `user_headers` (TLV) with [`ORIGINAL_TIMESTAMP_HEADER`] set to `stored_at`,
+/// unless they hold it already (a message migrated before keeps its first time).
+/// Headers that do not decode are left as they are.
+fn with_original_timestamp(user_headers: Bytes, stored_at: u64) -> Bytes {
+    match Headers::decode(&user_headers) {
+        Ok(headers) if headers.get(ORIGINAL_TIMESTAMP_HEADER).is_none() => {
+            let mut added = Headers::with_capacity(1);
+            if added
+                .insert_static(ORIGINAL_TIMESTAMP_HEADER, HeaderValue::u64(stored_at))
+                .is_err()
+            {
+                return user_headers;
+            }
+            let mut out = Vec::with_capacity(user_headers.len() + added.encoded_len());
+            out.extend_from_slice(&user_headers);
+            added.encode_into(&mut out);
+            Bytes::from(out)
+        }
+        _ => user_headers,
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> Connec
         | ErrorCode::USER_INACTIVE
         | ErrorCode::INVALID_PERSONAL_ACCESS_TOKEN
         | ErrorCode::PERSONAL_ACCESS_TOKEN_EXPIRED => ConnectorError::Auth {
-            message: format!("{context}: {source}"),
+            message: context,
             source: Some(Box::new(source)),
         },
         ErrorCode::DISCONNECTED
@@ -41,7 +41,7 @@ pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> Connec
         | ErrorCode::CLIENT_SHUTDOWN
         | ErrorCode::CONNECTION_CLOSED
         | ErrorCode::EMPTY_RESPONSE => ConnectorError::Connection {
-            message: format!("{context}: {source}"),
+            message: context,
             source: Some(Box::new(source)),
         },
         _ => ConnectorError::Iggy { context, source },
@@ -203,7 +203,7 @@ async fn connect_and_login(
             // A refused sign-in is an authentication failure whatever code the
             // server picked for it.
             ConnectorError::Iggy { context, source } => ConnectorError::Auth {
-                message: format!("{context}: {source}"),
+                message: context,
                 source: Some(Box::new(source)),
             },
             other => other,

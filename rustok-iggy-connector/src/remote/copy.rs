@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use iggy::prelude::{
-    IggyMessage, IggyMessageHeader, MessageClient, Partitioning as IggyPartitioning,
+    Consumer, ConsumerOffsetClient, Identifier, IggyMessage, IggyMessageHeader, MessageClient,
+    Partitioning as IggyPartitioning,
 };
 
 use super::RemoteConnector;
@@ -43,6 +44,38 @@ pub(crate) async fn ensure_stream(
 ) -> Result<(), ConnectorError> {
     let session = remote.session()?;
     RemoteConnector::create_stream_if_missing(&session, stream, &ident(stream.as_str())?).await
+}
+
+/// Stores `offset` as the offset of standalone consumer `consumer` (numeric id) on
+/// `partition`: where that consumer resumes at the destination.
+pub(crate) async fn store_consumer_offset(
+    remote: &RemoteConnector,
+    stream: &StreamName,
+    topic: &TopicName,
+    partition: u32,
+    consumer: u32,
+    offset: u64,
+) -> Result<(), ConnectorError> {
+    let session = remote.session()?;
+    let partitions = session.check_partition(stream, topic, partition).await?;
+    let (s, t) = (ident(stream.as_str())?, ident(topic.as_str())?);
+    let consumer = Consumer::new(
+        Identifier::numeric(consumer)
+            .map_err(|e| ConnectorError::InvalidRequest(format!("consumer id {consumer}: {e}")))?,
+    );
+    session
+        .connection(partition)
+        .store_consumer_offset(&consumer, &s, &t, Some(partition), offset)
+        .await
+        .map_err(|e| {
+            topic_error(
+                format!("store a consumer offset on {stream}/{topic} partition {partition}"),
+                e,
+                stream,
+                topic,
+                Some((partition, partitions)),
+            )
+        })
 }
 
 /// Appends `messages` to `partition` as one batch, each with its own id, origin

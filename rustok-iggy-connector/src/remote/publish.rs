@@ -124,7 +124,7 @@ async fn send(
                 Some((partition, at.partitions)),
             ) {
                 ConnectorError::Iggy { context, source } => ConnectorError::Publish {
-                    message: format!("{context}: {source}"),
+                    message: context,
                     source: Some(Box::new(source)),
                 },
                 other => other,

@@ -25,12 +25,17 @@ use iggy_binary_protocol::requests::consumer_offsets::{
 use iggy_binary_protocol::requests::messages::{
     FlushUnsavedBufferRequest, PollMessagesRequest, RawMessage, SendMessagesEncoder,
 };
+use iggy_binary_protocol::requests::partitions::{
+    CreatePartitionsRequest, DeletePartitionsRequest,
+};
 use iggy_binary_protocol::requests::personal_access_tokens::CreatePersonalAccessTokenRequest;
 use iggy_binary_protocol::requests::segments::DeleteSegmentsRequest;
 use iggy_binary_protocol::requests::streams::{
     CreateStreamRequest, DeleteStreamRequest, GetStreamRequest, PurgeStreamRequest,
 };
-use iggy_binary_protocol::requests::system::GetClientRequest;
+use iggy_binary_protocol::requests::system::{
+    AttachConsumerSessionRequest, GetClientRequest, GetSnapshotRequest,
+};
 use iggy_binary_protocol::requests::topics::{
     CreateTopicRequest, DeleteTopicRequest, GetTopicRequest, GetTopicsRequest, PurgeTopicRequest,
 };
@@ -246,11 +251,23 @@ pub fn send_body_to(
     partition: u32,
     payloads: &[Vec<u8>],
 ) -> Vec<u8> {
+    send_body_with_ids(stream, topic, partition, 1, payloads)
+}
+
+/// A `SendMessages` body whose messages have the ids `first_id..`: batches that must
+/// all be stored need ids of their own (the broker drops a repeated id as a duplicate).
+pub fn send_body_with_ids(
+    stream: WireIdentifier,
+    topic: WireIdentifier,
+    partition: u32,
+    first_id: u128,
+    payloads: &[Vec<u8>],
+) -> Vec<u8> {
     let messages: Vec<RawMessage<'_>> = payloads
         .iter()
         .enumerate()
         .map(|(i, payload)| RawMessage {
-            id: i as u128 + 1,
+            id: first_id + i as u128,
             origin_timestamp: 1_000 + i as u64,
             headers: None,
             payload,
@@ -645,6 +662,78 @@ pub fn valid_bodies() -> Vec<(&'static str, Operation, u32, Vec<u8>)> {
                 topic_id: wid("orders"),
                 partition_id: 0,
                 fsync: true,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "CreatePartitions",
+            Operation::CreatePartitions,
+            402,
+            CreatePartitionsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partitions_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "DeletePartitions",
+            Operation::DeletePartitions,
+            403,
+            DeletePartitionsRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partitions_count: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "GetSnapshotFile",
+            nr,
+            11,
+            GetSnapshotRequest {
+                compression: 1,
+                snapshot_types: vec![4],
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "AttachConsumerSession",
+            nr,
+            14,
+            AttachConsumerSessionRequest {
+                client_id: 1,
+                session: 1,
+                metadata_watermark: 0,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "GetPollRouting",
+            nr,
+            103,
+            poll_body(consumer(1), "shop", "orders", Some(0), 0, 10),
+        ),
+        (
+            "PollMessagesOnPrimary",
+            nr,
+            104,
+            poll_body(consumer(1), "shop", "orders", Some(0), 0, 10),
+        ),
+        (
+            "GetConsumerOffsetRouting",
+            nr,
+            123,
+            GetConsumerOffsetRequest {
+                consumer: WireConsumer::consumer(WireIdentifier::numeric(1)),
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                partition_id: Some(0),
             }
             .to_bytes()
             .to_vec(),

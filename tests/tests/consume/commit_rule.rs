@@ -13,7 +13,7 @@ use rustok_iggy::{
     Backoff, ConsumeOptions, DeadLetter, DeadLetterConfig, DeadLetters, Error, GroupName,
     IggyConnector, RetryPolicy, StreamName, SubscriptionOptions, Undecided, Upcasters,
 };
-use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, metric_names};
+use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, error_chain, metric_names};
 use serde::{Deserialize, Serialize};
 use tests::conformance::{Harness, Target, run};
 use tests::faulty::DeadLetterOutage;
@@ -633,7 +633,8 @@ async fn an_older_version_without_upcaster_is_a_decode_error(mut h: Harness) {
     let mut subscription = jobs.subscribe("g").await.unwrap();
     match within("the old event", subscription.next()).await.unwrap() {
         Err(Error::Decode(e)) => {
-            let text = e.to_string();
+            // The reason is the error's source (Display does not repeat it).
+            let text = error_chain(&e).to_string();
             assert!(
                 text.contains("upcaster") && text.contains("version 1") && text.contains("2"),
                 "{:?}: {text}",

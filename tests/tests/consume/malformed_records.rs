@@ -16,7 +16,7 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{ConsumeOptions, DeadLetterConfig, DeadLetters, Error, IggyConnector};
 use rustok_iggy_connector::{
     ConnectorConfig, EmbeddedConnector, Headers, OutgoingMessage, PublishRequest, StreamName,
-    TopicName,
+    TopicName, error_chain,
 };
 use rustok_iggy_storage::record::RecordBuilder;
 use rustok_iggy_storage::{Durability, LogConfig, PartitionLog};
@@ -177,7 +177,12 @@ async fn a_subscription_reports_the_damaged_message_and_goes_on(remote: bool) {
                 delivery.ack().await.unwrap();
             }
             Err(Error::Decode(mut error)) => {
-                errors.push((error.partition, error.offset, error.to_string()));
+                // The reason is the error's source (Display does not repeat it).
+                errors.push((
+                    error.partition,
+                    error.offset,
+                    error_chain(&error).to_string(),
+                ));
                 // The application's decision: skip it.
                 error.take_delivery().unwrap().ack().await.unwrap();
             }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use rustok_iggy_connector::ops::{MigrateOptions, MigrateReport, migrate};
 use rustok_iggy_connector::{
     ConnectorConfig, ConnectorError, GroupConsumer, HeaderValue, Headers, IggyConnector,
-    OutgoingMessage, PublishRequest, ReceivedMessage, Retention, StartPosition, StreamName,
-    TopicName, TopicSpec,
+    ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage, PublishRequest, ReceivedMessage, Retention,
+    StartPosition, StreamName, TopicName, TopicSpec,
 };
 use tests::conformance::{committed, group, read_all, remote_config};
 use tests::wire::{PASSWORD, USERNAME, WireBroker};
@@ -202,7 +202,16 @@ async fn assert_migrated(source_dir: &Path, destination: &WireBroker, trimmed_fi
             );
             assert_eq!(a.id, b.id, "{key:?} #{i}: id");
             assert_eq!(a.payload, b.payload, "{key:?} #{i}: payload");
-            assert_eq!(a.headers, b.headers, "{key:?} #{i}: headers");
+            let mut copied = b.headers.clone();
+            assert_eq!(
+                copied
+                    .remove(ORIGINAL_TIMESTAMP_HEADER)
+                    .and_then(|v| v.as_u64()),
+                Some(a.timestamp),
+                "{key:?} #{i}: the source's append time travels in a header"
+            );
+            assert_eq!(a.headers, copied, "{key:?} #{i}: headers");
+            assert_eq!(b.stored_at(), a.timestamp, "{key:?} #{i}: first stored");
             assert_eq!(
                 a.origin_timestamp, b.origin_timestamp,
                 "{key:?} #{i}: origin timestamp"
@@ -494,5 +503,99 @@ async fn a_migration_from_a_backup_catches_up_from_the_live_directory() {
         err.to_string().contains("belongs to another source"),
         "{err}"
     );
+    destination.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_consumer_offsets_and_original_times_reach_the_destination() {
+    use iggy::prelude::{
+        Client, Consumer, ConsumerOffsetClient, Identifier, IggyMessage, MessageClient,
+        Partitioning, StreamClient, TopicClient, TopicCreateOptions,
+    };
+    use std::str::FromStr;
+
+    let id = |name: &str| Identifier::named(name).unwrap();
+    let consumer = |n: u32| Consumer::new(Identifier::numeric(n).unwrap());
+    // The source: a broker written through the official SDK, as a CLI user would
+    // (`message poll --consumer 7 --auto-commit` stores a standalone offset).
+    let source = WireBroker::start().await;
+    let sdk = source.client().await;
+    sdk.create_stream("shop").await.unwrap();
+    let two = TopicCreateOptions {
+        partitions_count: Some(2),
+        ..Default::default()
+    };
+    sdk.create_topic(&id("shop"), "orders", &two).await.unwrap();
+    for (partition, count) in [(0u32, 5u32), (1, 3)] {
+        for n in 0..count {
+            let mut batch = vec![IggyMessage::from_str(&format!("{partition}/{n}")).unwrap()];
+            sdk.send_messages(
+                &id("shop"),
+                &id("orders"),
+                &Partitioning::partition_id(partition),
+                &mut batch,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    for (who, partition, offset) in [(7u32, 0u32, 2u64), (7, 1, 0), (9, 0, 4)] {
+        sdk.store_consumer_offset(
+            &consumer(who),
+            &id("shop"),
+            &id("orders"),
+            Some(partition),
+            offset,
+        )
+        .await
+        .unwrap();
+    }
+    let (shop, orders) = names("shop", "orders");
+    let mut times = Vec::new();
+    for partition in 0..2 {
+        times.push(read_all(&source.connector, &shop, &orders, partition, 0).await);
+    }
+    sdk.shutdown().await.unwrap();
+    let data = source.into_data_dir().await;
+
+    let destination = WireBroker::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let progress = work.path().join("progress.json");
+    within(
+        "migrate",
+        migrate(&options(data.path(), &destination, &progress), &|_| {}),
+    )
+    .await
+    .unwrap();
+
+    let dest = destination.client().await;
+    for (who, partition, offset) in [(7u32, 0u32, 2u64), (7, 1, 0), (9, 0, 4)] {
+        let stored = dest
+            .get_consumer_offset(&consumer(who), &id("shop"), &id("orders"), Some(partition))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("consumer {who} has an offset on partition {partition}"));
+        assert_eq!(
+            stored.stored_offset, offset,
+            "consumer {who}, partition {partition}"
+        );
+    }
+    let none = dest
+        .get_consumer_offset(&consumer(8), &id("shop"), &id("orders"), Some(0))
+        .await
+        .unwrap();
+    assert!(none.is_none(), "no offset is made up: {none:?}");
+    for (partition, source_messages) in (0u32..).zip(&times) {
+        let copied = read_all(&destination.connector, &shop, &orders, partition, 0).await;
+        assert_eq!(copied.len(), source_messages.len());
+        for (a, b) in source_messages.iter().zip(&copied) {
+            assert_eq!(a.payload, b.payload);
+            assert_eq!(b.stored_at(), a.timestamp, "the original time is kept");
+            assert!(
+                b.timestamp >= a.timestamp,
+                "the destination stamps its own time"
+            );
+        }
+    }
     destination.shutdown().await;
 }

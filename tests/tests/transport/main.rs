@@ -17,6 +17,8 @@ mod dedup;
 mod envelope_parity;
 mod envelope_spans;
 mod envelopes;
+mod error_chains;
+mod event_headers;
 mod health;
 mod replay;
 mod schema;

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::schema::{Fingerprint, schemas};
 use rustok_iggy::{DecodeFailure, Error, IggyConnector, Upcasters, header};
-use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest};
+use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, error_chain};
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded, within};
 
@@ -190,7 +190,8 @@ fn assert_mismatch(error: &rustok_iggy::DecodeError, expected: Fingerprint) {
         }
         other => panic!("expected a schema mismatch, got {other:?}"),
     }
-    let text = error.to_string();
+    // The fingerprints are in the reason, the decode error's source.
+    let text = error_chain(error).to_string();
     assert!(text.contains(&expected.to_string()), "{text}");
     assert!(
         text.contains(&fingerprint::<v1::Order>().to_string()),

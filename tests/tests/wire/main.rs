@@ -10,9 +10,12 @@
 
 mod bad_input;
 mod options;
+mod partition_count;
 mod partitions;
 mod permissions;
 mod revocation;
+mod routing;
 mod sdk;
+mod snapshot;
 mod updates;
 mod user_headers;

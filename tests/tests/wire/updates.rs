@@ -295,3 +295,61 @@ async fn update_topic_renames_a_topic_and_keeps_its_data_and_offsets() {
     assert_eq!(names, ["sales", "refunds"]);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn renamed_streams_and_topics_keep_their_names_after_a_restart() {
+    let broker = WireBroker::start().await;
+    let root = broker.client().await;
+    within("create_stream", root.create_stream("shop"))
+        .await
+        .expect("stream");
+    within(
+        "create_topic",
+        root.create_topic(&id("shop"), "orders", &TopicCreateOptions::default()),
+    )
+    .await
+    .expect("topic");
+    within(
+        "update_stream",
+        root.update_stream(&id("shop"), "store", &StreamUpdateOptions::default()),
+    )
+    .await
+    .expect("stream renamed");
+    within(
+        "update_topic",
+        root.update_topic(
+            &id("store"),
+            &id("orders"),
+            "sales",
+            &TopicUpdateOptions::default(),
+        ),
+    )
+    .await
+    .expect("topic renamed");
+    drop(root);
+
+    let broker = broker.restart().await;
+    let root = broker.client().await;
+    let stream = within("get_stream", root.get_stream(&id("store")))
+        .await
+        .expect("get_stream")
+        .expect("the renamed stream after a restart");
+    assert_eq!(stream.name, "store");
+    let topics: Vec<String> = stream.topics.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(topics, vec!["sales".to_owned()]);
+    assert!(
+        within("get_stream", root.get_stream(&id("shop")))
+            .await
+            .expect("get_stream")
+            .is_none(),
+        "the old stream name is gone"
+    );
+    assert!(
+        within("get_topic", root.get_topic(&id("store"), &id("orders")))
+            .await
+            .expect("get_topic")
+            .is_none(),
+        "the old topic name is gone"
+    );
+    broker.shutdown().await;
+}

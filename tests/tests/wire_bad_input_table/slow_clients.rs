@@ -114,7 +114,13 @@ async fn a_slow_client_polling_without_reading_is_bounded() {
             &mut seeder,
             Operation::SendMessages,
             101,
-            &send_body("shop", "big", 0, &payloads),
+            &send_body_with_ids(
+                wid("shop"),
+                wid("big"),
+                0,
+                u128::from(chunk) * 8 + 1,
+                &payloads,
+            ),
         )
         .await;
         assert_eq!(reply.status(), OK);

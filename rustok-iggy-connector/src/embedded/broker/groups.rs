@@ -57,6 +57,16 @@ impl Group {
         left
     }
 
+    /// Follows a change of the topic's partition count (`CreatePartitions` /
+    /// `DeletePartitions`): every member is assigned again over the new count, a
+    /// new generation begins and every member waiting on the group wakes. A group
+    /// without members keeps its generation.
+    pub(crate) fn resize(&mut self, partitions_count: u32) {
+        if !self.members.is_empty() {
+            self.rebalance(partitions_count);
+        }
+    }
+
     /// Eager round-robin: partition `i` goes to the `i % n`-th member in join order.
     /// Bumps the generation and wakes every member waiting on the group.
     fn rebalance(&mut self, partitions_count: u32) {
@@ -143,6 +153,23 @@ mod tests {
         assert_eq!(g.assignment(2).unwrap().partitions, vec![0, 1, 2]);
         assert_eq!(g.assignment(1), None);
         assert_eq!(*rx.borrow(), 3);
+    }
+
+    #[test]
+    fn a_resize_gives_new_partitions_and_takes_removed_ones() {
+        let mut g = group();
+        g.join(1, 2);
+        g.join(2, 2);
+        g.resize(5);
+        assert_eq!(g.assignment(1).unwrap().partitions, vec![0, 2, 4]);
+        assert_eq!(g.assignment(2).unwrap().partitions, vec![1, 3]);
+        assert_eq!(g.generation(), 3);
+        g.resize(1);
+        assert_eq!(g.assignment(1).unwrap().partitions, vec![0]);
+        assert_eq!(g.assignment(2).unwrap().partitions, Vec::<u32>::new());
+        let mut empty = group();
+        empty.resize(4);
+        assert_eq!(empty.generation(), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod dedup;
 mod groups;
+pub(crate) mod layout;
 mod offsets;
 mod partition;
 mod permissions;
@@ -19,15 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub(crate) use self::groups::Group;
+use self::layout::{
+    GroupMeta, METADATA_FILE, MetadataFile, StreamMeta, TopicMeta, partition_dir, stream_dir,
+    topic_dir,
+};
 pub(crate) use self::offsets::{ConsumerKey, OFFSETS_FILE, load as load_offsets};
 pub(crate) use self::partition::{Partition, Stored};
 pub(crate) use self::permissions::{
     Access, GlobalPermissions, Permissions, StreamPermissions, TopicPermissions, rules,
 };
-pub(crate) use self::snapshot::{PartitionLocation, layout, write_file};
 use self::sync::{SYNC_THREADS, SyncJob, Syncer};
 use self::topic::Groups;
 pub(crate) use self::topic::{GroupRef, Topic};
@@ -41,7 +43,6 @@ use crate::partition::check_partition_count;
 
 use super::storage::{Disk, LogConfig, StorageError};
 
-const METADATA_FILE: &str = "metadata.json";
 const LOCK_FILE: &str = ".lock";
 /// How often, and how long apart, a held data-directory lock is tried again.
 const LOCK_ATTEMPTS: u32 = 20;
@@ -125,44 +126,6 @@ impl State {
     }
 }
 
-// ---- the metadata file -------------------------------------------------------------
-
-#[derive(Debug, Serialize, Deserialize)]
-struct MetadataFile {
-    format: u32,
-    next_stream_id: u32,
-    streams: Vec<StreamMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StreamMeta {
-    id: u32,
-    name: StreamName,
-    created_at: u64,
-    next_topic_id: u32,
-    topics: Vec<TopicMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TopicMeta {
-    id: u32,
-    name: TopicName,
-    created_at: u64,
-    partitions: u32,
-    #[serde(default)]
-    max_age_micros: Option<u64>,
-    #[serde(default)]
-    max_size_bytes: Option<u64>,
-    next_group_id: u32,
-    groups: Vec<GroupMeta>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct GroupMeta {
-    id: u32,
-    name: GroupName,
-}
-
 /// What `/health` says of the storage.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StorageHealth {
@@ -191,22 +154,6 @@ pub(crate) struct Broker {
     next_member: AtomicU64,
     closed: AtomicBool,
     started_at: u64,
-}
-
-fn stream_dir(root: &Path, stream: u32) -> PathBuf {
-    root.join("streams").join(stream.to_string())
-}
-
-fn topic_dir(root: &Path, stream: u32, topic: u32) -> PathBuf {
-    stream_dir(root, stream)
-        .join("topics")
-        .join(topic.to_string())
-}
-
-fn partition_dir(root: &Path, stream: u32, topic: u32, partition: u32) -> PathBuf {
-    topic_dir(root, stream, topic)
-        .join("partitions")
-        .join(partition.to_string())
 }
 
 fn io_err(context: &str, path: &Path, source: std::io::Error) -> ConnectorError {
@@ -284,15 +231,12 @@ impl Broker {
         for s in meta.streams {
             let mut topics = BTreeMap::new();
             for t in s.topics {
-                if check_partition_count(t.partitions).is_err() {
+                if let Err(e) = check_partition_count(t.partitions) {
                     // A damaged count would otherwise create up to 2^32 partitions.
                     return Err(StorageError::Corrupt {
                         path: self.root.join(METADATA_FILE),
                         position: 0,
-                        reason: format!(
-                            "topic {} of stream {} has {} partitions; allowed: 1 to {MAX_PARTITIONS}",
-                            t.id, s.id, t.partitions
-                        ),
+                        reason: format!("topic {} of stream {}: {e}", t.id, s.id),
                     }
                     .into());
                 }
@@ -496,7 +440,7 @@ impl Broker {
         self.save(&state)?;
         drop(state);
         for topic in removed.iter().flat_map(|s| s.topics.values()) {
-            topic.partitions.iter().for_each(|p| p.retire());
+            topic.partitions().iter().for_each(|p| p.retire());
         }
         remove_dir(&stream_dir(&self.root, id))
     }
@@ -571,6 +515,104 @@ impl Broker {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Adds `count` partitions at the end of the topic (ids `n..n + count`), as the
+    /// Iggy server does, and rebalances every consumer group of the topic: its
+    /// members are assigned again over the new count.
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns. A partition directory left by a partition deleted earlier is
+    /// removed first, so a new partition starts empty.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or the topic would
+    /// pass [`MAX_PARTITIONS`]; I/O errors creating the partitions or saving.
+    pub(crate) fn add_partitions(&self, topic: &Topic, count: u32) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        let to = from
+            .checked_add(count)
+            .filter(|&to| count > 0 && to <= MAX_PARTITIONS)
+            .ok_or_else(|| {
+                ConnectorError::InvalidRequest(format!(
+                    "cannot add {count} partitions to a topic of {from}: a topic has 1 to {MAX_PARTITIONS}"
+                ))
+            })?;
+        let mut partitions = current.to_vec();
+        for id in from..to {
+            let opened = remove_dir(&partition_dir(&self.root, topic.stream_id, topic.id, id))
+                .and_then(|()| self.open_partition(topic.stream_id, topic.id, id));
+            match opened {
+                Ok(partition) => partitions.push(partition),
+                Err(e) => {
+                    self.discard_partitions(topic, &partitions[from as usize..]);
+                    return Err(e);
+                }
+            }
+        }
+        topic.set_partitions(partitions.clone());
+        if let Err(e) = self.save(&state) {
+            // Not in the metadata file: the new partitions must not take publishes.
+            topic.set_partitions(current.to_vec());
+            self.discard_partitions(topic, &partitions[from as usize..]);
+            return Err(e);
+        }
+        topic.rebalance_groups(to);
+        Ok(())
+    }
+
+    /// Removes the last `count` partitions of the topic with their messages and
+    /// stored consumer offsets, as the Iggy server does, and rebalances every
+    /// consumer group of the topic: members lose the removed partitions.
+    ///
+    /// Unlike the server, which lets a topic drop to zero partitions, the last
+    /// partition is kept: every topic of this broker has 1 to [`MAX_PARTITIONS`].
+    ///
+    /// Durability: the new count is in the fsynced metadata file when this
+    /// returns; the directories are removed after it.
+    ///
+    /// # Errors
+    /// [`ConnectorError::InvalidRequest`] when `count` is 0 or not less than the
+    /// topic's partition count; I/O errors saving or removing.
+    pub(crate) fn remove_partitions(
+        &self,
+        topic: &Topic,
+        count: u32,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_open()?;
+        let state = self.write_state();
+        let current = topic.partitions();
+        let from = current.len() as u32;
+        if count == 0 || count >= from {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "cannot remove {count} partitions of a topic of {from}: a topic keeps at least one"
+            )));
+        }
+        let kept = (from - count) as usize;
+        topic.set_partitions(current[..kept].to_vec());
+        if let Err(e) = self.save(&state) {
+            topic.set_partitions(current.to_vec());
+            return Err(e);
+        }
+        topic.rebalance_groups(kept as u32);
+        drop(state);
+        self.discard_partitions(topic, &current[kept..]);
+        Ok(())
+    }
+
+    /// Retires partitions that are no longer in the topic and removes their
+    /// directories (messages and stored offsets).
+    fn discard_partitions(&self, topic: &Topic, partitions: &[Arc<Partition>]) {
+        for partition in partitions {
+            partition.retire();
+            let dir = partition_dir(&self.root, topic.stream_id, topic.id, partition.id);
+            if let Err(e) = remove_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+            }
+        }
     }
 
     /// Creates a topic with `partitions` partitions in an existing stream.
@@ -671,7 +713,7 @@ impl Broker {
         let removed = s.topics.remove(&t);
         self.save(&state)?;
         drop(state);
-        for partition in removed.iter().flat_map(|t| t.partitions.iter()) {
+        for partition in removed.iter().flat_map(|t| t.partitions().to_vec()) {
             partition.retire();
         }
         remove_dir(&topic_dir(&self.root, stream_id, t))
@@ -772,7 +814,7 @@ impl Broker {
         let partitions: Vec<Arc<Partition>> = self
             .all_topics()
             .iter()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.partitions().to_vec())
             .collect();
         let results = futures::future::join_all(partitions.iter().map(|p| p.flush())).await;
         results
@@ -792,7 +834,7 @@ impl Broker {
     pub(crate) fn storage_health(&self) -> StorageHealth {
         let mut health = StorageHealth::default();
         for topic in self.all_topics() {
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 let name = format!("{}/{}/{}", topic.stream_name(), topic.name(), partition.id);
                 let damage = partition.damage();
                 if !damage.is_empty() {
@@ -857,7 +899,7 @@ impl Broker {
         drop(groups);
         self.save(&state)?;
         drop(state);
-        for partition in &topic.partitions {
+        for partition in topic.partitions().iter() {
             partition.delete_offset(ConsumerKey::Group(id))?;
         }
         Ok(())
@@ -901,10 +943,11 @@ impl Broker {
             .iter()
             .flat_map(|topic| {
                 topic
-                    .partitions
+                    .partitions()
                     .iter()
                     .filter(|p| p.is_poisoned())
                     .map(|p| (topic.stream_name(), topic.name(), p.id))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -932,10 +975,10 @@ impl Broker {
             let per_partition = limits
                 .max_size_bytes
                 .map(|b| b / u64::from(topic.partitions_count().max(1)));
-            for partition in &topic.partitions {
+            for partition in topic.partitions().iter() {
                 if let Err(e) = partition.apply_retention(now_micros, limits.max_age, per_partition)
                 {
-                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %e, "retention failed");
+                    tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&e), "retention failed");
                 }
             }
         }
@@ -952,7 +995,7 @@ impl Broker {
             .all_topics()
             .into_iter()
             .flat_map(|t| {
-                t.partitions
+                t.partitions()
                     .iter()
                     .map(|p| (Arc::clone(&t), Arc::clone(p)))
                     .collect::<Vec<_>>()
@@ -972,7 +1015,7 @@ impl Broker {
         let mut first_error = None;
         for (topic, partition) in &partitions {
             if let Some(cause) = partition.poisoned() {
-                tracing::error!(topic = %topic.name(), partition = partition.id, error = %cause, "final fsync failed");
+                tracing::error!(topic = %topic.name(), partition = partition.id, error = %crate::error_chain(&*cause), "final fsync failed");
                 first_error.get_or_insert(StorageError::Poisoned {
                     path: partition_dir(&self.root, topic.stream_id, topic.id, partition.id),
                     cause,

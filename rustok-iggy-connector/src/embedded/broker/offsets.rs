@@ -128,6 +128,13 @@ impl StoredOffsets {
         }
     }
 
+    /// The stored offsets of standalone consumers, by consumer id (the migration
+    /// copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn consumers(&self) -> &BTreeMap<u32, u64> {
+        &self.consumers
+    }
+
     /// Only the consumer and group offsets, `groups` restricted to `known` when
     /// given: the `offsets.json` of a backup.
     pub(crate) fn offsets_only(&self, known: Option<&[u32]>) -> Self {

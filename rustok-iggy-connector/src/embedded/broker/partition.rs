@@ -433,6 +433,18 @@ impl Partition {
         self.offsets.get(key)
     }
 
+    /// The stored offsets of standalone consumers, as (consumer id, offset) (the
+    /// migration copies them).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn stored_consumers(&self) -> Vec<(u32, u64)> {
+        let state = self.offsets.state();
+        state
+            .consumers()
+            .iter()
+            .map(|(&id, &offset)| (id, offset))
+            .collect()
+    }
+
     /// The stored offsets as a backup's `offsets.json` holds them.
     pub(crate) fn offsets_json(&self) -> Result<Vec<u8>, StorageError> {
         let state: StoredOffsets = self.offsets.state().offsets_only(None);
@@ -674,7 +686,7 @@ impl Partition {
                 }
                 self.durable.send_replace(durable);
                 if let Err(e) = self.offsets.record_durable(durable) {
-                    tracing::warn!(partition = self.id, error = %e, "durable offset not recorded");
+                    tracing::warn!(partition = self.id, error = %crate::error_chain(&e), "durable offset not recorded");
                 }
             }
             Err(cause) => {
@@ -727,7 +739,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "an fsync of the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "an fsync of the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }
@@ -744,7 +756,7 @@ impl Partition {
                 self.offsets_synced.send_replace(self.offsets.synced());
             }
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "compacting the offsets journal failed");
+                tracing::error!(dir = %self.dir.display(), error = %crate::error_chain(&e), "compacting the offsets journal failed");
                 self.offsets_synced.send_modify(|_| {});
             }
         }

@@ -1,13 +1,14 @@
-//! A consistent copy of the broker's data while it runs, and the layout of a data
-//! directory read without opening a broker on it.
+//! A consistent copy of the broker's data while it runs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Broker;
+use super::layout::{METADATA_FILE, partition_dir, write_file};
 use super::offsets::OFFSETS_FILE;
+use super::topic::Topic;
 use super::users::USERS_FILE;
-use super::{Broker, METADATA_FILE, MetadataFile, Topic, partition_dir, persist};
 use crate::embedded::storage::{CopyStats, LogSnapshot};
 use crate::error::ConnectorError;
 use crate::names::{StreamName, TopicName};
@@ -67,9 +68,10 @@ impl Broker {
             .flat_map(|s| s.topics.values().cloned())
             .collect();
         // Every partition's log held at once: one point in time for all of them.
-        let held: Vec<_> = topics
+        let lists: Vec<_> = topics.iter().map(|t| (t, t.partitions())).collect();
+        let held: Vec<_> = lists
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t, p, p.log_read())))
+            .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, p, p.log_read())))
             .collect();
         let mut partitions = Vec::with_capacity(held.len());
         for (topic, partition, log) in &held {
@@ -113,56 +115,4 @@ impl BrokerSnapshot {
         write_file(&dir.join(METADATA_FILE), &self.metadata)?;
         Ok(total)
     }
-}
-
-/// Writes `bytes` to a new file readable by the owner only (as the broker's own
-/// metadata files are), fsynced.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConnectorError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ConnectorError::io(format!("create {}", path.display()), e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ConnectorError::io(format!("write {}", path.display()), e))
-}
-
-/// One partition of a data directory, as its metadata names it.
-#[derive(Debug, Clone)]
-pub(crate) struct PartitionLocation {
-    pub(crate) stream: StreamName,
-    pub(crate) topic: TopicName,
-    pub(crate) partition: u32,
-    /// Its directory, relative to the data directory.
-    pub(crate) relative: PathBuf,
-    /// The ids of the topic's consumer groups.
-    pub(crate) groups: Vec<u32>,
-}
-
-/// The partitions of the data directory `root`, from its `metadata.json`, without
-/// opening a broker; `None` when there is no metadata file (not a data directory).
-pub(crate) fn layout(root: &Path) -> Result<Option<Vec<PartitionLocation>>, ConnectorError> {
-    let Some(meta) = persist::read_json::<MetadataFile>(&root.join(METADATA_FILE))? else {
-        return Ok(None);
-    };
-    let mut out = Vec::new();
-    for stream in &meta.streams {
-        for topic in &stream.topics {
-            for partition in 0..topic.partitions {
-                out.push(PartitionLocation {
-                    stream: stream.name.clone(),
-                    topic: topic.name.clone(),
-                    partition,
-                    relative: partition_dir(Path::new(""), stream.id, topic.id, partition),
-                    groups: topic.groups.iter().map(|g| g.id).collect(),
-                });
-            }
-        }
-    }
-    Ok(Some(out))
 }

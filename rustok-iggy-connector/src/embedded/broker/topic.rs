@@ -49,7 +49,9 @@ pub(crate) struct Topic {
     stream_name: RwLock<StreamName>,
     name: RwLock<TopicName>,
     pub(crate) created_at: u64,
-    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Grows and shrinks at the end with `CreatePartitions` / `DeletePartitions`:
+    /// read it through [`Topic::partitions`] and [`Topic::partition`].
+    partitions: RwLock<Arc<[Arc<Partition>]>>,
     pub(crate) retention: Mutex<Retention>,
     pub(crate) groups: Mutex<Groups>,
     round_robin: RoundRobin,
@@ -73,7 +75,7 @@ impl Topic {
             stream_name: RwLock::new(stream_name),
             name: RwLock::new(name),
             created_at,
-            partitions,
+            partitions: RwLock::new(partitions.into()),
             retention: Mutex::new(retention),
             groups: Mutex::new(groups),
             round_robin: RoundRobin::new(),
@@ -110,18 +112,39 @@ impl Topic {
     }
 
     pub(crate) fn partitions_count(&self) -> u32 {
-        self.partitions.len() as u32
+        self.partitions().len() as u32
+    }
+
+    /// The partitions now, by id (`0..count`).
+    pub(crate) fn partitions(&self) -> Arc<[Arc<Partition>]> {
+        Arc::clone(
+            &self
+                .partitions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Replaces the partition list (the broker holds its state lock, and keeps
+    /// the ids `0..count`).
+    pub(super) fn set_partitions(&self, partitions: Vec<Arc<Partition>>) {
+        *self
+            .partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = partitions.into();
     }
 
     /// The partition with this id, or a typed error naming the valid range.
-    pub(crate) fn partition(&self, id: u32) -> Result<&Arc<Partition>, ConnectorError> {
-        self.partitions
+    pub(crate) fn partition(&self, id: u32) -> Result<Arc<Partition>, ConnectorError> {
+        let partitions = self.partitions();
+        partitions
             .get(id as usize)
+            .cloned()
             .ok_or_else(|| ConnectorError::PartitionNotFound {
                 stream: self.stream_name().to_string(),
                 topic: self.name().to_string(),
                 partition: id,
-                partitions: self.partitions_count(),
+                partitions: partitions.len() as u32,
             })
     }
 
@@ -142,6 +165,13 @@ impl Topic {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Assigns every group's members again over `partitions_count` partitions.
+    pub(super) fn rebalance_groups(&self, partitions_count: u32) {
+        for group in self.groups().by_id.values_mut() {
+            group.resize(partitions_count);
+        }
+    }
+
     /// The id of the group named `name`.
     pub(crate) fn group_id(&self, name: &GroupName) -> Option<u32> {
         self.groups()
@@ -159,7 +189,7 @@ impl Topic {
 
     /// Sum of the partitions' sizes and message counts.
     pub(crate) fn totals(&self) -> (u64, u64, u32) {
-        self.partitions
+        self.partitions()
             .iter()
             .fold((0, 0, 0), |(size, messages, segments), p| {
                 let stats = p.stats();
@@ -172,12 +202,13 @@ impl Topic {
     }
 
     pub(crate) fn info(&self) -> TopicInfo {
+        let partitions = self.partitions();
         TopicInfo {
             stream: self.stream_name(),
             topic: self.name(),
-            partitions: self.partitions_count(),
+            partitions: partitions.len() as u32,
             retention: self.retention(),
-            next_offsets: self.partitions.iter().map(|p| p.next_offset()).collect(),
+            next_offsets: partitions.iter().map(|p| p.next_offset()).collect(),
         }
     }
 }

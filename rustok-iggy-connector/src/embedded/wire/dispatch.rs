@@ -9,16 +9,19 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use iggy_binary_protocol::codes::{
-    CHANGE_PASSWORD_CODE, CREATE_CONSUMER_GROUP_CODE, CREATE_PERSONAL_ACCESS_TOKEN_CODE,
-    CREATE_STREAM_CODE, CREATE_TOPIC_CODE, CREATE_USER_CODE, DELETE_CONSUMER_GROUP_CODE,
-    DELETE_CONSUMER_OFFSET_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_SEGMENTS_CODE,
+    ATTACH_CONSUMER_SESSION_CODE, CHANGE_PASSWORD_CODE, CREATE_CONSUMER_GROUP_CODE,
+    CREATE_PARTITIONS_CODE, CREATE_PERSONAL_ACCESS_TOKEN_CODE, CREATE_STREAM_CODE,
+    CREATE_TOPIC_CODE, CREATE_USER_CODE, DELETE_CONSUMER_GROUP_CODE, DELETE_CONSUMER_OFFSET_CODE,
+    DELETE_PARTITIONS_CODE, DELETE_PERSONAL_ACCESS_TOKEN_CODE, DELETE_SEGMENTS_CODE,
     DELETE_STREAM_CODE, DELETE_TOPIC_CODE, DELETE_USER_CODE, DESCRIBE_OPTIONS_CODE,
     FLUSH_UNSAVED_BUFFER_CODE, GET_CLIENT_CODE, GET_CLIENTS_CODE, GET_CLUSTER_METADATA_CODE,
-    GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE, GET_ME_CODE,
-    GET_PERSONAL_ACCESS_TOKENS_CODE, GET_STATS_CODE, GET_STREAM_CODE, GET_STREAMS_CODE,
-    GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE, JOIN_CONSUMER_GROUP_CODE,
-    LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE, LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE,
-    POLL_MESSAGES_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
+    GET_CONSUMER_GROUP_CODE, GET_CONSUMER_GROUPS_CODE, GET_CONSUMER_OFFSET_CODE,
+    GET_CONSUMER_OFFSET_ROUTING_CODE, GET_ME_CODE, GET_PERSONAL_ACCESS_TOKENS_CODE,
+    GET_POLL_ROUTING_CODE, GET_SNAPSHOT_FILE_CODE, GET_STATS_CODE, GET_STREAM_CODE,
+    GET_STREAMS_CODE, GET_TOPIC_CODE, GET_TOPICS_CODE, GET_USER_CODE, GET_USERS_CODE,
+    JOIN_CONSUMER_GROUP_CODE, LEAVE_CONSUMER_GROUP_CODE, LOGIN_USER_CODE,
+    LOGIN_WITH_PERSONAL_ACCESS_TOKEN_CODE, PING_CODE, POLL_MESSAGES_CODE,
+    POLL_MESSAGES_ON_PRIMARY_CODE, PURGE_STREAM_CODE, PURGE_TOPIC_CODE, SEND_MESSAGES_CODE,
     STORE_CONSUMER_OFFSET_CODE, SYNC_CONSUMER_GROUP_CODE, UPDATE_PERMISSIONS_CODE,
     UPDATE_STREAM_CODE, UPDATE_TOPIC_CODE, UPDATE_USER_CODE,
 };
@@ -29,7 +32,10 @@ use super::frame::{self, RESULT_SECTION_OK, RequestHead};
 use super::reply::{Handled, Outcome, evict, seal_ok};
 use super::session::Session;
 use super::shared::Shared;
-use super::{access, groups, messages, offsets, partitions, streams, system, topics, users};
+use super::{
+    access, groups, messages, offsets, partitions, routing, snapshot, streams, system, topics,
+    users,
+};
 use crate::embedded::broker::UserInfo;
 use crate::error_codes::ErrorCode;
 
@@ -160,6 +166,7 @@ async fn route(
         GET_STATS_CODE => system::stats(shared, out),
         GET_CLUSTER_METADATA_CODE => system::cluster_metadata(shared, out),
         DESCRIBE_OPTIONS_CODE => system::describe_options(body, out),
+        GET_SNAPSHOT_FILE_CODE => snapshot::snapshot(shared, body, out).await,
         GET_ME_CODE => system::me(shared, session, out),
         GET_CLIENTS_CODE => system::clients(shared, out),
         GET_CLIENT_CODE => system::client(shared, body, out),
@@ -178,11 +185,19 @@ async fn route(
         PURGE_TOPIC_CODE => topics::purge(shared, body),
         UPDATE_TOPIC_CODE => topics::update(shared, body),
 
+        CREATE_PARTITIONS_CODE => partitions::create(shared, body),
+        DELETE_PARTITIONS_CODE => partitions::delete(shared, body),
         DELETE_SEGMENTS_CODE => partitions::delete_segments(shared, body),
         FLUSH_UNSAVED_BUFFER_CODE => partitions::flush(shared, body).await,
 
         SEND_MESSAGES_CODE => messages::send(shared, body, out).await,
-        POLL_MESSAGES_CODE => messages::poll(shared, session, body, out).await,
+        // This node is the primary of every partition: a poll on it is a poll.
+        POLL_MESSAGES_CODE | POLL_MESSAGES_ON_PRIMARY_CODE => {
+            messages::poll(shared, session, body, out).await
+        }
+        GET_POLL_ROUTING_CODE => routing::poll_route(shared, session, body, out),
+        GET_CONSUMER_OFFSET_ROUTING_CODE => routing::offset_route(shared, session, body, out),
+        ATTACH_CONSUMER_SESSION_CODE => routing::attach(shared, session, body),
 
         GET_CONSUMER_OFFSET_CODE => offsets::get(shared, session, body, out),
         STORE_CONSUMER_OFFSET_CODE => offsets::store(shared, session, body).await,
@@ -207,9 +222,8 @@ async fn route(
         CREATE_PERSONAL_ACCESS_TOKEN_CODE => users::create_token(shared, session, body, out).await,
         DELETE_PERSONAL_ACCESS_TOKEN_CODE => users::delete_token(shared, session, body),
 
-        // Known commands the embedded broker does not implement:
-        // create/delete_partitions, snapshot, attach_consumer_session and the
-        // cluster poll-routing codes.
+        // Every command code of the protocol is routed above; a code the protocol
+        // knows but this table does not would be refused here.
         _ => Err(ErrorCode::FEATURE_UNAVAILABLE),
     }
 }

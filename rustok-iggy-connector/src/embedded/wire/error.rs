@@ -65,7 +65,7 @@ impl From<ConnectorError> for ErrorCode {
         if matches!(Self::from(&e), Self::ERROR) {
             // Storage and I/O failures are the server's problem: log them, answer
             // with the generic code.
-            tracing::error!(error = %e, "request failed");
+            tracing::error!(error = %crate::error_chain(&e), "request failed");
         }
         Self::from(&e)
     }

@@ -113,7 +113,7 @@ pub(crate) enum FrameError {
         "frame size {0} exceeds the limit of {MAX_UNAUTHENTICATED_FRAME_SIZE} bytes before login"
     )]
     TooLargeBeforeLogin(u32),
-    #[error("socket: {0}")]
+    #[error("socket error")]
     Io(#[from] std::io::Error),
 }
 

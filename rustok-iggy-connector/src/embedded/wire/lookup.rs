@@ -166,10 +166,10 @@ impl Caller {
                     });
                 }
                 let partition = partition.ok_or(ErrorCode::INVALID_IDENTIFIER)?;
-                if group.assignment(session.member_id).is_none() {
+                if group.assignment(session.group_member()).is_none() {
                     return Err(ErrorCode::CONSUMER_GROUP_MEMBER_NOT_FOUND);
                 }
-                if !group.owns(session.member_id, partition) {
+                if !group.owns(session.group_member(), partition) {
                     return Ok(Self::Fenced);
                 }
                 Ok(Self::Member {

@@ -158,7 +158,7 @@ pub(crate) async fn poll(
         None
     } else {
         start_offset(
-            partition,
+            &partition,
             request.strategy.kind,
             request.strategy.value,
             count,

@@ -61,13 +61,14 @@ impl WireServer {
         broker: Arc<Broker>,
         users: Arc<Users>,
         limits: ListenerLimits,
+        config_json: String,
     ) -> Result<Self, ConnectorError> {
         let bind_error = |e| ConnectorError::io(format!("bind the TCP listener on {address}"), e);
         let std_listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
         std_listener.set_nonblocking(true).map_err(bind_error)?;
         let local_addr = std_listener.local_addr().map_err(bind_error)?;
         let listener = TcpListener::from_std(std_listener).map_err(bind_error)?;
-        let shared = Arc::new(Shared::new(broker, users, local_addr, limits));
+        let shared = Arc::new(Shared::new(broker, users, local_addr, limits, config_json));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
         tracing::info!(address = %local_addr, "Iggy TCP listener started");

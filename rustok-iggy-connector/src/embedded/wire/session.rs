@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::shared::{Admitted, ClientView, Shared, Signals};
+use super::shared::{Admitted, ClientView, ConsumerSession, Shared, Signals};
 use crate::embedded::broker::{Grant, GroupRef, Topic, UserInfo};
 
 /// A successful login on this connection.
@@ -46,6 +46,10 @@ pub(crate) struct Session {
     pub(crate) failed_logins: u32,
     /// Close the connection once the current reply is written.
     pub(crate) close_after_reply: bool,
+    /// The group member of the consumer session this connection attached to
+    /// (`AttachConsumerSession`): its group polls and commits act as that member.
+    /// Cleared by every login and logout.
+    attached_member: Option<u64>,
     groups: Vec<Joined>,
     signals: Arc<Signals>,
 }
@@ -63,6 +67,7 @@ impl Session {
             login: None,
             failed_logins: 0,
             close_after_reply: false,
+            attached_member: None,
             groups: Vec::new(),
             signals: admitted.signals,
         }
@@ -110,6 +115,7 @@ impl Session {
     /// Binds a login (replacing an earlier one).
     pub(crate) fn bind(&mut self, login: Login) {
         self.login = Some(login);
+        self.attached_member = None;
         self.failed_logins = 0;
         self.publish();
     }
@@ -117,6 +123,7 @@ impl Session {
     /// Logs out: drops the login and leaves every group.
     pub(crate) fn unbind(&mut self) {
         self.login = None;
+        self.attached_member = None;
         self.leave_all();
         self.publish();
     }
@@ -153,10 +160,27 @@ impl Session {
         }
     }
 
+    /// Acts, for group polls and commits, as the member of the consumer session
+    /// `member_id` (held by another connection of the same user).
+    pub(crate) fn attach(&mut self, member_id: u64) {
+        self.attached_member = Some(member_id);
+    }
+
+    /// The group member this connection's group polls and commits act as: the
+    /// attached consumer session's, or its own.
+    pub(crate) fn group_member(&self) -> u64 {
+        self.attached_member.unwrap_or(self.member_id)
+    }
+
     fn view(&self) -> ClientView {
         ClientView {
             address: self.address,
             user_id: self.user_id(),
+            consumer_session: self.login.as_ref().map(|login| ConsumerSession {
+                vsr_client: login.vsr_client,
+                session: login.session,
+                member_id: self.member_id,
+            }),
             groups: self
                 .groups
                 .iter()

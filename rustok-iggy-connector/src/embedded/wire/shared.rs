@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -24,6 +24,12 @@ pub(crate) struct Shared {
     /// The address the listener is bound to.
     pub(crate) local_addr: SocketAddr,
     pub(crate) limits: ListenerLimits,
+    /// The embedded configuration as JSON, without its secrets (the snapshot's
+    /// `server_config`).
+    pub(crate) config_json: String,
+    /// Set while a snapshot is built: a second request meanwhile is refused, as on
+    /// the server.
+    pub(crate) snapshot_in_progress: Arc<AtomicBool>,
     /// Logins waiting for a password check.
     pub(crate) logins: Arc<LoginGate>,
     next_session: AtomicU64,
@@ -54,6 +60,18 @@ pub(crate) struct ClientView {
     pub(crate) user_id: Option<u32>,
     /// (stream, topic, group) ids.
     pub(crate) groups: Vec<(u32, u32, u32)>,
+    /// The consumer session of its login, which another connection of the same
+    /// user may attach to (`AttachConsumerSession`).
+    pub(crate) consumer_session: Option<ConsumerSession>,
+}
+
+/// A login as a consumer session: the VSR client id and session number the client
+/// was given, and the group member the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConsumerSession {
+    pub(crate) vsr_client: u128,
+    pub(crate) session: u64,
+    pub(crate) member_id: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +102,7 @@ impl Shared {
         users: Arc<Users>,
         local_addr: SocketAddr,
         limits: ListenerLimits,
+        config_json: String,
     ) -> Self {
         let logins = LoginGate::new(LOGIN_SLOTS, limits.login_queue as usize);
         Self {
@@ -91,6 +110,8 @@ impl Shared {
             users,
             local_addr,
             limits,
+            config_json,
+            snapshot_in_progress: Arc::default(),
             logins,
             next_session: AtomicU64::new(1),
             commit: AtomicU64::new(0),
@@ -152,6 +173,7 @@ impl Shared {
                     address: peer,
                     user_id: None,
                     groups: Vec::new(),
+                    consumer_session: None,
                 },
                 signals: Arc::clone(&signals),
                 checking_password: false,
@@ -178,6 +200,16 @@ impl Shared {
         if let Some(entry) = self.registry().entries.get_mut(&id) {
             entry.checking_password = checking;
         }
+    }
+
+    /// The user and group member of the live consumer session `vsr_client` /
+    /// `session`, if a connection holds it now.
+    pub(crate) fn consumer_session(&self, vsr_client: u128, session: u64) -> Option<(u32, u64)> {
+        self.registry().entries.values().find_map(|entry| {
+            let held = entry.view.consumer_session?;
+            (held.vsr_client == vsr_client && held.session == session)
+                .then_some((entry.view.user_id?, held.member_id))
+        })
     }
 
     /// Updates what others see of a connection.
@@ -248,6 +280,7 @@ mod tests {
                 address: SocketAddr::from(([127, 0, 0, ip], 5000)),
                 user_id,
                 groups: Vec::new(),
+                consumer_session: None,
             },
             signals: Arc::new(Signals::default()),
             checking_password,

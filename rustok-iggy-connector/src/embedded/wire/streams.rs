@@ -109,7 +109,7 @@ pub(crate) fn purge(shared: &Shared, body: &[u8]) -> Handled {
         .stream(ident(&request.stream_id))
         .ok_or_else(|| stream_not_found(&request.stream_id))?;
     for topic in &info.topics {
-        for partition in &topic.partitions {
+        for partition in topic.partitions().iter() {
             partition.purge()?;
         }
     }

@@ -125,19 +125,24 @@ fn uint64_option(key: &str, description: &str) -> Result<OptionDescriptor, Error
 pub(crate) fn cluster_metadata(shared: &Shared, out: &mut BytesMut) -> Handled {
     ClusterMetadataResponse {
         name: SERVER_NAME.to_owned(),
-        nodes: vec![ClusterNodeResponse {
-            name: "embedded".to_owned(),
-            ip: shared.local_addr.ip().to_string(),
-            tcp_port: shared.local_addr.port(),
-            quic_port: 0,
-            http_port: 0,
-            websocket_port: 0,
-            role: 0,
-            status: 0,
-        }],
+        nodes: vec![this_node(shared)],
     }
     .encode(out);
     Ok(())
+}
+
+/// This node, the only one of its cluster (TCP only).
+pub(crate) fn this_node(shared: &Shared) -> ClusterNodeResponse {
+    ClusterNodeResponse {
+        name: "embedded".to_owned(),
+        ip: shared.local_addr.ip().to_string(),
+        tcp_port: shared.local_addr.port(),
+        quic_port: 0,
+        http_port: 0,
+        websocket_port: 0,
+        role: 0,
+        status: 0,
+    }
 }
 
 fn client_details(client_id: u32, view: &ClientView) -> ClientDetailsResponse {
@@ -175,6 +180,7 @@ pub(crate) fn me(shared: &Shared, session: &Session, out: &mut BytesMut) -> Hand
             address: session.address,
             user_id: session.user_id(),
             groups: Vec::new(),
+            consumer_session: None,
         });
     client_details(session.client_id, &view).encode(out);
     Ok(())

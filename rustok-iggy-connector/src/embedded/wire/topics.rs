@@ -30,7 +30,7 @@ fn topic_details(topic: &Topic) -> Result<GetTopicResponse, ErrorCode> {
     Ok(GetTopicResponse {
         topic: topic_header(topic)?,
         partitions: topic
-            .partitions
+            .partitions()
             .iter()
             .map(|p| {
                 let stats = p.stats();
@@ -175,7 +175,7 @@ pub(crate) fn delete(shared: &Shared, body: &[u8]) -> Handled {
 pub(crate) fn purge(shared: &Shared, body: &[u8]) -> Handled {
     let request: PurgeTopicRequest = decode(body)?;
     let topic = resolve_topic(&shared.broker, &request.stream_id, &request.topic_id)?;
-    for partition in &topic.partitions {
+    for partition in topic.partitions().iter() {
         partition.purge()?;
     }
     Ok(())

@@ -199,7 +199,7 @@ impl From<UserError> for ErrorCode {
             }
             UserError::TooManyTokens => Self::PERSONAL_ACCESS_TOKENS_LIMIT_REACHED,
             UserError::Hash(_) | UserError::Storage(_) | UserError::NewerFormat { .. } => {
-                tracing::error!(error = %e, "user store failed");
+                tracing::error!(error = %crate::error_chain(&e), "user store failed");
                 Self::ERROR
             }
         }
