@@ -72,20 +72,51 @@ pub(crate) enum SchemaCommand {
     /// Read every message of every topic and compare its schema fingerprint header
     /// with the lock file (`iggy-schemas.lock`, written by
     /// `rustok_iggy::schema::check_lock`); exit status 1 when a published fingerprint
-    /// is not the locked one for its event type and version. Run it with the broker
-    /// stopped (or on a backup).
-    Check(SchemaCheckArgs),
+    /// is not the locked one for its event type and version. Reads a data directory
+    /// (`--data-dir`: run it with the broker stopped, or on a backup) or a running
+    /// Iggy server (`--server`: polls by offset from the start, writes no consumer
+    /// offset).
+    Check(Box<SchemaCheckArgs>),
 }
 
 /// The options of `schema check`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "server"])))]
 pub(crate) struct SchemaCheckArgs {
     /// The lock file
     #[arg(long, value_name = "FILE")]
     pub(crate) lock: PathBuf,
     /// The data directory (or backup) whose topics are read
-    #[arg(long, value_name = "DIR", env = "RUSTOK_IGGY_DATA_DIR", default_value_os_t = defaults().data_dir)]
-    pub(crate) data_dir: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// An address of the Iggy server whose topics are read (needs the `remote`
+    /// feature); repeat for a cluster
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) server: Vec<String>,
+    /// The remote options (with `--server`)
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+/// How `schema check --server` signs in to an Iggy server: the flags and the
+/// password variable of `migrate`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoteArgs {
+    /// User on the Iggy server
+    #[arg(long, value_name = "NAME")]
+    pub(crate) username: Option<String>,
+    /// Its password. Prefer the environment variable: command lines are visible to other users
+    #[arg(long, value_name = "PASSWORD", env = "IGGY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub(crate) password: Option<Secret>,
+    /// Connect with TLS
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// The server name the certificate must have [default: the host of the address]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_domain: Option<String>,
+    /// A PEM file of CA certificates to trust (else the webpki roots)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca_file: Option<PathBuf>,
 }
 
 /// When appended data is fsynced.

@@ -8,7 +8,7 @@
 //! rustok-iggy-server restore --from BACKUP --data-dir DIR
 //! rustok-iggy-server verify  --data-dir DIR
 //! rustok-iggy-server migrate --from-data-dir DIR --to HOST:PORT --username NAME ...
-//! rustok-iggy-server schema check --lock iggy-schemas.lock --data-dir DIR
+//! rustok-iggy-server schema check --lock iggy-schemas.lock (--data-dir DIR | --server HOST:PORT --username NAME)
 //! ```
 //!
 //! `rustok-iggy-server --help` (and `help <command>`) lists every option with its
@@ -37,6 +37,6 @@ async fn main() -> ExitCode {
         Some(Command::Restore(args)) => ops::restore(args),
         Some(Command::Verify(args)) => ops::verify(args),
         Some(Command::Migrate(args)) => ops::migrate(*args).await,
-        Some(Command::Schema(SchemaCommand::Check(args))) => schema::check(args).await,
+        Some(Command::Schema(SchemaCommand::Check(args))) => schema::check(*args).await,
     }
 }

@@ -1,16 +1,18 @@
-//! `schema check`: the schema fingerprints published on a data directory's topics,
-//! against the lock file.
+//! `schema check`: the schema fingerprints published on a data directory's or a
+//! server's topics, against the lock file.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use rustok_iggy::metadata::header;
 use rustok_iggy::schema::{Fingerprint, SchemaLock};
 use rustok_iggy_connector::{
-    ConnectorConfig, EmbeddedConnector, IggyConnector, ReceivedMessage, StartPosition,
+    ConnectorConfig, ConnectorError, EmbeddedConnector, IggyConnector, ReceivedMessage,
+    StartPosition, StreamName, TopicName,
 };
 
-use crate::cli::SchemaCheckArgs;
+use crate::cli::{RemoteArgs, SchemaCheckArgs};
 
 /// Messages read per poll.
 const POLL_MAX: u32 = 1000;
@@ -24,32 +26,29 @@ struct Published {
     fingerprint: Fingerprint,
 }
 
-/// `schema check`; exit status 1 when a published fingerprint is not in the lock.
-pub(crate) async fn check(SchemaCheckArgs { lock, data_dir }: SchemaCheckArgs) -> ExitCode {
+/// `schema check`; exit status 1 when a published fingerprint is not in the lock (or
+/// the check could not run), 2 when `--server` lacks its credentials.
+pub(crate) async fn check(args: SchemaCheckArgs) -> ExitCode {
+    let SchemaCheckArgs {
+        lock,
+        data_dir,
+        server,
+        remote,
+    } = args;
     let lock_file = match SchemaLock::read(&lock) {
         Ok(lock) => lock,
         Err(e) => return fail(&format!("schema check failed: {}", chain(&e))),
     };
-    if !data_dir.is_dir() {
-        return fail(&format!(
-            "schema check failed: {} is not a data directory",
-            data_dir.display()
-        ));
-    }
-    let connector = EmbeddedConnector::new();
-    if let Err(e) = connector
-        .connect(&ConnectorConfig::embedded(&data_dir))
-        .await
-    {
-        return fail(&format!("schema check failed: {}", chain(&e)));
-    }
-    let scanned = scan(&connector).await;
-    let closed = connector.shutdown().await;
-    let (published, unfingerprinted) = match (scanned, closed) {
-        (Ok(found), Ok(())) => found,
-        (Err(e), _) | (Ok(_), Err(e)) => {
-            return fail(&format!("schema check failed: {}", chain(&e)));
-        }
+    let scanned = match data_dir {
+        Some(data_dir) => scan_data_dir(&data_dir).await,
+        None => match scan_server(server, remote).await {
+            Ok(scanned) => scanned,
+            Err(exit) => return exit,
+        },
+    };
+    let (published, unfingerprinted) = match scanned {
+        Ok(found) => found,
+        Err(message) => return fail(&format!("schema check failed: {message}")),
     };
 
     let mut mismatches = 0usize;
@@ -100,13 +99,97 @@ pub(crate) async fn check(SchemaCheckArgs { lock, data_dir }: SchemaCheckArgs) -
 
 type Scan = (BTreeMap<Published, u64>, u64);
 
-/// Every message of every partition of every topic, grouped by what its headers say.
+/// The data directory's topics, through an embedded broker opened on it.
+async fn scan_data_dir(data_dir: &Path) -> Result<Scan, String> {
+    if !data_dir.is_dir() {
+        return Err(format!("{} is not a data directory", data_dir.display()));
+    }
+    let connector = EmbeddedConnector::new();
+    connector
+        .connect(&ConnectorConfig::embedded(data_dir))
+        .await
+        .map_err(|e| chain(&e))?;
+    let scanned = match connector.topics() {
+        Ok(topics) => scan(&connector, topics).await,
+        Err(e) => Err(e),
+    };
+    let closed = connector.shutdown().await;
+    match (scanned, closed) {
+        (Ok(found), Ok(())) => Ok(found),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(chain(&e)),
+    }
+}
+
+/// The server's topics, through the remote connector: the outer error is the exit
+/// status of a usage mistake, the inner one a check that could not run.
+#[cfg(feature = "remote")]
+async fn scan_server(
+    addresses: Vec<String>,
+    remote: RemoteArgs,
+) -> Result<Result<Scan, String>, ExitCode> {
+    use rustok_iggy_connector::{ConnectorMode, RemoteConnector, RemoteConnectorConfig};
+
+    let RemoteArgs {
+        username,
+        password,
+        tls,
+        tls_domain,
+        tls_ca_file,
+    } = remote;
+    let (Some(username), Some(password)) = (username, password) else {
+        eprintln!(
+            "rustok-iggy-server: schema check --server needs --username and a password \
+             (--password or IGGY_PASSWORD)"
+        );
+        return Err(ExitCode::from(2));
+    };
+    let config = ConnectorConfig {
+        mode: ConnectorMode::Remote,
+        remote: RemoteConnectorConfig {
+            addresses,
+            username,
+            password,
+            tls_enabled: tls,
+            tls_domain,
+            tls_ca_file,
+            ..RemoteConnectorConfig::default()
+        },
+        ..ConnectorConfig::default()
+    };
+    let connector = RemoteConnector::new();
+    if let Err(e) = connector.connect(&config).await {
+        return Ok(Err(chain(&e)));
+    }
+    let scanned = match connector.topics().await {
+        Ok(topics) => scan(&connector, topics).await,
+        Err(e) => Err(e),
+    };
+    let closed = connector.shutdown().await;
+    Ok(match (scanned, closed) {
+        (Ok(found), Ok(())) => Ok(found),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(chain(&e)),
+    })
+}
+
+/// `--server` without the `remote` feature: an error.
+#[cfg(not(feature = "remote"))]
+async fn scan_server(_: Vec<String>, _: RemoteArgs) -> Result<Result<Scan, String>, ExitCode> {
+    eprintln!(
+        "rustok-iggy-server: schema check --server needs the `remote` feature of \
+         rustok-iggy-server (on by default; it was built with --no-default-features)"
+    );
+    Err(ExitCode::from(2))
+}
+
+/// Every message of every partition of the topics, grouped by what its headers say.
+/// Polls by offset: no consumer offset is read or written.
 async fn scan(
-    connector: &EmbeddedConnector,
-) -> Result<Scan, rustok_iggy_connector::ConnectorError> {
+    connector: &dyn IggyConnector,
+    topics: Vec<(StreamName, TopicName)>,
+) -> Result<Scan, ConnectorError> {
     let mut published = BTreeMap::new();
     let mut unfingerprinted = 0u64;
-    for (stream, topic) in connector.topics()? {
+    for (stream, topic) in topics {
         let Some(info) = connector.topic_info(&stream, &topic).await? else {
             continue;
         };

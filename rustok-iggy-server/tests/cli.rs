@@ -258,6 +258,116 @@ mod schema {
         );
     }
 
+    /// Runs `schema check --server` on a thread of its own, so the broker of the
+    /// calling runtime keeps serving meanwhile.
+    async fn check_server(lock: &Path, address: String) -> (Option<i32>, String, String) {
+        let lock = lock.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let (output, stdout, stderr) = run(server()
+                .args(["schema", "check", "--lock"])
+                .arg(&lock)
+                .args(["--server", &address, "--username", "iggy"])
+                .env("IGGY_PASSWORD", "iggy"));
+            (output.status.code(), stdout, stderr)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn schema_check_reads_a_running_servers_topics_over_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ConnectorConfig::embedded(dir.path().join("data"));
+        config.embedded.tcp_enabled = true;
+        config.embedded.tcp_address = "127.0.0.1".into();
+        config.embedded.tcp_port = 0;
+        let broker = std::sync::Arc::new(EmbeddedConnector::new());
+        broker.connect(&config).await.unwrap();
+        let address = broker.tcp_address().unwrap().to_string();
+        let transport =
+            Transport::<locked::Order>::new(broker.clone(), TransportOptions::default())
+                .await
+                .unwrap();
+        for quantity in 0..3 {
+            transport
+                .publish(&locked::Order { quantity, price: 2 })
+                .await
+                .unwrap();
+        }
+        let good = schemas::<locked::Order>().unwrap()[0]
+            .fingerprint
+            .to_string();
+        let bad = schemas::<drifted::Order>().unwrap()[0]
+            .fingerprint
+            .to_string();
+
+        let lock = dir.path().join("iggy-schemas.lock");
+        check_lock_with(
+            &lock,
+            &[TypeSchemas::current::<locked::Order>()],
+            LockMode::Update,
+        )
+        .unwrap();
+        let (code, stdout, stderr) = check_server(&lock, address.clone()).await;
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!(
+                "ok        rustok/orders: \"order\" version 1 fingerprint {good} (3 messages)"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("every published fingerprint matches"),
+            "{stdout}"
+        );
+
+        // A lock that says version 1 has the other field order.
+        let changed = dir.path().join("changed.lock");
+        check_lock_with(
+            &changed,
+            &[TypeSchemas::current::<drifted::Order>()],
+            LockMode::Update,
+        )
+        .unwrap();
+        let (code, stdout, stderr) = check_server(&changed, address).await;
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("MISMATCH  rustok/orders: \"order\" version 1 published with fingerprint {good} (3 messages); the lock has {bad}")),
+            "{stdout}"
+        );
+
+        broker.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn schema_check_needs_exactly_one_source_and_the_servers_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("iggy-schemas.lock");
+        std::fs::write(&lock, "").unwrap();
+        for (args, expected) in [
+            (&[][..], "--data-dir <DIR>"),
+            (
+                &["--data-dir", "/d", "--server", "127.0.0.1:1"][..],
+                "cannot be used with",
+            ),
+            (&["--server", "127.0.0.1:1"][..], "needs --username"),
+        ] {
+            let (output, _, stderr) = run(server()
+                .args(["schema", "check", "--lock"])
+                .arg(&lock)
+                .args(args));
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        }
+        let (output, _, stderr) = run(server()
+            .args(["schema", "check", "--lock"])
+            .arg(&lock)
+            .args(["--server", "127.0.0.1:1", "--username", "iggy"])
+            .env("IGGY_PASSWORD", "iggy"));
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("schema check failed"), "{stderr}");
+    }
+
     #[test]
     fn schema_check_refuses_a_missing_lock_file_or_data_directory() {
         let dir = tempfile::tempdir().unwrap();

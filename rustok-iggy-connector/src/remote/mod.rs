@@ -134,6 +134,38 @@ impl RemoteConnector {
         Ok(self.link()?.addresses[0].clone())
     }
 
+    /// Every topic of every stream the signed-in user may list, as (stream, topic)
+    /// names: what `topic_info` and `poll` can then read (as
+    /// [`EmbeddedConnector::topics`](crate::EmbeddedConnector::topics) on a data
+    /// directory). Two metadata calls per stream; nothing is written.
+    ///
+    /// # Errors
+    /// [`ConnectorError::NotConnected`]; the server's error (a user without the
+    /// permission to list streams gets [`ConnectorError::Auth`]); a stream deleted
+    /// while it is listed is left out.
+    pub async fn topics(&self) -> Result<Vec<(StreamName, TopicName)>, ConnectorError> {
+        let link = self.link()?;
+        let streams = link
+            .client
+            .get_streams()
+            .await
+            .map_err(|e| sdk_error("list streams", e))?;
+        let mut found = Vec::new();
+        for stream in streams {
+            let name = StreamName::new(stream.name)?;
+            let topics = match link.client.get_topics(&ident(name.as_str())?).await {
+                Ok(topics) => topics,
+                Err(e) if client::is_stream_not_found(&e) => continue,
+                Err(e) => return Err(sdk_error(format!("list the topics of {name}"), e)),
+            };
+            for topic in topics {
+                found.push((name.clone(), TopicName::new(topic.name)?));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     fn link(&self) -> Result<Arc<Link>, ConnectorError> {
         self.link
             .read()
