@@ -407,9 +407,13 @@ where
 
 /// The runner decides every decode error itself; one it lets go (a stop) is held,
 /// never skipped.
+/// The runner's subscription: undecided decode errors hold their partition, and the
+/// runner enforces `ack_wait` per handler attempt itself (see `partition_worker`), so
+/// deliveries queued behind a running handler do not expire while they wait.
 fn runner_subscription(options: SubscriptionOptions) -> SubscriptionOptions {
     SubscriptionOptions {
         undecided: Undecided::Hold,
+        ack_wait: None,
         ..options
     }
 }
@@ -637,29 +641,6 @@ impl Stage {
     }
 }
 
-/// Runs one handler attempt for at most `wait` (the subscription's `ack_wait`),
-/// extending the delivery's deadline while it runs so that the subscription does not
-/// hand a copy to another attempt meanwhile. `None`: the handler ran past `wait` and
-/// was cancelled (dropped at its next await).
-async fn within_ack_wait<F>(run: F, wait: Duration, raw: &RawDelivery) -> Option<F::Output>
-where
-    F: Future,
-{
-    let tick = (wait / 3).max(Duration::from_millis(1));
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut run = std::pin::pin!(run);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        tokio::select! {
-            result = &mut run => return Some(result),
-            () = tokio::time::sleep(left.min(tick)) => raw.in_progress(),
-        }
-    }
-}
-
 async fn partition_worker<E, H, F>(mut queue: mpsc::Receiver<Work<E>>, worker: Worker<H>)
 where
     E: Send + Sync + 'static,
@@ -751,21 +732,14 @@ where
                     None
                 };
                 if let Some(origin) = &origin {
-                    // The wait extends the delivery's `ack_wait` deadline as it goes:
-                    // waiting for the due time is not a hung handler, and an expiry
-                    // would hand the event to the handler a second time.
+                    // Waiting for the due time is not a handler attempt: the
+                    // runner's subscription has no deadline (the runner enforces
+                    // `ack_wait` per attempt), so the wait never expires the delivery.
                     let until = tokio::time::Instant::now() + tiers::wait_for(origin);
-                    let tick = ack_wait.map_or(Duration::MAX, |wait| {
-                        (wait / 3).max(Duration::from_millis(1))
-                    });
-                    let mut stopping = false;
-                    while !stopping && tokio::time::Instant::now() < until {
-                        let left = until.saturating_duration_since(tokio::time::Instant::now());
-                        tokio::select! {
-                            () = tokio::time::sleep(left.min(tick)) => raw.in_progress(),
-                            _ = stopped.wait_for(|s| *s) => stopping = true,
-                        }
-                    }
+                    let stopping = tokio::select! {
+                        () = tokio::time::sleep_until(until) => false,
+                        _ = stopped.wait_for(|s| *s) => true,
+                    };
                     if stopping {
                         // Not handled: delivered again after a restart.
                         drop(raw);
@@ -805,9 +779,11 @@ where
                     let run = handler(attempt).instrument(span.clone());
                     let result = match ack_wait {
                         None => run.await,
-                        Some(wait) => match within_ack_wait(run, wait, &raw).await {
-                            Some(result) => result,
-                            None => {
+                        // A handler attempt that runs past `ack_wait` is cancelled
+                        // (dropped at its next await) and is a failed attempt.
+                        Some(wait) => match tokio::time::timeout(wait, run).await {
+                            Ok(result) => result,
+                            Err(_elapsed) => {
                                 tracing::warn!(parent: &span, ?wait, "the handler ran past ack_wait; cancelled, counted as a failed attempt");
                                 Metrics::global().add(metric_names::ACK_EXPIRED, &labels, 1);
                                 Err(HandlerError::retryable(format!(
