@@ -1,7 +1,8 @@
 //! Errors say things once: walking each error's `source()` chain, no `Display`
 //! repeats the text of its source, for representative errors of the storage engine,
 //! both connectors, the typed layer and configuration loading. The whole story is
-//! printed by `error_chain`.
+//! printed by `error_chain`. The typed layer's errors also have their kind (the
+//! connectors' kinds are in `error_kinds.rs`).
 
 use std::error::Error as StdError;
 
@@ -9,7 +10,7 @@ use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Error,
-    connector::{ConnectorError, IggyConnector, StreamName, TopicName},
+    connector::{ConnectorError, ErrorKind, IggyConnector, StreamName, TopicName},
 };
 use rustok_iggy_connector::{
     Headers, OutgoingMessage, PublishRequest, RemoteConnector, error_chain,
@@ -119,6 +120,11 @@ async fn typed_errors_say_things_once() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InvalidMetadata(_)), "{error:?}");
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Invalid,
+        "sent again unchanged, it fails again"
+    );
     says_things_once("typed: oversized metadata", &error, 2);
 
     // A payload that does not decode: message, codec, serde.
@@ -142,6 +148,7 @@ async fn typed_errors_say_things_once() {
         .expect("subscription open")
         .unwrap_err();
     assert!(matches!(error, Error::Decode(_)), "{error:?}");
+    assert_eq!(error.kind(), ErrorKind::Malformed);
     says_things_once("typed: undecodable payload", &error, 3);
 }
 

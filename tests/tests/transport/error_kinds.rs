@@ -4,23 +4,14 @@
 //! bytes that do not decode are `Malformed`, a call on a shut-down connector is
 //! `ShuttingDown` or `Transient` (never `Other`).
 
-use futures::StreamExt;
-use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Error,
     connector::{ConnectorError, ErrorKind, IggyConnector, StreamName, TopicName, TopicSpec},
 };
-use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, RemoteConnector};
-use serde::{Deserialize, Serialize};
+use rustok_iggy_connector::{OutgoingMessage, PublishRequest, RemoteConnector};
 use tests::conformance::{Harness, remote_config};
 use tests::wire::{USERNAME, WireBroker};
 use tests::{embedded_config, open_embedded, within};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
-#[iggy(topic = "kinds", stream = "kinds", event_type = "kind")]
-struct Kind {
-    n: u64,
-}
 
 fn one_message(stream: &StreamName, topic: &TopicName) -> PublishRequest {
     PublishRequest::new(stream.clone(), topic.clone())
@@ -111,54 +102,8 @@ async fn a_shut_down_connector_says_so_or_asks_for_a_retry() {
     );
 }
 
-#[tokio::test]
-async fn typed_failures_have_kinds_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let transport = Transport::<Kind>::new(
-        connector.clone(),
-        TransportOptions {
-            partitions: 1,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let error = transport
-        .publish_with(
-            &Kind { n: 1 },
-            &EventMetadata::new().correlation_id("x".repeat(300)),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error.kind(),
-        ErrorKind::Invalid,
-        "oversized metadata: {error:?}"
-    );
-
-    let mut headers = Headers::new();
-    headers.insert_str("event_type", "kind").unwrap();
-    headers.insert_str("codec", "json").unwrap();
-    connector
-        .publish(
-            PublishRequest::new(
-                StreamName::new("kinds").unwrap(),
-                TopicName::new("kinds").unwrap(),
-            )
-            .partition(0)
-            .message(OutgoingMessage::new(b"{not json".to_vec()).with_headers(headers)),
-        )
-        .await
-        .unwrap();
-    let mut subscription = transport.subscribe("readers").await.unwrap();
-    let error = within("a decode error", subscription.next())
-        .await
-        .expect("subscription open")
-        .unwrap_err();
-    assert!(matches!(error, Error::Decode(_)), "{error:?}");
-    assert_eq!(error.kind(), ErrorKind::Malformed);
-
+#[test]
+fn a_fenced_member_is_fenced_through_the_typed_layer() {
     let error = Error::from(ConnectorError::Fenced {
         group: "readers".into(),
         partition: 0,
