@@ -599,3 +599,86 @@ async fn standalone_consumer_offsets_and_original_times_reach_the_destination() 
     }
     destination.shutdown().await;
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, rustok_iggy::IggyEvent)]
+#[iggy(stream = "history", topic = "moves", event_type = "moved")]
+struct Moved {
+    seq: u64,
+}
+
+/// Replay by time after a move: `Transport::replay` from a time on the destination
+/// returns exactly the events stored at or after that time on the source (their
+/// original times, not the migration's), and shows those times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_by_time_after_a_migration_uses_the_original_times() {
+    use futures::StreamExt;
+    use rustok_iggy::replay::ReplayUntil;
+    use rustok_iggy::{Transport, TransportOptions};
+
+    async fn replayed(transport: &Transport<Moved>, from: StartPosition) -> Vec<(u64, u64)> {
+        within(
+            "replay",
+            transport
+                .replay(from, ReplayUntil::Head)
+                .await
+                .unwrap()
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.event.seq, r.info.timestamp)
+        })
+        .collect()
+    }
+    let transport_options = || TransportOptions {
+        partitions: 1,
+        ..TransportOptions::default()
+    };
+
+    let source = tempfile::tempdir().unwrap();
+    let connector = open_embedded(&tests::embedded_config(source.path())).await;
+    let transport = Transport::<Moved>::new(connector.clone(), transport_options())
+        .await
+        .unwrap();
+    for seq in 0..10 {
+        transport.publish(&Moved { seq }).await.unwrap();
+    }
+    let original = replayed(&transport, StartPosition::Earliest).await;
+    assert_eq!(original.len(), 10);
+    let from = original[5].1;
+    let expected: Vec<(u64, u64)> = original
+        .iter()
+        .copied()
+        .filter(|&(_, t)| t >= from)
+        .collect();
+    assert!(expected.len() < 10, "the window leaves some events out");
+    connector.shutdown().await.unwrap();
+
+    let destination = WireBroker::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let progress = work.path().join("progress.json");
+    within(
+        "migrate",
+        migrate(&options(source.path(), &destination, &progress), &|_| {}),
+    )
+    .await
+    .unwrap();
+    // Read back from the destination as a user of the moved system would: over TCP.
+    let remote = tests::conformance::open_remote(&remote_config(
+        &destination.address.to_string(),
+        USERNAME,
+        PASSWORD,
+    ))
+    .await;
+    let moved = Transport::<Moved>::new(remote, transport_options())
+        .await
+        .unwrap();
+    assert_eq!(replayed(&moved, StartPosition::Earliest).await, original);
+    assert_eq!(
+        replayed(&moved, StartPosition::Timestamp(from)).await,
+        expected
+    );
+    destination.shutdown().await;
+}
