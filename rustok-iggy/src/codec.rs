@@ -7,8 +7,6 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event_impl::IggyEvent;
-
 /// The serialization of event payloads.
 ///
 /// The codec is part of the wire format: consumers must decode with the codec the
@@ -56,26 +54,7 @@ impl Codec {
         }
     }
 
-    /// Encodes `event`. An error names the event's type ([`IggyEvent::event_type`]).
-    pub fn encode<E: IggyEvent>(self, event: &E) -> Result<Vec<u8>, CodecError> {
-        self.encode_value(event.event_type(), event)
-    }
-
-    /// Decodes an `E` from `bytes`.
-    ///
-    /// An error names the event type when `E` has only one; for an enum of several event
-    /// types (the one in the payload is not known yet) it names the Rust type. When the
-    /// event type is known, for example from a message header, use
-    /// [`Codec::decode_value`] to name it.
-    pub fn decode<E: IggyEvent>(self, bytes: &[u8]) -> Result<E, CodecError> {
-        match E::EVENT_TYPES {
-            [only] => self.decode_value(only.event_type, bytes),
-            _ => self.decode_value(std::any::type_name::<E>(), bytes),
-        }
-    }
-
-    /// Encodes any serializable value; `event_type` names it in errors. For envelopes and
-    /// other payloads that are not an [`IggyEvent`].
+    /// Encodes any serializable value; `event_type` names it in errors.
     pub fn encode_value<T: Serialize + ?Sized>(
         self,
         event_type: &str,
@@ -211,7 +190,7 @@ pub enum CodecError {
     /// The payload is not a valid encoding of the event.
     #[error("could not decode event {event_type:?} from {codec}")]
     Decode {
-        /// The event type (or the Rust type name, see [`Codec::decode`]).
+        /// The event type (or the Rust type name when the event type is not known).
         event_type: String,
         /// The codec used.
         codec: Codec,

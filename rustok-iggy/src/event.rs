@@ -136,17 +136,26 @@ pub trait IggyEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
             .map(|key| partition_for(&key, partitions_count))
     }
 
-    /// Encodes this event with [`CODEC`](Self::CODEC).
+    /// Encodes this event with [`CODEC`](Self::CODEC). An error names its event type
+    /// ([`event_type`](Self::event_type)).
     fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        Self::CODEC.encode(self)
+        Self::CODEC.encode_value(self.event_type(), self)
     }
 
     /// Decodes an event encoded with [`CODEC`](Self::CODEC).
+    ///
+    /// An error names the event type when the type has only one; for an enum of
+    /// several event types (the one in the payload is not known yet) it names the Rust
+    /// type. When the event type is known, for example from a message header, use
+    /// [`Codec::decode_value`] to name it.
     fn decode(bytes: &[u8]) -> Result<Self, CodecError>
     where
         Self: Sized,
     {
-        Self::CODEC.decode(bytes)
+        match Self::EVENT_TYPES {
+            [only] => Self::CODEC.decode_value(only.event_type, bytes),
+            _ => Self::CODEC.decode_value(std::any::type_name::<Self>(), bytes),
+        }
     }
 }
 

@@ -167,7 +167,7 @@ fn from_file(contents: &[u8], codec: Codec) -> Vec<u8> {
 /// Encodes `event` with `codec`, compares with (or, under `UPDATE_GOLDEN=1`, writes) the
 /// golden file, decodes the golden bytes back to `event`, and returns them.
 fn check<E: IggyEvent + PartialEq + Debug>(name: &str, event: &E, codec: Codec) -> Vec<u8> {
-    let encoded = codec.encode(event).unwrap();
+    let encoded = codec.encode_value(event.event_type(), event).unwrap();
     let path = golden_path(name, codec);
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|value| value == "1") {
         // Write then rename: tests running in parallel never read half a file.
@@ -190,7 +190,7 @@ fn check<E: IggyEvent + PartialEq + Debug>(name: &str, event: &E, codec: Codec) 
         "the {codec} bytes of {name} changed (left: now, right: {}); a wire-format change must be deliberate",
         path.display()
     );
-    let decoded: E = codec.decode(&golden).unwrap();
+    let decoded: E = codec.decode_value(event.event_type(), &golden).unwrap();
     assert_eq!(
         &decoded,
         event,
@@ -228,11 +228,15 @@ fn enum_event() {
 fn the_declared_codec_is_the_one_used() {
     assert_eq!(
         order_placed().encode().unwrap(),
-        Codec::Postcard.encode(&order_placed()).unwrap()
+        Codec::Postcard
+            .encode_value("order_placed", &order_placed())
+            .unwrap()
     );
     assert_eq!(
         dispatched().encode().unwrap(),
-        Codec::Json.encode(&dispatched()).unwrap()
+        Codec::Json
+            .encode_value(dispatched().event_type(), &dispatched())
+            .unwrap()
     );
 }
 
@@ -268,7 +272,7 @@ fn corrupted_payload_is_a_decode_error() {
     assert_eq!(error.event_type(), "ping");
 
     let error = Codec::Json
-        .decode::<Ping>(br#"{"sequence":"three hundred","healthy":true}"#)
+        .decode_value::<Ping>("ping", br#"{"sequence":"three hundred","healthy":true}"#)
         .unwrap_err();
     assert!(
         matches!(
@@ -288,11 +292,25 @@ fn corrupted_payload_is_a_decode_error() {
 #[test]
 fn enum_decode_errors_name_the_type_or_the_given_event_type() {
     let golden = check("shipment_delivered", &delivered(), Codec::Postcard);
-    // An unknown variant index.
+    // An unknown variant: decoding the enum itself (the event type is not known yet)
+    // names the Rust type.
+    let error = ShipmentEvent::decode(br#"{"Returned":{"order_id":1}}"#).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CodecError::Decode {
+                codec: Codec::Json,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.event_type().ends_with("ShipmentEvent"), "{error}");
+    // The same through the codec, for the Postcard bytes with an unknown variant index.
     let mut corrupted = golden.clone();
     corrupted[0] = 9;
     let error = Codec::Postcard
-        .decode::<ShipmentEvent>(&corrupted)
+        .decode_value::<ShipmentEvent>(std::any::type_name::<ShipmentEvent>(), &corrupted)
         .unwrap_err();
     assert!(matches!(error, CodecError::Decode { .. }), "{error:?}");
     assert!(error.event_type().ends_with("ShipmentEvent"), "{error}");

@@ -62,7 +62,12 @@ fn struct_partition_is_partition_for_of_the_key() {
 fn struct_round_trips_through_its_codec() {
     let event = order_placed();
     let bytes = event.encode().unwrap();
-    assert_eq!(bytes, Codec::Postcard.encode(&event).unwrap());
+    assert_eq!(
+        bytes,
+        Codec::Postcard
+            .encode_value("order_placed", &event)
+            .unwrap()
+    );
     assert_eq!(OrderPlaced::decode(&bytes).unwrap(), event);
 }
 
