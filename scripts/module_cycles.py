@@ -23,6 +23,12 @@ for root, _, files in os.walk(src):
             if rel[-1] in ('mod', 'lib', 'main'):
                 rel = rel[:-1]
             mods.add('::'.join([crate] + rel))
+            # `#[path = "..."] mod name;`: a module named otherwise than its file (the
+            # graph may have no node for it when nothing in it uses anything).
+            body = open(os.path.join(root, f), encoding='utf-8').read()
+            for m in re.finditer(r'#\[path\s*=\s*"[^"]+"\]\s*(?:#\[[^\]]*\]\s*)*'
+                                 r'(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', body):
+                mods.add('::'.join([crate] + rel + [m.group(1)]))
 for m in re.finditer(r'^\s*"([^"]+)" \[label="[^|]*\bmod\|', text, re.M):
     mods.add(m.group(1))
 def module_of(path):

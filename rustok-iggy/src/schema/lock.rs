@@ -7,9 +7,14 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shape::only_appends_variants;
-use super::{EventSchema, Fingerprint, SchemaError, UPDATE_ENV, schemas};
+use super::event_schema::{EventSchema, schemas};
+use super::fingerprint::Fingerprint;
+use super::shape::{SchemaError, only_appends_variants};
 use crate::event_impl::IggyEvent;
+
+/// The environment variable that makes [`check_lock`] record new schemas in the lock
+/// file instead of failing (`UPDATE_SCHEMAS=1`).
+pub const UPDATE_ENV: &str = "UPDATE_SCHEMAS";
 
 const LOCK_HEADER: &str = "\
 # The published schemas of this project's events: one entry per event type and

@@ -5,8 +5,33 @@ use std::fmt::Write as _;
 
 use serde::de::DeserializeOwned;
 
-use super::SchemaError;
+use super::fingerprint::InvalidFingerprint;
 use super::trace::{Container, Fields, Format, Registry, trace as trace_type};
+
+/// The shape of a type could not be traced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// The type's `Deserialize` impl could not be traced (a custom impl
+    /// that validates its input, or a recursive type). Its messages are published
+    /// without a fingerprint and are not checked.
+    #[error("cannot trace the serde shape of {type_name}: {reason}")]
+    Untraceable {
+        /// The Rust type.
+        type_name: String,
+        /// What the tracer said.
+        reason: String,
+    },
+    /// `#[iggy(compatible_with = [...])]` holds a text that is not a fingerprint.
+    #[error("event type {event_type:?} declares an invalid compatible fingerprint")]
+    InvalidCompatible {
+        /// The event type.
+        event_type: String,
+        /// Why.
+        #[source]
+        source: InvalidFingerprint,
+    },
+}
 
 /// A traced type: its root format and the containers it reaches.
 pub(super) struct Traced {
