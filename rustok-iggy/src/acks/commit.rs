@@ -7,18 +7,7 @@ use std::sync::atomic::Ordering;
 use rustok_iggy_connector::{ConnectorError, GroupConsumer};
 use tokio::sync::Notify;
 
-use super::{AckState, Ticket};
-
-/// Where an acknowledgement stands with respect to the committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Committed {
-    /// The group's committed offset covers it.
-    Covered,
-    /// Not yet (a commit is pending, or an earlier delivery is outstanding).
-    Pending,
-    /// The partition is no longer this member's: the new owner delivers it again.
-    Gone,
-}
+use super::{AckState, Committed, Ticket};
 
 impl AckState {
     /// Where the acknowledgement of `ticket` stands.

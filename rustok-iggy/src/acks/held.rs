@@ -4,8 +4,6 @@ use std::sync::{Mutex, PoisonError};
 
 use rustok_iggy_connector::{Metrics, metric_names};
 
-use super::AckState;
-
 /// A partition a subscription holds: its commit waits at `offset`, nothing after it
 /// is delivered, and the event there is delivered again after a backoff, until a
 /// decision settles it (or the partition goes to another member).
@@ -22,30 +20,29 @@ pub struct HeldPartition {
     pub attempts: u32,
 }
 
-impl AckState {
-    /// Sets the held-partition gauge and the process-wide list [`held_in`] reads.
-    pub(super) fn publish_hold(&self, hold: HeldPartition, held: bool) {
-        let partition = hold.partition.to_string();
-        Metrics::global().set(
-            metric_names::PARTITION_HELD,
-            &[
-                ("messaging_destination_name", &self.topic),
-                ("messaging_consumer_group_name", &self.group),
-                ("partition", &partition),
-            ],
-            u64::from(held),
-        );
-        let mut registry = HELD.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (self.id, hold.partition);
-        registry.retain(|entry| (entry.owner, entry.hold.partition) != key);
-        if held {
-            registry.push(HeldEntry {
-                owner: key.0,
-                topic: self.topic.clone(),
-                group: self.group.clone(),
-                hold,
-            });
-        }
+/// Sets the held-partition gauge of `hold` and its entry in the process-wide list
+/// [`held_in`] reads, for the subscription `owner` of `group` on `topic`.
+pub(super) fn publish(owner: u64, topic: &str, group: &str, hold: HeldPartition, held: bool) {
+    let partition = hold.partition.to_string();
+    Metrics::global().set(
+        metric_names::PARTITION_HELD,
+        &[
+            ("messaging_destination_name", topic),
+            ("messaging_consumer_group_name", group),
+            ("partition", &partition),
+        ],
+        u64::from(held),
+    );
+    let mut registry = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = (owner, hold.partition);
+    registry.retain(|entry| (entry.owner, entry.hold.partition) != key);
+    if held {
+        registry.push(HeldEntry {
+            owner,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            hold,
+        });
     }
 }
 

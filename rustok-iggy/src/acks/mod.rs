@@ -36,7 +36,6 @@ use rustok_iggy_connector::ReceivedMessage;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub(crate) use commit::Committed;
 pub use held::HeldPartition;
 pub(crate) use held::held_in;
 
@@ -311,7 +310,23 @@ pub(crate) struct AckState {
     epoch: Instant,
 }
 
+/// Where an acknowledgement stands with respect to the committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// The group's committed offset covers it.
+    Covered,
+    /// Not yet (a commit is pending, or an earlier delivery is outstanding).
+    Pending,
+    /// The partition is no longer this member's: the new owner delivers it again.
+    Gone,
+}
+
 impl AckState {
+    /// Sets the held-partition gauge and the process-wide list [`held_in`] reads.
+    fn publish_hold(&self, hold: HeldPartition, held: bool) {
+        held::publish(self.id, &self.topic, &self.group, hold, held);
+    }
+
     pub(crate) fn new(topic: &str, group: &str, ack_wait: Option<Duration>) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
