@@ -2,18 +2,20 @@
 //! `verify`, the same walk over every segment without repairing anything.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::disk::Disk;
-use super::index::{self, Index};
-use super::quarantine;
-use super::report::{RecoveryReport, SegmentDamage, VerifyReport};
-use super::scan::{Scan, scan};
-use super::seal::{self, Seal};
-use super::segment::{self, Hole, Segment};
-use super::{LogConfig, PartitionLog, StorageError, SyncStats};
+use super::verify::{VerifyPlan, VerifySegment, damage_of};
+use super::{LogConfig, PartitionLog, SyncStats};
+use crate::disk::Disk;
+use crate::error::StorageError;
+use crate::index::{self, Index};
+use crate::quarantine;
+use crate::report::{RecoveryReport, SegmentDamage, VerifyReport};
+use crate::scan::scan;
+use crate::seal::{self, Seal};
+use crate::segment::{self, Hole, Segment};
 
 impl PartitionLog {
     /// Opens the log in `dir` with a plain [`Disk`] and no known durable offset:
@@ -158,98 +160,6 @@ impl PartitionLog {
             segments,
         }
     }
-}
-
-/// The segments a [`PartitionLog::verify`] walks, noted under the log's lock.
-#[derive(Debug)]
-pub struct VerifyPlan {
-    partition_id: u32,
-    segments: Vec<VerifySegment>,
-}
-
-#[derive(Debug)]
-struct VerifySegment {
-    path: PathBuf,
-    file: Arc<std::fs::File>,
-    base_offset: u64,
-    size: u64,
-    end_offset: u64,
-    /// Where the offsets of a damaged tail end: the next segment's base.
-    lost_end: u64,
-}
-
-impl VerifyPlan {
-    /// Walks the segments (no lock needed); see [`PartitionLog::verify`].
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] when a file cannot be read.
-    pub fn run(&self) -> Result<VerifyReport, StorageError> {
-        let mut report = VerifyReport::default();
-        for segment in &self.segments {
-            let scan = scan(
-                &segment.file,
-                &segment.path,
-                segment.base_offset,
-                segment.size,
-                self.partition_id,
-            )?;
-            report.segments = report.segments.saturating_add(1);
-            report.records = report
-                .records
-                .saturating_add(u64::try_from(scan.index.len()).unwrap_or(u64::MAX));
-            report.messages = report.messages.saturating_add(scan.messages);
-            let lost_end = segment
-                .lost_end
-                .max(segment.end_offset)
-                .max(scan.end_offset);
-            report.damage.extend(damage_of(
-                &segment.path,
-                segment.base_offset,
-                &scan,
-                segment.size,
-                lost_end,
-            ));
-        }
-        Ok(report)
-    }
-}
-
-/// Every damaged range `scan` found in the segment `path` (`len` bytes; its
-/// offsets end at `lost_end` when its tail is damaged).
-pub(super) fn damage_of(
-    path: &Path,
-    base_offset: u64,
-    scan: &Scan,
-    len: u64,
-    lost_end: u64,
-) -> Vec<SegmentDamage> {
-    let mut out: Vec<SegmentDamage> = scan
-        .holes
-        .iter()
-        .map(|(hole, kind)| SegmentDamage {
-            path: path.to_owned(),
-            base_offset,
-            position: hole.start,
-            end: hole.end,
-            lost_from: hole.first_offset,
-            lost_to: hole.end_offset,
-            kind: kind.clone(),
-            copy: None,
-        })
-        .collect();
-    if let Some(tail) = &scan.tail {
-        out.push(SegmentDamage {
-            path: path.to_owned(),
-            base_offset,
-            position: tail.position,
-            end: len,
-            lost_from: scan.end_offset,
-            lost_to: lost_end.max(scan.end_offset),
-            kind: tail.kind.clone(),
-            copy: None,
-        });
-    }
-    out
 }
 
 /// One segment being opened.

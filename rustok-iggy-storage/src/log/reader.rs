@@ -6,11 +6,12 @@ use std::iter;
 use iggy_binary_protocol::WireError;
 use iggy_binary_protocol::batch::{BatchHeader, decode_batch_slice};
 
-use super::quarantine;
-use super::report::{DamageKind, SegmentDamage};
-use super::segment::{RecordSpan, Segment};
-use super::{PartitionLog, StorageError};
+use super::PartitionLog;
+use crate::error::StorageError;
+use crate::quarantine;
 use crate::record::slice;
+use crate::report::{DamageKind, SegmentDamage};
+use crate::segment::{RecordSpan, Segment};
 
 /// Both checksum levels, the partition and the base offset of a whole record read
 /// back from a segment.

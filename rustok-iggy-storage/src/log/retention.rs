@@ -2,48 +2,11 @@
 
 use std::time::Duration;
 
-use std::path::{Path, PathBuf};
-
-use super::disk::Disk;
-use super::report::RetentionReport;
-use super::segment::Segment;
-use super::{PartitionLog, StorageError};
-
-/// Segments taken out of a log (under its lock) whose files are still to be
-/// removed (without it): [`Removal::run`].
-#[derive(Debug)]
-pub struct Removal {
-    dir: PathBuf,
-    segments: Vec<Segment>,
-    /// fsync the directory before removing anything (a new segment was created
-    /// that must be durable first).
-    sync_first: bool,
-    report: RetentionReport,
-}
-
-impl Removal {
-    /// Removes the files of the segments, oldest first, then fsyncs the directory.
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] when a file cannot be removed; the files removed until
-    /// then stay removed (recovery treats the rest as a gap at the start).
-    pub fn run(self, disk: &Disk) -> Result<RetentionReport, StorageError> {
-        if self.segments.is_empty() {
-            return Ok(self.report);
-        }
-        if self.sync_first {
-            disk.sync_dir(&self.dir)?;
-        }
-        let removed = self.segments.iter().try_for_each(Segment::remove_files);
-        disk.sync_dir(&self.dir)?;
-        removed?;
-        Ok(self.report)
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
+use super::PartitionLog;
+use super::removal::Removal;
+use crate::error::StorageError;
+use crate::report::RetentionReport;
+use crate::segment::Segment;
 
 impl PartitionLog {
     /// Takes whole closed segments out, oldest first, never the active one: first

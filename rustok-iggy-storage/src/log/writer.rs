@@ -2,92 +2,21 @@
 //! without it).
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use iggy_binary_protocol::WireError;
 use iggy_binary_protocol::batch::BatchHeader;
 
-use super::disk::Disk;
-use super::index::IndexBytes;
-use super::seal::{self, Seal};
-use super::segment::Segment;
-use super::{PartitionLog, StorageError, copy_io_error};
+use super::PartitionLog;
+use super::sync::{Appended, SealJob, SyncPlan};
+use crate::error::{StorageError, copy_io_error};
 use crate::record::{check_offset_deltas, stamp};
+use crate::seal::{self, Seal};
+use crate::segment::Segment;
 
 /// The largest segment size: positions in the offset index are 32-bit.
 const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
-
-/// What an append did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// The record's base offset (its messages have consecutive offsets from there).
-    pub base_offset: u64,
-    /// The offset after its last message: the record is durable once
-    /// [`durable_offset`](PartitionLog::durable_offset) reaches it.
-    pub end_offset: u64,
-    /// Whether a segment was closed to make room (it awaits its seal: sync soon).
-    pub rolled: bool,
-}
-
-/// What one sync makes durable, noted under the log's lock by
-/// [`PartitionLog::begin_sync`] and done without it by [`run`](Self::run).
-#[derive(Debug)]
-pub struct SyncPlan {
-    /// The active segment's data file, when written since the last fsync.
-    active: Option<(Arc<File>, PathBuf)>,
-    /// The directory, when a segment file was created since it was last fsynced.
-    dir: Option<PathBuf>,
-    /// Closed segments to seal.
-    seals: Vec<SealJob>,
-    /// The log's next offset when the plan was taken: durable once it ran.
-    end_offset: u64,
-    /// Appends the plan covers.
-    writes: u64,
-    /// Segments created before the plan (its directory fsync covers them).
-    rolls: u64,
-    /// When the oldest write it covers was made.
-    since: Option<Instant>,
-    /// When it was taken: writes after it are not covered.
-    taken_at: Instant,
-}
-
-#[derive(Debug)]
-struct SealJob {
-    base_offset: u64,
-    path: PathBuf,
-    file: Arc<File>,
-    index: IndexBytes,
-    seal: Seal,
-}
-
-impl SyncPlan {
-    /// Makes the plan's fsyncs, in order: the directory (new segment names), the
-    /// active data file, then each closed segment's seal (data file, index files
-    /// written and fsynced, seal file written and fsynced). Takes no lock: run it on
-    /// a thread that may block. A segment deleted meanwhile is skipped.
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] from the first write or fsync that failed; hand it to
-    /// [`PartitionLog::finish_sync`], which poisons the log.
-    pub fn run(&self, disk: &Disk) -> Result<(), StorageError> {
-        if let Some(dir) = &self.dir {
-            disk.sync_dir(dir)?;
-        }
-        if let Some((file, path)) = &self.active {
-            disk.sync_data(file, path)?;
-        }
-        for job in &self.seals {
-            disk.sync_data(&job.file, &job.path)?;
-            if job.index.write(&job.path, Some(disk), false)? {
-                seal::write(&job.path, &job.seal, disk)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 impl PartitionLog {
     /// Appends one batch record whose layout the caller validated, and returns where
