@@ -29,7 +29,7 @@ use crate::tiers::{self, Tiers};
 use crate::transport::Transport;
 
 pub use crate::acks::HeldPartition;
-pub use crate::error::DecodeFailure;
+pub use crate::decode::DecodeFailure;
 pub use crate::retry::{Backoff, MAX_TIERS, RetryTiers};
 pub use crate::subscription::{Events, RawDelivery, Undecided};
 pub use crate::tiers::retry_header;

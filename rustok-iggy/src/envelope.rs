@@ -30,8 +30,9 @@ use uuid::Uuid;
 
 use crate::codec_impl::Codec;
 use crate::config_impl::IggyConfig;
+use crate::decode::DecodeFailure;
 use crate::decode::DecodedInfo;
-use crate::error::{DecodeFailure, Error};
+use crate::error::Error;
 use crate::health::{HealthReport, HealthThresholds};
 use crate::metadata::{EventHeaders, EventMetadata, OutgoingHeaders, header, id_texts};
 use crate::replay::{Replay, ReplayUntil, replay_with};

@@ -5,6 +5,7 @@ use rustok_iggy_connector::{ConnectorError, ErrorKind, HeaderError, NameError};
 use crate::codec_impl::CodecError;
 use crate::config_impl::ConfigError;
 use crate::dead_letter::DeadLetters;
+use crate::decode::DecodeFailure;
 use crate::subscription::RawDelivery;
 
 /// What went wrong in a rustok-iggy call.
@@ -79,77 +80,6 @@ impl Error {
             },
         }
     }
-}
-
-/// Why a received message could not be decoded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeFailure {
-    /// The payload does not decode with its codec.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    /// The message names an event type this consumer does not know.
-    #[error("unknown event type {event_type:?}; this consumer knows {known}")]
-    UnknownEventType {
-        /// The type named by the message.
-        event_type: String,
-        /// The types the consumer knows, comma-separated.
-        known: String,
-    },
-    /// The message was written with a schema version newer than the consumer's.
-    #[error(
-        "event type {event_type:?} has schema version {version}, newer than the {known} this consumer knows"
-    )]
-    NewerSchemaVersion {
-        /// The event type.
-        event_type: String,
-        /// The message's version.
-        version: u32,
-        /// The consumer's version.
-        known: u32,
-    },
-    /// The message was written at the consumer's schema version but with another
-    /// schema fingerprint: the producer's type has another shape (fields reordered,
-    /// renamed or retyped without a version bump), and decoding its Postcard payload
-    /// could yield wrong values. See [`crate::schema`].
-    #[error(
-        "event type {event_type:?} version {version} was written with schema fingerprint \
-         {found}, but this consumer's is {expected}: the shapes differ at the same version"
-    )]
-    SchemaMismatch {
-        /// The event type.
-        event_type: String,
-        /// The schema version (the message's and the consumer's).
-        version: u32,
-        /// The consumer's fingerprint.
-        expected: crate::schema::Fingerprint,
-        /// The message's fingerprint.
-        found: crate::schema::Fingerprint,
-    },
-    /// A header rustok-iggy writes has a value it cannot read.
-    #[error("header {name:?} has an invalid value")]
-    InvalidHeader {
-        /// The header.
-        name: &'static str,
-    },
-    /// The message was written at an older schema version and no upcaster converts
-    /// that version: decoding it as the current type could yield wrong values.
-    #[error(
-        "no upcaster from version {from} to {to} of event type {event_type:?} (register one \
-         with Upcasters::register)"
-    )]
-    MissingUpcaster {
-        /// The event type.
-        event_type: String,
-        /// The message's version.
-        from: u32,
-        /// The consumer's version.
-        to: u32,
-    },
-    /// The message's user headers do not decode (another client wrote them, or an older
-    /// broker stored them): the message has no readable headers.
-    #[error("its user headers do not decode")]
-    MalformedHeaders(#[source] rustok_iggy_connector::WireError),
 }
 
 /// A received message that could not be decoded: where it is, why, and a decision

@@ -15,8 +15,9 @@ use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage, now_
 use tokio::time::{Instant, Sleep};
 
 use crate::acks::{AckState, HeldPartition, Ticket, held_in};
+use crate::decode::DecodeFailure;
 use crate::decode::{DecodedInfo, Decoder, decode_message};
-use crate::error::{DecodeError, DecodeFailure, Error};
+use crate::error::{DecodeError, Error};
 use crate::event_impl::IggyEvent;
 use crate::retry::Backoff;
 use crate::transport::Transport;
