@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,114 +18,24 @@ use rustok_iggy_connector::{ConnectorError, Metrics, StartPosition, metric_names
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetterConfig, DeadLetters, Failure};
+use crate::dead_letter::{DeadLetters, Failure};
 use crate::error::{DecodeError, Error};
 use crate::event_impl::IggyEvent;
 use crate::metadata::trace_id;
 use crate::retry::{HandlerError, RetryPolicy};
-use crate::subscription::{Delivery, DeliveryInfo, Subscription, SubscriptionOptions};
+use crate::subscription::{Delivery, Subscription, SubscriptionOptions};
 use crate::tiers::{self, Tiers};
 use crate::transport::Transport;
+
+mod options;
+
+pub use options::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
 
 pub use crate::acks::HeldPartition;
 pub use crate::decode::DecodeFailure;
 pub use crate::retry::{Backoff, MAX_TIERS, RetryTiers};
 pub use crate::subscription::{Events, RawDelivery, Undecided};
 pub use crate::tiers::retry_header;
-
-/// What the handler runner does with an event written at a schema version newer than
-/// the consumer knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OnNewerSchema {
-    /// Holds its partition (see [`crate::consume::Undecided::Hold`]): the partition's commit
-    /// stays before the event and its later events wait, so that a consumer that knows
-    /// the version (the next release, during a rolling upgrade) takes it over when
-    /// this one leaves the group. Other partitions keep flowing.
-    #[default]
-    Hold,
-    /// Writes it to the dead-letter topic, like an undecodable payload.
-    DeadLetter,
-}
-
-/// Settings of [`Transport::consume`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsumeOptions {
-    /// Retries of a failing handler.
-    pub retry: RetryPolicy,
-    /// Where events go when the handler gives up.
-    pub dead_letter: DeadLetterConfig,
-    /// Fetching and backpressure.
-    pub subscription: SubscriptionOptions,
-    /// Where a new group starts.
-    pub start: StartPosition,
-    /// Deliveries queued per partition worker before the runner stops fetching.
-    pub queue_per_partition: usize,
-    /// What happens to an event of a newer schema version (held by default).
-    pub newer_schema: OnNewerSchema,
-}
-
-impl Default for ConsumeOptions {
-    fn default() -> Self {
-        Self {
-            retry: RetryPolicy::default(),
-            dead_letter: DeadLetterConfig::default(),
-            subscription: SubscriptionOptions::default(),
-            start: StartPosition::Earliest,
-            queue_per_partition: 64,
-            newer_schema: OnNewerSchema::Hold,
-        }
-    }
-}
-
-/// An event handed to a handler: the event and where it came from. Cheap to clone
-/// (retries hand the same event again).
-#[derive(Debug)]
-pub struct Received<E> {
-    event: Arc<E>,
-    info: Arc<DeliveryInfo>,
-}
-
-impl<E> Clone for Received<E> {
-    fn clone(&self) -> Self {
-        Self {
-            event: Arc::clone(&self.event),
-            info: Arc::clone(&self.info),
-        }
-    }
-}
-
-impl<E> Deref for Received<E> {
-    type Target = E;
-    fn deref(&self) -> &E {
-        &self.event
-    }
-}
-
-impl<E> Received<E> {
-    /// Where and how it arrived (`attempt` counts retries of this runner too).
-    pub fn info(&self) -> &DeliveryInfo {
-        &self.info
-    }
-}
-
-/// What a [`Transport::consume`] run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConsumeReport {
-    /// Events the handler accepted (and that were acknowledged).
-    pub handled: u64,
-    /// Handler failures that were retried.
-    pub retried: u64,
-    /// Events written to the dead-letter topic (and then acknowledged).
-    pub dead_lettered: u64,
-    /// Deliveries of newer-schema events that held their partition.
-    pub held: u64,
-    /// Failed set-ups and fetches ridden out (a lost connection, a broker restart):
-    /// each was tried again after a backoff. Also counted in
-    /// `rustok_iggy_consumer_errors_total`.
-    pub errors: u64,
-}
 
 #[derive(Debug, Default)]
 struct Counters {
