@@ -21,6 +21,11 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::metadata::header;
 
+mod config;
+
+pub(crate) use config::default_topic;
+pub use config::{DEFAULT_DEAD_LETTER_RETENTION, DeadLetterConfig};
+
 /// Headers a dead-letter entry carries besides the original ones.
 pub mod dlq_header {
     /// The stream the event was read from.
@@ -64,35 +69,6 @@ const DLQ_HEADERS: [&str; 12] = [
     dlq_header::SETTLED_AS,
     dlq_header::SETTLED_AT,
 ];
-
-/// Where dead letters of a topic go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeadLetterConfig {
-    /// The dead-letter topic; `<topic>.dlq` by default.
-    pub topic: Option<TopicName>,
-    /// Its retention. `None` (the default): the dead-letter retention of the
-    /// transport ([`crate::TransportOptions::dead_letter_retention`], from
-    /// `retention.dlq_max_age_days`) for [`DeadLetters::for_transport`], the handler
-    /// runner and envelopes; for [`DeadLetters::open`], the retention an existing
-    /// topic has, and [`DEFAULT_DEAD_LETTER_RETENTION`] for a new one.
-    pub retention: Option<Retention>,
-}
-
-/// The retention of a dead-letter topic that nothing else names: 365 days (the
-/// default of `retention.dlq_max_age_days`).
-pub const DEFAULT_DEAD_LETTER_RETENTION: Retention = Retention {
-    max_age: Some(std::time::Duration::from_secs(365 * 86_400)),
-    max_size_bytes: None,
-};
-
-/// The default dead-letter topic of `topic`: `<topic>.dlq` (cut to fit 255 bytes).
-pub(crate) fn default_topic(topic: &TopicName) -> TopicName {
-    let mut name = topic.as_str().to_owned();
-    while name.len() > 251 {
-        name.pop();
-    }
-    TopicName::new(format!("{name}.dlq")).unwrap_or_else(|_| topic.clone())
-}
 
 /// An event in the dead-letter topic.
 #[derive(Clone, PartialEq, Eq)]

@@ -24,79 +24,20 @@ use crate::transport::Transport;
 use crate::upcast::Upcasters;
 
 mod delivery;
+mod info;
+mod options;
 
 pub(crate) use delivery::Terminal;
 use delivery::{AckHandle, Core, Labels, OnDrop};
-pub use delivery::{Delivery, DeliveryInfo, RawDelivery};
+pub use delivery::{Delivery, RawDelivery};
+pub use info::DeliveryInfo;
+pub use options::{SubscriptionOptions, Undecided};
 
 /// Least time between two background commit rounds of a subscription.
 const COMMIT_PACE: Duration = Duration::from_millis(1);
 
 /// Pause after a failed fetch: doubling from 10 ms up to 5 s, reset by a success.
 const FETCH_RETRY: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
-
-/// What happens to a [`DecodeError`] that is dropped without a decision (see
-/// [`DecodeError`] for the decisions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Undecided {
-    /// Its partition is held: the partition's commit stays before the event, later
-    /// events of the partition wait, and the event is delivered again after
-    /// [`SubscriptionOptions::redelivery_backoff`]. Nothing is lost and nothing
-    /// passes it; [`Subscription::held_partitions`] and the
-    /// `rustok_iggy_partition_held` gauge name the partition.
-    #[default]
-    Hold,
-    /// It counts as explicitly skipped: the commit may pass it. Never applies to a
-    /// [`DecodeFailure::NewerSchemaVersion`], which is always held: during a rolling
-    /// upgrade, the newer consumers that know the version take it over.
-    Skip,
-}
-
-/// Settings of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscriptionOptions {
-    /// Most messages fetched from the broker at once.
-    pub batch_size: u32,
-    /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
-    /// or decided); at the limit the subscription hands out nothing more and stops
-    /// fetching until one is settled (backpressure). A hard limit.
-    pub max_in_flight: usize,
-    /// What a dropped, undecided decode error does (held by default).
-    pub undecided: Undecided,
-    /// Delay before a held event is delivered again: doubling from `initial` up to
-    /// `max` with each delivery (1 s up to 60 s by default).
-    pub redelivery_backoff: Backoff,
-    /// How long [`Subscription::close`] keeps trying its final commit while the
-    /// connection is lost or the server restarts (10 s by default).
-    pub close_timeout: Duration,
-    /// The acknowledgement deadline: a delivery neither settled (acknowledged,
-    /// nacked, terminated, dropped) nor extended ([`Delivery::in_progress`]) within
-    /// this time is delivered again (attempt + 1), gives back its in-flight slot,
-    /// and counts in `rustok_iggy_ack_expired_total`; its partition's commit keeps
-    /// waiting for it. A late `ack` of the expired delivery still counts the event
-    /// as handled (once: the copy then settles nothing more); a late `nack` or drop
-    /// does nothing. Deadlines are checked while the subscription is polled.
-    ///
-    /// `None` (the default): no deadline. Opt in, because a deadline redelivers
-    /// what a slow but healthy handler still holds (JetStream's 30 s is a good
-    /// value when handlers are quick); the handler runner ([`Transport::consume`])
-    /// awaits its handler itself and does not use it.
-    pub ack_wait: Option<Duration>,
-}
-
-impl Default for SubscriptionOptions {
-    fn default() -> Self {
-        Self {
-            batch_size: 256,
-            max_in_flight: 1024,
-            undecided: Undecided::Hold,
-            redelivery_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-            close_timeout: Duration::from_secs(10),
-            ack_wait: None,
-        }
-    }
-}
 
 /// A fetch in flight, run as a task of its own so that it is driven even while nobody
 /// polls the subscription: on the remote connector a call that hits a lost connection
