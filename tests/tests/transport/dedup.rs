@@ -32,22 +32,50 @@ struct Paid {
 }
 
 /// Hooks on a real connector: the next `lose` publishes are stored by it, then
-/// answered with a timeout, as if the answer had been lost on the way.
+/// answered with an error (a timeout, unless told otherwise), as if the answer had
+/// been lost on the way.
 #[derive(Debug)]
 struct LostAnswers {
     lose: AtomicU32,
     publishes: AtomicU32,
+    answer: fn() -> ConnectorError,
 }
 
 impl LostAnswers {
     fn new(inner: Arc<dyn IggyConnector>, lose: u32) -> Arc<Observed<Self>> {
+        Self::answering(inner, lose, timed_out)
+    }
+
+    /// Like [`LostAnswers::new`], answering a lost publish with `answer()`.
+    fn answering(
+        inner: Arc<dyn IggyConnector>,
+        lose: u32,
+        answer: fn() -> ConnectorError,
+    ) -> Arc<Observed<Self>> {
         Observed::new(
             inner,
             Self {
                 lose: AtomicU32::new(lose),
                 publishes: AtomicU32::new(0),
+                answer,
             },
         )
+    }
+}
+
+fn timed_out() -> ConnectorError {
+    ConnectorError::Timeout {
+        what: "injected: the publish answer was lost after the broker stored the batch".into(),
+        after: Duration::from_secs(5),
+    }
+}
+
+/// The official SDK's own report of a lost connection, as a remote connector may
+/// hold it: an Iggy error inside the connector's error.
+fn sdk_disconnected() -> ConnectorError {
+    ConnectorError::Iggy {
+        context: "injected: the connection dropped after the broker stored the batch".into(),
+        source: iggy::prelude::IggyError::Disconnected,
     }
 }
 
@@ -70,11 +98,7 @@ impl Hooks for LostAnswers {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if lost {
-            return Err(ConnectorError::Timeout {
-                what: "injected: the publish answer was lost after the broker stored the batch"
-                    .into(),
-                after: Duration::from_secs(5),
-            });
+            return Err((self.answer)());
         }
         Ok(receipt)
     }
@@ -135,6 +159,33 @@ async fn a_publish_whose_answer_was_lost_is_retried_and_stored_once() {
     let fresh = payments.publish(&Paid { n: 2 }).await.unwrap();
     assert!(!fresh.duplicate);
     assert_eq!(stored(embedded.as_ref()).await.len(), 2);
+}
+
+/// A disconnect the SDK reports (an Iggy error, `ErrorKind::Transient`) is retried
+/// like a lost connection: the resend carries the same id and is stored once.
+#[tokio::test]
+async fn a_publish_that_lost_its_connection_in_an_sdk_error_is_retried_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::answering(embedded.clone(), 1, sdk_disconnected);
+    let payments = Transport::<Paid>::new(lossy.clone(), options())
+        .await
+        .unwrap();
+
+    let receipt = payments.publish(&Paid { n: 1 }).await.unwrap();
+    assert_eq!(
+        lossy.hooks().publishes.load(Ordering::SeqCst),
+        2,
+        "one retry"
+    );
+    assert!(
+        receipt.duplicate,
+        "the retry found the first attempt stored"
+    );
+    assert_eq!(
+        stored(embedded.as_ref()).await,
+        [receipt.event_id.as_u128()]
+    );
 }
 
 #[tokio::test]
