@@ -207,15 +207,29 @@ impl ConnectorError {
         }
     }
 
-    /// Whether retrying the same call later may succeed (connection loss, timeouts).
-    /// This is the connector's own retry rule, on its own variants; [`kind`](Self::kind)
-    /// also classifies the SDK's errors inside them by the server's answer.
+    /// Whether retrying the same call later may succeed: exactly when
+    /// [`kind`](Self::kind) is [`ErrorKind::Transient`] (a lost or impossible
+    /// connection, a timeout, a connector not connected yet, also when the Iggy SDK
+    /// reports it inside [`ConnectorError::Iggy`], [`ConnectorError::Publish`] or
+    /// [`ConnectorError::Receive`]). One rule: the publish retries of `Transport` and
+    /// the batching publisher, the remote connector's resends and the closing commit
+    /// of a subscription all go by it.
+    ///
+    /// A publish retried on it may have been stored by the attempt before (its answer
+    /// was lost). The retries resend the same message ids to the same partition, so a
+    /// broker that deduplicates stores it once: the embedded broker (on by default), or
+    /// an Iggy server with `message_deduplication` enabled. Without deduplication the
+    /// retry may store the batch twice (at-least-once).
+    ///
+    /// ```
+    /// use rustok_iggy_connector::ConnectorError;
+    ///
+    /// assert!(ConnectorError::NotConnected.is_transient());
+    /// assert!(!ConnectorError::InvalidRequest("empty batch".into()).is_transient());
+    /// ```
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Connection { .. } | Self::Timeout { .. } | Self::NotConnected
-        )
+        self.kind() == ErrorKind::Transient
     }
 
     /// What kind of failure this is, for a caller deciding what to do next: retry
@@ -258,7 +272,7 @@ impl ConnectorError {
                 .and_then(sdk_kind)
                 .unwrap_or(ErrorKind::Other),
             #[cfg(feature = "remote")]
-            Self::Iggy { source, .. } => iggy_kind(source),
+            Self::Iggy { source, .. } => sdk_error_kind(source),
         }
     }
 }
@@ -268,8 +282,12 @@ impl ConnectorError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// Retrying the same call later may succeed: the connection was lost, a call
-    /// timed out, or the connector is not connected yet.
+    /// Retrying the same call later may succeed: the connection was lost or could
+    /// not be made, a call timed out, or the connector is not connected yet (also as
+    /// the Iggy SDK reports it). [`ConnectorError::is_transient`] is this kind, and
+    /// what the library's own retries go by. A publish retried after such a failure
+    /// may have been stored already: retries resend the same message ids, which a
+    /// deduplicating broker stores once (see [`ConnectorError::is_transient`]).
     Transient,
     /// The stream, topic, partition or consumer group does not exist.
     NotFound,
@@ -298,35 +316,46 @@ pub enum ErrorKind {
 fn sdk_kind(source: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<ErrorKind> {
     #[cfg(feature = "remote")]
     if let Some(error) = source.downcast_ref::<iggy::prelude::IggyError>() {
-        return Some(iggy_kind(error));
+        return Some(sdk_error_kind(error));
     }
     let _ = source;
     None
 }
 
-/// The kind of an Iggy SDK error, by the server's answer.
+/// The kind of an Iggy SDK error, by its code in the error table: the one rule for
+/// the SDK's errors, used by [`ConnectorError::kind`] and by the remote connector
+/// when it maps an SDK error onto a [`ConnectorError`] variant.
 #[cfg(feature = "remote")]
-fn iggy_kind(error: &iggy::prelude::IggyError) -> ErrorKind {
-    use iggy::prelude::IggyError as E;
-    match error {
-        E::Disconnected
-        | E::CannotEstablishConnection
-        | E::NotConnected
-        | E::ConnectionClosed
-        | E::StaleClient
-        | E::TcpError
-        | E::EmptyResponse => ErrorKind::Transient,
-        E::Unauthenticated | E::Unauthorized | E::InvalidCredentials => ErrorKind::Unauthorized,
-        E::StreamIdNotFound(_)
-        | E::StreamNameNotFound(_)
-        | E::TopicIdNotFound(..)
-        | E::TopicNameNotFound(..)
-        | E::PartitionNotFound(..)
-        | E::ConsumerGroupIdNotFound(..)
-        | E::ConsumerGroupNameNotFound(..) => ErrorKind::NotFound,
-        E::StreamNameAlreadyExists(_)
-        | E::TopicNameAlreadyExists(..)
-        | E::ConsumerGroupNameAlreadyExists(..) => ErrorKind::AlreadyExists,
+pub(crate) fn sdk_error_kind(error: &iggy::prelude::IggyError) -> ErrorKind {
+    use crate::error_codes::ErrorCode as C;
+    match C(error.as_code()) {
+        C::DISCONNECTED
+        | C::CANNOT_ESTABLISH_CONNECTION
+        | C::STALE_CLIENT
+        | C::TCP_ERROR
+        | C::QUIC_ERROR
+        | C::NOT_CONNECTED
+        | C::CLIENT_SHUTDOWN
+        | C::CONNECTION_CLOSED
+        | C::EMPTY_RESPONSE => ErrorKind::Transient,
+        C::UNAUTHENTICATED
+        | C::UNAUTHORIZED
+        | C::INVALID_CREDENTIALS
+        | C::INVALID_USERNAME
+        | C::INVALID_PASSWORD
+        | C::USER_INACTIVE
+        | C::INVALID_PERSONAL_ACCESS_TOKEN
+        | C::PERSONAL_ACCESS_TOKEN_EXPIRED => ErrorKind::Unauthorized,
+        C::STREAM_ID_NOT_FOUND
+        | C::STREAM_NAME_NOT_FOUND
+        | C::TOPIC_ID_NOT_FOUND
+        | C::TOPIC_NAME_NOT_FOUND
+        | C::PARTITION_NOT_FOUND
+        | C::CONSUMER_GROUP_ID_NOT_FOUND
+        | C::CONSUMER_GROUP_NAME_NOT_FOUND => ErrorKind::NotFound,
+        C::STREAM_NAME_ALREADY_EXISTS
+        | C::TOPIC_NAME_ALREADY_EXISTS
+        | C::CONSUMER_GROUP_NAME_ALREADY_EXISTS => ErrorKind::AlreadyExists,
         _ => ErrorKind::Other,
     }
 }

@@ -93,15 +93,17 @@ pub(crate) struct SchemaCheckArgs {
     /// feature); repeat for a cluster
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) server: Vec<String>,
-    /// The remote options (with `--server`)
+    /// How to sign in (with `--server`)
     #[command(flatten)]
-    pub(crate) remote: RemoteArgs,
+    pub(crate) sign_in: SignInArgs,
 }
 
-/// How `schema check --server` signs in to an Iggy server: the flags and the
-/// password variable of `migrate`.
+/// How `migrate` and `schema check --server` sign in to an Iggy server: one set of
+/// flags (and the password variable) for both. `migrate` requires the user and the
+/// password; `schema check` only with `--server`.
 #[derive(Debug, Args)]
-pub(crate) struct RemoteArgs {
+#[command(next_help_heading = "Signing in to the Iggy server")]
+pub(crate) struct SignInArgs {
     /// User on the Iggy server
     #[arg(long, value_name = "NAME")]
     pub(crate) username: Option<String>,
@@ -117,6 +119,29 @@ pub(crate) struct RemoteArgs {
     /// A PEM file of CA certificates to trust (else the webpki roots)
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_ca_file: Option<PathBuf>,
+}
+
+impl SignInArgs {
+    /// The remote connector's settings for `addresses`, signed in as these flags say;
+    /// `None` without a user or a password.
+    pub(crate) fn remote_config(self, addresses: Vec<String>) -> Option<RemoteConnectorConfig> {
+        let Self {
+            username,
+            password,
+            tls,
+            tls_domain,
+            tls_ca_file,
+        } = self;
+        Some(RemoteConnectorConfig {
+            addresses,
+            username: username?,
+            password: password?,
+            tls_enabled: tls,
+            tls_domain,
+            tls_ca_file,
+            ..RemoteConnectorConfig::default()
+        })
+    }
 }
 
 /// When appended data is fsynced.
@@ -257,6 +282,10 @@ pub(crate) struct VerifyArgs {
 
 /// The options of `migrate`.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("username", |arg| arg.required(true)),
+    mut_arg("password", |arg| arg.required(true))
+)]
 pub(crate) struct MigrateArgs {
     /// The data directory to copy (stop the broker, or migrate a backup first)
     #[arg(long, value_name = "DIR")]
@@ -264,12 +293,6 @@ pub(crate) struct MigrateArgs {
     /// An address of the Iggy server; repeat for a cluster
     #[arg(long = "to", value_name = "HOST:PORT", required = true)]
     pub(crate) to: Vec<String>,
-    /// User on the Iggy server
-    #[arg(long, value_name = "NAME")]
-    pub(crate) username: String,
-    /// Its password. Prefer the environment variable: command lines are visible to other users
-    #[arg(long, value_name = "PASSWORD", env = "IGGY_PASSWORD", hide_env_values = true, value_parser = secret)]
-    pub(crate) password: Secret,
     /// The progress file that makes a rerun resume [default: DIR.migration.json next to DIR]
     #[arg(long, value_name = "FILE")]
     pub(crate) resume_file: Option<PathBuf>,
@@ -281,15 +304,9 @@ pub(crate) struct MigrateArgs {
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) batch: u32,
-    /// Connect with TLS
-    #[arg(long)]
-    pub(crate) tls: bool,
-    /// The server name the certificate must have [default: the host of the address]
-    #[arg(long, value_name = "NAME")]
-    pub(crate) tls_domain: Option<String>,
-    /// A PEM file of CA certificates to trust (else the webpki roots)
-    #[arg(long, value_name = "FILE")]
-    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// How to sign in (the user and the password are required)
+    #[command(flatten)]
+    pub(crate) sign_in: SignInArgs,
 }
 
 #[cfg(test)]
@@ -437,8 +454,11 @@ mod tests {
             panic!("not migrate");
         };
         assert_eq!(m.to, vec!["a:8090", "b:8090"]);
-        assert_eq!(m.password.expose(), "s3cret");
-        assert_eq!((m.pool_size, m.batch, m.tls), (4, 500, true));
+        assert_eq!(
+            m.sign_in.password.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!((m.pool_size, m.batch, m.sign_in.tls), (4, 500, true));
         assert_eq!(m.resume_file, Some("/p.json".into()));
     }
 

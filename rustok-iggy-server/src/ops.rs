@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-#[cfg(feature = "remote")]
-use rustok_iggy_connector::RemoteConnectorConfig;
 use rustok_iggy_connector::ops::{backup_data_dir, restore_data_dir, verify_data_dir};
 
 use crate::cli::{BackupArgs, MigrateArgs, RestoreArgs, VerifyArgs};
@@ -96,16 +94,11 @@ pub(crate) async fn migrate(options: MigrateArgs) -> ExitCode {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    let to = RemoteConnectorConfig {
-        addresses: options.to,
-        username: options.username,
-        password: options.password,
-        tls_enabled: options.tls,
-        tls_domain: options.tls_domain,
-        tls_ca_file: options.tls_ca_file,
-        pool_size: options.pool_size,
-        ..RemoteConnectorConfig::default()
+    // The command line requires both the user and the password of `migrate`.
+    let Some(mut to) = options.sign_in.remote_config(options.to) else {
+        return fail("migrate needs --username and a password (--password or IGGY_PASSWORD)");
     };
+    to.pool_size = options.pool_size;
     let progress_file = options
         .resume_file
         .unwrap_or_else(|| default_progress_file(&options.from_data_dir));

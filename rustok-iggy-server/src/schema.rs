@@ -12,7 +12,7 @@ use rustok_iggy_connector::{
     StartPosition, StreamName, TopicName,
 };
 
-use crate::cli::{RemoteArgs, SchemaCheckArgs};
+use crate::cli::{SchemaCheckArgs, SignInArgs};
 
 /// Messages read per poll.
 const POLL_MAX: u32 = 1000;
@@ -33,7 +33,7 @@ pub(crate) async fn check(args: SchemaCheckArgs) -> ExitCode {
         lock,
         data_dir,
         server,
-        remote,
+        sign_in,
     } = args;
     let lock_file = match SchemaLock::read(&lock) {
         Ok(lock) => lock,
@@ -41,7 +41,7 @@ pub(crate) async fn check(args: SchemaCheckArgs) -> ExitCode {
     };
     let scanned = match data_dir {
         Some(data_dir) => scan_data_dir(&data_dir).await,
-        None => match scan_server(server, remote).await {
+        None => match scan_server(server, sign_in).await {
             Ok(scanned) => scanned,
             Err(exit) => return exit,
         },
@@ -125,18 +125,11 @@ async fn scan_data_dir(data_dir: &Path) -> Result<Scan, String> {
 #[cfg(feature = "remote")]
 async fn scan_server(
     addresses: Vec<String>,
-    remote: RemoteArgs,
+    sign_in: SignInArgs,
 ) -> Result<Result<Scan, String>, ExitCode> {
-    use rustok_iggy_connector::{ConnectorMode, RemoteConnector, RemoteConnectorConfig};
+    use rustok_iggy_connector::{ConnectorMode, RemoteConnector};
 
-    let RemoteArgs {
-        username,
-        password,
-        tls,
-        tls_domain,
-        tls_ca_file,
-    } = remote;
-    let (Some(username), Some(password)) = (username, password) else {
+    let Some(remote) = sign_in.remote_config(addresses) else {
         eprintln!(
             "rustok-iggy-server: schema check --server needs --username and a password \
              (--password or IGGY_PASSWORD)"
@@ -145,15 +138,7 @@ async fn scan_server(
     };
     let config = ConnectorConfig {
         mode: ConnectorMode::Remote,
-        remote: RemoteConnectorConfig {
-            addresses,
-            username,
-            password,
-            tls_enabled: tls,
-            tls_domain,
-            tls_ca_file,
-            ..RemoteConnectorConfig::default()
-        },
+        remote,
         ..ConnectorConfig::default()
     };
     let connector = RemoteConnector::new();
@@ -173,7 +158,7 @@ async fn scan_server(
 
 /// `--server` without the `remote` feature: an error.
 #[cfg(not(feature = "remote"))]
-async fn scan_server(_: Vec<String>, _: RemoteArgs) -> Result<Result<Scan, String>, ExitCode> {
+async fn scan_server(_: Vec<String>, _: SignInArgs) -> Result<Result<Scan, String>, ExitCode> {
     eprintln!(
         "rustok-iggy-server: schema check --server needs the `remote` feature of \
          rustok-iggy-server (on by default; it was built with --no-default-features)"

@@ -11,36 +11,22 @@ use iggy::prelude::{
 };
 
 use crate::config::{RemoteConnectorConfig, RemoteProtocol};
-use crate::error::ConnectorError;
+use crate::error::{ConnectorError, ErrorKind, sdk_error_kind};
 use crate::error_codes::ErrorCode;
 
-/// An SDK error as a [`ConnectorError`]: refused credentials become
+/// An SDK error as a [`ConnectorError`], by its kind ([`sdk_error_kind`], the rule
+/// [`ConnectorError::kind`] uses too): refused credentials become
 /// [`ConnectorError::Auth`], a lost or impossible connection
 /// [`ConnectorError::Connection`], anything else [`ConnectorError::Iggy`]. The
 /// `IggyError` is kept as the source in every case.
 pub(super) fn sdk_error(context: impl Into<String>, source: IggyError) -> ConnectorError {
     let context = context.into();
-    match ErrorCode(source.as_code()) {
-        ErrorCode::UNAUTHENTICATED
-        | ErrorCode::UNAUTHORIZED
-        | ErrorCode::INVALID_CREDENTIALS
-        | ErrorCode::INVALID_USERNAME
-        | ErrorCode::INVALID_PASSWORD
-        | ErrorCode::USER_INACTIVE
-        | ErrorCode::INVALID_PERSONAL_ACCESS_TOKEN
-        | ErrorCode::PERSONAL_ACCESS_TOKEN_EXPIRED => ConnectorError::Auth {
+    match sdk_error_kind(&source) {
+        ErrorKind::Unauthorized => ConnectorError::Auth {
             message: context,
             source: Some(Box::new(source)),
         },
-        ErrorCode::DISCONNECTED
-        | ErrorCode::CANNOT_ESTABLISH_CONNECTION
-        | ErrorCode::STALE_CLIENT
-        | ErrorCode::TCP_ERROR
-        | ErrorCode::QUIC_ERROR
-        | ErrorCode::NOT_CONNECTED
-        | ErrorCode::CLIENT_SHUTDOWN
-        | ErrorCode::CONNECTION_CLOSED
-        | ErrorCode::EMPTY_RESPONSE => ConnectorError::Connection {
+        ErrorKind::Transient => ConnectorError::Connection {
             message: context,
             source: Some(Box::new(source)),
         },

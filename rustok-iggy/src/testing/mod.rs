@@ -9,7 +9,9 @@
 //!   [`TestKitBuilder::timeout`]);
 //! - [`TestKit::assert_no_dead_letters`] and [`TestKit::dead_letters`];
 //! - [`TestKit::restart`]: the broker closed and reopened on the same data;
-//! - [`fail_first`], [`fail_attempts`], [`fail_when`]: handler failures on purpose.
+//! - [`fail_first`], [`fail_attempts`], [`fail_when`]: handler failures on purpose;
+//! - [`Observed`] with [`Hooks`]: a connector passed through to a real one, with a
+//!   hook around publishes and commits, to inject a broker failure on purpose.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true)
@@ -77,6 +79,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use faults::{Faulty, InjectedFailure, fail_attempts, fail_first, fail_when};
+pub use observed::{Hooks, Observed};
 
 use crate::dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
 use crate::decode::decode_message;
@@ -84,7 +87,6 @@ use crate::error::{DecodeError, Error};
 use crate::event_impl::IggyEvent;
 use crate::metadata::EventMetadata;
 use crate::transport::{Transport, TransportOptions};
-use observed::Observed;
 
 /// How long a kit waits for what it awaits, unless told otherwise: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -224,10 +226,10 @@ impl TestKitBuilder {
         embedded.connect(&config).await?;
         let (commits, _) = watch::channel(0);
         let commits = Arc::new(commits);
-        let connector: Arc<dyn IggyConnector> = Arc::new(Observed {
-            inner: Arc::clone(&embedded),
-            commits: Arc::clone(&commits),
-        });
+        let connector: Arc<dyn IggyConnector> = Observed::new(
+            Arc::clone(&embedded) as Arc<dyn IggyConnector>,
+            AnnounceCommits(Arc::clone(&commits)),
+        );
         Ok(TestKit {
             connector,
             embedded,
@@ -237,6 +239,17 @@ impl TestKitBuilder {
             timeout: self.timeout,
             dir,
         })
+    }
+}
+
+/// The kit's hook: every commit stored through the kit's connector bumps the count
+/// that [`TestKit::wait_for_consumed`] watches.
+#[derive(Debug)]
+struct AnnounceCommits(Arc<watch::Sender<u64>>);
+
+impl Hooks for AnnounceCommits {
+    fn after_commit(&self, _group: &GroupName, _partition: u32, _offset: u64) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -284,9 +297,10 @@ impl TestKit {
         }
     }
 
-    /// The connector: the embedded connector, forwarding every call unchanged, with
-    /// the commits made through it observed by [`TestKit::wait_for_consumed`]. Build
-    /// the application's own transports on it.
+    /// The connector: an [`Observed`] embedded connector, forwarding every call
+    /// unchanged, with the commits made through it observed by
+    /// [`TestKit::wait_for_consumed`]. Build the application's own transports on it,
+    /// or wrap it in an [`Observed`] of the test's own to inject a failure.
     pub fn connector(&self) -> Arc<dyn IggyConnector> {
         Arc::clone(&self.connector)
     }

@@ -27,6 +27,7 @@ use rustok_iggy::{
     connector::{GroupName, IggyConnector},
     consume::{ConsumeOptions, ConsumeReport},
     dead_letter::{DeadLetterConfig, DeadLetters},
+    testing::Observed,
 };
 use rustok_iggy_connector::{
     ConnectorConfig, DurabilityPolicy, EmbeddedConnector, OutgoingMessage, PublishRequest,
@@ -227,13 +228,13 @@ struct Runner {
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<ConsumeReport, rustok_iggy::Error>>,
     connector: Arc<dyn IggyConnector>,
-    outage: Arc<DeadLetterOutage>,
+    outage: Arc<Observed<DeadLetterOutage>>,
 }
 
 async fn start_runner(world: &World, shared: &Shared, dlq_down: bool) -> Runner {
     let connector = world.consumer_connector().await;
     let outage = DeadLetterOutage::new(Arc::clone(&connector));
-    outage.set_down(dlq_down);
+    outage.hooks().set_down(dlq_down);
     let jobs = transport(outage.clone()).await;
     let (stop, mut stopped) = watch::channel(false);
     let options = ConsumeOptions {
@@ -474,12 +475,12 @@ async fn chaos(mode: Mode) {
                 // graceful stop and a restart in the middle of it; then it is back.
                 dlq_down = true;
                 for runner in main.iter().chain(helper.iter()) {
-                    runner.outage.set_down(true);
+                    runner.outage.hooks().set_down(true);
                 }
                 let refused = |main: &Option<Runner>, helper: &Option<Runner>| {
                     main.iter()
                         .chain(helper.iter())
-                        .map(|r| r.outage.failures())
+                        .map(|r| r.outage.hooks().failures())
                         .sum::<u64>()
                 };
                 wait_until("dead-letter writes refused", || {
@@ -499,7 +500,7 @@ async fn chaos(mode: Mode) {
                 .await;
                 dlq_down = false;
                 for runner in main.iter().chain(helper.iter()) {
-                    runner.outage.set_down(false);
+                    runner.outage.hooks().set_down(false);
                 }
             }
         }

@@ -298,7 +298,7 @@ async fn a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event(mut h: 
     let jobs: Transport<Job> = transport(outage.clone(), &stream, 1).await;
     let garbage = publish_raw(h.connector.as_ref(), &jobs, 0, b"\xff\xff", Headers::new()).await;
     jobs.publish(&job(1)).await.unwrap();
-    outage.set_down(true);
+    outage.hooks().set_down(true);
 
     let handled = Handled::default();
     let options = ConsumeOptions {
@@ -307,7 +307,7 @@ async fn a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event(mut h: 
     };
     let shutdown = {
         let outage = Arc::clone(&outage);
-        async move { outage.wait_for_failure().await }
+        async move { outage.hooks().wait_for_failure().await }
     };
     {
         let handled = Arc::clone(&handled);
@@ -324,14 +324,14 @@ async fn a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event(mut h: 
         .await
         .expect("a clean stop");
     }
-    assert!(outage.failures() > 0);
+    assert!(outage.hooks().failures() > 0);
     let after_stop = committed(h.connector.as_ref(), &jobs, "g").await;
     let no_letters = letters(&jobs).await;
     assert!(no_letters.is_empty(), "{:?}", h.target);
     assert_commit_rule(h.target, &after_stop, &handled_set(&handled), &no_letters);
 
     // The outage ends: the next run dead-letters the event, then handles job 1.
-    outage.set_down(false);
+    outage.hooks().set_down(false);
     let done = Arc::new(Notify::new());
     let stop = Arc::clone(&done);
     {

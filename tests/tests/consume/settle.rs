@@ -125,7 +125,7 @@ async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
     let later = next(&mut subscription).await;
     assert_eq!((first.seq, poison.seq, later.seq), (0, 1, 2));
     first.ack().await.unwrap();
-    outage.set_down(true);
+    outage.hooks().set_down(true);
     poison
         .term("poison")
         .await
@@ -137,7 +137,7 @@ async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
         Some(0),
         "nothing past the event whose dead letter failed is committed"
     );
-    outage.set_down(false);
+    outage.hooks().set_down(false);
     assert!(letters(&transport).await.is_empty());
     let again = next(&mut subscription).await;
     assert_eq!((again.seq, again.info().attempt), (1, 2));

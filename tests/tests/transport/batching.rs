@@ -13,16 +13,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use rustok_iggy::connector::{
-    ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, IggyConnector,
-    MessageSubscriber, OutgoingMessage, Partitioning, PublishReceipt, PublishRequest,
-    ReceivedMessage, StartPosition, TopicInfo, TopicSpec,
+    ConnectorError, IggyConnector, OutgoingMessage, Partitioning, PublishReceipt, PublishRequest,
+    StartPosition,
 };
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Error, IggyConfig,
     batching::{Backpressure, BatchError, BatchingOptions, BatchingPublisher},
-    connector::{GroupName, StreamName, TopicName},
+    connector::{StreamName, TopicName},
     envelope::{EventEnvelope, EventTransport, IggyTransport},
+    testing::{Hooks, Observed},
 };
 use serde::{Deserialize, Serialize};
 use tests::{create_topic, embedded_config, names, open_embedded, within};
@@ -30,24 +30,25 @@ use tokio::sync::watch;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// An embedded connector behind a gate (publishes wait while it is closed) that
-/// records the size of every batch and fails the batches of one partition on demand.
+/// Hooks on an embedded connector: a gate (publishes wait while it is closed), the
+/// size of every batch recorded, and the batches of one partition failed on demand.
 #[derive(Debug)]
-struct Observed {
-    inner: Arc<dyn IggyConnector>,
+struct Gate {
     open: watch::Sender<bool>,
     batches: Mutex<Vec<(Option<u32>, usize)>>,
     failing_partition: Mutex<Option<u32>>,
 }
 
-impl Observed {
-    fn new(inner: Arc<dyn IggyConnector>) -> Arc<Self> {
-        Arc::new(Self {
+impl Gate {
+    fn new(inner: Arc<dyn IggyConnector>) -> Arc<Observed<Self>> {
+        Observed::new(
             inner,
-            open: watch::channel(true).0,
-            batches: Mutex::new(Vec::new()),
-            failing_partition: Mutex::new(None),
-        })
+            Self {
+                open: watch::channel(true).0,
+                batches: Mutex::new(Vec::new()),
+                failing_partition: Mutex::new(None),
+            },
+        )
     }
 
     fn close_gate(&self) {
@@ -74,33 +75,8 @@ impl Observed {
 }
 
 #[async_trait]
-impl IggyConnector for Observed {
-    fn mode(&self) -> ConnectorMode {
-        self.inner.mode()
-    }
-    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
-        self.inner.connect(config).await
-    }
-    fn is_connected(&self) -> bool {
-        self.inner.is_connected()
-    }
-    async fn ping(
-        &self,
-        timeout: Duration,
-    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
-        self.inner.ping(timeout).await
-    }
-    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        self.inner.ensure_topic(spec).await
-    }
-    async fn topic_info(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-    ) -> Result<Option<TopicInfo>, ConnectorError> {
-        self.inner.topic_info(stream, topic).await
-    }
-    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
+impl Hooks for Gate {
+    async fn before_publish(&self, request: &PublishRequest) -> Result<(), ConnectorError> {
         let mut open = self.open.subscribe();
         open.wait_for(|open| *open)
             .await
@@ -123,53 +99,14 @@ impl IggyConnector for Observed {
                 source: None,
             });
         }
-        self.inner.publish(request).await
-    }
-    async fn poll(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-        max: u32,
-    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        self.inner.poll(stream, topic, partition, from, max).await
-    }
-    async fn subscribe(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
-        self.inner.subscribe(stream, topic, partition, from).await
-    }
-    async fn join_group(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-        start: StartPosition,
-    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
-        self.inner.join_group(stream, topic, group, start).await
-    }
-    async fn committed_offsets(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-    ) -> Result<Vec<Option<u64>>, ConnectorError> {
-        self.inner.committed_offsets(stream, topic, group).await
-    }
-    async fn shutdown(&self) -> Result<(), ConnectorError> {
-        self.inner.shutdown().await
+        Ok(())
     }
 }
 
 struct Setup {
     _dir: tempfile::TempDir,
     embedded: Arc<dyn IggyConnector>,
-    observed: Arc<Observed>,
+    observed: Arc<Observed<Gate>>,
     stream: StreamName,
     topic: TopicName,
 }
@@ -181,7 +118,7 @@ async fn setup(partitions: u32) -> Setup {
     create_topic(&*embedded, &stream, &topic, partitions).await;
     Setup {
         _dir: dir,
-        observed: Observed::new(Arc::clone(&embedded)),
+        observed: Gate::new(Arc::clone(&embedded)),
         embedded,
         stream,
         topic,
@@ -275,7 +212,7 @@ async fn every_caller_gets_its_own_receipt_and_each_key_keeps_its_order() {
     for (id, receipt) in &receipts {
         assert_eq!(stored[id], (receipt.partition, receipt.base_offset), "{id}");
     }
-    let batches = s.observed.batches();
+    let batches = s.observed.hooks().batches();
     assert!(
         batches.len() < 5000,
         "{} requests for 5000 messages",
@@ -326,7 +263,7 @@ async fn batches_form_by_count_and_by_bytes() {
             .expect("stored");
     }
     let mut by_partition: BTreeMap<Option<u32>, Vec<usize>> = BTreeMap::new();
-    for (partition, len) in s.observed.batches() {
+    for (partition, len) in s.observed.hooks().batches() {
         by_partition.entry(partition).or_default().push(len);
     }
     assert_eq!(by_partition[&Some(0)], vec![10, 10, 5]);
@@ -337,7 +274,7 @@ async fn batches_form_by_count_and_by_bytes() {
 #[tokio::test]
 async fn a_failed_batch_reaches_every_caller_of_it_and_no_one_else() {
     let s = setup(2).await;
-    s.observed.fail_partition(1);
+    s.observed.hooks().fail_partition(1);
     let publisher = BatchingPublisher::new(s.observed.clone(), options(HOUR)).unwrap();
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -424,7 +361,7 @@ async fn full_buffer(
         },
     )
     .unwrap();
-    s.observed.close_gate();
+    s.observed.hooks().close_gate();
     let mut held = Vec::new();
     for id in 1..=4u128 {
         held.push(
@@ -451,7 +388,7 @@ async fn fail_fast_refuses_when_the_buffer_is_full() {
         "{err}"
     );
     assert!(err.is_not_stored());
-    s.observed.open_gate();
+    s.observed.hooks().open_gate();
     for receipt in held {
         within("held receipt", receipt).await.unwrap();
     }
@@ -479,7 +416,7 @@ async fn wait_with_timeout_gives_up_when_the_buffer_stays_full() {
         matches!(err, BatchError::BufferTimeout { capacity: 4, waited } if waited == Duration::from_millis(50)),
         "{err}"
     );
-    s.observed.open_gate();
+    s.observed.hooks().open_gate();
     for receipt in held {
         within("held receipt", receipt).await.unwrap();
     }
@@ -501,7 +438,7 @@ async fn wait_blocks_until_there_is_room() {
     };
     tokio::task::yield_now().await;
     assert!(!waiting.is_finished(), "the fifth call must wait for room");
-    s.observed.open_gate();
+    s.observed.hooks().open_gate();
     let receipt = within("the waiting call", waiting).await.unwrap().unwrap();
     let mut offsets = Vec::new();
     for receipt in held {
@@ -538,7 +475,10 @@ async fn flush_sends_lingering_batches_and_waits_for_their_answers() {
                 .unwrap(),
         );
     }
-    assert!(s.observed.batches().is_empty(), "nothing sent before flush");
+    assert!(
+        s.observed.hooks().batches().is_empty(),
+        "nothing sent before flush"
+    );
     within("flush", publisher.flush()).await;
     for receipt in pending {
         receipt
@@ -548,7 +488,7 @@ async fn flush_sends_lingering_batches_and_waits_for_their_answers() {
     }
     assert_eq!(stored(&s, 3).await.len(), 120);
     // One request per lane: the balanced lane and the three partitions.
-    assert_eq!(s.observed.batches().len(), 4);
+    assert_eq!(s.observed.hooks().batches().len(), 4);
     assert_eq!(publisher.buffered(), 0);
     publisher.shutdown().await;
 }

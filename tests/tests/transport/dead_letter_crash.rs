@@ -3,7 +3,7 @@
 //! A connector wrapper (a test double) injects the crash.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use rustok_iggy::prelude::*;
@@ -11,11 +11,10 @@ use rustok_iggy::{
     HandlerError, RetryPolicy,
     consume::ConsumeOptions,
     dead_letter::{DeadLetterConfig, DeadLetters},
+    testing::{Hooks, Observed},
 };
 use rustok_iggy_connector::{
-    Assignment, ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName,
-    IggyConnector, MessageSubscriber, PublishReceipt, PublishRequest, ReceivedMessage,
-    StartPosition, StreamName, TopicInfo, TopicName, TopicSpec,
+    ConnectorError, GroupName, IggyConnector, PublishReceipt, PublishRequest, StreamName, TopicName,
 };
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded, within};
@@ -27,142 +26,58 @@ struct Job {
     n: u64,
 }
 
-/// Fails commits ("the process died") once a dead letter was written, and/or fails
-/// dead-letter writes.
+/// Hooks on a real connector: commits fail ("the process died") once a dead letter
+/// was written, and/or dead-letter writes fail. The wrapper's shutdown leaves the
+/// real connector, which the test shuts down, running.
 #[derive(Debug)]
 struct Faulty {
-    inner: Arc<dyn IggyConnector>,
     crash_after_dead_letter: AtomicBool,
     crashed: AtomicBool,
     fail_dead_letters: AtomicBool,
-    failed_dead_letters: std::sync::atomic::AtomicU32,
+    failed_dead_letters: AtomicU32,
     dead_letter_failed: Notify,
 }
 
-#[derive(Debug)]
-struct FaultyMember {
-    inner: Box<dyn GroupConsumer>,
-    owner: Arc<Faulty>,
-}
-
 #[async_trait]
-impl GroupConsumer for FaultyMember {
-    fn group(&self) -> &GroupName {
-        self.inner.group()
-    }
-    fn assignment(&self) -> Assignment {
-        self.inner.assignment()
-    }
-    async fn poll(&self, max: u32) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        self.inner.poll(max).await
-    }
-    fn seek(&self, partition: u32, offset: u64) {
-        self.inner.seek(partition, offset);
-    }
-    async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
-        if self.owner.crashed.load(Ordering::SeqCst) {
-            return Err(ConnectorError::NotConnected);
-        }
-        self.inner.commit(partition, offset).await
-    }
-    async fn leave(&self) -> Result<(), ConnectorError> {
-        self.inner.leave().await
-    }
-}
-
-struct Shared(Arc<Faulty>);
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[async_trait]
-impl IggyConnector for Shared {
-    fn mode(&self) -> ConnectorMode {
-        self.0.inner.mode()
-    }
-    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
-        self.0.inner.connect(config).await
-    }
-    fn is_connected(&self) -> bool {
-        self.0.inner.is_connected()
-    }
-    async fn ping(
-        &self,
-        timeout: std::time::Duration,
-    ) -> Result<rustok_iggy_connector::PingReport, ConnectorError> {
-        self.0.inner.ping(timeout).await
-    }
-    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        self.0.inner.ensure_topic(spec).await
-    }
-    async fn topic_info(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-    ) -> Result<Option<TopicInfo>, ConnectorError> {
-        self.0.inner.topic_info(stream, topic).await
-    }
-    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
-        let dead_letter = request.topic.as_str().ends_with(".dlq");
-        if dead_letter && self.0.fail_dead_letters.load(Ordering::SeqCst) {
-            self.0.failed_dead_letters.fetch_add(1, Ordering::SeqCst);
-            self.0.dead_letter_failed.notify_one();
+impl Hooks for Faulty {
+    async fn before_publish(&self, request: &PublishRequest) -> Result<(), ConnectorError> {
+        if is_dead_letter(&request.topic) && self.fail_dead_letters.load(Ordering::SeqCst) {
+            self.failed_dead_letters.fetch_add(1, Ordering::SeqCst);
+            self.dead_letter_failed.notify_one();
             return Err(ConnectorError::InvalidRequest(
                 "injected: the dead-letter write failed".into(),
             ));
         }
-        let receipt = self.0.inner.publish(request).await?;
-        if dead_letter && self.0.crash_after_dead_letter.load(Ordering::SeqCst) {
-            self.0.crashed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn after_publish(
+        &self,
+        _stream: &StreamName,
+        topic: &TopicName,
+        answer: Result<PublishReceipt, ConnectorError>,
+    ) -> Result<PublishReceipt, ConnectorError> {
+        let receipt = answer?;
+        if is_dead_letter(topic) && self.crash_after_dead_letter.load(Ordering::SeqCst) {
+            self.crashed.store(true, Ordering::SeqCst);
         }
         Ok(receipt)
     }
-    async fn poll(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-        max: u32,
-    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        self.0.inner.poll(stream, topic, partition, from, max).await
-    }
-    async fn subscribe(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
-        self.0.inner.subscribe(stream, topic, partition, from).await
-    }
-    async fn join_group(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-        start: StartPosition,
-    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
-        let inner = self.0.inner.join_group(stream, topic, group, start).await?;
-        Ok(Box::new(FaultyMember {
-            inner,
-            owner: Arc::clone(&self.0),
-        }))
-    }
-    async fn committed_offsets(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-    ) -> Result<Vec<Option<u64>>, ConnectorError> {
-        self.0.inner.committed_offsets(stream, topic, group).await
-    }
-    async fn shutdown(&self) -> Result<(), ConnectorError> {
+
+    fn before_commit(&self, _: &GroupName, _: u32, _: u64) -> Result<(), ConnectorError> {
+        if self.crashed.load(Ordering::SeqCst) {
+            return Err(ConnectorError::NotConnected);
+        }
         Ok(())
     }
+
+    fn passes_shutdown_on(&self) -> bool {
+        false
+    }
+}
+
+fn is_dead_letter(topic: &TopicName) -> bool {
+    topic.as_str().ends_with(".dlq")
 }
 
 /// Runs the consumer until the handler saw `n = 2`, with handler failures for `n = 1`.
@@ -208,15 +123,17 @@ async fn run_once(
     .await
 }
 
-fn faulty(inner: Arc<dyn IggyConnector>) -> Arc<Faulty> {
-    Arc::new(Faulty {
+fn faulty(inner: Arc<dyn IggyConnector>) -> Arc<Observed<Faulty>> {
+    Observed::new(
         inner,
-        crash_after_dead_letter: AtomicBool::new(false),
-        crashed: AtomicBool::new(false),
-        fail_dead_letters: AtomicBool::new(false),
-        failed_dead_letters: std::sync::atomic::AtomicU32::new(0),
-        dead_letter_failed: Notify::new(),
-    })
+        Faulty {
+            crash_after_dead_letter: AtomicBool::new(false),
+            crashed: AtomicBool::new(false),
+            fail_dead_letters: AtomicBool::new(false),
+            failed_dead_letters: AtomicU32::new(0),
+            dead_letter_failed: Notify::new(),
+        },
+    )
 }
 
 #[tokio::test]
@@ -241,9 +158,10 @@ async fn a_crash_between_the_dead_letter_and_the_commit_loses_nothing() {
     // goes through any more).
     let crashing = faulty(Arc::clone(&real));
     crashing
+        .hooks()
         .crash_after_dead_letter
         .store(true, Ordering::SeqCst);
-    let crashed = run_once(Arc::new(Shared(Arc::clone(&crashing)))).await;
+    let crashed = run_once(crashing).await;
     assert!(
         crashed.is_err(),
         "the final commit of the dead process fails: {crashed:?}"
@@ -305,10 +223,13 @@ async fn a_failed_dead_letter_write_leaves_the_source_uncommitted() {
         jobs.publish(&Job { n }).await.unwrap();
     }
     let broken = faulty(Arc::clone(&real));
-    broken.fail_dead_letters.store(true, Ordering::SeqCst);
+    broken
+        .hooks()
+        .fail_dead_letters
+        .store(true, Ordering::SeqCst);
     let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
     let report = {
-        let connector: Arc<dyn IggyConnector> = Arc::new(Shared(Arc::clone(&broken)));
+        let connector: Arc<dyn IggyConnector> = Arc::clone(&broken) as Arc<dyn IggyConnector>;
         let jobs = Transport::<Job>::new(
             connector,
             TransportOptions {
@@ -321,8 +242,8 @@ async fn a_failed_dead_letter_write_leaves_the_source_uncommitted() {
         let broken = Arc::clone(&broken);
         // Stop once the dead-letter write has failed twice (it is retried meanwhile).
         let stop = async move {
-            while broken.failed_dead_letters.load(Ordering::SeqCst) < 2 {
-                broken.dead_letter_failed.notified().await;
+            while broken.hooks().failed_dead_letters.load(Ordering::SeqCst) < 2 {
+                broken.hooks().dead_letter_failed.notified().await;
             }
         };
         let options = ConsumeOptions {

@@ -17,11 +17,10 @@ use rustok_iggy::{
     consume::ConsumeOptions,
     dead_letter::{DeadLetterConfig, DeadLetters},
     metadata::EventMetadata,
+    testing::{Hooks, Observed},
 };
 use rustok_iggy_connector::{
-    ConnectorConfig, ConnectorError, ConnectorMode, GroupConsumer, GroupName, MessageSubscriber,
-    PingReport, PublishReceipt, PublishRequest, ReceivedMessage, StartPosition, StreamName,
-    TopicInfo, TopicName, TopicSpec,
+    ConnectorError, PublishReceipt, PublishRequest, StartPosition, StreamName, TopicName,
 };
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded};
@@ -32,103 +31,76 @@ struct Paid {
     n: u64,
 }
 
-/// Passes every call to `inner`; the next `lose` publishes are stored by `inner`,
-/// then answered with a timeout, as if the answer had been lost on the way.
+/// Hooks on a real connector: the next `lose` publishes are stored by it, then
+/// answered with an error (a timeout, unless told otherwise), as if the answer had
+/// been lost on the way.
 #[derive(Debug)]
 struct LostAnswers {
-    inner: Arc<dyn IggyConnector>,
     lose: AtomicU32,
     publishes: AtomicU32,
+    answer: fn() -> ConnectorError,
 }
 
 impl LostAnswers {
-    fn new(inner: Arc<dyn IggyConnector>, lose: u32) -> Arc<Self> {
-        Arc::new(Self {
+    fn new(inner: Arc<dyn IggyConnector>, lose: u32) -> Arc<Observed<Self>> {
+        Self::answering(inner, lose, timed_out)
+    }
+
+    /// Like [`LostAnswers::new`], answering a lost publish with `answer()`.
+    fn answering(
+        inner: Arc<dyn IggyConnector>,
+        lose: u32,
+        answer: fn() -> ConnectorError,
+    ) -> Arc<Observed<Self>> {
+        Observed::new(
             inner,
-            lose: AtomicU32::new(lose),
-            publishes: AtomicU32::new(0),
-        })
+            Self {
+                lose: AtomicU32::new(lose),
+                publishes: AtomicU32::new(0),
+                answer,
+            },
+        )
+    }
+}
+
+fn timed_out() -> ConnectorError {
+    ConnectorError::Timeout {
+        what: "injected: the publish answer was lost after the broker stored the batch".into(),
+        after: Duration::from_secs(5),
+    }
+}
+
+/// The official SDK's own report of a lost connection, as a remote connector may
+/// hold it: an Iggy error inside the connector's error.
+fn sdk_disconnected() -> ConnectorError {
+    ConnectorError::Iggy {
+        context: "injected: the connection dropped after the broker stored the batch".into(),
+        source: iggy::prelude::IggyError::Disconnected,
     }
 }
 
 #[async_trait]
-impl IggyConnector for LostAnswers {
-    fn mode(&self) -> ConnectorMode {
-        self.inner.mode()
-    }
-    async fn connect(&self, config: &ConnectorConfig) -> Result<(), ConnectorError> {
-        self.inner.connect(config).await
-    }
-    fn is_connected(&self) -> bool {
-        self.inner.is_connected()
-    }
-    async fn ping(&self, timeout: Duration) -> Result<PingReport, ConnectorError> {
-        self.inner.ping(timeout).await
-    }
-    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<TopicInfo, ConnectorError> {
-        self.inner.ensure_topic(spec).await
-    }
-    async fn topic_info(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-    ) -> Result<Option<TopicInfo>, ConnectorError> {
-        self.inner.topic_info(stream, topic).await
-    }
-    async fn publish(&self, request: PublishRequest) -> Result<PublishReceipt, ConnectorError> {
+impl Hooks for LostAnswers {
+    async fn before_publish(&self, _request: &PublishRequest) -> Result<(), ConnectorError> {
         self.publishes.fetch_add(1, Ordering::SeqCst);
-        let receipt = self.inner.publish(request).await?;
+        Ok(())
+    }
+
+    fn after_publish(
+        &self,
+        _stream: &StreamName,
+        _topic: &TopicName,
+        answer: Result<PublishReceipt, ConnectorError>,
+    ) -> Result<PublishReceipt, ConnectorError> {
+        let receipt = answer?;
         let lost = self
             .lose
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if lost {
-            return Err(ConnectorError::Timeout {
-                what: "injected: the publish answer was lost after the broker stored the batch"
-                    .into(),
-                after: Duration::from_secs(5),
-            });
+            return Err((self.answer)());
         }
         Ok(receipt)
-    }
-    async fn poll(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-        max: u32,
-    ) -> Result<Vec<ReceivedMessage>, ConnectorError> {
-        self.inner.poll(stream, topic, partition, from, max).await
-    }
-    async fn subscribe(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        partition: u32,
-        from: StartPosition,
-    ) -> Result<Box<dyn MessageSubscriber>, ConnectorError> {
-        self.inner.subscribe(stream, topic, partition, from).await
-    }
-    async fn join_group(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-        start: StartPosition,
-    ) -> Result<Box<dyn GroupConsumer>, ConnectorError> {
-        self.inner.join_group(stream, topic, group, start).await
-    }
-    async fn committed_offsets(
-        &self,
-        stream: &StreamName,
-        topic: &TopicName,
-        group: &GroupName,
-    ) -> Result<Vec<Option<u64>>, ConnectorError> {
-        self.inner.committed_offsets(stream, topic, group).await
-    }
-    async fn shutdown(&self) -> Result<(), ConnectorError> {
-        self.inner.shutdown().await
     }
 }
 
@@ -168,7 +140,11 @@ async fn a_publish_whose_answer_was_lost_is_retried_and_stored_once() {
         .unwrap();
 
     let receipt = payments.publish(&Paid { n: 1 }).await.unwrap();
-    assert_eq!(lossy.publishes.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(
+        lossy.hooks().publishes.load(Ordering::SeqCst),
+        2,
+        "one retry"
+    );
     assert!(
         receipt.duplicate,
         "the retry found the first attempt stored"
@@ -183,6 +159,33 @@ async fn a_publish_whose_answer_was_lost_is_retried_and_stored_once() {
     let fresh = payments.publish(&Paid { n: 2 }).await.unwrap();
     assert!(!fresh.duplicate);
     assert_eq!(stored(embedded.as_ref()).await.len(), 2);
+}
+
+/// A disconnect the SDK reports (an Iggy error, `ErrorKind::Transient`) is retried
+/// like a lost connection: the resend carries the same id and is stored once.
+#[tokio::test]
+async fn a_publish_that_lost_its_connection_in_an_sdk_error_is_retried_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let lossy = LostAnswers::answering(embedded.clone(), 1, sdk_disconnected);
+    let payments = Transport::<Paid>::new(lossy.clone(), options())
+        .await
+        .unwrap();
+
+    let receipt = payments.publish(&Paid { n: 1 }).await.unwrap();
+    assert_eq!(
+        lossy.hooks().publishes.load(Ordering::SeqCst),
+        2,
+        "one retry"
+    );
+    assert!(
+        receipt.duplicate,
+        "the retry found the first attempt stored"
+    );
+    assert_eq!(
+        stored(embedded.as_ref()).await,
+        [receipt.event_id.as_u128()]
+    );
 }
 
 #[tokio::test]
@@ -265,7 +268,7 @@ async fn without_retries_the_lost_answer_is_an_error_and_nothing_is_stored_twice
     .unwrap();
     let error = payments.publish(&Paid { n: 1 }).await.unwrap_err();
     assert!(error.to_string().contains("answer was lost"), "{error}");
-    assert_eq!(lossy.publishes.load(Ordering::SeqCst), 1);
+    assert_eq!(lossy.hooks().publishes.load(Ordering::SeqCst), 1);
 }
 
 /// Runs a handler that gives up on every event, as group `group`, until `letters`

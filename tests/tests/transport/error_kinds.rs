@@ -111,3 +111,90 @@ fn a_fenced_member_is_fenced_through_the_typed_layer() {
     });
     assert_eq!(error.kind(), ErrorKind::Fenced);
 }
+
+/// "Retry later" is one rule: `is_transient()` (what the publish retries, the remote
+/// resends and the closing commit go by) says yes exactly when `kind()` is
+/// `Transient`, also for an Iggy SDK error inside `Iggy`, `Publish` or `Receive`,
+/// for every code of the error table.
+#[test]
+fn retry_later_is_one_rule() {
+    use iggy::prelude::IggyError;
+    use rustok_iggy_connector::error_codes::ErrorCode;
+
+    let sdk = |code: ErrorCode| IggyError::from_code(code.0);
+    let mut errors: Vec<(String, ConnectorError)> = vec![
+        (
+            "Connection".into(),
+            ConnectorError::Connection {
+                message: "x".into(),
+                source: None,
+            },
+        ),
+        (
+            "Timeout".into(),
+            ConnectorError::Timeout {
+                what: "x".into(),
+                after: std::time::Duration::from_secs(1),
+            },
+        ),
+        ("NotConnected".into(), ConnectorError::NotConnected),
+        ("ShuttingDown".into(), ConnectorError::ShuttingDown),
+        (
+            "Publish without a source".into(),
+            ConnectorError::Publish {
+                message: "x".into(),
+                source: None,
+            },
+        ),
+    ];
+    for &(code, name) in ErrorCode::ALL {
+        errors.push((
+            format!("Iggy({name})"),
+            ConnectorError::Iggy {
+                context: "x".into(),
+                source: sdk(code),
+            },
+        ));
+        errors.push((
+            format!("Publish({name})"),
+            ConnectorError::Publish {
+                message: "x".into(),
+                source: Some(Box::new(sdk(code))),
+            },
+        ));
+        errors.push((
+            format!("Receive({name})"),
+            ConnectorError::Receive {
+                message: "x".into(),
+                source: Some(Box::new(sdk(code))),
+            },
+        ));
+    }
+    let disagreeing: Vec<String> = errors
+        .iter()
+        .filter(|(_, e)| e.is_transient() != (e.kind() == ErrorKind::Transient))
+        .map(|(name, e)| {
+            format!(
+                "{name}: is_transient {}, kind {:?}",
+                e.is_transient(),
+                e.kind()
+            )
+        })
+        .collect();
+    assert!(disagreeing.is_empty(), "{disagreeing:#?}");
+
+    // A disconnect reported by the SDK is "retry later", whichever variant holds it.
+    let disconnected = ConnectorError::Iggy {
+        context: "publish".into(),
+        source: IggyError::Disconnected,
+    };
+    assert!(disconnected.is_transient());
+    // An SDK client that was shut down asks for a retry too (the remote connector's
+    // own mapping of that answer is a lost connection).
+    let shut = ConnectorError::Iggy {
+        context: "publish".into(),
+        source: IggyError::ClientShutdown,
+    };
+    assert_eq!(shut.kind(), ErrorKind::Transient);
+    assert!(!ConnectorError::ShuttingDown.is_transient());
+}

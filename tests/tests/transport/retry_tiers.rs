@@ -225,11 +225,11 @@ async fn an_event_failing_always_ends_as_one_dead_letter(mut h: Harness) {
 async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
     let outage = DeadLetterOutage::of_topics_ending(Arc::clone(&h.connector), ".retry.1");
     let transport = charges_on(outage.clone(), &mut h, "tierdown").await;
-    outage.set_down(true);
+    outage.hooks().set_down(true);
     let stop = {
         let outage = Arc::clone(&outage);
         async move {
-            outage.wait_for_failure().await;
+            outage.hooks().wait_for_failure().await;
         }
     };
     let options = ConsumeOptions {
@@ -248,14 +248,14 @@ async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
     )
     .await
     .unwrap();
-    assert!(outage.failures() >= 1);
+    assert!(outage.hooks().failures() >= 1);
     assert_eq!(report.retried, 0, "nothing was moved: {report:?}");
     assert_eq!(
         committed(&transport, transport.topic()).await,
         None,
         "the source is not committed past an event whose tier write failed"
     );
-    outage.set_down(false);
+    outage.hooks().set_down(false);
     let (report, calls) = run_tiers(&transport, 1, |calls| {
         calls.iter().filter(|c| c.4).count() >= 3
     })
