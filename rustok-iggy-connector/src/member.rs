@@ -83,6 +83,19 @@ impl<K: PartialEq> Cursors<K> {
         self.next.insert(partition, offset);
     }
 
+    /// Whether `partition` has a cursor (it was set and not forgotten since).
+    #[cfg(feature = "remote")]
+    pub(crate) fn has(&self, partition: u32) -> bool {
+        self.next.contains_key(&partition)
+    }
+
+    /// Drops the cursor of `partition`: it has to be set again (after the group's
+    /// commit) before the partition is read.
+    #[cfg(feature = "remote")]
+    pub(crate) fn forget(&mut self, partition: u32) {
+        self.next.remove(&partition);
+    }
+
     /// Ends a poll: the next one starts at the following partition, and every
     /// partition read moves to the offset after its last message. A poll that is
     /// cancelled before it ends moves nothing.

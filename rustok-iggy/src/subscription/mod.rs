@@ -59,7 +59,10 @@ pub struct SubscriptionOptions {
     pub batch_size: u32,
     /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
     /// or decided); at the limit the subscription hands out nothing more and stops
-    /// fetching until one is settled (backpressure). A hard limit.
+    /// fetching until one is settled (backpressure). A hard limit. Messages read and
+    /// not delivered yet count too: the buffered batch, and on the remote connector
+    /// the next poll it reads ahead (so a fetch there asks for at most half the free
+    /// room, and at least one message).
     pub max_in_flight: usize,
     /// What a dropped, undecided decode error does (held by default).
     pub undecided: Undecided,
@@ -531,6 +534,13 @@ impl<E: Send + 'static> Stream for Subscription<E> {
             if room == 0 {
                 return Poll::Pending;
             }
+            // A connector that reads the next poll ahead holds up to as many again:
+            // together they stay within the free room.
+            let room = if this.core.consumer.reads_ahead() {
+                (room / 2).max(1)
+            } else {
+                room
+            };
             let batch = (this.options.batch_size.max(1) as usize).min(room);
             let fetch = this.fetch.get_or_insert_with(|| {
                 let batch = u32::try_from(batch).unwrap_or(u32::MAX);

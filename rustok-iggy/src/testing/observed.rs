@@ -139,6 +139,10 @@ impl GroupConsumer for ObservedMember {
         self.inner.seek(partition, offset);
     }
 
+    fn reads_ahead(&self) -> bool {
+        self.inner.reads_ahead()
+    }
+
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
         self.inner.commit(partition, offset).await?;
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
