@@ -135,4 +135,16 @@ mod tests {
         assert_eq!(cursors.round(&[1]), [(1, 5)]);
         assert!(cursors.round(&[]).is_empty());
     }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn a_forgotten_cursor_is_set_again_before_its_partition_is_read() {
+        let mut cursors: Cursors<()> = Cursors::default();
+        cursors.seek(0, 5);
+        cursors.seek(1, 7);
+        assert!(cursors.has(0) && cursors.has(1));
+        cursors.forget(1);
+        assert!(cursors.has(0) && !cursors.has(1));
+        assert_eq!(cursors.round(&[0]), [(0, 5)]);
+    }
 }

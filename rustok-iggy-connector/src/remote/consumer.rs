@@ -812,3 +812,56 @@ impl Drop for RemoteGroupMember {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(partition: u32, offset: u64) -> ReceivedMessage {
+        ReceivedMessage {
+            partition,
+            offset,
+            id: 1,
+            timestamp: 0,
+            origin_timestamp: 0,
+            payload: bytes::Bytes::new(),
+            headers: crate::message::Headers::default(),
+            malformed_headers: None,
+        }
+    }
+
+    #[test]
+    fn what_was_read_of_lost_sought_or_renewed_partitions_is_not_delivered() {
+        let mut membership = Membership {
+            assignment: Assignment {
+                generation: 3,
+                partitions: vec![0, 1, 2],
+            },
+            ..Membership::default()
+        };
+        let all = || (0..4).map(|p| read(p, 10)).collect::<Vec<_>>();
+        let moves = || (0..4).map(|p| (p, 11)).collect::<Vec<_>>();
+
+        // Partition 3 is not owned; partition 1 was sought after the read.
+        let (mut messages, mut advanced) = (all(), moves());
+        drop_unreadable(&mut messages, &mut advanced, &[(1, 4)], &membership);
+        let left: Vec<u32> = messages.iter().map(|m| m.partition).collect();
+        assert_eq!(left, [0, 2]);
+        assert_eq!(advanced, [(0, 11), (2, 11)]);
+
+        // Partition 2 was lost and gained again since: it restarts after the commit,
+        // so what was read before is not delivered.
+        membership.lost.insert(2);
+        let (mut messages, mut advanced) = (all(), moves());
+        drop_unreadable(&mut messages, &mut advanced, &[], &membership);
+        let left: Vec<u32> = messages.iter().map(|m| m.partition).collect();
+        assert_eq!(left, [0, 1]);
+        assert_eq!(advanced, [(0, 11), (1, 11)]);
+
+        // A new membership (joined again): nothing read before it is delivered.
+        membership.lost.extend(0..4);
+        let (mut messages, mut advanced) = (all(), moves());
+        drop_unreadable(&mut messages, &mut advanced, &[], &membership);
+        assert!(messages.is_empty() && advanced.is_empty());
+    }
+}
