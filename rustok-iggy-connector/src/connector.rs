@@ -362,6 +362,14 @@ pub trait GroupConsumer: Send + Sync + fmt::Debug {
     /// that follows restarts every owned partition after its last commit, as always.
     fn seek(&self, partition: u32, offset: u64);
 
+    /// Whether [`poll`](Self::poll) reads ahead: after a poll that returned `max`
+    /// messages, the next poll of up to `max` is read in the background while the
+    /// caller handles the batch. A caller bounding what it holds unhandled counts
+    /// that read too. `false` unless the connector says otherwise.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
+
     /// Stores `offset` (the last handled message) as the group's committed offset for
     /// `partition`. Fails with [`ConnectorError::Fenced`] when the partition is no
     /// longer assigned to this member.

@@ -83,6 +83,19 @@ impl<K: PartialEq> Cursors<K> {
         self.next.insert(partition, offset);
     }
 
+    /// Whether `partition` has a cursor (it was set and not forgotten since).
+    #[cfg(feature = "remote")]
+    pub(crate) fn has(&self, partition: u32) -> bool {
+        self.next.contains_key(&partition)
+    }
+
+    /// Drops the cursor of `partition`: it has to be set again (after the group's
+    /// commit) before the partition is read.
+    #[cfg(feature = "remote")]
+    pub(crate) fn forget(&mut self, partition: u32) {
+        self.next.remove(&partition);
+    }
+
     /// Ends a poll: the next one starts at the following partition, and every
     /// partition read moves to the offset after its last message. A poll that is
     /// cancelled before it ends moves nothing.
@@ -121,5 +134,17 @@ mod tests {
         cursors.reset(2, [(1, Some(4))]);
         assert_eq!(cursors.round(&[1]), [(1, 5)]);
         assert!(cursors.round(&[]).is_empty());
+    }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn a_forgotten_cursor_is_set_again_before_its_partition_is_read() {
+        let mut cursors: Cursors<()> = Cursors::default();
+        cursors.seek(0, 5);
+        cursors.seek(1, 7);
+        assert!(cursors.has(0) && cursors.has(1));
+        cursors.forget(1);
+        assert!(cursors.has(0) && !cursors.has(1));
+        assert_eq!(cursors.round(&[0]), [(0, 5)]);
     }
 }

@@ -57,14 +57,16 @@ use crate::names::{GroupName, StreamName, TopicName};
 /// - Replay (`poll`, `subscribe`) reads with an explicit offset or timestamp and a
 ///   client-side cursor, so no stored consumer offset is read or moved.
 /// - Each group member ([`IggyConnector::join_group`]) has its own connection and
-///   commits only when told to (after the handler acked), re-checking with the
-///   server that it still owns the partition. After a reconnect it joins again and
-///   resumes after the group's committed offsets: committed events are not
-///   delivered again, un-committed ones are. A member asks the server for its
-///   assignment at every poll round and every commit (one extra round trip each):
-///   that is what makes a commit on a partition it lost fail with
-///   [`ConnectorError::Fenced`], and a partition it lost and got back restart after
-///   the committed offset.
+///   commits only when told to (after the handler acked). After a reconnect it
+///   joins again and resumes after the group's committed offsets: committed events
+///   are not delivered again, un-committed ones are. The server refuses a poll or a
+///   commit on a partition the member does not own, so a commit on a partition it
+///   lost fails with [`ConnectorError::Fenced`]. A member reads with the assignment
+///   it saw last and asks the server again (`SyncConsumerGroup`) when a poll or a
+///   commit was refused, when its reads come back empty, and at least every 250 ms
+///   while busy; a partition it lost and got back restarts after the committed
+///   offset. After a poll that returned a full batch it reads the next one ahead
+///   ([`GroupConsumer::reads_ahead`](crate::GroupConsumer::reads_ahead)).
 ///
 /// A group member's `poll` and a subscriber's `next_batch` are cancel-safe: the SDK
 /// completes an exchange that was started even when the caller stops waiting, and

@@ -473,7 +473,11 @@ impl<E: Send + 'static> Stream for Subscription<E> {
             if room == 0 {
                 return Poll::Pending;
             }
-            let batch = (this.options.batch_size.max(1) as usize).min(room);
+            let batch = fetch_size(
+                this.options.batch_size,
+                room,
+                this.core.consumer.reads_ahead(),
+            );
             let fetch = this.fetch.get_or_insert_with(|| {
                 let batch = u32::try_from(batch).unwrap_or(u32::MAX);
                 Fetch::spawn(&this.runtime, Arc::clone(&this.core.consumer), batch)
@@ -505,6 +509,14 @@ impl<E: Send + 'static> Stream for Subscription<E> {
             }
         }
     }
+}
+
+/// How many messages a fetch asks for with `room` free in-flight slots: a connector
+/// that reads the next poll ahead holds up to as many again, so together they stay
+/// within the room (at least one message is asked for).
+fn fetch_size(batch_size: u32, room: usize, reads_ahead: bool) -> usize {
+    let room = if reads_ahead { (room / 2).max(1) } else { room };
+    (batch_size.max(1) as usize).min(room)
 }
 
 /// Stores acknowledged offsets as they come, coalescing those that arrive while a
@@ -619,5 +631,26 @@ impl<E> Stream for Events<E> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.poll_next_unpin(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetch_size;
+
+    #[test]
+    fn a_fetch_and_what_the_connector_reads_ahead_stay_within_the_free_room() {
+        // No read-ahead: the batch, capped by the room.
+        assert_eq!(fetch_size(256, 1024, false), 256);
+        assert_eq!(fetch_size(256, 100, false), 100);
+        // Read-ahead: the fetch and the poll read ahead of it fit in the room.
+        assert_eq!(fetch_size(256, 1024, true), 256);
+        assert_eq!(fetch_size(256, 300, true), 150);
+        for room in 2..600 {
+            assert!(2 * fetch_size(256, room, true) <= room, "room {room}");
+        }
+        // Always at least one message.
+        assert_eq!(fetch_size(0, 1, true), 1);
+        assert_eq!(fetch_size(10, 1, false), 1);
     }
 }

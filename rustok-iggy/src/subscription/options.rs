@@ -29,7 +29,10 @@ pub struct SubscriptionOptions {
     pub batch_size: u32,
     /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
     /// or decided); at the limit the subscription hands out nothing more and stops
-    /// fetching until one is settled (backpressure). A hard limit.
+    /// fetching until one is settled (backpressure). A hard limit. Messages read and
+    /// not delivered yet count too: the buffered batch, and on the remote connector
+    /// the next poll it reads ahead (so a fetch there asks for at most half the free
+    /// room, and at least one message).
     pub max_in_flight: usize,
     /// What a dropped, undecided decode error does (held by default).
     pub undecided: Undecided,

@@ -264,6 +264,10 @@ impl<H: Hooks> GroupConsumer for ObservedMember<H> {
         self.inner.seek(partition, offset);
     }
 
+    fn reads_ahead(&self) -> bool {
+        self.inner.reads_ahead()
+    }
+
     async fn commit(&self, partition: u32, offset: u64) -> Result<(), ConnectorError> {
         self.hooks
             .before_commit(self.inner.group(), partition, offset)?;

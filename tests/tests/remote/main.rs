@@ -9,6 +9,7 @@ mod conformance;
 mod dedup;
 mod faults;
 mod load;
+mod membership;
 mod partition_agreement;
 mod shutdown;
 mod shutdown_race;
