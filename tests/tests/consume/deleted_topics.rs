@@ -271,6 +271,76 @@ async fn the_runner_recreates_a_deleted_dead_letter_topic(remote: bool) {
     setup.finish().await;
 }
 
+/// Deliveries of two partitions terminated at once after the deletion both find
+/// the topic gone; both create it again (one of them finds it created) and both
+/// letters are written.
+async fn concurrent_terms_on_two_partitions_recreate_the_topic(remote: bool) {
+    let setup = Setup::start(remote).await;
+    let transport = Transport::<Refund>::new(
+        Arc::clone(&setup.connector),
+        TransportOptions {
+            stream: rustok_iggy::connector::StreamName::new("shop").unwrap(),
+            partitions: 2,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Events of different tenants until each partition holds two.
+    let mut per_partition = [0u32; 2];
+    let mut seq = 0;
+    while per_partition.iter().any(|n| *n < 2) {
+        let receipt = transport
+            .publish(&Refund {
+                tenant: format!("t{seq}"),
+                seq,
+            })
+            .await
+            .unwrap();
+        per_partition[receipt.partition as usize] += 1;
+        seq += 1;
+    }
+    let mut subscription = transport.subscribe("refunds").await.unwrap();
+    let mut by_partition: [Vec<Delivery<Refund>>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..seq {
+        let delivery = next(&mut subscription).await;
+        by_partition[delivery.info().partition as usize].push(delivery);
+    }
+    by_partition[0]
+        .remove(0)
+        .term("opens the topic")
+        .await
+        .unwrap();
+    setup
+        .delete(&transport, &dead_letter_topic(&transport))
+        .await;
+
+    let (zero, one) = (by_partition[0].remove(0), by_partition[1].remove(0));
+    let (zero, one) = tokio::join!(zero.term("partition 0"), one.term("partition 1"));
+    zero.expect("partition 0's letter is written");
+    one.expect("partition 1's letter is written");
+    let mut errors: Vec<_> = letters(&transport)
+        .await
+        .into_iter()
+        .map(|letter| letter.error)
+        .collect();
+    errors.sort();
+    assert_eq!(errors, ["partition 0", "partition 1"]);
+    let info = within(
+        "the dead-letter topic",
+        transport
+            .connector()
+            .topic_info(transport.stream(), &dead_letter_topic(&transport)),
+    )
+    .await
+    .unwrap()
+    .expect("the dead-letter topic exists again");
+    assert_eq!(info.partitions, 2);
+    drop(by_partition);
+    subscription.close().await.unwrap();
+    setup.finish().await;
+}
+
 macro_rules! both_connectors {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -285,4 +355,5 @@ macro_rules! both_connectors {
 both_connectors!(
     term_recreates_a_deleted_dead_letter_topic,
     the_runner_recreates_a_deleted_dead_letter_topic,
+    concurrent_terms_on_two_partitions_recreate_the_topic,
 );
