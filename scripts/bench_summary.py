@@ -317,7 +317,32 @@ def build(results, sizes, latency):
             "ok": None if pol is None else pol >= 5e6,
         }
     )
+    out["schema_header"] = schema_header(f)
     return out
+
+
+# Each row: what, the "with the fingerprint" id, the "without" id (schema_header bench).
+SCHEMA_HEADER_PAIRS = (
+    ("publish, `IggyConnector::publish`", "schema_header/publish/with", "schema_header/publish/without"),
+    ("consume, `Subscription<E>` + ack", "schema_header/consume/typed_with", "schema_header/consume/typed_without"),
+    ("consume, `poll` + commit (no check)", "schema_header/consume/raw_with", "schema_header/consume/raw_without"),
+)
+
+
+def schema_header(f):
+    """The schema fingerprint header's cost: time with / time without, per path."""
+    rows = [
+        {"name": name, "with_rate": f.rate(w), "without_rate": f.rate(wo), "ratio": ratio(f.ns(w), f.ns(wo))}
+        for name, w, wo in SCHEMA_HEADER_PAIRS
+    ]
+    if all(r["with_rate"] is None for r in rows):
+        return None
+    return {
+        "rows": rows,
+        "typed_publish_rate": f.rate("schema_header/publish/typed"),
+        "build_ns": f.ns("schema_header/build/fingerprint_header"),
+        "check_ns": f.ns("schema_header/check/fingerprint"),
+    }
 
 
 def markdown(data, m):
@@ -430,6 +455,20 @@ def markdown(data, m):
             known = [v for v in r["runs"] if v is not None]
             span = f"{fmt_pct(min(known))}–{fmt_pct(max(known))}" if known else "–"
             add(f"| {r['name']} | " + " | ".join(fmt_pct(v) for v in r["runs"]) + f" | {span} |")
+        add("")
+    if data.get("schema_header"):
+        sh = data["schema_header"]
+        add("### `schema_header`: the schema fingerprint header, with vs without (Postcard, batch 1000)")
+        add("")
+        add("| path | with | without | time with / without |")
+        add("|---|---|---|---|")
+        for r in sh["rows"]:
+            add(f"| {r['name']} | {fmt_rate(r['with_rate'])} | {fmt_rate(r['without_rate'])} | {fmt_x(r['ratio'], 3)} |")
+        add("")
+        add(
+            f"Per message: building the header {fmt_ns(sh['build_ns'])}, the consumer's check "
+            f"{fmt_ns(sh['check_ns'])}; the whole typed publish (header included) {fmt_rate(sh['typed_publish_rate'])}."
+        )
         add("")
     if data.get("other"):
         add("### Other benches (`batching`, `pool`, `single_publish`, `commits`, `dedup`)")
@@ -549,7 +588,7 @@ def chart(data, m):
     )
 
 
-KNOWN_GROUPS = ("codec/", "typed_overhead/", "embedded/", "tcp/")
+KNOWN_GROUPS = ("codec/", "typed_overhead/", "embedded/", "tcp/", "schema_header/")
 
 
 def spread(per_run: list) -> list:
@@ -575,6 +614,14 @@ def spread(per_run: list) -> list:
                 "runs": [run["tcp"][i]["vs_sdk"] for run in per_run],
             }
         )
+    if first.get("schema_header"):
+        for i, row in enumerate(first["schema_header"]["rows"]):
+            rows.append(
+                {
+                    "name": f"schema fingerprint header: {row['name']}, time with / without",
+                    "runs": [(run.get("schema_header") or {"rows": [{}] * (i + 1)})["rows"][i].get("ratio") for run in per_run],
+                }
+            )
     return rows
 
 

@@ -21,16 +21,14 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use benches::brokers::{self, Broker};
 use benches::events::{OrderShipped, ShippedJson, ShippedPostcard, order_shipped};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use futures::StreamExt;
 use rustok_iggy::metadata::header;
 use rustok_iggy::{
-    IggyEvent, SubscriptionOptions, Transport, TransportOptions,
-    connector::{DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName},
+    IggyEvent, Transport, TransportOptions,
+    connector::{DurabilityPolicy, IggyConnector, StreamName},
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, TopicName};
 use tokio::runtime::Runtime;
@@ -167,32 +165,7 @@ fn case<E: IggyEvent>(
     group.bench_function(BenchmarkId::new(format!("consume/{codec}"), "typed"), |b| {
         b.to_async(rt).iter_custom(|iters| {
             let transport = transport.clone();
-            async move {
-                let mut left = iters * BATCH as u64;
-                let mut elapsed = Duration::ZERO;
-                while left > 0 {
-                    let take = left.min(STORED);
-                    let options = SubscriptionOptions {
-                        batch_size: BATCH as u32,
-                        max_in_flight: 4 * BATCH,
-                        ..SubscriptionOptions::default()
-                    };
-                    let mut subscription = transport
-                        .subscribe_with(&benches::unique("typed"), StartPosition::Earliest, options)
-                        .await
-                        .expect("subscribe");
-                    let start = Instant::now();
-                    for _ in 0..take {
-                        let delivery = subscription.next().await.expect("open").expect("event");
-                        black_box(delivery.event());
-                        delivery.ack().await.expect("ack");
-                    }
-                    elapsed += start.elapsed();
-                    subscription.close().await.expect("close");
-                    left -= take;
-                }
-                elapsed
-            }
+            async move { benches::consume::typed(&transport, iters, BATCH, STORED).await }
         });
     });
     for (variant, decode) in [("raw_decode", true), ("raw_bytes", false)] {
@@ -201,34 +174,19 @@ fn case<E: IggyEvent>(
                 let connector = Arc::clone(connector);
                 let (stream, topic): (StreamName, TopicName) = (stream.clone(), raw_topic.clone());
                 async move {
-                    let mut left = iters * BATCH as u64;
-                    let mut elapsed = Duration::ZERO;
-                    while left > 0 {
-                        let take = left.min(STORED);
-                        let group = GroupName::new(benches::unique("raw")).expect("a group name");
-                        let member = connector
-                            .join_group(&stream, &topic, &group, StartPosition::Earliest)
-                            .await
-                            .expect("join");
-                        let start = Instant::now();
-                        let mut got = 0;
-                        while got < take {
-                            let messages = member.poll(BATCH as u32).await.expect("poll");
+                    benches::consume::raw(
+                        &connector,
+                        (&stream, &topic),
+                        iters,
+                        BATCH,
+                        STORED,
+                        |message| {
                             if decode {
-                                for message in &messages {
-                                    black_box(E::decode(&message.payload).expect("decode"));
-                                }
+                                black_box(E::decode(&message.payload).expect("decode"));
                             }
-                            let last = messages.last().expect("at least one message");
-                            member.commit(0, last.offset).await.expect("commit");
-                            got += messages.len() as u64;
-                            black_box(messages);
-                        }
-                        elapsed += start.elapsed();
-                        member.leave().await.expect("leave");
-                        left -= take;
-                    }
-                    elapsed
+                        },
+                    )
+                    .await
                 }
             });
         });

@@ -6,6 +6,7 @@
 //! `README.md` (section Benchmarks) for the figures.
 
 pub mod brokers;
+pub mod consume;
 pub mod delay;
 pub mod events;
 

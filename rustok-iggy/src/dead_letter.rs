@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest, ReceivedMessage,
-    Retention, StartPosition, StreamName, TopicName, TopicSpec, now_micros,
+    ConnectorError, Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest,
+    ReceivedMessage, Retention, StartPosition, StreamName, TopicName, TopicSpec, now_micros,
 };
 use uuid::Uuid;
 
@@ -166,6 +166,28 @@ impl Settlement {
     }
 }
 
+/// Publishes `request` to the topic of `spec`; when that topic is not found (deleted
+/// under a running consumer), creates it with `spec`, once, and publishes again.
+/// Returns once the broker accepted the messages, or the error of the last try.
+pub(crate) async fn publish_recreating(
+    connector: &dyn IggyConnector,
+    spec: &TopicSpec,
+    request: PublishRequest,
+) -> Result<(), ConnectorError> {
+    match connector.publish(request.clone()).await {
+        Err(ConnectorError::TopicNotFound { .. }) => {
+            tracing::warn!(
+                stream = %spec.stream,
+                topic = %spec.topic,
+                "the topic was deleted; creating it again"
+            );
+            connector.ensure_topic(spec).await?;
+            connector.publish(request).await.map(drop)
+        }
+        published => published.map(drop),
+    }
+}
+
 /// How many messages one read of the dead-letter topic asks for.
 const READ_BATCH: u32 = 1000;
 
@@ -180,6 +202,9 @@ pub struct DeadLetters {
     source: TopicName,
     topic: TopicName,
     partitions: u32,
+    /// The dead-letter topic's retention as opened (what [`DeadLetters::write`]
+    /// creates the topic with again when it was deleted).
+    retention: Retention,
     /// Serializes re-drives and dismissals through this value and its clones, so
     /// that two of them never settle the same letter twice.
     settling: Arc<tokio::sync::Mutex<()>>,
@@ -244,6 +269,7 @@ impl DeadLetters {
             source,
             topic,
             partitions: info.partitions,
+            retention,
             settling: Arc::default(),
         })
     }
@@ -332,6 +358,10 @@ impl DeadLetters {
     /// caller commit the source offset: a crash in between writes the letter again
     /// (with the same message id: stored once within the broker's deduplication
     /// window, twice at worst past it), it never loses the event.
+    ///
+    /// A dead-letter topic deleted since it was opened is created again, once per
+    /// write, with the partition count and retention it was opened with, and the
+    /// letter is written there.
     pub(crate) async fn write(&self, failure: Failure<'_>) -> Result<(), Error> {
         let original = failure.message;
         let mut headers = original.headers.clone();
@@ -363,18 +393,23 @@ impl DeadLetters {
         for (name, value) in entries {
             headers.insert_str(name, value)?;
         }
-        self.connector
-            .publish(PublishRequest {
-                stream: self.stream.clone(),
-                topic: self.topic.clone(),
-                partitioning: Partitioning::Partition(original.partition % self.partitions.max(1)),
-                messages: vec![OutgoingMessage {
-                    id: letter_id(original.id, failure.group),
-                    payload: original.payload.clone(),
-                    headers,
-                }],
-            })
-            .await?;
+        let request = PublishRequest {
+            stream: self.stream.clone(),
+            topic: self.topic.clone(),
+            partitioning: Partitioning::Partition(original.partition % self.partitions.max(1)),
+            messages: vec![OutgoingMessage {
+                id: letter_id(original.id, failure.group),
+                payload: original.payload.clone(),
+                headers,
+            }],
+        };
+        let spec = TopicSpec {
+            stream: self.stream.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            retention: self.retention,
+        };
+        publish_recreating(self.connector.as_ref(), &spec, request).await?;
         Ok(())
     }
 

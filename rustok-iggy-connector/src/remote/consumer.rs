@@ -292,7 +292,9 @@ impl MemberInner {
 
     /// Leaves the group once and closes this member's connection. The leave request
     /// waits at most `leave_timeout` (the server may be gone); the connection is
-    /// closed in any case.
+    /// closed in any case. A member whose connection is already gone (the server
+    /// restarted under it) has left: the server drops a membership with its
+    /// connection.
     pub(crate) async fn leave_now(&self) -> Result<(), ConnectorError> {
         if self.left.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -310,6 +312,14 @@ impl MemberInner {
                     // Already gone from the group (it was deleted, or the server
                     // forgot this connection): the goal is reached.
                     Ok(Err(e)) if is_membership_error(&e) || is_group_not_found(&e) => Ok(()),
+                    // The member's connection is gone (the server restarted under
+                    // it): the server dropped the membership with the connection.
+                    Ok(Err(
+                        IggyError::Disconnected
+                        | IggyError::NotConnected
+                        | IggyError::ConnectionClosed
+                        | IggyError::StaleClient,
+                    )) => Ok(()),
                     Ok(Err(e)) => Err(self.group_error("leave", e)),
                     Err(_elapsed) => Err(ConnectorError::Timeout {
                         what: format!("leave group {:?}", self.group.as_str()),

@@ -102,16 +102,16 @@ fn log(shared: &Shared) -> std::sync::MutexGuard<'_, Log> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Embedded,
     Listener,
 }
 
 /// The broker (with its listener in remote mode) and how consumers reach it.
-struct World {
-    mode: Mode,
+pub(super) struct World {
+    pub(super) mode: Mode,
     dir: tempfile::TempDir,
-    broker: Arc<EmbeddedConnector>,
+    pub(super) broker: Arc<EmbeddedConnector>,
     port: u16,
 }
 
@@ -127,7 +127,7 @@ fn broker_config(dir: &std::path::Path, mode: Mode, port: u16) -> ConnectorConfi
 }
 
 impl World {
-    async fn open(mode: Mode) -> Self {
+    pub(super) async fn open(mode: Mode) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let broker = Arc::new(EmbeddedConnector::new());
         broker
@@ -144,7 +144,7 @@ impl World {
     }
 
     /// Stops the broker and opens it again on the same directory (and port).
-    async fn restart_broker(&mut self) {
+    pub(super) async fn restart_broker(&mut self) {
         tests::within("stop the broker", self.broker.shutdown())
             .await
             .unwrap();
@@ -160,7 +160,7 @@ impl World {
     }
 
     /// A connector for a consumer: the broker itself, or a remote connector to it.
-    async fn consumer_connector(&self) -> Arc<dyn IggyConnector> {
+    pub(super) async fn consumer_connector(&self) -> Arc<dyn IggyConnector> {
         match self.mode {
             Mode::Embedded => self.broker.clone(),
             Mode::Listener => {

@@ -8,6 +8,7 @@
 
 mod chaos;
 mod commit_rule;
+mod deleted_topics;
 mod exit;
 mod malformed_records;
 mod remote_restart;

@@ -486,3 +486,66 @@ async fn a_runner_started_during_an_outage_starts_once_the_server_is_back() {
         .await
         .unwrap();
 }
+
+/// A subscription closed after the server restarted under it, with nothing left to
+/// commit, closes cleanly: its member's connection died with the old server, and
+/// the membership with it, so leaving the group has nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_closed_after_a_server_restart_leaves_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedConnector::new();
+    within(
+        "start the broker",
+        broker.connect(&broker_config(dir.path(), 0)),
+    )
+    .await
+    .unwrap();
+    let address = broker.tcp_address().unwrap();
+    let mut client = remote_config(&address.to_string(), USERNAME, PASSWORD);
+    client.remote.reconnection_retries = 20;
+    client.remote.reconnection_interval_ms = 25;
+    let connector = open_remote(&client).await;
+    let jobs = transport(Arc::clone(&connector)).await;
+    publish(&jobs, 0..1).await;
+    let mut subscription = jobs.subscribe("closers").await.unwrap();
+    let delivery = within("a delivery", subscription.next())
+        .await
+        .expect("stream open")
+        .expect("a delivery");
+    let partition = delivery.info().partition as usize;
+    within("ack and commit", delivery.ack_and_commit())
+        .await
+        .unwrap();
+
+    within("stop the broker", broker.shutdown()).await.unwrap();
+    let broker = EmbeddedConnector::new();
+    within(
+        "restart the broker",
+        broker.connect(&broker_config(dir.path(), address.port())),
+    )
+    .await
+    .unwrap();
+
+    within("close", subscription.close())
+        .await
+        .expect("nothing is left to commit or to leave");
+    let committed = within(
+        "the committed offsets",
+        broker.committed_offsets(
+            jobs.stream(),
+            jobs.topic(),
+            &rustok_iggy::connector::GroupName::new("closers").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        committed[partition],
+        Some(0),
+        "the commit survived the restart"
+    );
+    within("shut the connector down", connector.shutdown())
+        .await
+        .unwrap();
+    within("stop the broker", broker.shutdown()).await.unwrap();
+}

@@ -4,6 +4,13 @@
 //! tiers of 2 ms and 5 ms, and the runner stopped at random points (after a seeded
 //! number of handler calls) and started again until every event reached its end.
 //!
+//! `tier_chaos_across_broker_restarts` adds three broker restarts on the same data
+//! directory, each in the middle of a run (after a seeded share of its handler
+//! calls): the remote connector rides the restart out under the running runner (the
+//! listener comes back on the same port); in process, where the connector is the
+//! broker, the runner is stopped, the broker restarted and the runner started again
+//! on it (as in `chaos.rs`).
+//!
 //! What "exactly once" means here. Delivery is at-least-once: a stop between a
 //! handler's success and the commit that covers it may hand the event to the
 //! handler again after the restart. So the handled side is counted by event id
@@ -22,20 +29,24 @@ use std::time::Duration;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
     HandlerError, RetryPolicy,
-    connector::{GroupName, TopicName},
+    connector::{GroupName, IggyConnector, StreamName, TopicName},
     consume::ConsumeOptions,
     dead_letter::{DeadLetterConfig, DeadLetters},
 };
 use serde::{Deserialize, Serialize};
 use tests::conformance::Harness;
 use tests::within;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
+
+use super::chaos::{Mode, World};
 
 const EVENTS: u64 = 400;
 const PARTITIONS: u32 = 2;
 /// Attempts an event gets: the source, then one per tier.
 const LAST_ATTEMPT: u32 = 3;
+/// Broker restarts of `tier_chaos_across_broker_restarts`, at runs 2, 4 and 6.
+const RESTARTS: u64 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IggyEvent)]
 #[iggy(topic = "tierchaos", key = tenant)]
@@ -80,23 +91,107 @@ struct Ledger {
     calls: u64,
 }
 
-async fn tier_chaos(mut h: Harness) {
+/// Where a chaos run happens: a conformance target (its broker is not restarted), or
+/// a broker of the test's own that is restarted on its data directory.
+enum Site {
+    Harness(Box<Harness>),
+    Own {
+        world: World,
+        connector: Arc<dyn IggyConnector>,
+    },
+}
+
+impl Site {
+    async fn own(mode: Mode) -> Self {
+        let world = World::open(mode).await;
+        let connector = world.consumer_connector().await;
+        Self::Own { world, connector }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Harness(h) => format!("{:?}", h.target),
+            Self::Own { world, .. } => format!("{:?} with broker restarts", world.mode),
+        }
+    }
+
+    fn connector(&self) -> Arc<dyn IggyConnector> {
+        match self {
+            Self::Harness(h) => Arc::clone(&h.connector),
+            Self::Own { connector, .. } => Arc::clone(connector),
+        }
+    }
+
+    fn stream(&mut self) -> StreamName {
+        match self {
+            Self::Harness(h) => h.stream("tierchaos"),
+            Self::Own { .. } => StreamName::new("tierchaos").unwrap(),
+        }
+    }
+
+    /// Whether the runner rides a broker restart out (remote), or stops with the
+    /// broker (in process); `None` when the broker is not restarted.
+    fn rides_restarts_out(&self) -> Option<bool> {
+        match self {
+            Self::Harness(_) => None,
+            Self::Own { world, .. } => Some(world.mode == Mode::Listener),
+        }
+    }
+
+    /// Stops the broker and opens it again on the same directory; in process, the
+    /// connector is the new broker.
+    async fn restart_broker(&mut self) {
+        if let Self::Own { world, connector } = self {
+            world.restart_broker().await;
+            if world.mode == Mode::Embedded {
+                *connector = world.consumer_connector().await;
+            }
+        }
+    }
+
+    async fn finish(self) {
+        match self {
+            Self::Harness(h) => (*h).finish().await,
+            Self::Own { world, connector } => {
+                within("shut the connector down", connector.shutdown())
+                    .await
+                    .unwrap();
+                within("shut the broker down", world.broker.shutdown())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+async fn jobs_on(connector: Arc<dyn IggyConnector>, stream: StreamName) -> Transport<Job> {
+    within(
+        "the topic is ready",
+        Transport::<Job>::new(
+            connector,
+            TransportOptions {
+                stream,
+                partitions: PARTITIONS,
+                ..TransportOptions::default()
+            },
+        ),
+    )
+    .await
+    .unwrap()
+}
+
+async fn tier_chaos(h: Harness) {
+    chaos(Site::Harness(Box::new(h))).await;
+}
+
+async fn chaos(mut site: Site) {
     let seed = std::env::var("RUSTOK_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_u64);
-    println!("tier chaos seed {seed} on {:?}", h.target);
-    let stream = h.stream("tierchaos");
-    let jobs = Transport::<Job>::new(
-        Arc::clone(&h.connector),
-        TransportOptions {
-            stream,
-            partitions: PARTITIONS,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    println!("tier chaos seed {seed} on {}", site.label());
+    let stream = site.stream();
+    let mut jobs = jobs_on(site.connector(), stream.clone()).await;
     let mut published = BTreeSet::new();
     let batch: Vec<Job> = (0..EVENTS)
         .map(|seq| Job {
@@ -111,12 +206,17 @@ async fn tier_chaos(mut h: Harness) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let changed = Arc::new(Notify::new());
     let mut runs = 0u64;
+    let mut restarts = 0u64;
     let mut dead_lettered = 0u64;
     loop {
         runs += 1;
         assert!(runs < 200, "the chaos run does not converge");
         let budget = 10 + mix(seed ^ runs) % 50;
         ledger.lock().unwrap_or_else(PoisonError::into_inner).calls = 0;
+        let restart = site
+            .rides_restarts_out()
+            .filter(|_| restarts < RESTARTS && runs.is_multiple_of(2));
+        let (cut, mut cut_off) = watch::channel(false);
         let stop = {
             let (ledger, changed) = (Arc::clone(&ledger), Arc::clone(&changed));
             async move {
@@ -128,7 +228,10 @@ async fn tier_chaos(mut h: Harness) {
                             return;
                         }
                     }
-                    notified.await;
+                    tokio::select! {
+                        () = notified => {}
+                        _ = cut_off.wait_for(|cut| *cut) => return,
+                    }
                 }
             }
         };
@@ -156,7 +259,7 @@ async fn tier_chaos(mut h: Harness) {
                             Outcome::Retryable => {}
                         }
                     }
-                    changed.notify_one();
+                    changed.notify_waiters();
                     match result {
                         Outcome::Ok => Ok(()),
                         Outcome::Retryable => Err(HandlerError::retryable("flaky dependency")),
@@ -169,12 +272,45 @@ async fn tier_chaos(mut h: Harness) {
             retry: RetryPolicy::tiers([Duration::from_millis(2), Duration::from_millis(5)]),
             ..ConsumeOptions::default()
         };
-        let report = within(
-            "a chaos run",
-            jobs.consume("workers", options, stop, handler),
-        )
-        .await
-        .expect("the runner stops cleanly");
+        let runner = {
+            let jobs = jobs.clone();
+            tokio::spawn(async move { jobs.consume("workers", options, stop, handler).await })
+        };
+        if let Some(rides_out) = restart {
+            // Mid-run: after a seeded share of the run's handler calls.
+            let at = 1 + mix(seed ^ runs ^ 0xB20C) % budget;
+            within("the restart point", async {
+                loop {
+                    let notified = changed.notified();
+                    {
+                        let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                        if ledger.calls >= at || ledger.ended.len() as u64 == EVENTS {
+                            return;
+                        }
+                    }
+                    notified.await;
+                }
+            })
+            .await;
+            if !rides_out {
+                cut.send_replace(true);
+                let report = within("a chaos run", runner)
+                    .await
+                    .unwrap()
+                    .expect("the runner stops cleanly");
+                dead_lettered += report.dead_lettered;
+                site.restart_broker().await;
+                restarts += 1;
+                jobs = jobs_on(site.connector(), stream.clone()).await;
+                continue;
+            }
+            site.restart_broker().await;
+            restarts += 1;
+        }
+        let report = within("a chaos run", runner)
+            .await
+            .unwrap()
+            .expect("the runner stops cleanly");
         dead_lettered += report.dead_lettered;
         if ledger
             .lock()
@@ -215,11 +351,15 @@ async fn tier_chaos(mut h: Harness) {
     );
     let repeated: u32 = ledger.handled.values().map(|n| n - 1).sum();
     println!(
-        "{:?}: {runs} runs, {} handled ({repeated} repeated successes), {} dead letters",
-        h.target,
+        "{}: {runs} runs, {restarts} broker restarts, {} handled ({repeated} repeated \
+         successes), {} dead letters",
+        site.label(),
         ledger.handled.len(),
         letters.len()
     );
+    if site.rides_restarts_out().is_some() {
+        assert_eq!(restarts, RESTARTS, "every planned broker restart happened");
+    }
 
     // Nothing is left uncommitted in the source or in a tier.
     let group = GroupName::new("workers").unwrap();
@@ -248,7 +388,17 @@ async fn tier_chaos(mut h: Harness) {
             );
         }
     }
-    h.finish().await;
+    site.finish().await;
 }
 
 tests::both_modes!(tier_chaos);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_tier_chaos_across_broker_restarts() {
+    chaos(Site::own(Mode::Embedded).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_tier_chaos_across_broker_restarts() {
+    chaos(Site::own(Mode::Listener).await).await;
+}
