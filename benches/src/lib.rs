@@ -8,6 +8,7 @@
 pub mod brokers;
 pub mod delay;
 pub mod events;
+pub mod pacing;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
