@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite (benches/benches/{codec,typed_overhead,embedded,tcp,latency,
-# batching,pool,single_publish,commits,dedup,schema_header}.rs and the allocation count) in
-# bounded time and writes
+# paced_publish,batching,pool,single_publish,commits,dedup,schema_header}.rs and the
+# allocation count) in bounded time and writes
 #   benches/results/summary.md   the figures, the ratios and the targets, all from this run
 #                                (with --repeat N: the median of N back-to-back runs of one
 #                                invocation, and each ratio's spread over the runs)
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 criterion_dir="${target}/criterion"
 out_dir="benches/results"
-benches=(codec typed_overhead embedded tcp latency batching pool single_publish commits dedup schema_header)
+benches=(codec typed_overhead embedded tcp latency paced_publish batching pool single_publish commits dedup schema_header)
 # Criterion groups the benches write (cleared before each run of a full suite).
 groups=(codec typed_overhead embedded tcp publish_1000_callers remote_pool_publish single_publish commits dedup schema_header rustok)
 

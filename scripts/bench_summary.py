@@ -6,7 +6,7 @@ to back), each figure is the median over the runs, and the key ratios are given 
 run with their min–max spread, each ratio computed within one run.
 
 Reads criterion's output (<criterion>/**/new/{benchmark,estimates}.json) and the
-suite's own result files (<criterion>/rustok/{codec_sizes,latency}.json). Figures
+suite's own result files (<criterion>/rustok/{codec_sizes,latency,paced_publish}.json). Figures
 are criterion's median time per iteration (robust to the spikes of a shared
 machine); throughput is the iteration's element count divided by it.
 
@@ -179,9 +179,17 @@ def machine(args):
     }
 
 
-def build(results, sizes, latency):
+def build(results, sizes, latency, paced=None):
     f = Figures(results)
-    out = {"codec": [], "typed": [], "embedded": [], "tcp": [], "latency": latency or {}, "targets": []}
+    out = {
+        "codec": [],
+        "typed": [],
+        "embedded": [],
+        "tcp": [],
+        "latency": latency or {},
+        "paced": paced or {},
+        "targets": [],
+    }
 
     # codec
     for event in ["small", "medium", "envelope"]:
@@ -299,6 +307,39 @@ def build(results, sizes, latency):
             "target": "embedded in-process publish → delivery p99 < 1 ms at 10,000 events/s",
             "measured": "–" if not emb else f"p99 {emb['p99_us']:.0f} µs (p50 {emb['p50_us']:.0f} µs, p99.9 {emb['p999_us']:.0f} µs)",
             "ok": None if not emb else emb["p99_us"] < 1000,
+        }
+    )
+    base = (latency or {}).get("baseline")
+    out["targets"].append(
+        {
+            "target": "in-process publish → delivery p99 ≤ 1.5× the no-broker channel baseline, 10,000 events/s",
+            "measured": "–"
+            if not (emb and base)
+            else f"{emb['p99_us'] / base['p99_us']:.2f}× (p99 {us(emb['p99_us'])} vs {us(base['p99_us'])})",
+            "ok": None if not (emb and base) else emb["p99_us"] <= 1.5 * base["p99_us"],
+        }
+    )
+    tcp = (latency or {}).get("tcp")
+    out["targets"].append(
+        {
+            "target": "TCP publish → delivery p99 < 2 ms at 10,000 events/s (when the baseline allows)",
+            "measured": "–"
+            if not tcp
+            else f"p99 {us(tcp['p99_us'])}, sends late p99 {us(tcp.get('send_late_p99_us'))}"
+            + ("" if not base else f" (baseline p99 {us(base['p99_us'])})"),
+            "ok": None if not tcp else tcp["p99_us"] < 2000,
+        }
+    )
+    single = (paced or {}).get("tcp")
+    floor = (paced or {}).get("tcp_sdk")
+    out["targets"].append(
+        {
+            "target": "one sender awaiting each `Transport<E>::publish` over TCP keeps 10,000 events/s, lateness p99 < 10 ms",
+            "measured": "–"
+            if not single
+            else f"late p99 {us(single['late_p99_us'])}, reached {fmt_rate(single['achieved_per_s'])}"
+            + ("" if not floor else f" (SDK `send_messages` alone: late p99 {us(floor['late_p99_us'])})"),
+            "ok": None if not single else single["late_p99_us"] < 10_000,
         }
     )
     app = f.rate("embedded/publish/never/batch1000/100B")
@@ -446,6 +487,28 @@ def markdown(data, m):
             f"| {r['events']} | {us(r.get('send_late_p99_us'))} |"
         )
     add("")
+    if data.get("paced"):
+        add("### `paced_publish`: one sender awaiting each publish, due every 100 µs (100 B events)")
+        add("")
+        add("| case | late p50 | late p99 | late max | call p50 | call p99 | call mean | reached |")
+        add("|---|---|---|---|---|---|---|---|")
+        labels = {
+            "baseline": "baseline: a tokio channel, no broker",
+            "embedded": "embedded in-process, `Transport<E>::publish`",
+            "tcp": "TCP loopback, `Transport<E>::publish` over `RemoteConnector`",
+            "tcp_connector": "TCP loopback, `RemoteConnector::publish`, no headers",
+            "tcp_sdk": "TCP loopback, the SDK's `send_messages` (the round trip alone)",
+        }
+        for mode in ["baseline", "embedded", "tcp", "tcp_connector", "tcp_sdk"]:
+            r = data["paced"].get(mode)
+            if not r:
+                continue
+            add(
+                f"| {labels[mode]} | {us(r['late_p50_us'])} | {us(r['late_p99_us'])} | {us(r['late_max_us'])} "
+                f"| {us(r['call_p50_us'])} | {us(r['call_p99_us'])} | {us(r['call_mean_us'])} "
+                f"| {fmt_rate(r['achieved_per_s'])} |"
+            )
+        add("")
     if data.get("spread"):
         add(f"### Spread over {len(data['spread'][0]['runs'])} runs (each ratio within one run)")
         add("")
@@ -652,10 +715,11 @@ def main():
     runs = [load_criterion(root) for root in roots]
     sizes = [read_json(root / "rustok" / "codec_sizes.json") for root in roots]
     latencies = [read_json(root / "rustok" / "latency.json") for root in roots]
+    paced = [read_json(root / "rustok" / "paced_publish.json") for root in roots]
     combined = combine(runs)
-    data = build(combined, combine_json(sizes), combine_json(latencies))
+    data = build(combined, combine_json(sizes), combine_json(latencies), combine_json(paced))
     if len(runs) > 1:
-        data["spread"] = spread([build(run, s, l) for run, s, l in zip(runs, sizes, latencies)])
+        data["spread"] = spread([build(run, s, l, p) for run, s, l, p in zip(runs, sizes, latencies, paced)])
     data["other"] = other(runs, combined)
     data["allocations"] = combine_json([read_json(root / "rustok" / "allocations.json") for root in roots])
     m = machine(args)

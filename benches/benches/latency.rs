@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use benches::brokers::{self, Broker};
 use benches::events::Blob;
+use benches::pacing::{self, percentile};
 use futures::StreamExt;
 use rustok_iggy::{
     SubscriptionOptions, Transport, TransportOptions,
@@ -38,9 +39,6 @@ use tokio::runtime::Runtime;
 const RATE: u64 = 10_000;
 /// Not counted.
 const WARM_UP: Duration = Duration::from_millis(500);
-/// How long before a publish is due the producer stops sleeping and yields (the
-/// kernel's timer slack is 50 µs).
-const SLACK: Duration = Duration::from_micros(60);
 /// Payload size of the events.
 const SIZE: usize = 100;
 
@@ -74,46 +72,6 @@ impl Measured {
     }
 }
 
-/// The `p`th percentile of sorted nanoseconds, in µs.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
-}
-
-/// Waits until `due`: sleeps while it is far, then yields.
-fn pace(due: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= due {
-            return;
-        }
-        let left = due - now;
-        if left > SLACK {
-            std::thread::sleep(left - SLACK);
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Publishes `total` events at `RATE` from this thread: `send(sent_nanos)` each.
-/// Returns how late each send started against its schedule (ns).
-fn paced(origin: Instant, total: usize, mut send: impl FnMut(u64)) -> Vec<u64> {
-    let interval = Duration::from_nanos(1_000_000_000 / RATE);
-    let start = Instant::now();
-    let mut lateness = Vec::with_capacity(total);
-    for i in 0..total as u32 {
-        let due = start + interval * i;
-        pace(due);
-        lateness.push(due.elapsed().as_nanos() as u64);
-        send(origin.elapsed().as_nanos() as u64);
-    }
-    lateness
-}
-
 /// The counted part of a case: latencies after the warm-up, sorted.
 fn measured(mut latencies: Vec<u64>, lateness: Vec<u64>, warm: usize, seconds: f64) -> Measured {
     let mut sorted = latencies.split_off(warm);
@@ -145,7 +103,9 @@ fn baseline(rt: &Runtime, seconds: f64) -> Measured {
         }
         latencies
     });
-    let lateness = paced(origin, total, |sent| tx.send(sent).expect("receiver alive"));
+    let lateness = pacing::paced(RATE, origin, total, |sent| {
+        tx.send(sent).expect("receiver alive")
+    });
     drop(tx);
     let latencies = rt.block_on(consumer).expect("consumer task");
     measured(latencies, lateness, warm, seconds)
@@ -184,7 +144,7 @@ fn typed(rt: &Runtime, connector: Arc<dyn IggyConnector>, seconds: f64) -> Measu
     });
     let handle = rt.handle().clone();
     let body = Blob::sized(0, SIZE).body;
-    let lateness = paced(origin, total, |seq| {
+    let lateness = pacing::paced(RATE, origin, total, |seq| {
         let event = Blob {
             seq,
             body: body.clone(),
@@ -228,7 +188,7 @@ fn raw(rt: &Runtime, connector: Arc<dyn IggyConnector>, seconds: f64) -> Measure
         latencies
     });
     let handle = rt.handle().clone();
-    let lateness = paced(origin, total, |sent| {
+    let lateness = pacing::paced(RATE, origin, total, |sent| {
         let mut payload = vec![b'x'; SIZE];
         payload[..8].copy_from_slice(&sent.to_le_bytes());
         let request = PublishRequest::new(stream.clone(), topic.clone())
@@ -244,18 +204,12 @@ fn raw(rt: &Runtime, connector: Arc<dyn IggyConnector>, seconds: f64) -> Measure
 
 fn main() {
     // `cargo bench` passes `--bench` and any filter: run the cases the filter names.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let filters = pacing::filters();
     let wanted = |case: &str| {
         let id = format!("latency/{case}");
         filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
     };
-    let seconds: f64 = std::env::var("RUSTOK_LATENCY_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
+    let seconds = pacing::seconds();
     let rt = benches::runtime();
     let mut results = serde_json::Map::new();
 

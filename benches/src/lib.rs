@@ -9,6 +9,7 @@ pub mod brokers;
 pub mod consume;
 pub mod delay;
 pub mod events;
+pub mod pacing;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
