@@ -425,6 +425,8 @@ where
             tracing::error!(error = %e, "a partition worker panicked");
         }
     }
+    // Failed fetches came through the stream; failed background commits did not.
+    errors += subscription.commit_failures();
     let closed = subscription.close().await;
     outcome?;
     closed?;

@@ -341,9 +341,13 @@ async fn a_client_that_stops_reading_is_disconnected() {
     eprintln!(
         "a client not reading {POLLS} replies of {reply_kib} KiB: broker RSS grew by {grown} KiB at most before it was dropped"
     );
+    // A broker that buffered every reply would grow by all of them (POLLS of them). The
+    // bound leaves room for what the allocator keeps: a freed reply buffer can stay
+    // cached in each of the broker's threads' arenas (seen as 4 replies' worth under
+    // a loaded test run).
     assert!(
-        grown < 4 * reply_kib,
-        "the broker held more than about one reply ({reply_kib} KiB) for a client that does not read: {grown} KiB"
+        grown < 8 * reply_kib,
+        "the broker held more than a few replies ({reply_kib} KiB each) for a client that does not read: {grown} KiB"
     );
     // What the client finds: at most what fit in the socket buffers, then the end.
     closed_by_server(&mut slow.stream).await;

@@ -98,8 +98,8 @@ pub struct ConsumeReport {
     pub dead_lettered: u64,
     /// Deliveries of newer-schema events that held their partition.
     pub held: u64,
-    /// Failed set-ups and fetches ridden out (a lost connection, a broker restart):
-    /// each was tried again after a backoff. Also counted in
+    /// Failed set-ups, fetches and commits ridden out (a lost connection, a broker
+    /// restart): each was tried again after a backoff. Also counted in
     /// `rustok_iggy_consumer_errors_total`.
     pub errors: u64,
 }

@@ -61,6 +61,9 @@ pub(super) struct Core {
     pub(super) redelivery_backoff: Backoff,
     /// Where [`Delivery::term`] writes (set once, by the transport).
     pub(super) terminal: std::sync::OnceLock<Terminal>,
+    /// Background commits that failed and were tried again (also in `labels.errors`,
+    /// with the failed fetches, which the stream itself reports).
+    pub(super) commit_failures: std::sync::atomic::AtomicU64,
 }
 
 /// The dead-letter topic of a subscription's transport, opened (created when

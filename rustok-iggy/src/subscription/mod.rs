@@ -262,6 +262,7 @@ impl<E: Send + 'static> Subscription<E> {
             consumer,
             redelivery_backoff: options.redelivery_backoff,
             terminal: std::sync::OnceLock::new(),
+            commit_failures: std::sync::atomic::AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Handle::current();
         runtime.spawn(commit_in_background(Arc::clone(&core)));
@@ -281,6 +282,13 @@ impl<E: Send + 'static> Subscription<E> {
             decoder,
             unreported: Unreported::default(),
         }
+    }
+
+    /// Background commits that failed and were tried again so far.
+    pub(crate) fn commit_failures(&self) -> u64 {
+        self.core
+            .commit_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where [`Delivery::term`] writes its dead letters.
@@ -541,6 +549,8 @@ async fn commit_in_background(core: Arc<Core>) {
             Err(e) => {
                 failures += 1;
                 core.labels.errors.add(1);
+                core.commit_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let pause = FETCH_RETRY.delay(failures);
                 tracing::warn!(group = %core.consumer.group(), error = %e, ?pause, "commit failed; retried after the pause");
                 tokio::select! {
