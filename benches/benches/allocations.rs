@@ -90,8 +90,7 @@ async fn run() {
     let publish_by_hand = per_event(|| async {
         let messages = events
             .iter()
-            .zip(1u128..)
-            .map(|(e, id)| OutgoingMessage::new(e.encode().expect("encode")).with_id(id))
+            .map(|e| OutgoingMessage::new(e.encode().expect("encode")).with_id(benches::fresh_id()))
             .collect();
         let request = PublishRequest {
             messages,

@@ -66,16 +66,6 @@ fn options(stream: &str) -> TransportOptions {
     }
 }
 
-/// Ids never sent before in this process (the broker deduplicates by id).
-fn fresh_ids(mut messages: Vec<OutgoingMessage>) -> Vec<OutgoingMessage> {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let first = NEXT.fetch_add(messages.len() as u64, Ordering::Relaxed);
-    for (message, id) in messages.iter_mut().zip(first..) {
-        message.id = u128::from(id) << 64 | 0x5c4e;
-    }
-    messages
-}
-
 /// The messages `Transport<E>` writes for `events`, as stored: published through
 /// the typed layer, read back from the broker.
 async fn typed_messages(connector: &Arc<dyn IggyConnector>, events: &[E]) -> Vec<OutgoingMessage> {
@@ -234,11 +224,11 @@ fn publish(
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iters {
                     let (stream, topic) = untimed_topic;
-                    let other = request(stream, topic, fresh_ids(untimed.to_vec()));
+                    let other = request(stream, topic, benches::fresh_ids(untimed.to_vec()));
                     let (stored, other) = timed(connector.publish(other)).await;
                     stored.expect("publish");
                     let (stream, topic) = timed_topic;
-                    let own = request(stream, topic, fresh_ids(own_messages.to_vec()));
+                    let own = request(stream, topic, benches::fresh_ids(own_messages.to_vec()));
                     let (stored, own) = timed(connector.publish(own)).await;
                     black_box(stored.expect("publish"));
                     elapsed += own;
@@ -308,7 +298,7 @@ fn consume(
                     let request = request(
                         transport.stream(),
                         transport.topic(),
-                        fresh_ids(messages.to_vec()),
+                        benches::fresh_ids(messages.to_vec()),
                     );
                     connector.publish(request).await.expect("publish");
                 }

@@ -48,8 +48,9 @@ fn options(stream: &str) -> TransportOptions {
 fn encoded<E: IggyEvent>(events: &[E]) -> Vec<OutgoingMessage> {
     events
         .iter()
-        .zip(1u128..)
-        .map(|(event, id)| OutgoingMessage::new(event.encode().expect("encode")).with_id(id))
+        .map(|event| {
+            OutgoingMessage::new(event.encode().expect("encode")).with_id(benches::fresh_id())
+        })
         .collect()
 }
 
@@ -120,7 +121,7 @@ fn case<E: IggyEvent>(
         |b| {
             b.to_async(rt).iter_batched(
                 || PublishRequest {
-                    messages: messages.clone(),
+                    messages: benches::fresh_ids(messages.clone()),
                     ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
                 },
                 |request| async { black_box(connector.publish(request).await.expect("publish")) },
@@ -134,7 +135,7 @@ fn case<E: IggyEvent>(
         |b| {
             b.to_async(rt).iter_batched(
                 || PublishRequest {
-                    messages: headed.clone(),
+                    messages: benches::fresh_ids(headed.clone()),
                     ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
                 },
                 |request| async { black_box(connector.publish(request).await.expect("publish")) },
@@ -156,7 +157,7 @@ fn case<E: IggyEvent>(
         for _ in 0..STORED / BATCH as u64 {
             transport.publish_batch(&events).await.expect("publish");
             let request = PublishRequest {
-                messages: messages.clone(),
+                messages: benches::fresh_ids(messages.clone()),
                 ..PublishRequest::new(stream.clone(), raw_topic.clone()).partition(0)
             };
             connector.publish(request).await.expect("publish");

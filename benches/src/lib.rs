@@ -71,6 +71,26 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Message ids never used before in this process, one per call: the broker
+/// deduplicates by message id, so a bench that sends the same messages again must
+/// give them new ids, or the broker stores only the first copy.
+#[must_use]
+pub fn fresh_id() -> u128 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    u128::from(NEXT.fetch_add(1, Ordering::Relaxed)) << 64 | 0xbe9c
+}
+
+/// `messages` with fresh ids (see [`fresh_id`]).
+#[must_use]
+pub fn fresh_ids(
+    mut messages: Vec<rustok_iggy_connector::OutgoingMessage>,
+) -> Vec<rustok_iggy_connector::OutgoingMessage> {
+    for message in &mut messages {
+        message.id = fresh_id();
+    }
+    messages
+}
+
 /// Payload sizes of the throughput benches.
 pub const PAYLOAD_SIZES: [usize; 2] = [100, 1000];
 
