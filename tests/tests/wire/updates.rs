@@ -441,6 +441,19 @@ async fn update_user_refusals() {
         ),
         ErrorCode::RESOURCE_NOT_FOUND
     );
+    // Users have no option keys: any key is refused and nothing changes.
+    let mut options = UserUpdateOptions::default();
+    options.raw.insert("quota".into(), "10".into());
+    assert_eq!(
+        code(
+            within(
+                "update_user",
+                root.update_user(&id("clerk"), Some("renamed"), None, &options),
+            )
+            .await
+        ),
+        ErrorCode::UNSUPPORTED_OPTION_KEY
+    );
     // Without `manage_users`: refused, for another user and for oneself.
     for target in ["clerk", "other"] {
         assert_eq!(
