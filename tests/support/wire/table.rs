@@ -32,15 +32,19 @@ use iggy_binary_protocol::requests::personal_access_tokens::CreatePersonalAccess
 use iggy_binary_protocol::requests::segments::DeleteSegmentsRequest;
 use iggy_binary_protocol::requests::streams::{
     CreateStreamRequest, DeleteStreamRequest, GetStreamRequest, PurgeStreamRequest,
+    UpdateStreamRequest,
 };
 use iggy_binary_protocol::requests::system::{
-    AttachConsumerSessionRequest, GetClientRequest, GetSnapshotRequest,
+    AttachConsumerSessionRequest, DescribeOptionsRequest, GetClientRequest, GetSnapshotRequest,
+    OPTIONS_SCOPE_TOPIC,
 };
 use iggy_binary_protocol::requests::topics::{
     CreateTopicRequest, DeleteTopicRequest, GetTopicRequest, GetTopicsRequest, PurgeTopicRequest,
+    UpdateTopicRequest,
 };
 use iggy_binary_protocol::requests::users::{
     CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdatePermissionsRequest,
+    UpdateUserRequest,
 };
 use iggy_binary_protocol::{
     AckLevel, ClientVersionInfo, IGGY_PROTOCOL_VERSION, WireConsumer, WireEncode,
@@ -759,6 +763,54 @@ pub fn valid_bodies() -> Vec<(&'static str, Operation, u32, Vec<u8>)> {
                     },
                     streams: Vec::new(),
                 }),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "UpdateStream",
+            Operation::UpdateStream,
+            204,
+            UpdateStreamRequest {
+                stream_id: wid("shop"),
+                name: WireName::new("shop").unwrap(),
+                options: WireOptions::empty(),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "UpdateTopic",
+            Operation::UpdateTopic,
+            304,
+            UpdateTopicRequest {
+                stream_id: wid("shop"),
+                topic_id: wid("orders"),
+                name: WireName::new("orders").unwrap(),
+                options: WireOptions::empty(),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "UpdateUser",
+            Operation::UpdateUser,
+            35,
+            UpdateUserRequest {
+                user_id: wid("nobody"),
+                username: Some(WireName::new("nobody").unwrap()),
+                status: Some(1),
+                options: WireOptions::empty(),
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "DescribeOptions",
+            nr,
+            13,
+            DescribeOptionsRequest {
+                scope: OPTIONS_SCOPE_TOPIC,
             }
             .to_bytes()
             .to_vec(),

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use iggy::prelude::*;
 use rustok_iggy_connector::error_codes::ErrorCode;
-use tests::wire::{WireBroker, user_client, within};
+use tests::wire::{WireBroker, anonymous_client, user_client, within};
 
 fn id(name: &str) -> Identifier {
     Identifier::named(name).expect("a valid identifier")
@@ -350,6 +350,189 @@ async fn renamed_streams_and_topics_keep_their_names_after_a_restart() {
             .expect("get_topic")
             .is_none(),
         "the old topic name is gone"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn update_user_renames_a_user_who_then_logs_in_by_the_new_name_only() {
+    let broker = WireBroker::start().await;
+    let root = broker.client().await;
+    let clerk = user_client(&root, broker.address, "clerk", "clerk-secret", reader()).await;
+    drop(clerk);
+    within(
+        "update_user",
+        root.update_user(
+            &id("clerk"),
+            Some("cashier"),
+            None,
+            &UserUpdateOptions::default(),
+        ),
+    )
+    .await
+    .expect("rename");
+    let user = within("get_user", root.get_user(&id("cashier")))
+        .await
+        .expect("get_user")
+        .expect("the renamed user");
+    assert_eq!(user.username, "cashier");
+    assert!(
+        user.permissions
+            .as_ref()
+            .is_some_and(|p| p.global.read_streams && !p.global.manage_users),
+        "permissions are kept: {:?}",
+        user.permissions
+    );
+    assert!(
+        within("get_user", root.get_user(&id("clerk")))
+            .await
+            .expect("get_user")
+            .is_none(),
+        "the old name is gone"
+    );
+    let renamed = anonymous_client(broker.address).await;
+    within("login", renamed.login_user("cashier", "clerk-secret"))
+        .await
+        .expect("the new name logs in with the same password");
+    let old = anonymous_client(broker.address).await;
+    assert!(
+        within("login", old.login_user("clerk", "clerk-secret"))
+            .await
+            .is_err(),
+        "the old name no longer logs in"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn update_user_refusals() {
+    let broker = WireBroker::start().await;
+    let root = broker.client().await;
+    let clerk = user_client(&root, broker.address, "clerk", "clerk-secret", reader()).await;
+    drop(clerk);
+    let other = user_client(&root, broker.address, "other", "other-secret", reader()).await;
+    assert_eq!(
+        code(
+            within(
+                "update_user",
+                root.update_user(
+                    &id("clerk"),
+                    Some("other"),
+                    None,
+                    &UserUpdateOptions::default()
+                ),
+            )
+            .await
+        ),
+        ErrorCode::USER_ALREADY_EXISTS
+    );
+    assert_eq!(
+        code(
+            within(
+                "update_user",
+                root.update_user(
+                    &Identifier::numeric(4242).unwrap(),
+                    Some("ghost"),
+                    None,
+                    &UserUpdateOptions::default()
+                ),
+            )
+            .await
+        ),
+        ErrorCode::RESOURCE_NOT_FOUND
+    );
+    // Users have no option keys: any key is refused and nothing changes.
+    let mut options = UserUpdateOptions::default();
+    options.raw.insert("quota".into(), "10".into());
+    assert_eq!(
+        code(
+            within(
+                "update_user",
+                root.update_user(&id("clerk"), Some("renamed"), None, &options),
+            )
+            .await
+        ),
+        ErrorCode::UNSUPPORTED_OPTION_KEY
+    );
+    // Without `manage_users`: refused, for another user and for oneself.
+    for target in ["clerk", "other"] {
+        assert_eq!(
+            code(
+                within(
+                    "update_user",
+                    other.update_user(
+                        &id(target),
+                        Some("boss"),
+                        None,
+                        &UserUpdateOptions::default()
+                    ),
+                )
+                .await
+            ),
+            ErrorCode::UNAUTHORIZED
+        );
+    }
+    let mut names: Vec<String> = within("get_users", root.get_users())
+        .await
+        .expect("get_users")
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["clerk", "iggy", "other"], "nothing was renamed");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn update_topic_changes_retention_and_keeps_it_after_a_restart() {
+    let (broker, root) = shop().await;
+    let options = TopicUpdateOptions {
+        message_expiry: Some(IggyExpiry::ExpireDuration(IggyDuration::from(
+            3_600_000_000,
+        ))),
+        max_topic_size: Some(MaxTopicSize::Custom(IggyByteSize::from(50_000_000))),
+        ..Default::default()
+    };
+    within(
+        "update_topic",
+        root.update_topic(&id("shop"), &id("orders"), "orders", &options),
+    )
+    .await
+    .expect("retention changed");
+    let check = |topic: TopicDetails| {
+        assert_eq!(
+            topic.message_expiry,
+            IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000))
+        );
+        assert_eq!(
+            topic.max_topic_size,
+            MaxTopicSize::Custom(IggyByteSize::from(50_000_000))
+        );
+        assert_eq!(topic.messages_count, 3, "the data is kept");
+    };
+    check(
+        within("get_topic", root.get_topic(&id("shop"), &id("orders")))
+            .await
+            .expect("get_topic")
+            .expect("the topic"),
+    );
+    // The other topic is untouched.
+    let refunds = within("get_topic", root.get_topic(&id("shop"), &id("refunds")))
+        .await
+        .expect("get_topic")
+        .expect("the other topic");
+    assert_ne!(
+        refunds.max_topic_size,
+        MaxTopicSize::Custom(IggyByteSize::from(50_000_000))
+    );
+    drop(root);
+    let broker = broker.restart().await;
+    let root = broker.client().await;
+    check(
+        within("get_topic", root.get_topic(&id("shop"), &id("orders")))
+            .await
+            .expect("get_topic")
+            .expect("the topic after a restart"),
     );
     broker.shutdown().await;
 }

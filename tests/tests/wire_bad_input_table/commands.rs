@@ -1,7 +1,7 @@
 //! Command codes, operations and bodies: unknown codes, operation and command bytes,
 //! and every strict prefix of a valid body of every command.
 
-use iggy::prelude::{StreamClient, TopicClient};
+use iggy::prelude::{StreamClient, TopicClient, UserClient, UserStatus};
 use iggy_binary_protocol::COMMAND_TABLE;
 use iggy_binary_protocol::consensus::{Command, HEADER_SIZE, Operation};
 use tests::wire::raw::request_header;
@@ -103,6 +103,40 @@ async fn unknown_command_codes_and_operations() {
     }
     still_usable(&mut raw, "after unknown commands").await;
     bench.check("unknown command code").await;
+    bench.shutdown().await;
+}
+
+/// The table's bodies of the idempotent update commands and `DescribeOptions`, sent
+/// whole, are accepted: their strict prefixes fail because they are short, not
+/// because the body itself is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_update_and_describe_bodies_are_accepted() {
+    let bench = Bench::start().await;
+    // The user the table's user bodies name.
+    let admin = bench.broker.client().await;
+    within(
+        "create_user",
+        admin.create_user("nobody", "nobody-secret", UserStatus::Active, None),
+    )
+    .await
+    .expect("create_user");
+    let mut raw = bench.attacker().await;
+    let names = [
+        "UpdateStream",
+        "UpdateTopic",
+        "UpdateUser",
+        "DescribeOptions",
+    ];
+    let mut seen = 0;
+    for (name, operation, code, body) in valid_bodies() {
+        if !names.contains(&name) {
+            continue;
+        }
+        let reply = answered(&mut raw, operation, code, &body).await;
+        assert_eq!(reply.status(), OK, "{name}: the whole body: {reply:?}");
+        seen += 1;
+    }
+    assert_eq!(seen, names.len());
     bench.shutdown().await;
 }
 
