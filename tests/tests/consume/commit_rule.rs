@@ -799,6 +799,173 @@ async fn in_flight_accounting_survives_rebalances(mut h: Harness) {
     h.finish().await;
 }
 
+/// A fingerprint no version of `Job` has.
+const FOREIGN_FINGERPRINT: &str = "0123456789abcdef";
+
+/// Publishes a version 2 job whose fingerprint header is another shape's.
+async fn publish_mismatched(connector: &dyn IggyConnector, jobs: &Transport<Job>) -> u64 {
+    let mut headers = headers(2);
+    headers
+        .insert_str(
+            rustok_iggy::metadata::header::SCHEMA_FINGERPRINT,
+            FOREIGN_FINGERPRINT,
+        )
+        .unwrap();
+    publish_raw(connector, jobs, 0, &job(0).encode().unwrap(), headers).await
+}
+
+/// The runner dead-letters a message whose schema fingerprint does not match, and
+/// commits past it only once the letter is confirmed: during a dead-letter outage
+/// nothing is committed past it.
+async fn the_runner_dead_letters_a_schema_mismatch_before_committing(mut h: Harness) {
+    let stream = h.stream("mismatch");
+    let outage = DeadLetterOutage::new(Arc::clone(&h.connector));
+    let jobs: Transport<Job> = transport(outage.clone(), &stream, 1).await;
+    let mismatched = publish_mismatched(h.connector.as_ref(), &jobs).await;
+    jobs.publish(&job(1)).await.unwrap();
+    outage.hooks().set_down(true);
+
+    let handled = Handled::default();
+    let options = ConsumeOptions {
+        retry: RetryPolicy::fixed(3, Duration::from_millis(1)),
+        ..ConsumeOptions::default()
+    };
+    let shutdown = {
+        let outage = Arc::clone(&outage);
+        async move { outage.hooks().wait_for_failure().await }
+    };
+    {
+        let handled = Arc::clone(&handled);
+        within(
+            "the runner stops during the outage",
+            jobs.consume("g", options.clone(), shutdown, move |event| {
+                let handled = Arc::clone(&handled);
+                async move {
+                    note(&handled, event.info());
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .expect("a clean stop");
+    }
+    assert!(outage.hooks().failures() > 0);
+    assert!(
+        !handled_set(&handled).contains(&(0, mismatched)),
+        "{:?}: the mismatched message reached the handler",
+        h.target
+    );
+    let after_stop = committed(h.connector.as_ref(), &jobs, "g").await;
+    assert_eq!(after_stop, vec![None], "{:?}", h.target);
+    assert!(letters(&jobs).await.is_empty(), "{:?}", h.target);
+
+    outage.hooks().set_down(false);
+    let done = Arc::new(Notify::new());
+    let stop = Arc::clone(&done);
+    {
+        let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+        within(
+            "the second run",
+            jobs.consume(
+                "g",
+                options,
+                async move { stop.notified().await },
+                move |event| {
+                    let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+                    async move {
+                        note(&handled, event.info());
+                        done.notify_one();
+                        Ok(())
+                    }
+                },
+            ),
+        )
+        .await
+        .expect("a clean stop");
+    }
+    let letters = letters(&jobs).await;
+    assert_eq!(
+        letters
+            .iter()
+            .map(|l| l.original_offset)
+            .collect::<Vec<_>>(),
+        vec![mismatched],
+        "{:?}",
+        h.target
+    );
+    assert!(
+        letters[0].error.contains(FOREIGN_FINGERPRINT),
+        "{:?}: the letter names the fingerprint found: {}",
+        h.target,
+        letters[0].error
+    );
+    assert_eq!(handled_set(&handled), BTreeSet::from([(0, 1)]));
+    let final_offsets = committed(h.connector.as_ref(), &jobs, "g").await;
+    assert_eq!(final_offsets, vec![Some(1)], "{:?}", h.target);
+    assert_commit_rule(h.target, &final_offsets, &handled_set(&handled), &letters);
+    h.finish().await;
+}
+
+/// On a plain subscription, a schema mismatch dropped undecided holds its
+/// partition: nothing after it is delivered and nothing is committed; the next
+/// subscription gets the same refusal again.
+async fn a_dropped_schema_mismatch_holds_its_partition(mut h: Harness) {
+    let jobs = jobs(&mut h, "mismatchheld", 1).await;
+    let group = format!("mismatch-{:?}", h.target);
+    publish_mismatched(h.connector.as_ref(), &jobs).await;
+    jobs.publish(&job(1)).await.unwrap();
+    let mut subscription = jobs.subscribe(&group).await.unwrap();
+    let mut handled = BTreeSet::new();
+    match within("the error item", subscription.next()).await.unwrap() {
+        Err(Error::Decode(error)) => {
+            assert!(
+                matches!(
+                    error.failure,
+                    rustok_iggy::consume::DecodeFailure::SchemaMismatch { .. }
+                ),
+                "{:?}: {:?}",
+                h.target,
+                error.failure
+            );
+            drop(error);
+        }
+        other => panic!("{:?}: expected a decode error, got {other:?}", h.target),
+    }
+    let held = subscription.held_partitions();
+    assert_eq!(held.len(), 1, "{:?}", h.target);
+    assert_eq!((held[0].partition, held[0].offset), (0, 0));
+    for _ in 0..2 {
+        if !take_dropping_errors(&mut subscription, &mut handled).await {
+            break;
+        }
+    }
+    assert!(handled.is_empty(), "{:?}: {handled:?}", h.target);
+    subscription.commit().await.unwrap();
+    subscription.close().await.unwrap();
+    assert_eq!(
+        committed(h.connector.as_ref(), &jobs, &group).await,
+        vec![None],
+        "{:?}",
+        h.target
+    );
+    let mut subscription = jobs.subscribe(&group).await.unwrap();
+    match within("the error item again", subscription.next())
+        .await
+        .unwrap()
+    {
+        Err(Error::Decode(error)) => {
+            assert_eq!(error.offset, 0);
+            assert!(matches!(
+                error.failure,
+                rustok_iggy::consume::DecodeFailure::SchemaMismatch { .. }
+            ));
+        }
+        other => panic!("{:?}: expected the refusal again, got {other:?}", h.target),
+    }
+    subscription.close().await.unwrap();
+    h.finish().await;
+}
+
 macro_rules! both_modes {
     ($flavor:literal: $($case:ident),* $(,)?) => {
         mod embedded {
@@ -819,6 +986,8 @@ both_modes!(
     a_stop_while_dispatching_never_commits_an_undecodable_event,
     a_dead_letter_outage_then_a_stop_commits_nothing_past_the_event,
     a_dropped_decode_error_is_not_committed,
+    the_runner_dead_letters_a_schema_mismatch_before_committing,
+    a_dropped_schema_mismatch_holds_its_partition,
     a_newer_schema_version_holds_its_partition,
     the_runner_does_not_dead_letter_a_newer_schema_version,
     an_older_version_without_upcaster_is_a_decode_error,

@@ -265,6 +265,139 @@ async fn a_failed_tier_write_commits_nothing(mut h: Harness) {
     h.finish().await;
 }
 
+/// Runs the handler runner with tiers of 10 ms and 20 ms until `outage` has refused
+/// a write; event 0 fails its first `failures` attempts.
+async fn run_until_refused(
+    transport: &Transport<Charge>,
+    outage: &Arc<rustok_iggy::testing::Observed<DeadLetterOutage>>,
+    failures: u32,
+) -> ConsumeReport {
+    let stop = {
+        let outage = Arc::clone(outage);
+        async move {
+            outage.hooks().wait_for_failure().await;
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10), Duration::from_millis(20)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = move |charge: rustok_iggy::consume::Received<Charge>| async move {
+        if charge.seq == 0 && charge.info().attempt <= failures {
+            return Err(HandlerError::retryable("the card processor is down"));
+        }
+        Ok(())
+    };
+    within(
+        "the runner during the outage",
+        transport.consume("billing", options, stop, handler),
+    )
+    .await
+    .unwrap()
+}
+
+/// A failed write from tier 1 to tier 2 commits nothing in tier 1: the event
+/// stays there; once tier 2 takes writes again, it goes through tier 2 and is
+/// handled exactly once, stored once in tier 2.
+async fn a_failed_write_to_the_next_tier_commits_nothing(mut h: Harness) {
+    let outage = DeadLetterOutage::of_topics_ending(Arc::clone(&h.connector), ".retry.2");
+    let transport = charges_on(outage.clone(), &mut h, "tier2down").await;
+    outage.hooks().set_down(true);
+    let report = run_until_refused(&transport, &outage, 2).await;
+    assert!(outage.hooks().failures() >= 1);
+    assert_eq!(
+        committed(&transport, &tier(&transport, 1)).await,
+        None,
+        "tier 1 is not committed past an event whose tier 2 write failed: {report:?}"
+    );
+    let tier2 = read_all(
+        &*h.connector,
+        transport.stream(),
+        &tier(&transport, 2),
+        0,
+        0,
+    )
+    .await;
+    assert!(tier2.is_empty(), "the refused write stored nothing");
+    outage.hooks().set_down(false);
+    let (report, calls) =
+        run_tiers(&transport, 2, |calls| calls.iter().any(|c| c.0 == 0 && c.4)).await;
+    assert_eq!(
+        calls.iter().filter(|c| c.0 == 0 && c.4).count(),
+        1,
+        "the event is handled once: {calls:?}"
+    );
+    assert_eq!(report.dead_lettered, 0);
+    let tier2 = read_all(
+        &*h.connector,
+        transport.stream(),
+        &tier(&transport, 2),
+        0,
+        0,
+    )
+    .await;
+    assert_eq!(tier2.len(), 1, "tier 2 got the event once");
+    assert_eq!(committed(&transport, &tier(&transport, 1)).await, Some(0));
+    assert_eq!(committed(&transport, &tier(&transport, 2)).await, Some(0));
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    h.finish().await;
+}
+
+/// A failed write from the last tier to the dead-letter topic commits nothing in
+/// that tier; once the dead-letter topic takes writes again, the event is one dead
+/// letter and the tier is committed past it.
+async fn a_failed_dead_letter_write_from_the_last_tier_commits_nothing(mut h: Harness) {
+    let outage = DeadLetterOutage::new(Arc::clone(&h.connector));
+    let transport = charges_on(outage.clone(), &mut h, "tierdlqdown").await;
+    outage.hooks().set_down(true);
+    let report = run_until_refused(&transport, &outage, u32::MAX).await;
+    assert!(outage.hooks().failures() >= 1);
+    assert_eq!(report.dead_lettered, 0, "{report:?}");
+    assert_eq!(
+        committed(&transport, &tier(&transport, 2)).await,
+        None,
+        "the last tier is not committed past an event whose dead letter failed"
+    );
+    outage.hooks().set_down(false);
+    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.depth().await.unwrap(), 0);
+    let stop = {
+        let letters = letters.clone();
+        async move {
+            while letters.depth().await.unwrap() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let options = ConsumeOptions {
+        retry: RetryPolicy::tiers([Duration::from_millis(10), Duration::from_millis(20)]),
+        ..ConsumeOptions::default()
+    };
+    let handler = |charge: rustok_iggy::consume::Received<Charge>| async move {
+        if charge.seq == 0 {
+            return Err(HandlerError::retryable("the card processor is down"));
+        }
+        Ok(())
+    };
+    within(
+        "the runner after the outage",
+        transport.consume("billing", options, stop, handler),
+    )
+    .await
+    .unwrap();
+    let list = letters.list(10).await.unwrap();
+    assert_eq!(list.len(), 1, "one dead letter: {list:?}");
+    assert_eq!(
+        (list[0].original_partition, list[0].original_offset),
+        (0, 0)
+    );
+    assert_eq!(committed(&transport, &tier(&transport, 2)).await, Some(0));
+    assert_eq!(committed(&transport, transport.topic()).await, Some(2));
+    h.finish().await;
+}
+
 /// Runs `group`'s handler runner with one 10 ms tier until `done`; `fails(seq,
 /// attempt)` says which calls fail. Returns (seq, attempt, succeeded) of every call.
 async fn run_group(
@@ -453,6 +586,8 @@ async fn a_tier_wait_longer_than_ack_wait_is_not_an_expiry(mut h: Harness) {
 
 tests::both_modes!(
     a_failed_tier_write_commits_nothing,
+    a_failed_write_to_the_next_tier_commits_nothing,
+    a_failed_dead_letter_write_from_the_last_tier_commits_nothing,
     a_tier_wait_longer_than_ack_wait_is_not_an_expiry,
     each_group_retries_only_its_own_failures,
     an_event_failing_twice_succeeds_from_the_second_tier,

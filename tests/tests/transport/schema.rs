@@ -1,7 +1,8 @@
 //! Postcard schema safety on the typed transport: every message carries its schema
 //! fingerprint, and a consumer whose type has another shape at the same version
 //! refuses it as a decode failure naming both fingerprints, instead of decoding
-//! wrong values.
+//! wrong values. Every case runs on both connectors (embedded, and the remote
+//! connector against the embedded broker's listener or an external server).
 
 use std::sync::Arc;
 
@@ -9,11 +10,17 @@ use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::schema::{Fingerprint, schemas};
 use rustok_iggy::{
-    Error, connector::IggyConnector, consume::DecodeFailure, metadata::header, upcast::Upcasters,
+    Error,
+    batching::BatchingOptions,
+    connector::{IggyConnector, StreamName},
+    consume::DecodeFailure,
+    metadata::header,
+    upcast::Upcasters,
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, error_chain};
 use serde::{Deserialize, Serialize};
-use tests::{embedded_config, open_embedded, within};
+use tests::conformance::Harness;
+use tests::within;
 
 /// What producers publish: `order` at version 1.
 mod v1 {
@@ -138,10 +145,14 @@ fn fingerprint<E: IggyEvent>() -> Fingerprint {
     schemas::<E>().unwrap()[0].fingerprint
 }
 
-async fn transport<E: IggyEvent>(connector: Arc<dyn IggyConnector>) -> Transport<E> {
+async fn transport<E: IggyEvent>(
+    connector: Arc<dyn IggyConnector>,
+    stream: &StreamName,
+) -> Transport<E> {
     Transport::<E>::new(
         connector,
         TransportOptions {
+            stream: stream.clone(),
             partitions: 1,
             ..TransportOptions::default()
         },
@@ -152,13 +163,15 @@ async fn transport<E: IggyEvent>(connector: Arc<dyn IggyConnector>) -> Transport
 
 /// Publishes one v1 order, then reads it as `E` and returns the first item.
 async fn read_v1_as<E: IggyEvent + std::fmt::Debug>(
+    h: &mut Harness,
+    case: &str,
     upcasters: Option<Upcasters<E>>,
 ) -> Result<E, Box<rustok_iggy::DecodeError>> {
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let producer = transport::<v1::Order>(connector.clone()).await;
+    let stream = h.stream(case);
+    let connector = Arc::clone(&h.connector);
+    let producer = transport::<v1::Order>(connector.clone(), &stream).await;
     producer.publish(&order()).await.unwrap();
-    let mut consumer = transport::<E>(connector.clone()).await;
+    let mut consumer = transport::<E>(connector, &stream).await;
     if let Some(upcasters) = upcasters {
         consumer = consumer.with_upcasters(upcasters);
     }
@@ -174,7 +187,6 @@ async fn read_v1_as<E: IggyEvent + std::fmt::Debug>(
         Err(other) => panic!("expected a delivery or a decode error, got {other:?}"),
     };
     subscription.close().await.unwrap();
-    connector.shutdown().await.unwrap();
     result
 }
 
@@ -201,15 +213,16 @@ fn assert_mismatch(error: &rustok_iggy::DecodeError, expected: Fingerprint) {
     );
 }
 
-#[tokio::test]
-async fn every_published_message_carries_its_fingerprint() {
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let producer = transport::<v1::Order>(connector.clone()).await;
+async fn every_published_message_carries_its_fingerprint(mut h: Harness) {
+    let stream = h.stream("fingerprints");
+    let producer = transport::<v1::Order>(Arc::clone(&h.connector), &stream).await;
     producer.publish(&order()).await.unwrap();
     producer.publish_batch(&[order(), order()]).await.unwrap();
+    let batched = producer.batching(BatchingOptions::default()).unwrap();
+    batched.publish(&order()).await.unwrap();
+    batched.shutdown().await;
     let mut subscription = producer.subscribe("readers").await.unwrap();
-    for _ in 0..3 {
+    for n in 0..4 {
         let delivery = within("delivery", subscription.next())
             .await
             .unwrap()
@@ -222,51 +235,65 @@ async fn every_published_message_carries_its_fingerprint() {
             .headers
             .get_str(header::SCHEMA_FINGERPRINT)
             .map(str::to_owned);
-        assert_eq!(written, Some(fingerprint::<v1::Order>().to_string()));
+        assert_eq!(
+            written,
+            Some(fingerprint::<v1::Order>().to_string()),
+            "{:?}: message {n} (3 is the batching publisher's)",
+            h.target
+        );
         raw.ack().await.unwrap();
     }
     subscription.close().await.unwrap();
-    connector.shutdown().await.unwrap();
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn reordered_fields_are_refused_instead_of_swapped() {
+async fn reordered_fields_are_refused_instead_of_swapped(mut h: Harness) {
     // Without the check the bytes decode, with quantity and price swapped.
     let bytes = order().encode().unwrap();
     let garbage = reordered::Order::decode(&bytes).unwrap();
     assert_eq!((garbage.price, garbage.quantity), (3, 700));
 
-    let error = read_v1_as::<reordered::Order>(None).await.unwrap_err();
+    let error = read_v1_as::<reordered::Order>(&mut h, "reordered", None)
+        .await
+        .unwrap_err();
     assert_mismatch(&error, fingerprint::<reordered::Order>());
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn a_field_turned_from_u32_into_i32_is_refused() {
-    let error = read_v1_as::<retyped::Order>(None).await.unwrap_err();
+async fn a_field_turned_from_u32_into_i32_is_refused(mut h: Harness) {
+    let error = read_v1_as::<retyped::Order>(&mut h, "retyped", None)
+        .await
+        .unwrap_err();
     assert_mismatch(&error, fingerprint::<retyped::Order>());
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn a_variant_added_at_the_end_and_declared_compatible_reads_old_messages() {
+async fn a_variant_added_at_the_end_and_declared_compatible_reads_old_messages(mut h: Harness) {
     assert_ne!(fingerprint::<appended::Order>(), fingerprint::<v1::Order>());
-    let event = read_v1_as::<appended::Order>(None).await.unwrap();
+    let event = read_v1_as::<appended::Order>(&mut h, "appended", None)
+        .await
+        .unwrap();
     assert_eq!(event.status, appended::Status::Closed { at: 9 });
     assert_eq!((event.quantity, event.price), (3, 700));
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn a_variant_inserted_in_the_middle_is_refused() {
+async fn a_variant_inserted_in_the_middle_is_refused(mut h: Harness) {
     // Without the check, the old `Closed` decodes as the new `Cancelled`.
     let bytes = order().encode().unwrap();
     let garbage = inserted::Order::decode(&bytes).unwrap();
     assert_eq!(garbage.status, inserted::Status::Cancelled { at: 9 });
 
-    let error = read_v1_as::<inserted::Order>(None).await.unwrap_err();
+    let error = read_v1_as::<inserted::Order>(&mut h, "inserted", None)
+        .await
+        .unwrap_err();
     assert_mismatch(&error, fingerprint::<inserted::Order>());
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn a_new_optional_field_with_a_version_bump_reads_old_events_through_the_upcaster() {
+async fn a_new_optional_field_with_a_version_bump_reads_old_events_through_the_upcaster(
+    mut h: Harness,
+) {
     let upcasters =
         Upcasters::<v2::Order>::new().register("order", 1, |old: v1::Order| v2::Order {
             quantity: old.quantity,
@@ -274,7 +301,9 @@ async fn a_new_optional_field_with_a_version_bump_reads_old_events_through_the_u
             status: old.status,
             note: None,
         });
-    let event = read_v1_as::<v2::Order>(Some(upcasters)).await.unwrap();
+    let event = read_v1_as::<v2::Order>(&mut h, "upcast", Some(upcasters))
+        .await
+        .unwrap();
     assert_eq!(
         event,
         v2::Order {
@@ -284,10 +313,10 @@ async fn a_new_optional_field_with_a_version_bump_reads_old_events_through_the_u
             note: None,
         }
     );
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn an_upcaster_whose_old_type_has_another_shape_is_refused() {
+async fn an_upcaster_whose_old_type_has_another_shape_is_refused(mut h: Harness) {
     // The upcaster reads version 1 as the reordered type: refused, not swapped.
     let upcasters =
         Upcasters::<v2::Order>::new().register("order", 1, |old: reordered::Order| v2::Order {
@@ -296,16 +325,18 @@ async fn an_upcaster_whose_old_type_has_another_shape_is_refused() {
             status: old.status,
             note: None,
         });
-    let error = read_v1_as::<v2::Order>(Some(upcasters)).await.unwrap_err();
+    let error = read_v1_as::<v2::Order>(&mut h, "upcastshape", Some(upcasters))
+        .await
+        .unwrap_err();
     assert_mismatch(&error, fingerprint::<reordered::Order>());
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn messages_without_a_fingerprint_are_decoded_as_before() {
+async fn messages_without_a_fingerprint_are_decoded_as_before(mut h: Harness) {
     // An older producer: the headers of the time, no fingerprint.
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let consumer = transport::<reordered::Order>(connector.clone()).await;
+    let stream = h.stream("unprinted");
+    let connector = Arc::clone(&h.connector);
+    let consumer = transport::<reordered::Order>(connector.clone(), &stream).await;
     let old = reordered::Order {
         price: 700,
         quantity: 3,
@@ -333,11 +364,10 @@ async fn messages_without_a_fingerprint_are_decoded_as_before() {
     assert_eq!(*delivery, old);
     delivery.ack().await.unwrap();
     subscription.close().await.unwrap();
-    connector.shutdown().await.unwrap();
+    h.finish().await;
 }
 
-#[tokio::test]
-async fn json_payloads_name_their_fields_and_are_not_refused() {
+async fn json_payloads_name_their_fields_and_are_not_refused(mut h: Harness) {
     mod json {
         use super::*;
 
@@ -355,9 +385,8 @@ async fn json_payloads_name_their_fields_and_are_not_refused() {
             pub(super) what: String,
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let connector = open_embedded(&embedded_config(dir.path())).await;
-    let producer = transport::<json::Written>(connector.clone()).await;
+    let stream = h.stream("json");
+    let producer = transport::<json::Written>(Arc::clone(&h.connector), &stream).await;
     producer
         .publish(&json::Written {
             what: "login".into(),
@@ -365,7 +394,7 @@ async fn json_payloads_name_their_fields_and_are_not_refused() {
         })
         .await
         .unwrap();
-    let consumer = transport::<json::Read>(connector.clone()).await;
+    let consumer = transport::<json::Read>(Arc::clone(&h.connector), &stream).await;
     let mut subscription = consumer.subscribe("readers").await.unwrap();
     let delivery = within("delivery", subscription.next())
         .await
@@ -374,5 +403,17 @@ async fn json_payloads_name_their_fields_and_are_not_refused() {
     assert_eq!((delivery.count, delivery.what.as_str()), (2, "login"));
     delivery.ack().await.unwrap();
     subscription.close().await.unwrap();
-    connector.shutdown().await.unwrap();
+    h.finish().await;
 }
+
+tests::both_modes!(
+    every_published_message_carries_its_fingerprint,
+    reordered_fields_are_refused_instead_of_swapped,
+    a_field_turned_from_u32_into_i32_is_refused,
+    a_variant_added_at_the_end_and_declared_compatible_reads_old_messages,
+    a_variant_inserted_in_the_middle_is_refused,
+    a_new_optional_field_with_a_version_bump_reads_old_events_through_the_upcaster,
+    an_upcaster_whose_old_type_has_another_shape_is_refused,
+    messages_without_a_fingerprint_are_decoded_as_before,
+    json_payloads_name_their_fields_and_are_not_refused,
+);
