@@ -46,7 +46,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rustok_iggy::metadata::header;
 use rustok_iggy::schema::{self, EventSchema, Fingerprint};
 use rustok_iggy::{
-    IggyEvent, Transport, TransportOptions,
+    IggyEvent, Transport,
     connector::{DurabilityPolicy, GroupName, IggyConnector, StartPosition, StreamName},
 };
 use rustok_iggy_connector::{HeaderValue, OutgoingMessage, PublishRequest, TopicName};
@@ -58,20 +58,15 @@ const BATCH: usize = 1000;
 /// Messages stored per kind for the consume benches; each group reads them once.
 const STORED: u64 = 100_000;
 
-fn options(stream: &str) -> TransportOptions {
-    TransportOptions {
-        stream: StreamName::new(stream).expect("a stream name"),
-        partitions: 1,
-        ..TransportOptions::default()
-    }
-}
-
 /// The messages `Transport<E>` writes for `events`, as stored: published through
 /// the typed layer, read back from the broker.
 async fn typed_messages(connector: &Arc<dyn IggyConnector>, events: &[E]) -> Vec<OutgoingMessage> {
-    let transport = Transport::<E>::new(Arc::clone(connector), options("schema-source"))
-        .await
-        .expect("transport");
+    let transport = Transport::<E>::new(
+        Arc::clone(connector),
+        benches::one_partition("schema-source"),
+    )
+    .await
+    .expect("transport");
     transport.publish_batch(events).await.expect("publish");
     let group = GroupName::new("schema-source").expect("a group name");
     let member = connector
@@ -241,7 +236,7 @@ fn publish(
     let transport = rt
         .block_on(Transport::<E>::new(
             Arc::clone(connector),
-            options("schema-typed"),
+            benches::one_partition("schema-typed"),
         ))
         .expect("transport");
     group.bench_function(BenchmarkId::new("publish", "typed"), |b| {
@@ -289,7 +284,7 @@ fn consume(
             let transport = rt
                 .block_on(Transport::<E>::new(
                     Arc::clone(connector),
-                    options(&format!("schema-consume-{name}")),
+                    benches::one_partition(&format!("schema-consume-{name}")),
                 ))
                 .expect("transport");
             let messages = if *name == "with" { with } else { without };

@@ -27,7 +27,7 @@ use benches::events::{OrderShipped, ShippedJson, ShippedPostcard, order_shipped}
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rustok_iggy::metadata::header;
 use rustok_iggy::{
-    IggyEvent, Transport, TransportOptions,
+    IggyEvent, Transport,
     connector::{DurabilityPolicy, IggyConnector, StreamName},
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, TopicName};
@@ -36,14 +36,6 @@ use tokio::runtime::Runtime;
 const BATCH: usize = 1000;
 /// Events stored for the consume benches; each consumer group reads them once.
 const STORED: u64 = 100_000;
-
-fn options(stream: &str) -> TransportOptions {
-    TransportOptions {
-        stream: StreamName::new(stream).expect("a stream name"),
-        partitions: 1,
-        ..TransportOptions::default()
-    }
-}
 
 fn encoded<E: IggyEvent>(events: &[E]) -> Vec<OutgoingMessage> {
     events
@@ -95,7 +87,7 @@ fn case<E: IggyEvent>(
     let transport = rt
         .block_on(Transport::<E>::new(
             Arc::clone(connector),
-            options("publish"),
+            benches::one_partition("publish"),
         ))
         .expect("transport");
     let (stream, raw_topic) = brokers::names("publish", &format!("raw-{codec}"));
@@ -148,7 +140,7 @@ fn case<E: IggyEvent>(
     let transport = rt
         .block_on(Transport::<E>::new(
             Arc::clone(connector),
-            options("consume"),
+            benches::one_partition("consume"),
         ))
         .expect("transport");
     let (stream, raw_topic) = brokers::names("consume", &format!("raw-{codec}"));

@@ -91,6 +91,17 @@ pub fn fresh_ids(
     messages
 }
 
+/// Transport options for stream `stream` with topics of one partition (the
+/// typed-path benches compare one partition's work).
+#[must_use]
+pub fn one_partition(stream: &str) -> rustok_iggy::TransportOptions {
+    rustok_iggy::TransportOptions {
+        stream: rustok_iggy::connector::StreamName::new(stream).expect("a stream name"),
+        partitions: 1,
+        ..rustok_iggy::TransportOptions::default()
+    }
+}
+
 /// Payload sizes of the throughput benches.
 pub const PAYLOAD_SIZES: [usize; 2] = [100, 1000];
 
