@@ -110,9 +110,8 @@ fn setup(
         )
         .await
         .expect("transport");
-        let batched = orders
-            .batching(BatchingOptions::default())
-            .expect("batching");
+        let batched =
+            BatchingTransport::new(&orders, BatchingOptions::default()).expect("batching");
         Setup {
             _dir: dir,
             _proxy: proxy,

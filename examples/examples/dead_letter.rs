@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    HandlerError, RetryPolicy, connect,
-    consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    HandlerError, RetryPolicy, connect, consume::ConsumeOptions, dead_letter::DeadLetterConfig,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -108,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.handled, report.retried, report.dead_lettered
     );
 
-    let dead_letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default()).await?;
+    let dead_letters = invoices.dead_letters(&DeadLetterConfig::default()).await?;
     for letter in dead_letters.list(10).await? {
         println!(
             "dead letter in {}: event {} from {}:{}@{} after {} attempts: {}",

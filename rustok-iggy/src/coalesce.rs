@@ -19,8 +19,8 @@ use tokio::sync::oneshot;
 
 use crate::batching::BatchError;
 use crate::error::Error;
+use crate::publish::{send_recorded, send_with};
 use crate::publish_retry::PublishRetry;
-use crate::transport::{send_recorded, send_with};
 
 /// Where a coalesced event was stored.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Consuming with a handler: [`Transport::consume`](crate::Transport::consume) runs it
 //! with retries and a dead-letter topic, and this module holds its options and
 //! reports, plus the parts of a subscription's contract beyond the root types:
-//! [`Events`], [`Undecided`], [`RawDelivery`], [`HeldPartition`], the decode failure
+//! [`Events`], [`Undecided`], [`RawDelivery`], [`SettleError`], [`HeldPartition`], the decode failure
 //! kinds and the redelivery [`Backoff`]. The guarantee is the commit rule: an offset is
 //! committed only when every event before it was handled, dead-lettered or
 //! deliberately skipped, so nothing acknowledged is lost and a crash redelivers.
@@ -34,7 +34,7 @@ pub use options::{ConsumeOptions, ConsumeReport, OnNewerSchema, Received};
 pub use crate::acks::HeldPartition;
 pub use crate::decode::DecodeFailure;
 pub use crate::retry::{Backoff, MAX_TIERS, RetryTiers};
-pub use crate::subscription::{Events, RawDelivery, Undecided};
+pub use crate::subscription::{Events, RawDelivery, SettleError, Undecided};
 pub use crate::tiers::retry_header;
 
 #[derive(Debug, Default)]
@@ -117,7 +117,7 @@ impl<E: IggyEvent> Transport<E> {
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let set_up = set_up(self.topic().as_str(), group, shutdown.as_mut(), || async {
-            let dead_letters = DeadLetters::for_transport(self, &options.dead_letter).await?;
+            let dead_letters = self.dead_letters(&options.dead_letter).await?;
             let tiers = match &options.retry.tiers {
                 Some(tiers) => Some(self.tier_subscriptions(group, &options, tiers).await?),
                 None => None,
@@ -241,8 +241,7 @@ impl crate::envelope::IggyTransport {
                     runner_subscription(options.subscription),
                 )
                 .await?;
-            let dead_letters =
-                DeadLetters::for_envelopes(self, topic, &options.dead_letter).await?;
+            let dead_letters = self.dead_letters(topic, &options.dead_letter).await?;
             Ok((subscription, dead_letters))
         })
         .await?;
@@ -291,7 +290,7 @@ where
         };
         match result {
             Ok(value) => return Ok(Some((value, failures))),
-            Err(Error::Connector(e)) if !is_fatal(&e) => {
+            Err(e) if e.connector_error().is_some_and(|e| !is_fatal(e)) => {
                 failures += 1;
                 Metrics::global().add(
                     metric_names::CONSUMER_ERRORS,
@@ -824,7 +823,7 @@ async fn dead_letter(
 /// it, retrying failed writes with the retry policy's backoff (the partition waits)
 /// until it succeeds or the runner stops. Returns whether it was written; when not,
 /// the event stays unacknowledged and is delivered again later.
-async fn confirm<W, Fut>(
+async fn confirm<W, Fut, Er>(
     mut write: W,
     message: &rustok_iggy_connector::ReceivedMessage,
     retry: &RetryPolicy,
@@ -832,7 +831,8 @@ async fn confirm<W, Fut>(
 ) -> bool
 where
     W: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
+    Fut: Future<Output = Result<(), Er>>,
+    Er: std::fmt::Display,
 {
     let mut failures = 0u32;
     loop {

@@ -13,18 +13,47 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    ConnectorError, Headers, IggyConnector, OutgoingMessage, Partitioning, PublishRequest,
-    ReceivedMessage, Retention, StartPosition, StreamName, TopicName, TopicSpec, now_micros,
+    ConnectorError, ErrorKind, HeaderError, Headers, IggyConnector, OutgoingMessage, Partitioning,
+    PublishRequest, ReceivedMessage, Retention, StartPosition, StreamName, TopicName, TopicSpec,
+    now_micros,
 };
 use uuid::Uuid;
 
-use crate::error::Error;
 use crate::metadata::header;
 
 mod config;
 
 pub(crate) use config::default_topic;
 pub use config::{DEFAULT_DEAD_LETTER_RETENTION, DeadLetterConfig};
+
+/// Why a dead-letter operation failed: opening the dead-letter topic, writing a
+/// letter, or reading, re-driving, dismissing or counting letters.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeadLetterError {
+    /// The connection layer failed (the broker, the network, storage).
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// A header of a letter or a tombstone could not be written (values are 1 to 255
+    /// bytes: an empty reason is one that cannot).
+    #[error("a dead-letter header cannot be written")]
+    InvalidHeader(#[from] HeaderError),
+    /// A delivery was terminated, but its subscription has no dead-letter topic.
+    #[error("the subscription has no dead-letter topic to terminate deliveries into")]
+    NoDeadLetterTopic,
+}
+
+impl DeadLetterError {
+    /// What kind of failure this is (see [`crate::Error::kind`]): the connector's kind
+    /// for a failure of the connection layer; [`ErrorKind::Invalid`] otherwise.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connector(error) => error.kind(),
+            Self::InvalidHeader(_) | Self::NoDeadLetterTopic => ErrorKind::Invalid,
+        }
+    }
+}
 
 /// Headers a dead-letter entry carries besides the original ones.
 pub mod dlq_header {
@@ -232,7 +261,7 @@ impl DeadLetters {
         source: TopicName,
         partitions: u32,
         config: &DeadLetterConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, DeadLetterError> {
         let topic = config
             .topic
             .clone()
@@ -247,14 +276,14 @@ impl DeadLetters {
         Self::open_with(connector, stream, source, topic, partitions, retention).await
     }
 
-    async fn open_with(
+    pub(crate) async fn open_with(
         connector: Arc<dyn IggyConnector>,
         stream: StreamName,
         source: TopicName,
         topic: TopicName,
         partitions: u32,
         retention: Retention,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, DeadLetterError> {
         let info = connector
             .ensure_topic(&TopicSpec {
                 stream: stream.clone(),
@@ -272,76 +301,6 @@ impl DeadLetters {
             retention,
             settling: Arc::default(),
         })
-    }
-
-    /// The dead letters of `transport`'s topic (the dead-letter topic is created
-    /// when missing, with `config.retention` or else the transport's
-    /// [`crate::TransportOptions::dead_letter_retention`]).
-    pub async fn for_transport<E: crate::IggyEvent>(
-        transport: &crate::Transport<E>,
-        config: &DeadLetterConfig,
-    ) -> Result<Self, Error> {
-        let topic = config
-            .topic
-            .clone()
-            .unwrap_or_else(|| default_topic(transport.topic()));
-        Self::open_with(
-            Arc::clone(transport.connector()),
-            transport.stream().clone(),
-            transport.topic().clone(),
-            topic,
-            transport.partitions(),
-            config
-                .retention
-                .unwrap_or_else(|| transport.dead_letter_retention()),
-        )
-        .await
-    }
-
-    /// The dead letters of the envelopes of `topic` (the dead-letter topic is created
-    /// when missing, with `config.retention` or else `retention.dlq_max_age_days` of
-    /// the transport's configuration).
-    pub async fn for_envelopes(
-        transport: &crate::envelope::IggyTransport,
-        topic: &TopicName,
-        config: &DeadLetterConfig,
-    ) -> Result<Self, Error> {
-        let partitions = transport.partitions(topic).await?;
-        let dlq = config.topic.clone().unwrap_or_else(|| default_topic(topic));
-        Self::open_with(
-            Arc::clone(transport.connector()),
-            transport.stream_name().clone(),
-            topic.clone(),
-            dlq,
-            partitions,
-            config
-                .retention
-                .unwrap_or_else(|| transport.config().retention.dead_letter()),
-        )
-        .await
-    }
-
-    /// What [`crate::Delivery::term`] of a subscription of `transport` writes to:
-    /// the transport's default dead-letter topic, opened on first use.
-    pub(crate) fn terminal_of<E: crate::IggyEvent>(
-        transport: &crate::Transport<E>,
-    ) -> crate::subscription::Terminal {
-        let connector = Arc::clone(transport.connector());
-        let stream = transport.stream().clone();
-        let source = transport.topic().clone();
-        let partitions = transport.partitions();
-        let retention = transport.dead_letter_retention();
-        crate::subscription::Terminal {
-            open: Box::new(move || {
-                let (connector, stream, source) =
-                    (Arc::clone(&connector), stream.clone(), source.clone());
-                Box::pin(async move {
-                    let topic = default_topic(&source);
-                    Self::open_with(connector, stream, source, topic, partitions, retention).await
-                })
-            }),
-            opened: tokio::sync::OnceCell::new(),
-        }
     }
 
     /// The topic whose dead letters these are.
@@ -362,7 +321,7 @@ impl DeadLetters {
     /// A dead-letter topic deleted since it was opened is created again, once per
     /// write, with the partition count and retention it was opened with, and the
     /// letter is written there.
-    pub(crate) async fn write(&self, failure: Failure<'_>) -> Result<(), Error> {
+    pub(crate) async fn write(&self, failure: Failure<'_>) -> Result<(), DeadLetterError> {
         let original = failure.message;
         let mut headers = original.headers.clone();
         for name in DLQ_HEADERS {
@@ -415,7 +374,7 @@ impl DeadLetters {
 
     /// The letters of the dead-letter topic that are neither re-driven nor
     /// dismissed, oldest first per partition (at most `limit`).
-    pub async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+    pub async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, DeadLetterError> {
         let mut out = Vec::new();
         for partition in 0..self.partitions {
             if out.len() >= limit {
@@ -460,13 +419,16 @@ impl DeadLetters {
     /// valid stream and topic is left open (dismiss it).
     /// Re-drives through one `DeadLetters` (and its clones) run one at a time. The
     /// topic is read a batch at a time, up to the letters stored when the call began.
-    pub async fn redrive(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
+    pub async fn redrive(
+        &self,
+        filter: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<usize, DeadLetterError> {
         self.settle(filter, Settlement::Redriven).await
     }
 
     /// Re-drives the open letters of event `event_id` (see
     /// [`DeadLetters::redrive`]); returns whether there was one.
-    pub async fn redrive_one(&self, event_id: Uuid) -> Result<bool, Error> {
+    pub async fn redrive_one(&self, event_id: Uuid) -> Result<bool, DeadLetterError> {
         Ok(self.redrive(|letter| letter.event_id == event_id).await? > 0)
     }
 
@@ -474,24 +436,27 @@ impl DeadLetters {
     /// counting in [`DeadLetters::depth`] and [`DeadLetters::list`], and are never
     /// re-driven. The letters stay stored until retention removes them. Returns how
     /// many were dismissed.
-    pub async fn dismiss(&self, filter: impl Fn(&DeadLetter) -> bool) -> Result<usize, Error> {
+    pub async fn dismiss(
+        &self,
+        filter: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<usize, DeadLetterError> {
         self.settle(filter, Settlement::Dismissed).await
     }
 
     /// Dismisses the open letters of event `event_id`; returns whether there was one.
-    pub async fn dismiss_one(&self, event_id: Uuid) -> Result<bool, Error> {
+    pub async fn dismiss_one(&self, event_id: Uuid) -> Result<bool, DeadLetterError> {
         Ok(self.dismiss(|letter| letter.event_id == event_id).await? > 0)
     }
 
     /// Dismisses every open letter (see [`DeadLetters::dismiss`]): the dead-letter
     /// topic's depth is then 0. Returns how many were dismissed.
-    pub async fn purge(&self) -> Result<usize, Error> {
+    pub async fn purge(&self) -> Result<usize, DeadLetterError> {
         self.dismiss(|_| true).await
     }
 
     /// Letters neither re-driven nor dismissed: what health reports as
     /// `dead_letters`.
-    pub async fn depth(&self) -> Result<u64, Error> {
+    pub async fn depth(&self) -> Result<u64, DeadLetterError> {
         open_letters(self.connector.as_ref(), &self.stream, &self.topic).await
     }
 
@@ -499,7 +464,7 @@ impl DeadLetters {
         &self,
         filter: impl Fn(&DeadLetter) -> bool,
         how: Settlement,
-    ) -> Result<usize, Error> {
+    ) -> Result<usize, DeadLetterError> {
         let _one_at_a_time = self.settling.lock().await;
         let Some(info) = self.connector.topic_info(&self.stream, &self.topic).await? else {
             return Ok(0);
@@ -553,7 +518,7 @@ impl DeadLetters {
         &self,
         partition: u32,
         letters: &[DeadLetter],
-    ) -> Result<usize, Error> {
+    ) -> Result<usize, DeadLetterError> {
         let mut redriven = 0;
         let mut start = 0;
         while let Some(first) = letters.get(start) {
@@ -640,7 +605,7 @@ impl DeadLetters {
         partition: u32,
         letters: &[DeadLetter],
         how: Settlement,
-    ) -> Result<(), Error> {
+    ) -> Result<(), DeadLetterError> {
         let at = now_micros().to_string();
         let mut messages = Vec::with_capacity(letters.len());
         for letter in letters {
@@ -707,7 +672,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Vec<ReceivedMessage>>, Error> {
+    async fn next(&mut self) -> Result<Option<Vec<ReceivedMessage>>, DeadLetterError> {
         if self.done {
             return Ok(None);
         }
@@ -747,7 +712,7 @@ async fn settled_in(
     stream: &StreamName,
     topic: &TopicName,
     partition: u32,
-) -> Result<BTreeSet<u64>, Error> {
+) -> Result<BTreeSet<u64>, DeadLetterError> {
     let mut settled = BTreeSet::new();
     let mut reader = Reader::over(connector, stream, topic, partition, None);
     while let Some(batch) = reader.next().await? {
@@ -767,7 +732,7 @@ pub(crate) async fn open_letters(
     connector: &dyn IggyConnector,
     stream: &StreamName,
     topic: &TopicName,
-) -> Result<u64, Error> {
+) -> Result<u64, DeadLetterError> {
     let Some(info) = connector.topic_info(stream, topic).await? else {
         return Ok(0);
     };

@@ -28,16 +28,21 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod ack_id;
+pub use ack_id::AckId;
+
 use crate::codec_impl::Codec;
 use crate::config_impl::IggyConfig;
+use crate::dead_letter::{DeadLetterConfig, DeadLetters, default_topic};
 use crate::decode::DecodeFailure;
 use crate::decode::DecodedInfo;
 use crate::error::Error;
 use crate::health::{HealthReport, HealthThresholds};
 use crate::metadata::{EventHeaders, EventMetadata, OutgoingHeaders, header, id_texts};
+use crate::publish::send;
 use crate::replay::{Replay, ReplayUntil, replay_with};
 use crate::subscription::{Delivery, DeliveryInfo, RawDelivery, Subscription, SubscriptionOptions};
-use crate::transport::{send, traceparent_value};
+use crate::transport::traceparent_value;
 
 /// An event as the platform passes it around: identity, type, version, tenancy,
 /// causality, tracing, and a JSON-shaped payload.
@@ -112,37 +117,6 @@ pub enum ReliabilityLevel {
     Outbox,
     /// A durable, replayable log (Iggy).
     Streaming,
-}
-
-/// Names one delivery of an envelope, to acknowledge it: the subscription
-/// ([`EnvelopeStream`]) that received it, its partition and offset there, and which
-/// delivery of that subscription it was.
-///
-/// Two groups that receive the same event, or a re-driven dead letter with the id of
-/// an event already received, get different `AckId`s: acknowledging one never settles
-/// the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub struct AckId {
-    /// The subscription that received it (unique within its [`IggyTransport`]).
-    pub subscription: u64,
-    /// The partition.
-    pub partition: u32,
-    /// The offset in that partition.
-    pub offset: u64,
-    /// Which delivery of the subscription it was (1 for the first): a redelivery of
-    /// the same offset gets a new one.
-    pub delivery: u64,
-}
-
-impl fmt::Display for AckId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "delivery {} of subscription {} (partition {}, offset {})",
-            self.delivery, self.subscription, self.partition, self.offset
-        )
-    }
 }
 
 /// The platform's object-safe event transport.
@@ -480,6 +454,30 @@ impl IggyTransport {
         Ok(info.partitions)
     }
 
+    /// The dead letters of the envelopes of `topic`: the dead-letter topic (named by
+    /// `config`, `<topic>.dlq` by default) is created when missing, with
+    /// `config.retention` or else `retention.dlq_max_age_days` of the transport's
+    /// configuration.
+    pub async fn dead_letters(
+        &self,
+        topic: &TopicName,
+        config: &DeadLetterConfig,
+    ) -> Result<DeadLetters, Error> {
+        let partitions = self.partitions(topic).await?;
+        let dlq = config.topic.clone().unwrap_or_else(|| default_topic(topic));
+        Ok(DeadLetters::open_with(
+            Arc::clone(&self.connector),
+            self.stream_name().clone(),
+            topic.clone(),
+            dlq,
+            partitions,
+            config
+                .retention
+                .unwrap_or_else(|| self.config.retention.dead_letter()),
+        )
+        .await?)
+    }
+
     /// The message of `envelope`, with a fresh `traceparent` when it has none.
     pub(crate) fn message(&self, envelope: &EventEnvelope) -> Result<OutgoingMessage, Error> {
         self.message_traced(envelope, None)
@@ -735,7 +733,7 @@ impl EventTransport for IggyTransport {
     }
 
     async fn acknowledge(&self, ack: AckId) -> Result<(), Error> {
-        self.take_pending(ack)?.ack().await
+        Ok(self.take_pending(ack)?.ack().await?)
     }
 
     async fn nack(&self, ack: AckId, delay: Duration) -> Result<(), Error> {

@@ -4,9 +4,9 @@ use rustok_iggy_connector::{ConnectorError, ErrorKind, HeaderError, NameError};
 
 use crate::codec_impl::CodecError;
 use crate::config_impl::ConfigError;
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetterError, DeadLetters};
 use crate::decode::DecodeFailure;
-use crate::subscription::RawDelivery;
+use crate::subscription::{RawDelivery, SettleError};
 
 /// What went wrong in a rustok-iggy call.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,12 @@ pub enum Error {
     /// A publish through a batching publisher failed (see [`crate::batching::BatchError`]).
     #[error(transparent)]
     Batch(#[from] crate::batching::BatchError),
+    /// Settling a delivery failed (a commit, or the dead letter of a terminated one).
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+    /// A dead-letter operation failed.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
 }
 
 impl Error {
@@ -67,6 +73,8 @@ impl Error {
             | Self::InvalidName(_)
             | Self::NotPending(_)
             | Self::InvalidMetadata(_) => ErrorKind::Invalid,
+            Self::Settle(error) => error.kind(),
+            Self::DeadLetter(error) => error.kind(),
             Self::Batch(error) => match error {
                 BatchError::Publish { source, .. } => source.kind(),
                 BatchError::Rejected(source) => source.kind(),
@@ -78,6 +86,23 @@ impl Error {
                 // May or may not be stored: the caller cannot tell which.
                 BatchError::Lost => ErrorKind::Other,
             },
+        }
+    }
+}
+
+impl Error {
+    /// The failure of the connection layer underneath, looking through the errors of
+    /// a settlement and of a dead-letter operation (for the runner's "ride it out or
+    /// give up" rule).
+    pub(crate) fn connector_error(&self) -> Option<&ConnectorError> {
+        match self {
+            Self::Connector(error)
+            | Self::Settle(SettleError::Commit(error))
+            | Self::DeadLetter(DeadLetterError::Connector(error))
+            | Self::Settle(SettleError::DeadLetter(DeadLetterError::Connector(error))) => {
+                Some(error)
+            }
+            _ => None,
         }
     }
 }
@@ -138,7 +163,7 @@ impl DecodeError {
 
     /// Skips the event: it counts as handled, and the group's committed offset may move
     /// past it (in the background, like [`crate::Delivery::ack`]).
-    pub async fn skip(mut self) -> Result<(), Error> {
+    pub async fn skip(mut self) -> Result<(), SettleError> {
         match self.delivery.take() {
             Some(raw) => raw.skip(),
             None => Ok(()),
@@ -149,7 +174,7 @@ impl DecodeError {
     /// it: the dead-letter write is confirmed before the commit may pass the event. If
     /// the write fails, the error is returned and the event is held as if dropped
     /// (delivered again later, never committed past).
-    pub async fn dead_letter(mut self, dead_letters: &DeadLetters) -> Result<(), Error> {
+    pub async fn dead_letter(mut self, dead_letters: &DeadLetters) -> Result<(), SettleError> {
         let Some(raw) = self.delivery.take() else {
             return Ok(());
         };

@@ -33,6 +33,7 @@ mod error;
 #[path = "event.rs"]
 mod event_impl;
 mod key;
+mod publish;
 mod publish_retry;
 mod retry;
 mod subscription;

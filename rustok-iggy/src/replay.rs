@@ -15,11 +15,9 @@ use rustok_iggy_connector::{
     TopicName,
 };
 
-use crate::decode::{Decoder, decode_message};
+use crate::decode::Decoder;
 use crate::error::{DecodeError, Error};
-use crate::event_impl::IggyEvent;
 use crate::subscription::DeliveryInfo;
-use crate::transport::Transport;
 
 /// Where a replay stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +136,7 @@ impl PartitionReplay {
     }
 }
 
-/// A replay of `stream`/`topic` decoded by `decoder` (see [`Transport::replay`]).
+/// A replay of `stream`/`topic` decoded by `decoder` (see [`crate::Transport::replay`]).
 pub(crate) async fn replay_with<E: Send + 'static>(
     connector: &Arc<dyn IggyConnector>,
     stream: &StreamName,
@@ -262,35 +260,5 @@ fn replayed<E>(
             failure,
             delivery: None,
         }))),
-    }
-}
-
-impl<E: IggyEvent> Transport<E> {
-    /// Replays the topic from `from` until `until`, under its own consumer identity:
-    /// no group's committed offset is read or moved. Upcasters of this transport apply.
-    ///
-    /// A finite replay ([`ReplayUntil::Head`], [`ReplayUntil::Timestamp`]) is bounded
-    /// by each partition's head when the call is made and always ends: at once (empty)
-    /// when it starts at or past the head, or at a time after the last event, so a
-    /// replay from [`StartPosition::Latest`] until [`ReplayUntil::Head`] yields nothing.
-    /// [`ReplayUntil::Follow`] never ends; from [`StartPosition::Latest`] it tails the
-    /// topic (only the events stored after the call). Events are read, never acknowledged: a
-    /// replay has no delivery guarantee to keep beyond "what was stored and retained".
-    pub async fn replay(
-        &self,
-        from: StartPosition,
-        until: ReplayUntil,
-    ) -> Result<Replay<E>, Error> {
-        let upcasters = Arc::clone(self.upcasters());
-        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
-        replay_with(
-            self.connector(),
-            self.stream(),
-            self.topic(),
-            decoder,
-            from,
-            until,
-        )
-        .await
     }
 }

@@ -33,7 +33,7 @@ pub struct RetryPolicy {
 /// topic `<topic>.<group>.retry.<n>` (one set per consumer group) with delay `delays[n - 1]`.
 ///
 /// A retryable failure of an event read from the source topic writes it to tier 1
-/// with its due time (now + the tier's delay) in the [`crate::retry_header::DUE`]
+/// with its due time (now + the tier's delay) in the [`crate::consume::retry_header::DUE`]
 /// header; a failure in tier `n` writes it to tier `n + 1`; a failure in the last
 /// tier (or a permanent error anywhere) writes it to the dead-letter topic. Each
 /// hop is committed only after the broker confirmed the write to the next topic

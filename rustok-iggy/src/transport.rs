@@ -3,26 +3,30 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
-    ConnectorError, GroupName, HeaderValue, IggyConnector, Metrics, OutgoingMessage, Partitioning,
-    PublishReceipt, PublishRequest, Retention, RoundRobin, StartPosition, StreamName, TopicName,
-    TopicSpec, metric_names, partition_for,
+    GroupName, HeaderValue, IggyConnector, OutgoingMessage, Partitioning, PublishReceipt,
+    PublishRequest, Retention, RoundRobin, StartPosition, StreamName, TopicName, TopicSpec,
+    partition_for,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::acks::{HeldPartition, held_in};
 use crate::coalesce::{Coalescer, Destination};
 use crate::config_impl::IggyConfig;
+use crate::dead_letter::{DeadLetterConfig, DeadLetterError, DeadLetters, default_topic};
+use crate::decode::{Decoder, decode_message};
 use crate::error::Error;
 use crate::event_impl::IggyEvent;
 use crate::metadata::{
     EventMetadata, ID_TEXT_LEN, OutgoingHeaders, header, id_texts, new_traceparent,
 };
+use crate::publish::send_with;
 use crate::publish_retry::PublishRetry;
-use crate::subscription::{Events, Subscription, SubscriptionOptions};
+use crate::replay::{Replay, ReplayUntil, replay_with};
+use crate::subscription::{Events, Subscription, SubscriptionOptions, Terminal};
 use crate::upcast::Upcasters;
 
 /// Where a [`Transport`] puts its topic, and how its topics are kept.
@@ -40,7 +44,7 @@ pub struct TransportOptions {
     /// Retention of the topic (unless it is one of `system_topics`).
     pub retention: Retention,
     /// Retention of the topic's dead-letter topic (`<topic>.dlq`), used by the
-    /// handler runner and [`crate::dead_letter::DeadLetters::for_transport`].
+    /// handler runner and [`Transport::dead_letters`].
     pub dead_letter_retention: Retention,
     /// Topics of system events: created with `system_retention` instead of
     /// `retention`.
@@ -168,55 +172,6 @@ pub(crate) fn routing<E: IggyEvent>(
 /// A fresh `traceparent` as a header value, shared by the messages of one call.
 pub(crate) fn traceparent_value() -> HeaderValue {
     HeaderValue::string(new_traceparent())
-}
-
-/// Publishes `request` through `connector` and records the publish metrics
-/// (operation duration; sent messages and bytes on success): what every publish of
-/// the typed and the envelope layer goes through.
-pub(crate) async fn send(
-    connector: &dyn IggyConnector,
-    request: PublishRequest,
-) -> Result<PublishReceipt, Error> {
-    send_with(connector, request, PublishRetry::none()).await
-}
-
-/// [`send`], sending the same request again after a transient failure as `retry`
-/// says (the metrics count the publish once).
-pub(crate) async fn send_with(
-    connector: &dyn IggyConnector,
-    request: PublishRequest,
-    retry: PublishRetry,
-) -> Result<PublishReceipt, Error> {
-    Ok(send_recorded(connector, request, retry).await?)
-}
-
-/// [`send_with`] with the connector's own error.
-pub(crate) async fn send_recorded(
-    connector: &dyn IggyConnector,
-    request: PublishRequest,
-    retry: PublishRetry,
-) -> Result<PublishReceipt, ConnectorError> {
-    let count = request.messages.len() as u64;
-    let bytes: u64 = request
-        .messages
-        .iter()
-        .map(|m| m.payload.len() as u64)
-        .sum();
-    let topic_name = request.topic.clone();
-    let started = Instant::now();
-    let result = retry.run(|| connector.publish(request.clone())).await;
-    let metrics = Metrics::global();
-    let topic = [("messaging_destination_name", topic_name.as_str())];
-    metrics.observe(
-        metric_names::OPERATION_DURATION,
-        &[("messaging_operation_name", "publish")],
-        started.elapsed(),
-    );
-    if result.is_ok() {
-        metrics.add(metric_names::SENT_MESSAGES, &topic, count);
-        metrics.add(metric_names::SENT_BYTES, &topic, bytes);
-    }
-    result
 }
 
 impl<E: IggyEvent> Transport<E> {
@@ -524,8 +479,87 @@ impl<E: IggyEvent> Transport<E> {
             options,
             Arc::clone(&self.upcasters),
         );
-        subscription.set_terminal(crate::dead_letter::DeadLetters::terminal_of(self));
+        subscription.set_terminal(self.terminal());
         Ok(subscription)
+    }
+
+    /// The dead letters of this transport's topic: the dead-letter topic (named by
+    /// `config`, `<topic>.dlq` by default) is created when missing, with
+    /// `config.retention` or else [`TransportOptions::dead_letter_retention`].
+    pub async fn dead_letters(
+        &self,
+        config: &DeadLetterConfig,
+    ) -> Result<DeadLetters, DeadLetterError> {
+        let topic = config
+            .topic
+            .clone()
+            .unwrap_or_else(|| default_topic(&self.topic));
+        DeadLetters::open_with(
+            Arc::clone(&self.connector),
+            self.stream.clone(),
+            self.topic.clone(),
+            topic,
+            self.partitions,
+            config.retention.unwrap_or(self.dead_letter_retention),
+        )
+        .await
+    }
+
+    /// What [`crate::Delivery::term`] of a subscription of this transport writes to:
+    /// its default dead-letter topic, opened on first use.
+    fn terminal(&self) -> Terminal {
+        let connector = Arc::clone(&self.connector);
+        let stream = self.stream.clone();
+        let source = self.topic.clone();
+        let partitions = self.partitions;
+        let retention = self.dead_letter_retention;
+        Terminal {
+            open: Box::new(move || {
+                let (connector, stream, source) =
+                    (Arc::clone(&connector), stream.clone(), source.clone());
+                Box::pin(async move {
+                    let topic = default_topic(&source);
+                    DeadLetters::open_with(connector, stream, source, topic, partitions, retention)
+                        .await
+                })
+            }),
+            opened: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Replays the topic from `from` until `until`, under its own consumer identity:
+    /// no group's committed offset is read or moved. Upcasters of this transport apply.
+    ///
+    /// A finite replay ([`ReplayUntil::Head`], [`ReplayUntil::Timestamp`]) is bounded
+    /// by each partition's head when the call is made and always ends: at once (empty)
+    /// when it starts at or past the head, or at a time after the last event, so a
+    /// replay from [`StartPosition::Latest`] until [`ReplayUntil::Head`] yields nothing.
+    /// [`ReplayUntil::Follow`] never ends; from [`StartPosition::Latest`] it tails the
+    /// topic (only the events stored after the call). Events are read, never acknowledged: a
+    /// replay has no delivery guarantee to keep beyond "what was stored and retained".
+    pub async fn replay(
+        &self,
+        from: StartPosition,
+        until: ReplayUntil,
+    ) -> Result<Replay<E>, Error> {
+        let upcasters = Arc::clone(self.upcasters());
+        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
+        replay_with(
+            self.connector(),
+            self.stream(),
+            self.topic(),
+            decoder,
+            from,
+            until,
+        )
+        .await
+    }
+
+    /// The partitions of this transport's topic that subscriptions of `group` in this
+    /// process hold now (see [`Subscription::held_partitions`]), the handler runner's
+    /// included.
+    pub fn held_partitions(&self, group: &str) -> Vec<HeldPartition> {
+        held_in(self.topic().as_str(), group)
     }
 
     /// The plain events of consumer group `group`, each acknowledged when the next

@@ -13,52 +13,16 @@ use async_trait::async_trait;
 use rustok_iggy_connector::partition_for;
 use uuid::Uuid;
 
-use super::{BatchingOptions, BatchingPublisher, PendingReceipt, TopicLanes};
+use super::publisher::{BatchingOptions, BatchingPublisher, PendingReceipt, TopicLanes};
 use crate::envelope::{AckId, EventEnvelope, EventTransport, IggyTransport, ReliabilityLevel};
 use crate::error::Error;
 use crate::event_impl::IggyEvent;
 use crate::metadata::EventMetadata;
 use crate::transport::{Receipt, Transport, routing};
 
-impl<E: IggyEvent> Transport<E> {
-    /// This transport with its single-event publishes coalesced into batches (see
-    /// [`BatchingPublisher`] for the guarantees). Subscribing is unchanged: reach it
-    /// through [`BatchingTransport::transport`].
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use rustok_iggy::prelude::*;
-    /// use rustok_iggy::batching::BatchingOptions;
-    /// # use serde::{Deserialize, Serialize};
-    /// #[derive(Serialize, Deserialize, IggyEvent)]
-    /// #[iggy(topic = "orders", key = tenant_id)]
-    /// struct OrderPlaced { tenant_id: String, total_cents: u64 }
-    ///
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let config = rustok_iggy::connector::ConnectorConfig::embedded(dir.path());
-    /// let connector = std::sync::Arc::new(rustok_iggy::connector::EmbeddedConnector::new());
-    /// rustok_iggy::connector::IggyConnector::connect(&*connector, &config).await?;
-    /// let orders = Transport::<OrderPlaced>::new(connector.clone(), TransportOptions::default()).await?;
-    ///
-    /// let batched = orders.batching(BatchingOptions::default())?;
-    /// let receipt = batched.publish(&OrderPlaced { tenant_id: "acme".into(), total_cents: 1 }).await?;
-    /// assert_eq!(receipt.partition, rustok_iggy::connector::partition_for(b"acme", orders.partitions()));
-    /// batched.shutdown().await;
-    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
-    /// ```
-    pub fn batching(&self, options: BatchingOptions) -> Result<BatchingTransport<E>, Error> {
-        let publisher = BatchingPublisher::new(Arc::clone(self.connector()), options)?;
-        Ok(BatchingTransport {
-            lanes: publisher.lanes_for(self.stream(), self.topic(), self.partitions()),
-            publisher,
-            transport: self.clone(),
-        })
-    }
-}
-
 /// A [`Transport`] whose publishes go through a [`BatchingPublisher`]: many
 /// concurrent `publish` calls become few broker requests, each call still getting its
-/// own [`Receipt`] or error. Made by [`Transport::batching`]; cheap to clone (clones
+/// own [`Receipt`] or error. Made by [`BatchingTransport::new`]; cheap to clone (clones
 /// share the buffer).
 pub struct BatchingTransport<E> {
     transport: Transport<E>,
@@ -121,6 +85,44 @@ impl Future for PendingEvent {
 }
 
 impl<E: IggyEvent> BatchingTransport<E> {
+    /// `transport` with its single-event publishes coalesced into batches (see
+    /// [`BatchingPublisher`] for the guarantees). Subscribing is unchanged: reach it
+    /// through [`BatchingTransport::transport`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use rustok_iggy::prelude::*;
+    /// use rustok_iggy::batching::{BatchingOptions, BatchingTransport};
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, IggyEvent)]
+    /// #[iggy(topic = "orders", key = tenant_id)]
+    /// struct OrderPlaced { tenant_id: String, total_cents: u64 }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = rustok_iggy::connector::ConnectorConfig::embedded(dir.path());
+    /// let connector = std::sync::Arc::new(rustok_iggy::connector::EmbeddedConnector::new());
+    /// rustok_iggy::connector::IggyConnector::connect(&*connector, &config).await?;
+    /// let orders = Transport::<OrderPlaced>::new(connector.clone(), TransportOptions::default()).await?;
+    ///
+    /// let batched = BatchingTransport::new(&orders, BatchingOptions::default())?;
+    /// let receipt = batched.publish(&OrderPlaced { tenant_id: "acme".into(), total_cents: 1 }).await?;
+    /// assert_eq!(receipt.partition, rustok_iggy::connector::partition_for(b"acme", orders.partitions()));
+    /// batched.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn new(transport: &Transport<E>, options: BatchingOptions) -> Result<Self, Error> {
+        let publisher = BatchingPublisher::new(Arc::clone(transport.connector()), options)?;
+        Ok(Self {
+            lanes: publisher.lanes_for(
+                transport.stream(),
+                transport.topic(),
+                transport.partitions(),
+            ),
+            publisher,
+            transport: transport.clone(),
+        })
+    }
+
     /// The transport underneath (to subscribe, or to publish without batching).
     pub fn transport(&self) -> &Transport<E> {
         &self.transport

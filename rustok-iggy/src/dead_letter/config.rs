@@ -9,7 +9,7 @@ pub struct DeadLetterConfig {
     pub topic: Option<TopicName>,
     /// Its retention. `None` (the default): the dead-letter retention of the
     /// transport ([`crate::TransportOptions::dead_letter_retention`], from
-    /// `retention.dlq_max_age_days`) for [`DeadLetters::for_transport`](super::DeadLetters::for_transport), the handler
+    /// `retention.dlq_max_age_days`) for [`Transport::dead_letters`](crate::Transport::dead_letters), the handler
     /// runner and envelopes; for [`DeadLetters::open`](super::DeadLetters::open), the retention an existing
     /// topic has, and [`DEFAULT_DEAD_LETTER_RETENTION`] for a new one.
     pub retention: Option<Retention>,

@@ -31,7 +31,7 @@ pub struct HealthCheck {
     pub detail: String,
 }
 
-/// The result of [`Transport::health`].
+/// The result of [`Transport::health`](crate::Transport::health).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthReport {
     /// The worst status of the checks.

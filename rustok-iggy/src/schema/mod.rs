@@ -5,7 +5,7 @@
 //! decode as `struct A { y: u32, x: u32 }` or as `struct A { x: i32, y: u32 }` with
 //! wrong values and no error. The schema fingerprint closes that hole:
 //!
-//! - [`schemas`] traces an [`IggyEvent`] type's serde shape once (a tracing
+//! - [`schemas`] traces an [`IggyEvent`](crate::IggyEvent) type's serde shape once (a tracing
 //!   deserializer drives its `Deserialize` impl): field names, their order and
 //!   their types, recursively, enum variants with their indices. The shape is rendered
 //!   as canonical text ([`EventSchema::shape`]) and hashed (XXH3-64) into a

@@ -8,14 +8,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustok_iggy_connector::{
-    ConnectorError, Counter, GroupConsumer, HistogramHandle, Metrics, ReceivedMessage, metric_names,
+    ConnectorError, Counter, ErrorKind, GroupConsumer, HistogramHandle, Metrics, ReceivedMessage,
+    metric_names,
 };
 
 use super::info::DeliveryInfo;
 use crate::acks::{AckState, Committed, Lease, Ticket};
-use crate::dead_letter::{DeadLetters, Failure};
-use crate::error::Error;
+use crate::dead_letter::{DeadLetterError, DeadLetters, Failure};
 use crate::retry::Backoff;
+
+/// Why settling a delivery failed: [`Delivery::ack_and_commit`], [`Delivery::term`],
+/// and the same decisions on a [`RawDelivery`] or a [`crate::DecodeError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettleError {
+    /// The group's committed offset does not cover the delivery:
+    /// [`ConnectorError::Fenced`] when its partition went to another member first
+    /// (which delivers it again), or the commit's own error (the delivery stays
+    /// settled and the commit is tried again in the background).
+    #[error("the commit does not cover the delivery")]
+    Commit(#[source] ConnectorError),
+    /// The dead letter was not written: the delivery's partition is held at it, and
+    /// it is delivered again after `redelivery_backoff`.
+    #[error("the dead letter was not written; the delivery is held")]
+    DeadLetter(#[source] DeadLetterError),
+}
+
+impl SettleError {
+    /// What kind of failure this is (see [`crate::Error::kind`]): the kind of its
+    /// source.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Commit(error) => error.kind(),
+            Self::DeadLetter(error) => error.kind(),
+        }
+    }
+}
 
 /// The metrics of a subscription, resolved once for its topic and group.
 #[derive(Debug)]
@@ -70,7 +99,9 @@ pub(super) struct Core {
 /// missing) on the first [`Delivery::term`].
 pub(crate) struct Terminal {
     pub(crate) open: Box<
-        dyn Fn() -> futures::future::BoxFuture<'static, Result<DeadLetters, Error>> + Send + Sync,
+        dyn Fn() -> futures::future::BoxFuture<'static, Result<DeadLetters, DeadLetterError>>
+            + Send
+            + Sync,
     >,
     pub(crate) opened: tokio::sync::OnceCell<DeadLetters>,
 }
@@ -178,13 +209,16 @@ impl AckHandle {
     }
 
     /// Settles, then waits until the group's committed offset covers the delivery.
-    async fn settle_and_commit(mut self) -> Result<(), Error> {
+    async fn settle_and_commit(mut self) -> Result<(), SettleError> {
         self.settle(|l| &l.acked);
         let core = Arc::clone(&self.core);
         let ticket = self.ticket.clone();
         drop(self);
         loop {
-            core.acks.commit_now(core.consumer.as_ref()).await?;
+            core.acks
+                .commit_now(core.consumer.as_ref())
+                .await
+                .map_err(SettleError::Commit)?;
             let mut ended = pin!(core.acks.round_done().notified());
             ended.as_mut().enable();
             let lost = || {
@@ -198,7 +232,7 @@ impl AckHandle {
                 Committed::Covered => return Ok(()),
                 // The partition went to another member, which delivers it again.
                 state if state == Committed::Gone || lost() => {
-                    return Err(Error::Connector(ConnectorError::Fenced {
+                    return Err(SettleError::Commit(ConnectorError::Fenced {
                         group: core.acks.group().to_owned(),
                         partition: ticket.partition(),
                         generation: core.consumer.assignment().generation,
@@ -217,13 +251,11 @@ impl AckHandle {
 
     /// Writes the delivery to the subscription's dead-letter topic with `reason`,
     /// then settles it (see [`Delivery::term`]).
-    async fn term(mut self, reason: String) -> Result<(), Error> {
+    async fn term(mut self, reason: String) -> Result<(), SettleError> {
         let core = Arc::clone(&self.core);
         let opened = match core.terminal.get() {
             Some(terminal) => terminal.opened.get_or_try_init(|| (terminal.open)()).await,
-            None => Err(Error::Connector(ConnectorError::InvalidRequest(
-                "this subscription has no dead-letter topic to terminate deliveries into".into(),
-            ))),
+            None => Err(DeadLetterError::NoDeadLetterTopic),
         };
         match opened {
             Ok(dead_letters) => {
@@ -232,7 +264,7 @@ impl AckHandle {
             }
             Err(error) => {
                 self.hold(&reason);
-                Err(error)
+                Err(SettleError::DeadLetter(error))
             }
         }
     }
@@ -245,7 +277,7 @@ impl AckHandle {
         dead_letters: &DeadLetters,
         reason: String,
         counter: fn(&Labels) -> &Counter,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SettleError> {
         let Some(message) = self.message.as_ref() else {
             return Ok(());
         };
@@ -264,7 +296,7 @@ impl AckHandle {
             }
             Err(error) => {
                 self.hold(&reason);
-                Err(error)
+                Err(SettleError::DeadLetter(error))
             }
         }
     }
@@ -341,7 +373,7 @@ impl<E> Delivery<E> {
     ///
     /// [`Subscription::commit`]: crate::Subscription::commit
     /// [`Subscription::close`]: crate::Subscription::close
-    pub async fn ack(mut self) -> Result<(), Error> {
+    pub async fn ack(mut self) -> Result<(), SettleError> {
         self.handle.settle(|l| &l.acked);
         Ok(())
     }
@@ -352,10 +384,10 @@ impl<E> Delivery<E> {
     /// The commit covers a partition's contiguous acknowledged prefix, so this also
     /// waits for the earlier deliveries of the partition to be settled: do not call it
     /// while holding an earlier delivery of the same partition in the same task.
-    /// Fails with [`ConnectorError::Fenced`] when the partition went to another member
+    /// Fails with [`SettleError::Commit`]: [`ConnectorError::Fenced`] when the partition went to another member
     /// first (which receives the event again), or with the commit's error (the commit
     /// is retried in the background).
-    pub async fn ack_and_commit(self) -> Result<(), Error> {
+    pub async fn ack_and_commit(self) -> Result<(), SettleError> {
         let Self { handle, .. } = self;
         handle.settle_and_commit().await
     }
@@ -381,7 +413,7 @@ impl<E> Delivery<E> {
     /// delivered again after `redelivery_backoff`. A crash between the write and
     /// the commit delivers it again, and terminating it again writes a second dead
     /// letter with the same event id (at-least-once).
-    pub async fn term(self, reason: impl Into<String>) -> Result<(), Error> {
+    pub async fn term(self, reason: impl Into<String>) -> Result<(), SettleError> {
         let Self { handle, .. } = self;
         handle.term(reason.into()).await
     }
@@ -441,13 +473,13 @@ impl RawDelivery {
     }
 
     /// Acknowledges it: it counts as handled (see [`Delivery::ack`]).
-    pub async fn ack(mut self) -> Result<(), Error> {
+    pub async fn ack(mut self) -> Result<(), SettleError> {
         self.handle.settle(|l| &l.acked);
         Ok(())
     }
 
     /// Acknowledges it and waits for the commit (see [`Delivery::ack_and_commit`]).
-    pub async fn ack_and_commit(self) -> Result<(), Error> {
+    pub async fn ack_and_commit(self) -> Result<(), SettleError> {
         self.handle.settle_and_commit().await
     }
 
@@ -458,7 +490,7 @@ impl RawDelivery {
 
     /// Terminates it as poison: to the dead-letter topic now (see
     /// [`Delivery::term`]).
-    pub async fn term(self, reason: impl Into<String>) -> Result<(), Error> {
+    pub async fn term(self, reason: impl Into<String>) -> Result<(), SettleError> {
         self.handle.term(reason.into()).await
     }
 
@@ -468,7 +500,7 @@ impl RawDelivery {
     }
 
     /// Settles it as explicitly skipped.
-    pub(crate) fn skip(mut self) -> Result<(), Error> {
+    pub(crate) fn skip(mut self) -> Result<(), SettleError> {
         self.handle.settle(|l| &l.skipped);
         Ok(())
     }
@@ -488,7 +520,7 @@ impl RawDelivery {
         mut self,
         dead_letters: &DeadLetters,
         reason: String,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SettleError> {
         self.handle
             .dead_letter(dead_letters, reason, |l| &l.acked)
             .await

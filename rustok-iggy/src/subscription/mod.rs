@@ -14,13 +14,12 @@ use futures::{Future, Stream, StreamExt};
 use rustok_iggy_connector::{ConnectorError, GroupConsumer, ReceivedMessage, now_micros};
 use tokio::time::{Instant, Sleep};
 
-use crate::acks::{AckState, HeldPartition, Ticket, held_in};
+use crate::acks::{AckState, HeldPartition, Ticket};
 use crate::decode::DecodeFailure;
 use crate::decode::{DecodedInfo, Decoder, decode_message};
 use crate::error::{DecodeError, Error};
 use crate::event_impl::IggyEvent;
 use crate::retry::Backoff;
-use crate::transport::Transport;
 use crate::upcast::Upcasters;
 
 mod delivery;
@@ -29,7 +28,7 @@ mod options;
 
 pub(crate) use delivery::Terminal;
 use delivery::{AckHandle, Core, Labels, OnDrop};
-pub use delivery::{Delivery, RawDelivery};
+pub use delivery::{Delivery, RawDelivery, SettleError};
 pub use info::DeliveryInfo;
 pub use options::{SubscriptionOptions, Undecided};
 
@@ -586,15 +585,6 @@ impl<E> Drop for Subscription<E> {
     }
 }
 
-impl<E: IggyEvent> Transport<E> {
-    /// The partitions of this transport's topic that subscriptions of `group` in this
-    /// process hold now (see [`Subscription::held_partitions`]), the handler runner's
-    /// included.
-    pub fn held_partitions(&self, group: &str) -> Vec<HeldPartition> {
-        held_in(self.topic().as_str(), group)
-    }
-}
-
 /// Plain events of a consumer group: a [`Stream`] of `Result<E, Error>`.
 ///
 /// Each event is acknowledged when the next one is asked for, so an event is
@@ -620,7 +610,7 @@ impl<E: Send + 'static> Events<E> {
                 if let Some(previous) = previous
                     && let Err(e) = previous.ack().await
                 {
-                    return Some((Err(e), (subscription, None)));
+                    return Some((Err(e.into()), (subscription, None)));
                 }
                 match subscription.next().await? {
                     Ok(delivery) => {

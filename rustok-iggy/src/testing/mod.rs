@@ -81,7 +81,7 @@ use uuid::Uuid;
 pub use faults::{Faulty, InjectedFailure, fail_attempts, fail_first, fail_when};
 pub use observed::{Hooks, Observed};
 
-use crate::dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters, dlq_header};
+use crate::dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterError, DeadLetters, dlq_header};
 use crate::decode::decode_message;
 use crate::error::{DecodeError, Error};
 use crate::event_impl::IggyEvent;
@@ -131,6 +131,12 @@ pub enum KitError {
 impl From<ConnectorError> for KitError {
     fn from(error: ConnectorError) -> Self {
         Self::Iggy(Error::Connector(error))
+    }
+}
+
+impl From<DeadLetterError> for KitError {
+    fn from(error: DeadLetterError) -> Self {
+        Self::Iggy(Error::DeadLetter(error))
     }
 }
 
@@ -443,7 +449,7 @@ impl TestKit {
     /// The broker's error.
     pub async fn dead_letters<E: IggyEvent>(&self) -> Result<Vec<DeadLetter>, KitError> {
         let transport = self.transport::<E>().await?;
-        let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default()).await?;
+        let letters = transport.dead_letters(&DeadLetterConfig::default()).await?;
         Ok(letters.list(usize::MAX).await?)
     }
 

@@ -26,7 +26,7 @@ use rustok_iggy::{
     HandlerError, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, IggyConnector},
     consume::{ConsumeOptions, ConsumeReport},
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
     testing::Observed,
 };
 use rustok_iggy_connector::{
@@ -345,7 +345,7 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// The dead-lettered positions (original partition and offset).
 async fn dead_lettered(world: &World) -> BTreeSet<(u32, u64)> {
     let jobs = transport(world.broker.clone()).await;
-    DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+    jobs.dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(usize::MAX)

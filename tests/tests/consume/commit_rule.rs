@@ -13,7 +13,7 @@ use rustok_iggy::{
     Error, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, IggyConnector, StreamName},
     consume::{Backoff, ConsumeOptions, Undecided},
-    dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters},
+    dead_letter::{DeadLetter, DeadLetterConfig},
     upcast::Upcasters,
 };
 use rustok_iggy_connector::{Headers, OutgoingMessage, PublishRequest, error_chain, metric_names};
@@ -118,7 +118,7 @@ async fn committed(
 }
 
 async fn letters(jobs: &Transport<Job>) -> Vec<DeadLetter> {
-    DeadLetters::for_transport(jobs, &DeadLetterConfig::default())
+    jobs.dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(1000)
@@ -570,7 +570,8 @@ async fn the_runner_does_not_dead_letter_a_newer_schema_version(mut h: Harness) 
     {
         let handled = Arc::clone(&handled);
         let group = group_name.clone();
-        let dead_letters = DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+        let dead_letters = jobs
+            .dead_letters(&DeadLetterConfig::default())
             .await
             .unwrap();
         // Stop once the runner holds the partition (or dead-lettered the event).

@@ -14,7 +14,7 @@ use rustok_iggy::{
     HandlerError, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, IggyConnector, TopicName},
     consume::ConsumeOptions,
-    dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters},
+    dead_letter::{DeadLetter, DeadLetterConfig},
 };
 use serde::{Deserialize, Serialize};
 use tests::conformance::{open_remote, remote_config};
@@ -116,7 +116,8 @@ fn dead_letter_topic(transport: &Transport<Refund>) -> TopicName {
 async fn letters(transport: &Transport<Refund>) -> Vec<DeadLetter> {
     within(
         "list the dead letters",
-        DeadLetters::for_transport(transport, &DeadLetterConfig::default())
+        transport
+            .dead_letters(&DeadLetterConfig::default())
             .await
             .unwrap()
             .list(100),

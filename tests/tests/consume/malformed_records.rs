@@ -14,10 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::StreamExt;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    Error,
-    connector::IggyConnector,
-    consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    Error, connector::IggyConnector, consume::ConsumeOptions, dead_letter::DeadLetterConfig,
 };
 use rustok_iggy_connector::{
     ConnectorConfig, EmbeddedConnector, Headers, OutgoingMessage, PublishRequest, StreamName,
@@ -244,7 +241,8 @@ async fn the_runner_dead_letters_the_damaged_message(remote: bool) {
     assert_eq!(report.handled, 4, "remote {remote}");
     // Partition 0 is handled in order: once job 2 is handled, the damaged message
     // before it was dead-lettered.
-    let letters = DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+    let letters = jobs
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(10)

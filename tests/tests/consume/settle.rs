@@ -9,7 +9,7 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{
     SubscriptionOptions,
     connector::{GroupName, IggyConnector},
-    dead_letter::{DeadLetter, DeadLetterConfig, DeadLetters},
+    dead_letter::{DeadLetter, DeadLetterConfig},
 };
 use rustok_iggy_connector::metric_names;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,8 @@ async fn committed(transport: &Transport<Step>, group: &str) -> Option<u64> {
 }
 
 async fn letters(transport: &Transport<Step>) -> Vec<DeadLetter> {
-    DeadLetters::for_transport(transport, &DeadLetterConfig::default())
+    transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(100)

@@ -31,7 +31,7 @@ use rustok_iggy::{
     HandlerError, RetryPolicy,
     connector::{GroupName, IggyConnector, StreamName, TopicName},
     consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
 };
 use serde::{Deserialize, Serialize};
 use tests::conformance::Harness;
@@ -323,7 +323,8 @@ async fn chaos(mut site: Site) {
         }
     }
 
-    let letters = DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+    let letters = jobs
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(10_000)

@@ -19,7 +19,7 @@ use rustok_iggy::connector::{
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Error, IggyConfig,
-    batching::{Backpressure, BatchError, BatchingOptions, BatchingPublisher},
+    batching::{Backpressure, BatchError, BatchingOptions, BatchingPublisher, BatchingTransport},
     connector::{StreamName, TopicName},
     envelope::{EventEnvelope, EventTransport, IggyTransport},
     testing::{Hooks, Observed},
@@ -616,7 +616,7 @@ async fn typed_events_through_a_batching_transport_keep_their_order_per_tenant()
     )
     .await
     .unwrap();
-    let batched = orders.batching(options(Duration::from_millis(2))).unwrap();
+    let batched = BatchingTransport::new(&orders, options(Duration::from_millis(2))).unwrap();
     let tenants = 10u64;
     let per_tenant = 100u64;
     let mut tasks = Vec::new();

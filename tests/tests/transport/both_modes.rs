@@ -13,7 +13,7 @@ use rustok_iggy::{
     Error, HandlerError, RetryPolicy, SubscriptionOptions,
     connector::StartPosition,
     consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
     health::{HealthStatus, HealthThresholds},
     replay::ReplayUntil,
     upcast::Upcasters,
@@ -250,7 +250,8 @@ async fn retries_then_dead_letter(mut h: Harness) {
     };
     assert_eq!(calls.load(Ordering::SeqCst), 3, "{:?}", h.target);
     assert_eq!((report.handled, report.dead_lettered), (2, 1));
-    let letters = DeadLetters::for_transport(&orders, &DeadLetterConfig::default())
+    let letters = orders
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(10)

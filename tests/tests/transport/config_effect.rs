@@ -23,7 +23,7 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Codec,
     connector::{ConnectorError, ConnectorMode, EmbeddedConnector, IggyConnector, TopicName},
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
     envelope::{EventEnvelope, EventTransport, IggyTransport},
 };
 use rustok_iggy_connector::{RemoteConnector, StartPosition};
@@ -1207,7 +1207,8 @@ async fn dlq_retention() {
     let orders = Transport::<OrderPlaced>::from_config(Arc::clone(&connector), &config)
         .await
         .unwrap();
-    let letters = DeadLetters::for_transport(&orders, &DeadLetterConfig::default())
+    let letters = orders
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     let retention = connector
@@ -1219,7 +1220,8 @@ async fn dlq_retention() {
     assert_eq!(retention.max_age, days(40));
     let envelopes = IggyTransport::with_connector(Arc::clone(&connector), config);
     let topic = TopicName::new("domain").unwrap();
-    let letters = DeadLetters::for_envelopes(&envelopes, &topic, &DeadLetterConfig::default())
+    let letters = envelopes
+        .dead_letters(&topic, &DeadLetterConfig::default())
         .await
         .unwrap();
     let retention = connector

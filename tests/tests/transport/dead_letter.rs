@@ -7,9 +7,7 @@ use std::time::Duration;
 use rustok_iggy::prelude::*;
 use rustok_iggy::testing::{KitError, TestKit};
 use rustok_iggy::{
-    HandlerError, RetryPolicy,
-    consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    HandlerError, RetryPolicy, consume::ConsumeOptions, dead_letter::DeadLetterConfig,
 };
 use rustok_iggy_connector::{OutgoingMessage, PublishRequest};
 use serde::{Deserialize, Serialize};
@@ -102,7 +100,8 @@ async fn failing_events_are_retried_then_dead_lettered_and_can_be_redriven() {
     kit.wait_for_consumed::<PaymentRequested>("ledger", 4)
         .await
         .unwrap();
-    let dead_letters = DeadLetters::for_transport(&payments, &DeadLetterConfig::default())
+    let dead_letters = payments
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(dead_letters.topic().as_str(), "payments.dlq");

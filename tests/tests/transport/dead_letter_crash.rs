@@ -10,7 +10,7 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{
     HandlerError, RetryPolicy,
     consume::ConsumeOptions,
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
     testing::{Hooks, Observed},
 };
 use rustok_iggy_connector::{
@@ -193,7 +193,8 @@ async fn a_crash_between_the_dead_letter_and_the_commit_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(committed, vec![Some(2)]);
-    let letters = DeadLetters::for_transport(&jobs, &DeadLetterConfig::default())
+    let letters = jobs
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(10)

@@ -54,7 +54,8 @@ async fn dead_letter_all(transport: &Transport<InvoiceIssued>, count: u64) {
 /// Publishes `events` and runs the handler runner, which gives up on every event it
 /// receives, until `count` new letters are open.
 async fn dead_letter(transport: &Transport<InvoiceIssued>, events: &[InvoiceIssued], count: u64) {
-    let letters = DeadLetters::for_transport(transport, &DeadLetterConfig::default())
+    let letters = transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     let open_before = letters.depth().await.unwrap();
@@ -110,7 +111,8 @@ async fn stored(h: &Harness, transport: &Transport<InvoiceIssued>) -> usize {
 async fn redrive_twice_publishes_once(mut h: Harness) {
     let invoices = invoices(&mut h, "redrive-once").await;
     dead_letter_all(&invoices, 4).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(stored(&h, &invoices).await, 4);
@@ -139,7 +141,8 @@ async fn redrive_twice_publishes_once(mut h: Harness) {
 async fn depth_and_health_count_open_letters_only(mut h: Harness) {
     let invoices = invoices(&mut h, "depth").await;
     dead_letter_all(&invoices, 3).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(letters.depth().await.unwrap(), 3);
@@ -179,7 +182,8 @@ async fn depth_and_health_count_open_letters_only(mut h: Harness) {
 async fn dismissed_letters_are_never_redriven(mut h: Harness) {
     let invoices = invoices(&mut h, "dismiss").await;
     dead_letter_all(&invoices, 6).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     let open = letters.list(usize::MAX).await.unwrap();
@@ -221,7 +225,8 @@ async fn dismissed_letters_are_never_redriven(mut h: Harness) {
 async fn a_letter_that_fails_again_is_redriven_again(mut h: Harness) {
     let invoices = invoices(&mut h, "again").await;
     dead_letter_all(&invoices, 2).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     let first = letters.list(1).await.unwrap().remove(0);
@@ -263,7 +268,8 @@ async fn redrive_streams_a_large_topic(mut h: Harness) {
         })
         .collect();
     dead_letter(&invoices, &events, 1_100).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(letters.depth().await.unwrap(), 1_100);
@@ -345,7 +351,8 @@ async fn dead_letter_retention_comes_from_the_configuration(mut h: Harness) {
 async fn a_letter_without_an_origin_is_left_open(mut h: Harness) {
     let invoices = invoices(&mut h, "no-origin").await;
     dead_letter_all(&invoices, 2).await;
-    let letters = DeadLetters::for_transport(&invoices, &DeadLetterConfig::default())
+    let letters = invoices
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     h.connector

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
     HandlerError, PublishRetry, RetryPolicy,
-    batching::BatchingOptions,
+    batching::{BatchingOptions, BatchingTransport},
     connector::IggyConnector,
     consume::ConsumeOptions,
     dead_letter::{DeadLetterConfig, DeadLetters},
@@ -216,15 +216,17 @@ async fn the_batching_publisher_retries_with_the_same_ids() {
     let payments = Transport::<Paid>::new(lossy.clone(), options())
         .await
         .unwrap();
-    let batching = payments
-        .batching(BatchingOptions {
+    let batching = BatchingTransport::new(
+        &payments,
+        BatchingOptions {
             publish_retry: PublishRetry {
                 backoff: Duration::from_millis(1),
                 ..PublishRetry::default()
             },
             ..BatchingOptions::default()
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     let pending: Vec<_> = {
         let mut pending = Vec::new();
         for n in 0..10 {
@@ -318,7 +320,8 @@ async fn two_groups_giving_up_on_one_event_each_leave_a_letter() {
     let transport = Transport::<Paid>::new(Arc::clone(&connector), TransportOptions::default())
         .await
         .unwrap();
-    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+    let letters = transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     let receipt = transport.publish(&Paid { n: 1 }).await.unwrap();

@@ -11,6 +11,8 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::{
     Error,
     connector::{ConnectorError, ErrorKind, IggyConnector, StreamName, TopicName},
+    consume::SettleError,
+    dead_letter::DeadLetterError,
 };
 use rustok_iggy_connector::{
     Headers, OutgoingMessage, PublishRequest, RemoteConnector, error_chain,
@@ -150,6 +152,33 @@ async fn typed_errors_say_things_once() {
     assert!(matches!(error, Error::Decode(_)), "{error:?}");
     assert_eq!(error.kind(), ErrorKind::Malformed);
     says_things_once("typed: undecodable payload", &error, 3);
+
+    // A settlement that fails: a term once the connector shut down (the dead-letter
+    // topic cannot be opened). The delivery's own error type, then the same through
+    // `Error`.
+    transport.publish(&Link { n: 2 }).await.unwrap();
+    drop(error);
+    let delivery = loop {
+        match within("the event", subscription.next()).await {
+            Some(Ok(delivery)) if delivery.n == 2 => break delivery,
+            Some(Err(Error::Decode(undecodable))) => undecodable.skip().await.unwrap(),
+            other => panic!("expected the event, got {other:?}"),
+        }
+    };
+    connector.shutdown().await.unwrap();
+    let error = delivery.term("poison").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SettleError::DeadLetter(DeadLetterError::Connector(ConnectorError::NotConnected))
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    says_things_once("typed: a term that cannot be written", &error, 2);
+    let error = Error::from(error);
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    says_things_once("typed: the same through Error", &error, 2);
 }
 
 #[test]

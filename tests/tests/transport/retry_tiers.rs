@@ -10,7 +10,7 @@ use rustok_iggy::{
     HandlerError, RetryPolicy, SubscriptionOptions,
     connector::{GroupName, TopicName},
     consume::{ConsumeOptions, ConsumeReport},
-    dead_letter::{DeadLetterConfig, DeadLetters},
+    dead_letter::DeadLetterConfig,
 };
 use rustok_iggy_connector::metric_names;
 use serde::{Deserialize, Serialize};
@@ -183,7 +183,8 @@ async fn an_event_failing_twice_succeeds_from_the_second_tier(mut h: Harness) {
     assert_eq!(committed(&transport, transport.topic()).await, Some(2));
     assert_eq!(committed(&transport, &tier(&transport, 1)).await, Some(0));
     assert_eq!(committed(&transport, &tier(&transport, 2)).await, Some(0));
-    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+    let letters = transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(letters.depth().await.unwrap(), 0);
@@ -200,7 +201,8 @@ async fn an_event_failing_always_ends_as_one_dead_letter(mut h: Harness) {
     .await;
     assert_eq!(calls.iter().filter(|c| c.0 == 0).count(), 3, "{calls:?}");
     assert_eq!(report.dead_lettered, 1);
-    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+    let letters = transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap()
         .list(10)
@@ -359,7 +361,8 @@ async fn a_failed_dead_letter_write_from_the_last_tier_commits_nothing(mut h: Ha
         "the last tier is not committed past an event whose dead letter failed"
     );
     outage.hooks().set_down(false);
-    let letters = DeadLetters::for_transport(&transport, &DeadLetterConfig::default())
+    let letters = transport
+        .dead_letters(&DeadLetterConfig::default())
         .await
         .unwrap();
     assert_eq!(letters.depth().await.unwrap(), 0);

@@ -11,7 +11,7 @@ use rustok_iggy::prelude::*;
 use rustok_iggy::schema::{Fingerprint, schemas};
 use rustok_iggy::{
     Error,
-    batching::BatchingOptions,
+    batching::{BatchingOptions, BatchingTransport},
     connector::{IggyConnector, StreamName},
     consume::DecodeFailure,
     metadata::header,
@@ -218,7 +218,7 @@ async fn every_published_message_carries_its_fingerprint(mut h: Harness) {
     let producer = transport::<v1::Order>(Arc::clone(&h.connector), &stream).await;
     producer.publish(&order()).await.unwrap();
     producer.publish_batch(&[order(), order()]).await.unwrap();
-    let batched = producer.batching(BatchingOptions::default()).unwrap();
+    let batched = BatchingTransport::new(&producer, BatchingOptions::default()).unwrap();
     batched.publish(&order()).await.unwrap();
     batched.shutdown().await;
     let mut subscription = producer.subscribe("readers").await.unwrap();

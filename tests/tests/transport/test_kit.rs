@@ -289,7 +289,8 @@ async fn assert_no_dead_letters_lists_every_open_letter_of_every_dead_letter_top
             topic,
             retention: None,
         };
-        rustok_iggy::dead_letter::DeadLetters::for_transport(&orders, &config)
+        orders
+            .dead_letters(&config)
             .await
             .unwrap()
             .dismiss(|_| true)
