@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use rustok_iggy::prelude::*;
 use rustok_iggy::{
-    SubscriptionOptions,
-    connector::{GroupName, IggyConnector},
-    dead_letter::{DeadLetter, DeadLetterConfig},
+    Error, SubscriptionOptions,
+    connector::{ConnectorError, ErrorKind, GroupName, IggyConnector},
+    consume::SettleError,
+    dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterError},
 };
-use rustok_iggy_connector::metric_names;
+use rustok_iggy_connector::{
+    Headers, OutgoingMessage, PublishRequest, metric_names, partition_for,
+};
 use serde::{Deserialize, Serialize};
 use tests::conformance::Harness;
 use tests::faulty::DeadLetterOutage;
@@ -127,10 +130,20 @@ async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
     assert_eq!((first.seq, poison.seq, later.seq), (0, 1, 2));
     first.ack().await.unwrap();
     outage.hooks().set_down(true);
-    poison
+    let error = poison
         .term("poison")
         .await
         .expect_err("the dead-letter write is refused");
+    assert!(
+        matches!(
+            &error,
+            SettleError::DeadLetter(DeadLetterError::Connector(
+                ConnectorError::Connection { .. }
+            ))
+        ),
+        "the refused write, as the connector said it: {error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Transient);
     later.ack().await.unwrap();
     subscription.commit().await.unwrap();
     assert_eq!(
@@ -149,6 +162,198 @@ async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
     subscription.commit().await.unwrap();
     assert_eq!(committed(&transport, "termdown").await, Some(2));
     assert_eq!(letters(&transport).await.len(), 1);
+    subscription.close().await.unwrap();
+    h.finish().await;
+}
+
+/// Fast redelivery of held events, so the tests need not wait.
+fn quick_redelivery() -> SubscriptionOptions {
+    SubscriptionOptions {
+        redelivery_backoff: rustok_iggy::consume::Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ),
+        ..SubscriptionOptions::default()
+    }
+}
+
+async fn undecodable(subscription: &mut Subscription<Step>) -> Box<rustok_iggy::DecodeError> {
+    match within("a decode error", subscription.next()).await {
+        Some(Err(Error::Decode(error))) => error,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+/// `DecodeError::dead_letter` while the dead-letter topic refuses writes fails with
+/// `SettleError::DeadLetter` (the connector's transient error inside, kept through
+/// `Error`) and holds the message: nothing at or after it is committed, even with
+/// the event after it acknowledged; it is delivered again, and once the topic is
+/// back it is dead-lettered and the commit passes it.
+async fn a_decode_error_whose_dead_letter_fails_is_held(mut h: Harness) {
+    let outage = DeadLetterOutage::new(Arc::clone(&h.connector));
+    let stream = h.stream("decodedown");
+    let transport = Transport::<Step>::new(
+        outage.clone(),
+        TransportOptions {
+            stream,
+            partitions: 1,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .expect("the topic is ready");
+    let mut headers = Headers::new();
+    headers.insert_str("event_type", "not-a-step").unwrap();
+    headers.insert_str("codec", "json").unwrap();
+    within(
+        "publish an undecodable message",
+        h.connector.publish(
+            PublishRequest::new(transport.stream().clone(), transport.topic().clone())
+                .partition(0)
+                .message(OutgoingMessage::new(b"{}".to_vec()).with_headers(headers)),
+        ),
+    )
+    .await
+    .unwrap();
+    transport.publish(&step(1)).await.unwrap();
+    let dead_letters = transport
+        .dead_letters(&DeadLetterConfig::default())
+        .await
+        .unwrap();
+    let mut subscription = transport
+        .subscribe_with("decodedown", StartPosition::Earliest, quick_redelivery())
+        .await
+        .unwrap();
+    let error = undecodable(&mut subscription).await;
+    assert_eq!(error.offset, 0);
+    let later = next(&mut subscription).await;
+    assert_eq!(later.seq, 1);
+
+    outage.hooks().set_down(true);
+    let failed = error
+        .dead_letter(&dead_letters)
+        .await
+        .expect_err("the dead-letter write is refused");
+    assert!(
+        matches!(
+            &failed,
+            SettleError::DeadLetter(DeadLetterError::Connector(
+                ConnectorError::Connection { .. }
+            ))
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(failed.kind(), ErrorKind::Transient);
+    assert_eq!(Error::from(failed).kind(), ErrorKind::Transient);
+    later.ack().await.unwrap();
+    subscription.commit().await.unwrap();
+    assert_eq!(
+        committed(&transport, "decodedown").await,
+        None,
+        "nothing at or after the message whose dead letter failed is committed"
+    );
+
+    outage.hooks().set_down(false);
+    assert!(letters(&transport).await.is_empty());
+    let again = undecodable(&mut subscription).await;
+    assert_eq!(again.offset, 0, "the held message is delivered again");
+    again.dead_letter(&dead_letters).await.unwrap();
+    let later = next(&mut subscription).await;
+    assert_eq!(later.seq, 1, "the event after it is delivered again");
+    later.ack().await.unwrap();
+    subscription.commit().await.unwrap();
+    assert_eq!(committed(&transport, "decodedown").await, Some(1));
+    let letters = letters(&transport).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].original_offset, 0);
+    subscription.close().await.unwrap();
+    h.finish().await;
+}
+
+/// `ack_and_commit` of a delivery whose partition went to another member since it
+/// was received fails with `SettleError::Commit(Fenced)` naming that partition
+/// (kind `Fenced`, kept through `Error`), and nothing is stored for it; the
+/// delivery of the partition the member kept commits.
+async fn ack_and_commit_after_the_partition_moved_is_fenced(mut h: Harness) {
+    let stream = h.stream("fenced");
+    let transport = Transport::<Step>::new(
+        Arc::clone(&h.connector),
+        TransportOptions {
+            stream,
+            partitions: 2,
+            ..TransportOptions::default()
+        },
+    )
+    .await
+    .expect("the topic is ready");
+    for partition in 0..2u32 {
+        let tenant = (0..)
+            .map(|i| format!("t{i}"))
+            .find(|t| partition_for(t.as_bytes(), 2) == partition)
+            .unwrap();
+        transport
+            .publish(&Step {
+                tenant,
+                seq: u64::from(partition),
+            })
+            .await
+            .unwrap();
+    }
+    let mut subscription = transport.subscribe("fenced").await.unwrap();
+    let mut held = std::collections::BTreeMap::new();
+    while held.len() < 2 {
+        let delivery = next(&mut subscription).await;
+        held.insert(delivery.info().partition, delivery);
+    }
+    let other = h.another().await;
+    let member = within(
+        "another member joins",
+        other.join_group(
+            transport.stream(),
+            transport.topic(),
+            &GroupName::new("fenced").unwrap(),
+            StartPosition::Earliest,
+        ),
+    )
+    .await
+    .unwrap();
+    let lost = member.assignment().partitions;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let (lost, kept) = (lost[0], 1 - lost[0]);
+
+    let error = within(
+        "ack_and_commit on the lost partition",
+        held.remove(&lost).unwrap().ack_and_commit(),
+    )
+    .await
+    .expect_err("the partition went to another member");
+    match &error {
+        SettleError::Commit(ConnectorError::Fenced { partition, .. }) => {
+            assert_eq!(*partition, lost, "{error:?}");
+        }
+        other => panic!("expected a fenced commit, got {other:?}"),
+    }
+    assert_eq!(error.kind(), ErrorKind::Fenced);
+    assert_eq!(Error::from(error).kind(), ErrorKind::Fenced);
+    within(
+        "ack_and_commit on the kept partition",
+        held.remove(&kept).unwrap().ack_and_commit(),
+    )
+    .await
+    .expect("the member still owns it");
+    let offsets = within(
+        "committed offsets",
+        transport.connector().committed_offsets(
+            transport.stream(),
+            transport.topic(),
+            &GroupName::new("fenced").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(offsets[kept as usize], Some(0), "{offsets:?}");
+    assert_eq!(offsets[lost as usize], None, "{offsets:?}");
+    within("the member leaves", member.leave()).await.unwrap();
     subscription.close().await.unwrap();
     h.finish().await;
 }
@@ -309,6 +514,8 @@ async fn a_late_ack_commits_once_and_never_past_an_unhandled_event(mut h: Harnes
 tests::both_modes!(
     term_dead_letters_at_once_with_the_reason,
     term_commits_nothing_past_a_failed_dead_letter,
+    a_decode_error_whose_dead_letter_fails_is_held,
+    ack_and_commit_after_the_partition_moved_is_fenced,
     an_expired_delivery_is_delivered_again,
     in_progress_prevents_the_redelivery,
     a_late_ack_commits_once_and_never_past_an_unhandled_event,
