@@ -112,6 +112,69 @@ fn a_fenced_member_is_fenced_through_the_typed_layer() {
     assert_eq!(error.kind(), ErrorKind::Fenced);
 }
 
+/// A failed settlement and a failed dead-letter operation keep their kind when they
+/// become an `Error` (what a caller that turns them into one with `?` decides by):
+/// the connector's kind for a connection failure, `Invalid` for what sending
+/// again cannot fix.
+#[test]
+fn settle_and_dead_letter_errors_keep_their_kind_through_error() {
+    use rustok_iggy::consume::SettleError;
+    use rustok_iggy::dead_letter::DeadLetterError;
+
+    let fenced = || ConnectorError::Fenced {
+        group: "readers".into(),
+        partition: 1,
+        generation: 4,
+    };
+    let timeout = || ConnectorError::Timeout {
+        what: "the broker's answer".into(),
+        after: std::time::Duration::from_secs(1),
+    };
+    let settle = [
+        (SettleError::Commit(fenced()), ErrorKind::Fenced),
+        (SettleError::Commit(timeout()), ErrorKind::Transient),
+        (
+            SettleError::Commit(ConnectorError::ShuttingDown),
+            ErrorKind::ShuttingDown,
+        ),
+        (
+            SettleError::DeadLetter(DeadLetterError::Connector(timeout())),
+            ErrorKind::Transient,
+        ),
+        (
+            SettleError::DeadLetter(DeadLetterError::NoDeadLetterTopic),
+            ErrorKind::Invalid,
+        ),
+    ];
+    for (error, kind) in settle {
+        assert_eq!(error.kind(), kind, "{error:?}");
+        let error = Error::from(error);
+        assert!(matches!(error, Error::Settle(_)), "{error:?}");
+        assert_eq!(error.kind(), kind, "through Error: {error:?}");
+    }
+    let header = rustok_iggy::connector::Headers::new()
+        .insert_str("dlq.error", String::new())
+        .expect_err("an empty header value");
+    let dead_letter = [
+        (DeadLetterError::Connector(timeout()), ErrorKind::Transient),
+        (
+            DeadLetterError::Connector(ConnectorError::TopicNotFound {
+                stream: "s".into(),
+                topic: "t.dlq".into(),
+            }),
+            ErrorKind::NotFound,
+        ),
+        (DeadLetterError::InvalidHeader(header), ErrorKind::Invalid),
+        (DeadLetterError::NoDeadLetterTopic, ErrorKind::Invalid),
+    ];
+    for (error, kind) in dead_letter {
+        assert_eq!(error.kind(), kind, "{error:?}");
+        let error = Error::from(error);
+        assert!(matches!(error, Error::DeadLetter(_)), "{error:?}");
+        assert_eq!(error.kind(), kind, "through Error: {error:?}");
+    }
+}
+
 /// "Retry later" is one rule: `is_transient()` (what the publish retries, the remote
 /// resends and the closing commit go by) says yes exactly when `kind()` is
 /// `Transient`, also for an Iggy SDK error inside `Iggy`, `Publish` or `Receive`,
