@@ -457,7 +457,9 @@ impl IggyTransport {
     /// The dead letters of the envelopes of `topic`: the dead-letter topic (named by
     /// `config`, `<topic>.dlq` by default) is created when missing, with
     /// `config.retention` or else `retention.dlq_max_age_days` of the transport's
-    /// configuration.
+    /// configuration. Fails with [`Error::Connector`] when `topic`'s partitions cannot
+    /// be read, and with [`Error::DeadLetter`] when the dead-letter topic cannot be
+    /// opened.
     pub async fn dead_letters(
         &self,
         topic: &TopicName,

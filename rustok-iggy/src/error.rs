@@ -51,7 +51,9 @@ impl Error {
     /// [`ErrorKind`] for failures of the connection layer, and the same vocabulary for
     /// this layer's own failures. Encoding and decoding failures are
     /// [`ErrorKind::Malformed`]; a full or shut-down batching buffer is
-    /// [`ErrorKind::Transient`] or [`ErrorKind::ShuttingDown`].
+    /// [`ErrorKind::Transient`] or [`ErrorKind::ShuttingDown`]; a failed settlement or
+    /// dead-letter operation has its own kind ([`SettleError::kind`],
+    /// [`DeadLetterError::kind`]).
     ///
     /// ```
     /// use rustok_iggy::Error;
@@ -172,8 +174,8 @@ impl DecodeError {
 
     /// Writes the event to `dead_letters` with this error as the reason, then settles
     /// it: the dead-letter write is confirmed before the commit may pass the event. If
-    /// the write fails, the error is returned and the event is held as if dropped
-    /// (delivered again later, never committed past).
+    /// the write fails, it fails with [`SettleError::DeadLetter`] and the event is held
+    /// as if dropped (delivered again later, never committed past).
     pub async fn dead_letter(mut self, dead_letters: &DeadLetters) -> Result<(), SettleError> {
         let Some(raw) = self.delivery.take() else {
             return Ok(());

@@ -486,6 +486,7 @@ impl<E: IggyEvent> Transport<E> {
     /// The dead letters of this transport's topic: the dead-letter topic (named by
     /// `config`, `<topic>.dlq` by default) is created when missing, with
     /// `config.retention` or else [`TransportOptions::dead_letter_retention`].
+    /// Fails with [`DeadLetterError::Connector`] when the topic cannot be opened.
     pub async fn dead_letters(
         &self,
         config: &DeadLetterConfig,

@@ -384,9 +384,9 @@ impl<E> Delivery<E> {
     /// The commit covers a partition's contiguous acknowledged prefix, so this also
     /// waits for the earlier deliveries of the partition to be settled: do not call it
     /// while holding an earlier delivery of the same partition in the same task.
-    /// Fails with [`SettleError::Commit`]: [`ConnectorError::Fenced`] when the partition went to another member
-    /// first (which receives the event again), or with the commit's error (the commit
-    /// is retried in the background).
+    /// Fails with [`SettleError::Commit`]: holding [`ConnectorError::Fenced`] when the
+    /// partition went to another member first (which receives the event again), or
+    /// the commit's error (the commit is retried in the background).
     pub async fn ack_and_commit(self) -> Result<(), SettleError> {
         let Self { handle, .. } = self;
         handle.settle_and_commit().await
@@ -408,7 +408,9 @@ impl<E> Delivery<E> {
     ///
     /// Guarantee (the commit rule): the delivery is settled, so that the commit may
     /// pass it, only after the broker confirmed the dead letter. When the write
-    /// fails, the error is returned and the delivery's partition is held at it (see
+    /// fails, it fails with [`SettleError::DeadLetter`] (the [`DeadLetterError`]:
+    /// [`DeadLetterError::NoDeadLetterTopic`] for a subscription without one) and the
+    /// delivery's partition is held at it (see
     /// [`crate::consume::Undecided::Hold`]): nothing after it is committed, and it is
     /// delivered again after `redelivery_backoff`. A crash between the write and
     /// the commit delivers it again, and terminating it again writes a second dead
@@ -478,7 +480,8 @@ impl RawDelivery {
         Ok(())
     }
 
-    /// Acknowledges it and waits for the commit (see [`Delivery::ack_and_commit`]).
+    /// Acknowledges it and waits for the commit; fails with [`SettleError::Commit`]
+    /// (see [`Delivery::ack_and_commit`]).
     pub async fn ack_and_commit(self) -> Result<(), SettleError> {
         self.handle.settle_and_commit().await
     }
@@ -488,7 +491,8 @@ impl RawDelivery {
         self.handle.nack(delay);
     }
 
-    /// Terminates it as poison: to the dead-letter topic now (see
+    /// Terminates it as poison: to the dead-letter topic now; fails with
+    /// [`SettleError::DeadLetter`] and holds it when the write fails (see
     /// [`Delivery::term`]).
     pub async fn term(self, reason: impl Into<String>) -> Result<(), SettleError> {
         self.handle.term(reason.into()).await
