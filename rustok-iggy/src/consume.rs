@@ -860,3 +860,75 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::DeadLetterError;
+
+    fn lost_connection() -> ConnectorError {
+        ConnectorError::Connection {
+            message: "the broker went away".into(),
+            source: None,
+        }
+    }
+
+    /// The runner's start rule sees the connector's failure inside a failed
+    /// dead-letter open or settlement: a transient one is ridden out (counted, then
+    /// tried again), one that retrying cannot fix is returned at once.
+    #[tokio::test(start_paused = true)]
+    async fn set_up_rides_out_what_a_retry_fixes_inside_the_wrapping_errors() {
+        let transient: Vec<fn() -> Error> = vec![
+            || Error::DeadLetter(DeadLetterError::Connector(lost_connection())),
+            || Error::Settle(SettleError::Commit(lost_connection())),
+            || {
+                Error::Settle(SettleError::DeadLetter(DeadLetterError::Connector(
+                    lost_connection(),
+                )))
+            },
+            || Error::Connector(lost_connection()),
+        ];
+        for make in transient {
+            let mut attempts = 0u32;
+            let set = set_up(
+                "jobs",
+                "starting",
+                std::pin::pin!(std::future::pending()),
+                || {
+                    attempts += 1;
+                    let again = attempts < 3;
+                    async move { if again { Err(make()) } else { Ok(attempts) } }
+                },
+            )
+            .await
+            .expect("ridden out");
+            assert_eq!(set, Some((3, 2)), "{:?}", make());
+        }
+
+        let fatal: Vec<fn() -> Error> = vec![
+            || Error::DeadLetter(DeadLetterError::NoDeadLetterTopic),
+            || {
+                Error::DeadLetter(DeadLetterError::Connector(ConnectorError::TopicNotFound {
+                    stream: "s".into(),
+                    topic: "jobs.dlq".into(),
+                }))
+            },
+            || Error::Connector(ConnectorError::NotConnected),
+        ];
+        for make in fatal {
+            let mut attempts = 0u32;
+            let result = set_up(
+                "jobs",
+                "starting",
+                std::pin::pin!(std::future::pending()),
+                || {
+                    attempts += 1;
+                    async move { Err::<(), _>(make()) }
+                },
+            )
+            .await;
+            assert!(result.is_err(), "{:?}", make());
+            assert_eq!(attempts, 1, "given up at once: {:?}", make());
+        }
+    }
+}
