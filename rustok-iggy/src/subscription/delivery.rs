@@ -526,7 +526,7 @@ impl RawDelivery {
         reason: String,
     ) -> Result<(), SettleError> {
         self.handle
-            .dead_letter(dead_letters, reason, |l| &l.acked)
+            .dead_letter(dead_letters, reason, |l| &l.dead_lettered)
             .await
     }
 

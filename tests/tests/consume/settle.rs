@@ -257,7 +257,21 @@ async fn a_decode_error_whose_dead_letter_fails_is_held(mut h: Harness) {
     assert!(letters(&transport).await.is_empty());
     let again = undecodable(&mut subscription).await;
     assert_eq!(again.offset, 0, "the held message is delivered again");
+    let dead_lettered = || {
+        metric_value(
+            metric_names::DEAD_LETTERED,
+            &[
+                ("messaging_destination_name", transport.topic().as_str()),
+                ("messaging_consumer_group_name", "decodedown"),
+            ],
+        )
+    };
+    let before = dead_lettered();
     again.dead_letter(&dead_letters).await.unwrap();
+    assert!(
+        dead_lettered() > before,
+        "a decode error's dead letter counts as dead-lettered"
+    );
     let later = next(&mut subscription).await;
     assert_eq!(later.seq, 1, "the event after it is delivered again");
     later.ack().await.unwrap();
