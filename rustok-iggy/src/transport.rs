@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,7 +19,8 @@ use crate::config_impl::IggyConfig;
 use crate::error::Error;
 use crate::event_impl::IggyEvent;
 use crate::metadata::{
-    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, header, id_texts, new_traceparent,
+    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, fingerprint_text, header, id_texts,
+    new_traceparent,
 };
 use crate::publish_retry::PublishRetry;
 use crate::subscription::{Events, Subscription, SubscriptionOptions};
@@ -118,6 +119,9 @@ pub struct Transport<E> {
     balanced: Arc<RoundRobin>,
     /// Shares requests among concurrent single-event publishes.
     coalescer: Arc<Coalescer>,
+    /// The schema fingerprint header of each of `E`'s event types that has one,
+    /// made on the first publish and shared by every message after it.
+    fingerprints: Arc<OnceLock<Vec<(&'static str, HeaderValue)>>>,
 }
 
 impl<E> Clone for Transport<E> {
@@ -132,6 +136,7 @@ impl<E> Clone for Transport<E> {
             retry: self.retry,
             balanced: Arc::clone(&self.balanced),
             coalescer: Arc::clone(&self.coalescer),
+            fingerprints: Arc::clone(&self.fingerprints),
         }
     }
 }
@@ -265,6 +270,7 @@ impl<E: IggyEvent> Transport<E> {
             upcasters: Arc::new(Upcasters::new()),
             retry: options.publish_retry,
             balanced,
+            fingerprints: Arc::default(),
         })
     }
 
@@ -358,9 +364,9 @@ impl<E: IggyEvent> Transport<E> {
 
     /// [`Transport::message`] with the event id chosen and its text (`id_text`, a
     /// slice of one buffer per publish call) made by the caller. Header names, the
-    /// event type, the codec and small schema versions are static: the headers cost
-    /// one allocation (their list) beyond the payload, and one more for the schema
-    /// fingerprint's text where the type has one.
+    /// event type, the codec and small schema versions are static, the schema
+    /// fingerprint's text is made once per transport: the headers cost one allocation
+    /// (their list) beyond the payload.
     fn message_with_id(
         &self,
         event: &E,
@@ -374,8 +380,7 @@ impl<E: IggyEvent> Transport<E> {
             event_type: HeaderValue::from_static(event.event_type()),
             schema_version: event.schema_version(),
             codec: E::CODEC,
-            fingerprint: crate::schema::schema_for::<E>(event.event_type())
-                .map(|schema| schema.fingerprint),
+            fingerprint: self.fingerprint(event.event_type()),
             event_id: id_text,
             metadata,
             trace,
@@ -386,6 +391,24 @@ impl<E: IggyEvent> Transport<E> {
             payload: Bytes::from(payload),
             headers,
         })
+    }
+
+    /// The schema fingerprint header of `event_type` (one of `E`'s), if `E` could be
+    /// traced: a clone of the value made once for the transport.
+    fn fingerprint(&self, event_type: &str) -> Option<HeaderValue> {
+        self.fingerprints
+            .get_or_init(|| {
+                E::EVENT_TYPES
+                    .iter()
+                    .filter_map(|info| {
+                        let schema = crate::schema::schema_for::<E>(info.event_type)?;
+                        Some((info.event_type, fingerprint_text(schema.fingerprint)))
+                    })
+                    .collect()
+            })
+            .iter()
+            .find(|(known, _)| *known == event_type)
+            .map(|(_, text)| text.clone())
     }
 
     /// Publishes through the connector, again after a transient failure (the same
