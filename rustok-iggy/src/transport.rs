@@ -226,6 +226,20 @@ pub(crate) async fn send_recorded(
     result
 }
 
+/// The payloads of `events`, encoded with `E::CODEC` one after the other into one
+/// buffer, and where each ends: one allocation per publish call instead of one per
+/// event, and the payloads are slices of it (a publish's retry copy of them costs a
+/// reference count each).
+fn payloads<E: IggyEvent>(events: &[E]) -> Result<(Bytes, Vec<usize>), Error> {
+    let mut buffer = Vec::new();
+    let mut ends = Vec::with_capacity(events.len());
+    for event in events {
+        E::CODEC.encode_value_into(event.event_type(), event, &mut buffer)?;
+        ends.push(buffer.len());
+    }
+    Ok((Bytes::from(buffer), ends))
+}
+
 impl<E: IggyEvent> Transport<E> {
     /// A transport for `E` over a connected `connector`; creates `E`'s stream and topic
     /// when missing (an existing topic with another partition count is an error) and
@@ -360,24 +374,25 @@ impl<E: IggyEvent> Transport<E> {
     ) -> Result<(OutgoingMessage, Uuid), Error> {
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
         let text = id_texts(&[id]);
-        let message = self.message_with_id(event, metadata, trace, id, text)?;
+        let payload = Bytes::from(event.encode()?);
+        let message = self.message_with_id(event, payload, metadata, trace, id, text)?;
         Ok((message, id))
     }
 
-    /// [`Transport::message`] with the event id chosen and its text (`id_text`, a
-    /// slice of one buffer per publish call) made by the caller. Header names, the
+    /// [`Transport::message`] with the payload encoded, the event id chosen and its
+    /// text (`id_text`, a slice of one buffer per publish call) made by the caller. Header names, the
     /// event type, the codec and small schema versions are static, the schema
     /// fingerprint's text is made once per transport: the headers cost one allocation
     /// (their list) beyond the payload.
     fn message_with_id(
         &self,
         event: &E,
+        payload: Bytes,
         metadata: &EventMetadata,
         trace: &HeaderValue,
         id: Uuid,
         id_text: Bytes,
     ) -> Result<OutgoingMessage, Error> {
-        let payload = event.encode()?;
         let headers = OutgoingHeaders {
             event_type: HeaderValue::from_static(event.event_type()),
             schema_version: event.schema_version(),
@@ -390,7 +405,7 @@ impl<E: IggyEvent> Transport<E> {
         .write(0)?;
         Ok(OutgoingMessage {
             id: id.as_u128(),
-            payload: Bytes::from(payload),
+            payload,
             headers,
         })
     }
@@ -486,10 +501,13 @@ impl<E: IggyEvent> Transport<E> {
         let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
         let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
         let texts = id_texts(&ids);
+        let (payloads, ends) = payloads(events)?;
         for (index, event) in events.iter().enumerate() {
             let id = ids[index];
             let text = texts.slice(index * ID_TEXT_LEN..(index + 1) * ID_TEXT_LEN);
-            let message = self.message_with_id(event, &metadata, &trace, id, text)?;
+            let start = index.checked_sub(1).map_or(0, |before| ends[before]);
+            let payload = payloads.slice(start..ends[index]);
+            let message = self.message_with_id(event, payload, &metadata, &trace, id, text)?;
             let target = routing(event, &metadata, self.partitions);
             match buckets.iter_mut().find(|(t, _, _)| *t == target) {
                 Some((_, indexes, messages)) => {
