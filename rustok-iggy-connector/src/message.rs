@@ -183,13 +183,21 @@ pub struct Headers {
 
 type Entry = (HeaderKey, HeaderValue);
 
-/// The entries: a list being built, or a decoded list shared by its clones (a
-/// delivery and its copy of the headers cost one reference count, not a copy).
+/// The entries: a list being built, or a list shared by its clones (a delivery and its
+/// copy of the headers, a publish and the copy kept for its retry, cost one reference
+/// count, not a copy).
+///
+/// A list made with a capacity ([`Headers::with_capacity`]) is one shared allocation
+/// from the start, filled in place while no clone shares it; a decoded list is one too.
+/// A change to a list a clone shares, or beyond its capacity, copies it first.
 #[derive(Clone, Default)]
 struct Entries {
+    /// The entries, while `shared` is not set.
     owned: Vec<Entry>,
-    /// When set, the entries (and `owned` is empty).
+    /// When set, the entries are its first `len` (and `owned` is empty); the rest are
+    /// free slots (empty keys and values, which own no memory).
     shared: Option<Arc<[Entry]>>,
+    len: usize,
 }
 
 impl PartialEq for Entries {
@@ -200,24 +208,97 @@ impl PartialEq for Entries {
 
 impl Eq for Entries {}
 
+/// A free slot of a shared list.
+fn free_slot() -> Entry {
+    (
+        HeaderKey(Bytes::new()),
+        HeaderValue::from_parts(HeaderKind::Raw, Bytes::new()),
+    )
+}
+
 impl Entries {
-    fn owned(owned: Vec<Entry>) -> Self {
+    /// An empty shared list with room for `capacity` entries: one allocation.
+    fn with_capacity(capacity: usize) -> Self {
+        if capacity == 0 {
+            return Self::default();
+        }
+        // A counted range: the shared list is allocated once, at its size.
         Self {
-            owned,
-            shared: None,
+            owned: Vec::new(),
+            shared: Some((0..capacity).map(|_| free_slot()).collect()),
+            len: 0,
+        }
+    }
+
+    /// A full shared list.
+    fn shared(entries: Arc<[Entry]>) -> Self {
+        Self {
+            owned: Vec::new(),
+            len: entries.len(),
+            shared: Some(entries),
         }
     }
 
     fn as_slice(&self) -> &[Entry] {
-        self.shared.as_deref().unwrap_or(&self.owned)
+        match &self.shared {
+            Some(shared) => &shared[..self.len],
+            None => &self.owned,
+        }
     }
 
-    /// The list to change (a shared one is copied first).
+    /// The shared list's slots, when no clone shares it (changed in place).
+    fn unshared_slots(&mut self) -> Option<&mut [Entry]> {
+        self.shared.as_mut().and_then(Arc::get_mut)
+    }
+
+    /// The list as an owned one (a shared list is moved out when no clone shares
+    /// it, else copied).
     fn to_mut(&mut self) -> &mut Vec<Entry> {
-        if let Some(shared) = self.shared.take() {
-            self.owned = shared.to_vec();
+        let len = std::mem::take(&mut self.len);
+        if let Some(mut shared) = self.shared.take() {
+            self.owned = match Arc::get_mut(&mut shared) {
+                Some(slots) => slots[..len]
+                    .iter_mut()
+                    .map(|slot| std::mem::replace(slot, free_slot()))
+                    .collect(),
+                None => shared[..len].to_vec(),
+            };
         }
         &mut self.owned
+    }
+
+    /// The entries, to change in place (a shared list a clone shares is copied
+    /// first).
+    fn as_mut_slice(&mut self) -> &mut [Entry] {
+        if self.shared.is_some() && self.unshared_slots().is_none() {
+            self.to_mut();
+        }
+        match self.shared.as_mut().and_then(Arc::get_mut) {
+            Some(slots) => &mut slots[..self.len],
+            None => &mut self.owned,
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let len = self.len;
+        if let Some(slot) = self.unshared_slots().and_then(|slots| slots.get_mut(len)) {
+            *slot = entry;
+            self.len += 1;
+            return;
+        }
+        self.to_mut().push(entry);
+    }
+
+    /// Removes the entry at `index` (< the length).
+    fn remove(&mut self, index: usize) -> Entry {
+        let len = self.len;
+        if let Some(slots) = self.unshared_slots() {
+            slots[index..len].rotate_left(1);
+            let removed = std::mem::replace(&mut slots[len - 1], free_slot());
+            self.len -= 1;
+            return removed;
+        }
+        self.to_mut().remove(index)
     }
 }
 
@@ -243,11 +324,13 @@ impl Headers {
         Self::default()
     }
 
-    /// No headers, with room for `capacity` without reallocating.
+    /// No headers, with room for `capacity` without reallocating: one allocation, at
+    /// its size, that clones of these headers share (a clone costs a reference count;
+    /// a change to headers a clone shares copies them first).
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            entries: Entries::owned(Vec::with_capacity(capacity)),
+            entries: Entries::with_capacity(capacity),
         }
     }
 
@@ -279,10 +362,9 @@ impl Headers {
                 });
             }
         }
-        let entries = self.entries.to_mut();
-        match entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => entries.push((key, value)),
+        match self.entries.as_slice().iter().position(|(k, _)| *k == key) {
+            Some(index) => self.entries.as_mut_slice()[index].1 = value,
+            None => self.entries.push((key, value)),
         }
         Ok(())
     }
@@ -319,7 +401,7 @@ impl Headers {
             .as_slice()
             .iter()
             .position(|(k, _)| k.is(key))?;
-        Some(self.entries.to_mut().remove(index).1)
+        Some(self.entries.remove(index).1)
     }
 
     /// The entries in insertion order.
@@ -400,10 +482,7 @@ impl Headers {
             })
             .collect();
         Ok(Self {
-            entries: Entries {
-                owned: Vec::new(),
-                shared: Some(entries),
-            },
+            entries: Entries::shared(entries),
         })
     }
 }
@@ -643,6 +722,63 @@ mod tests {
         );
         assert_eq!(changed.len(), 1);
         assert_eq!(decoded.len(), 2);
+    }
+
+    #[test]
+    fn headers_built_at_their_capacity_are_shared_by_clones_and_copied_on_change() {
+        let mut headers = Headers::with_capacity(3);
+        headers
+            .insert_static("event_type", HeaderValue::from_static("order.placed"))
+            .unwrap();
+        headers.insert_str("tenant", "acme").unwrap();
+        assert_eq!(headers.len(), 2);
+        let copy = headers.clone();
+        let (a, b) = (headers.get("tenant").unwrap(), copy.get("tenant").unwrap());
+        assert_eq!(
+            a.as_bytes().as_ptr(),
+            b.as_bytes().as_ptr(),
+            "a clone shares the values"
+        );
+        assert!(
+            std::ptr::eq(headers.entries.as_slice(), copy.entries.as_slice()),
+            "a clone shares the list"
+        );
+
+        // Changing one side copies it; the other keeps what it had.
+        headers.insert_str("tenant", "globex").unwrap();
+        headers.insert_str("actor", "ann").unwrap();
+        assert_eq!(headers.get_str("tenant"), Some("globex"));
+        assert_eq!(copy.get_str("tenant"), Some("acme"));
+        assert_eq!(copy.get("actor"), None);
+        assert_eq!(copy.len(), 2);
+
+        // Unshared again: changed in place, within the capacity and beyond it.
+        let mut alone = copy;
+        alone.insert_str("actor", "bob").unwrap();
+        assert_eq!(
+            alone.remove("event_type").unwrap().as_str(),
+            Some("order.placed")
+        );
+        assert_eq!(
+            alone
+                .iter()
+                .map(|(k, v)| (k, v.as_str().unwrap()))
+                .collect::<Vec<_>>(),
+            [("tenant", "acme"), ("actor", "bob")]
+        );
+        alone.insert_str("a", "1").unwrap();
+        alone.insert_str("b", "2").unwrap();
+        assert_eq!(alone.len(), 4);
+        assert_eq!(alone.get_str("b"), Some("2"));
+        let mut expected = Headers::new();
+        for (k, v) in [("tenant", "acme"), ("actor", "bob"), ("a", "1"), ("b", "2")] {
+            expected.insert_str(k, v).unwrap();
+        }
+        assert_eq!(alone, expected);
+        let mut out = Vec::new();
+        alone.encode_into(&mut out);
+        assert_eq!(Headers::decode(&out).unwrap(), expected);
+        assert_eq!(Headers::with_capacity(0), Headers::new());
     }
 
     #[test]

@@ -75,6 +75,35 @@ impl Codec {
         })
     }
 
+    /// [`Codec::encode_value`], appending the encoding to `out` (several values in one
+    /// buffer). On error `out` is as it was.
+    pub(crate) fn encode_value_into<T: Serialize + ?Sized>(
+        self,
+        event_type: &str,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let start = out.len();
+        let encoded = match self {
+            Self::Json => serde_json::to_writer(&mut *out, value).map_err(box_error),
+            // Sized first, as in `encode_value`.
+            Self::Postcard => postcard::experimental::serialized_size(value)
+                .and_then(|size| {
+                    out.reserve(size);
+                    postcard::to_io(value, &mut *out).map(drop)
+                })
+                .map_err(box_error),
+        };
+        encoded.map_err(|source| {
+            out.truncate(start);
+            CodecError::Encode {
+                event_type: event_type.to_owned(),
+                codec: self,
+                source,
+            }
+        })
+    }
+
     /// Decodes any deserializable value; `event_type` names it in errors. The whole of
     /// `bytes` must be used: trailing bytes are an error with both codecs.
     pub fn decode_value<T: DeserializeOwned>(
@@ -293,6 +322,37 @@ mod tests {
             );
             assert!(StdError::source(&error).is_some());
         }
+    }
+
+    #[test]
+    fn values_encoded_into_one_buffer_are_their_own_encodings_one_after_the_other() {
+        for codec in Codec::ALL {
+            let mut out = b"head".to_vec();
+            codec
+                .encode_value_into("a", &(7_u64, "seven"), &mut out)
+                .unwrap();
+            let first = out.len();
+            codec
+                .encode_value_into("b", &[1_u8, 2, 3], &mut out)
+                .unwrap();
+            assert_eq!(&out[..4], b"head");
+            assert_eq!(
+                out[4..first],
+                codec.encode_value("a", &(7_u64, "seven")).unwrap()
+            );
+            assert_eq!(
+                out[first..],
+                codec.encode_value("b", &[1_u8, 2, 3]).unwrap()
+            );
+        }
+        let mut map = std::collections::BTreeMap::new();
+        map.insert((1, 2), 3);
+        let mut out = b"head".to_vec();
+        let error = Codec::Json
+            .encode_value_into("map", &map, &mut out)
+            .unwrap_err();
+        assert_eq!(error.event_type(), "map");
+        assert_eq!(out, b"head", "a failed encoding leaves nothing behind");
     }
 
     #[test]

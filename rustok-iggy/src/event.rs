@@ -137,7 +137,11 @@ pub trait IggyEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Encodes this event with [`CODEC`](Self::CODEC). An error names its event type
-    /// ([`event_type`](Self::event_type)).
+    /// ([`event_type`](Self::event_type)). [`Transport::publish_batch`] encodes the
+    /// same way, straight into one buffer for the whole batch, as subscriptions decode
+    /// with `CODEC` directly.
+    ///
+    /// [`Transport::publish_batch`]: crate::Transport::publish_batch
     fn encode(&self) -> Result<Vec<u8>, CodecError> {
         Self::CODEC.encode_value(self.event_type(), self)
     }

@@ -117,8 +117,9 @@ pub(crate) struct OutgoingHeaders<'a> {
     pub(crate) schema_version: u32,
     /// The codec of the payload.
     pub(crate) codec: Codec,
-    /// The schema fingerprint of the payload's type, where it has one.
-    pub(crate) fingerprint: Option<Fingerprint>,
+    /// The schema fingerprint of the payload's type as header text (see
+    /// [`fingerprint_text`]), where it has one.
+    pub(crate) fingerprint: Option<HeaderValue>,
     /// The event id in text form (see [`id_texts`]).
     pub(crate) event_id: Bytes,
     /// The metadata; its set fields are written too.
@@ -131,9 +132,9 @@ impl OutgoingHeaders<'_> {
     /// How many headers [`OutgoingHeaders::write`] writes at most besides the metadata.
     const OWN: usize = 6;
 
-    /// The headers of the message, with room for `extra` more. Every name is static:
-    /// the headers cost one allocation (their list), plus one for the fingerprint's
-    /// text and one for a schema version of 16 or more.
+    /// The headers of the message, with room for `extra` more. Every name is static
+    /// and the values shared: the headers cost one allocation (their list, which
+    /// clones share), plus one for a schema version of 16 or more.
     pub(crate) fn write(self, extra: usize) -> Result<Headers, HeaderError> {
         let mut headers = Headers::with_capacity(Self::OWN + self.metadata.len() + extra);
         headers.insert_static(header::EVENT_TYPE, self.event_type)?;
@@ -143,10 +144,7 @@ impl OutgoingHeaders<'_> {
         )?;
         headers.insert_static(header::CODEC, HeaderValue::from_static(self.codec.as_str()))?;
         if let Some(fingerprint) = self.fingerprint {
-            headers.insert_static(
-                header::SCHEMA_FINGERPRINT,
-                HeaderValue::string(fingerprint.to_string()),
-            )?;
+            headers.insert_static(header::SCHEMA_FINGERPRINT, fingerprint)?;
         }
         headers.insert_static(header::EVENT_ID, shared_text(self.event_id))?;
         self.metadata.write(&mut headers)?;
@@ -155,6 +153,12 @@ impl OutgoingHeaders<'_> {
         }
         Ok(headers)
     }
+}
+
+/// The [`header::SCHEMA_FINGERPRINT`] value of `fingerprint`: made once per event
+/// type, its clones share it.
+pub(crate) fn fingerprint_text(fingerprint: Fingerprint) -> HeaderValue {
+    HeaderValue::string(fingerprint.to_string())
 }
 
 /// Length of a UUID in text form (`8-4-4-4-12` hex digits).

@@ -45,7 +45,9 @@ pub(crate) async fn send_recorded(
         .sum();
     let topic_name = request.topic.clone();
     let started = Instant::now();
-    let result = retry.run(|| connector.publish(request.clone())).await;
+    let result = retry
+        .publish(request, |request| connector.publish(request))
+        .await;
     let metrics = Metrics::global();
     let topic = [("messaging_destination_name", topic_name.as_str())];
     metrics.observe(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use rustok_iggy_connector::{
@@ -21,7 +21,8 @@ use crate::decode::{Decoder, decode_message};
 use crate::error::Error;
 use crate::event_impl::IggyEvent;
 use crate::metadata::{
-    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, header, id_texts, new_traceparent,
+    EventMetadata, ID_TEXT_LEN, OutgoingHeaders, fingerprint_text, header, id_texts,
+    new_traceparent,
 };
 use crate::publish::send_with;
 use crate::publish_retry::PublishRetry;
@@ -122,6 +123,9 @@ pub struct Transport<E> {
     balanced: Arc<RoundRobin>,
     /// Shares requests among concurrent single-event publishes.
     coalescer: Arc<Coalescer>,
+    /// The schema fingerprint header of each of `E`'s event types that has one,
+    /// made on the first publish and shared by every message after it.
+    fingerprints: Arc<OnceLock<Vec<(&'static str, HeaderValue)>>>,
 }
 
 impl<E> Clone for Transport<E> {
@@ -136,6 +140,7 @@ impl<E> Clone for Transport<E> {
             retry: self.retry,
             balanced: Arc::clone(&self.balanced),
             coalescer: Arc::clone(&self.coalescer),
+            fingerprints: Arc::clone(&self.fingerprints),
         }
     }
 }
@@ -172,6 +177,20 @@ pub(crate) fn routing<E: IggyEvent>(
 /// A fresh `traceparent` as a header value, shared by the messages of one call.
 pub(crate) fn traceparent_value() -> HeaderValue {
     HeaderValue::string(new_traceparent())
+}
+
+/// The payloads of `events`, encoded with `E::CODEC` one after the other into one
+/// buffer, and where each ends: one allocation per publish call instead of one per
+/// event, and the payloads are slices of it (a publish's retry copy of them costs a
+/// reference count each).
+fn payloads<E: IggyEvent>(events: &[E]) -> Result<(Bytes, Vec<usize>), Error> {
+    let mut buffer = Vec::new();
+    let mut ends = Vec::with_capacity(events.len());
+    for event in events {
+        E::CODEC.encode_value_into(event.event_type(), event, &mut buffer)?;
+        ends.push(buffer.len());
+    }
+    Ok((Bytes::from(buffer), ends))
 }
 
 impl<E: IggyEvent> Transport<E> {
@@ -220,6 +239,7 @@ impl<E: IggyEvent> Transport<E> {
             upcasters: Arc::new(Upcasters::new()),
             retry: options.publish_retry,
             balanced,
+            fingerprints: Arc::default(),
         })
     }
 
@@ -307,30 +327,30 @@ impl<E: IggyEvent> Transport<E> {
     ) -> Result<(OutgoingMessage, Uuid), Error> {
         let id = metadata.event_id.unwrap_or_else(Uuid::new_v4);
         let text = id_texts(&[id]);
-        let message = self.message_with_id(event, metadata, trace, id, text)?;
+        let payload = Bytes::from(event.encode()?);
+        let message = self.message_with_id(event, payload, metadata, trace, id, text)?;
         Ok((message, id))
     }
 
-    /// [`Transport::message`] with the event id chosen and its text (`id_text`, a
-    /// slice of one buffer per publish call) made by the caller. Header names, the
-    /// event type, the codec and small schema versions are static: the headers cost
-    /// one allocation (their list) beyond the payload, and one more for the schema
-    /// fingerprint's text where the type has one.
+    /// [`Transport::message`] with the payload encoded, the event id chosen and its
+    /// text (`id_text`, a slice of one buffer per publish call) made by the caller. Header names, the
+    /// event type, the codec and small schema versions are static, the schema
+    /// fingerprint's text is made once per transport: the headers cost one allocation
+    /// (their list) beyond the payload.
     fn message_with_id(
         &self,
         event: &E,
+        payload: Bytes,
         metadata: &EventMetadata,
         trace: &HeaderValue,
         id: Uuid,
         id_text: Bytes,
     ) -> Result<OutgoingMessage, Error> {
-        let payload = event.encode()?;
         let headers = OutgoingHeaders {
             event_type: HeaderValue::from_static(event.event_type()),
             schema_version: event.schema_version(),
             codec: E::CODEC,
-            fingerprint: crate::schema::schema_for::<E>(event.event_type())
-                .map(|schema| schema.fingerprint),
+            fingerprint: self.fingerprint(event.event_type()),
             event_id: id_text,
             metadata,
             trace,
@@ -338,9 +358,27 @@ impl<E: IggyEvent> Transport<E> {
         .write(0)?;
         Ok(OutgoingMessage {
             id: id.as_u128(),
-            payload: Bytes::from(payload),
+            payload,
             headers,
         })
+    }
+
+    /// The schema fingerprint header of `event_type` (one of `E`'s), if `E` could be
+    /// traced: a clone of the value made once for the transport.
+    fn fingerprint(&self, event_type: &str) -> Option<HeaderValue> {
+        self.fingerprints
+            .get_or_init(|| {
+                E::EVENT_TYPES
+                    .iter()
+                    .filter_map(|info| {
+                        let schema = crate::schema::schema_for::<E>(info.event_type)?;
+                        Some((info.event_type, fingerprint_text(schema.fingerprint)))
+                    })
+                    .collect()
+            })
+            .iter()
+            .find(|(known, _)| *known == event_type)
+            .map(|(_, text)| text.clone())
     }
 
     /// Publishes through the connector, again after a transient failure (the same
@@ -416,10 +454,13 @@ impl<E: IggyEvent> Transport<E> {
         let mut buckets: Vec<(Option<u32>, Vec<usize>, Vec<OutgoingMessage>)> = Vec::new();
         let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
         let texts = id_texts(&ids);
+        let (payloads, ends) = payloads(events)?;
         for (index, event) in events.iter().enumerate() {
             let id = ids[index];
             let text = texts.slice(index * ID_TEXT_LEN..(index + 1) * ID_TEXT_LEN);
-            let message = self.message_with_id(event, &metadata, &trace, id, text)?;
+            let start = index.checked_sub(1).map_or(0, |before| ends[before]);
+            let payload = payloads.slice(start..ends[index]);
+            let message = self.message_with_id(event, payload, &metadata, &trace, id, text)?;
             let target = routing(event, &metadata, self.partitions);
             match buckets.iter_mut().find(|(t, _, _)| *t == target) {
                 Some((_, indexes, messages)) => {

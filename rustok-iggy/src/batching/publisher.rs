@@ -749,7 +749,7 @@ impl Lane {
         let started = std::time::Instant::now();
         let result = self
             .retry
-            .run(|| self.connector.publish(request.clone()))
+            .publish(request, |request| self.connector.publish(request))
             .await;
         let metrics = Metrics::global();
         metrics.observe(

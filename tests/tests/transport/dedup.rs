@@ -20,7 +20,8 @@ use rustok_iggy::{
     testing::{Hooks, Observed},
 };
 use rustok_iggy_connector::{
-    ConnectorError, PublishReceipt, PublishRequest, StartPosition, StreamName, TopicName,
+    ConnectorError, OutgoingMessage, PublishReceipt, PublishRequest, StartPosition, StreamName,
+    TopicName,
 };
 use serde::{Deserialize, Serialize};
 use tests::{embedded_config, open_embedded};
@@ -366,4 +367,77 @@ async fn a_keyless_event_published_again_with_its_event_id_is_stored_once() {
         (first.partition, first.offset)
     );
     assert_eq!(stored(embedded.as_ref()).await, [first.event_id.as_u128()]);
+}
+
+/// Hooks that refuse the first publish before the broker sees it (a timeout) and
+/// keep what every attempt carried: partition, ids, payloads and headers.
+#[derive(Debug, Default)]
+struct RefusedOnce {
+    attempts: std::sync::Mutex<Vec<(String, Vec<OutgoingMessage>)>>,
+}
+
+#[async_trait]
+impl Hooks for RefusedOnce {
+    async fn before_publish(&self, request: &PublishRequest) -> Result<(), ConnectorError> {
+        let mut attempts = self.attempts.lock().unwrap();
+        attempts.push((
+            format!("{:?}", request.partitioning),
+            request.messages.clone(),
+        ));
+        if attempts.len() == 1 {
+            return Err(timed_out());
+        }
+        Ok(())
+    }
+}
+
+/// A batch whose first attempt failed before it was stored: the retry sends the
+/// same messages (partition, ids, payloads, headers), and they are what is stored.
+#[tokio::test]
+async fn a_retried_batch_resends_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open_embedded(&embedded_config(dir.path())).await;
+    let refusing = Observed::new(embedded.clone(), RefusedOnce::default());
+    let payments = Transport::<Paid>::new(refusing.clone(), options())
+        .await
+        .unwrap();
+    let events: Vec<Paid> = (0..5).map(|n| Paid { n }).collect();
+    let receipts = payments.publish_batch(&events).await.unwrap();
+    assert!(
+        receipts.iter().all(|r| !r.duplicate),
+        "the first attempt stored nothing"
+    );
+
+    let attempts = refusing.hooks().attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 2, "one retry");
+    assert_eq!(
+        attempts[1], attempts[0],
+        "the retry resent the same messages"
+    );
+    let sent = &attempts[1].1;
+    let ids: Vec<u128> = receipts.iter().map(|r| r.event_id.as_u128()).collect();
+    assert_eq!(sent.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    for (message, event) in sent.iter().zip(&events) {
+        assert_eq!(Paid::decode(&message.payload).unwrap(), *event);
+        let id = uuid::Uuid::from_u128(message.id).to_string();
+        assert_eq!(message.headers.get_str("event_id"), Some(id.as_str()));
+    }
+
+    let partition = receipts[0].partition;
+    let stored = embedded
+        .poll(
+            &StreamName::new("rustok").unwrap(),
+            &TopicName::new("payments").unwrap(),
+            partition,
+            StartPosition::Earliest,
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), events.len(), "stored once");
+    for (stored, sent) in stored.iter().zip(sent) {
+        assert_eq!(stored.id, sent.id);
+        assert_eq!(stored.payload, sent.payload);
+        assert_eq!(stored.headers, sent.headers);
+    }
 }
