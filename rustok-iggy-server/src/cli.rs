@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rustok_iggy_connector::{
-    ConnectorConfig, DurabilityPolicy, EmbeddedConnectorConfig, RemoteConnectorConfig, Secret,
+    ConnectorConfig, DeduplicationConfig, DurabilityPolicy, EmbeddedConnectorConfig,
+    RemoteConnectorConfig, Secret,
 };
 
 /// The defaults of the embedded broker, shown in `--help`.
@@ -211,6 +212,10 @@ pub(crate) struct ServeArgs {
     /// Segment files roll past this size
     #[arg(long, value_name = "BYTES", env = "RUSTOK_IGGY_SEGMENT_SIZE_BYTES", default_value_t = defaults().segment_size_bytes)]
     pub(crate) segment_size_bytes: u64,
+    /// Store every message, also one whose id the partition stored within the last minute
+    /// (the Iggy server's default; without it, such a message is a duplicate, not stored again)
+    #[arg(long, env = "RUSTOK_IGGY_NO_DEDUPLICATION")]
+    pub(crate) no_deduplication: bool,
     /// Name of the root user
     #[arg(long, value_name = "NAME", env = "IGGY_ROOT_USERNAME", default_value_t = defaults().root_username)]
     pub(crate) username: String,
@@ -238,6 +243,9 @@ impl ServeArgs {
         embedded.durability = self.durability.into();
         embedded.fsync_interval_ms = self.fsync_interval_ms;
         embedded.segment_size_bytes = self.segment_size_bytes;
+        if self.no_deduplication {
+            embedded.deduplication = DeduplicationConfig::disabled();
+        }
         embedded.root_username.clone_from(&self.username);
         if let Some(password) = &self.password {
             embedded.root_password = password.clone();
@@ -370,6 +378,16 @@ mod tests {
         assert!(err.contains("every_batch, interval, never"), "{err}");
         let err = serve(&["--segment-size-bytes", "10"]).config().unwrap_err();
         assert!(err.contains("segment_size_bytes"), "{err}");
+    }
+
+    #[test]
+    fn deduplication_is_on_unless_turned_off() {
+        assert!(serve(&[]).config().unwrap().embedded.deduplication.enabled);
+        let config = serve(&["--no-deduplication"]).config().unwrap();
+        assert_eq!(
+            config.embedded.deduplication,
+            DeduplicationConfig::disabled()
+        );
     }
 
     #[test]

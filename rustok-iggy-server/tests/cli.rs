@@ -42,6 +42,8 @@ fn help_lists_every_option_with_its_variable_and_hides_password_values() {
         "RUSTOK_IGGY_FSYNC_INTERVAL_MS",
         "--segment-size-bytes",
         "RUSTOK_IGGY_SEGMENT_SIZE_BYTES",
+        "--no-deduplication",
+        "RUSTOK_IGGY_NO_DEDUPLICATION",
         "--username",
         "IGGY_ROOT_USERNAME",
         "--password",
