@@ -262,10 +262,7 @@ impl DeadLetters {
         partitions: u32,
         config: &DeadLetterConfig,
     ) -> Result<Self, DeadLetterError> {
-        let topic = config
-            .topic
-            .clone()
-            .unwrap_or_else(|| default_topic(&source));
+        let topic = config.topic_of(&source);
         let retention = match config.retention {
             Some(retention) => retention,
             None => connector
@@ -273,6 +270,21 @@ impl DeadLetters {
                 .await?
                 .map_or(DEFAULT_DEAD_LETTER_RETENTION, |info| info.retention),
         };
+        Self::open_with(connector, stream, source, topic, partitions, retention).await
+    }
+
+    /// The dead letters of `source` as `config` names them: its topic (`<source>.dlq`
+    /// by default), created when missing with `config.retention`, else `retention`.
+    pub(crate) async fn configured(
+        connector: Arc<dyn IggyConnector>,
+        stream: StreamName,
+        source: TopicName,
+        partitions: u32,
+        config: &DeadLetterConfig,
+        retention: Retention,
+    ) -> Result<Self, DeadLetterError> {
+        let topic = config.topic_of(&source);
+        let retention = config.retention.unwrap_or(retention);
         Self::open_with(connector, stream, source, topic, partitions, retention).await
     }
 

@@ -33,7 +33,7 @@ pub use ack_id::AckId;
 
 use crate::codec_impl::Codec;
 use crate::config_impl::IggyConfig;
-use crate::dead_letter::{DeadLetterConfig, DeadLetters, default_topic};
+use crate::dead_letter::{DeadLetterConfig, DeadLetters};
 use crate::decode::DecodeFailure;
 use crate::decode::DecodedInfo;
 use crate::error::Error;
@@ -466,16 +466,13 @@ impl IggyTransport {
         config: &DeadLetterConfig,
     ) -> Result<DeadLetters, Error> {
         let partitions = self.partitions(topic).await?;
-        let dlq = config.topic.clone().unwrap_or_else(|| default_topic(topic));
-        Ok(DeadLetters::open_with(
+        Ok(DeadLetters::configured(
             Arc::clone(&self.connector),
             self.stream_name().clone(),
             topic.clone(),
-            dlq,
             partitions,
-            config
-                .retention
-                .unwrap_or_else(|| self.config.retention.dead_letter()),
+            config,
+            self.config.retention.dead_letter(),
         )
         .await?)
     }

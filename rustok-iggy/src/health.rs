@@ -8,7 +8,7 @@ use rustok_iggy_connector::{
     ConnectorError, GroupName, IggyConnector, Metrics, StreamName, TopicName, metric_names,
 };
 
-use crate::dead_letter::{default_topic, open_letters};
+use crate::dead_letter::open_letters;
 use crate::error::Error;
 use crate::event_impl::IggyEvent;
 use crate::transport::Transport;
@@ -60,11 +60,7 @@ pub(crate) async fn check(
     thresholds: &HealthThresholds,
 ) -> Result<HealthReport, Error> {
     let group_name = GroupName::new(group)?;
-    let dlq = thresholds
-        .dead_letter
-        .topic
-        .clone()
-        .unwrap_or_else(|| default_topic(topic));
+    let dlq = thresholds.dead_letter.topic_of(topic);
     let mut checks = Vec::new();
     let mut lag = Vec::new();
 

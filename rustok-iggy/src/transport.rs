@@ -532,17 +532,13 @@ impl<E: IggyEvent> Transport<E> {
         &self,
         config: &DeadLetterConfig,
     ) -> Result<DeadLetters, DeadLetterError> {
-        let topic = config
-            .topic
-            .clone()
-            .unwrap_or_else(|| default_topic(&self.topic));
-        DeadLetters::open_with(
+        DeadLetters::configured(
             Arc::clone(&self.connector),
             self.stream.clone(),
             self.topic.clone(),
-            topic,
             self.partitions,
-            config.retention.unwrap_or(self.dead_letter_retention),
+            config,
+            self.dead_letter_retention,
         )
         .await
     }

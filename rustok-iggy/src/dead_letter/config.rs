@@ -15,6 +15,13 @@ pub struct DeadLetterConfig {
     pub retention: Option<Retention>,
 }
 
+impl DeadLetterConfig {
+    /// The dead-letter topic of `source`: the one named here, else `<source>.dlq`.
+    pub(crate) fn topic_of(&self, source: &TopicName) -> TopicName {
+        self.topic.clone().unwrap_or_else(|| default_topic(source))
+    }
+}
+
 /// The retention of a dead-letter topic that nothing else names: 365 days (the
 /// default of `retention.dlq_max_age_days`).
 pub const DEFAULT_DEAD_LETTER_RETENTION: Retention = Retention {
