@@ -34,18 +34,29 @@ fn step(seq: u64) -> Step {
     }
 }
 
-async fn steps(connector: Arc<dyn IggyConnector>, h: &mut Harness, case: &str) -> Transport<Step> {
+/// A transport of `Step`s in a stream of its own, with `partitions` partitions.
+async fn transport(
+    connector: Arc<dyn IggyConnector>,
+    h: &mut Harness,
+    case: &str,
+    partitions: u32,
+) -> Transport<Step> {
     let stream = h.stream(case);
-    let transport = Transport::new(
+    Transport::new(
         connector,
         TransportOptions {
             stream,
-            partitions: 1,
+            partitions,
             ..TransportOptions::default()
         },
     )
     .await
-    .expect("the topic is ready");
+    .expect("the topic is ready")
+}
+
+/// A one-partition transport holding the steps 0, 1 and 2.
+async fn steps(connector: Arc<dyn IggyConnector>, h: &mut Harness, case: &str) -> Transport<Step> {
+    let transport = transport(connector, h, case, 1).await;
     for seq in 0..3 {
         transport.publish(&step(seq)).await.unwrap();
     }
@@ -59,7 +70,8 @@ async fn next(subscription: &mut Subscription<Step>) -> Delivery<Step> {
         .expect("a delivery")
 }
 
-async fn committed(transport: &Transport<Step>, group: &str) -> Option<u64> {
+/// The committed offset of each partition.
+async fn committed_offsets(transport: &Transport<Step>, group: &str) -> Vec<Option<u64>> {
     within(
         "committed offsets",
         transport.connector().committed_offsets(
@@ -69,7 +81,27 @@ async fn committed(transport: &Transport<Step>, group: &str) -> Option<u64> {
         ),
     )
     .await
-    .expect("committed offsets")[0]
+    .expect("committed offsets")
+}
+
+async fn committed(transport: &Transport<Step>, group: &str) -> Option<u64> {
+    committed_offsets(transport, group).await[0]
+}
+
+/// `error` is the dead-letter write the outage refused, as the connector said it:
+/// transient, here and through `Error`.
+fn assert_refused_dead_letter(error: SettleError) {
+    assert!(
+        matches!(
+            &error,
+            SettleError::DeadLetter(DeadLetterError::Connector(
+                ConnectorError::Connection { .. }
+            ))
+        ),
+        "the refused write, as the connector said it: {error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_eq!(Error::from(error).kind(), ErrorKind::Transient);
 }
 
 async fn letters(transport: &Transport<Step>) -> Vec<DeadLetter> {
@@ -113,15 +145,8 @@ async fn term_dead_letters_at_once_with_the_reason(mut h: Harness) {
 async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
     let outage = DeadLetterOutage::new(Arc::clone(&h.connector));
     let transport = steps(outage.clone(), &mut h, "termdown").await;
-    let options = SubscriptionOptions {
-        redelivery_backoff: rustok_iggy::consume::Backoff::new(
-            Duration::from_millis(10),
-            Duration::from_millis(10),
-        ),
-        ..SubscriptionOptions::default()
-    };
     let mut subscription = transport
-        .subscribe_with("termdown", StartPosition::Earliest, options)
+        .subscribe_with("termdown", StartPosition::Earliest, quick_redelivery())
         .await
         .unwrap();
     let first = next(&mut subscription).await;
@@ -134,16 +159,7 @@ async fn term_commits_nothing_past_a_failed_dead_letter(mut h: Harness) {
         .term("poison")
         .await
         .expect_err("the dead-letter write is refused");
-    assert!(
-        matches!(
-            &error,
-            SettleError::DeadLetter(DeadLetterError::Connector(
-                ConnectorError::Connection { .. }
-            ))
-        ),
-        "the refused write, as the connector said it: {error:?}"
-    );
-    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_refused_dead_letter(error);
     later.ack().await.unwrap();
     subscription.commit().await.unwrap();
     assert_eq!(
@@ -191,17 +207,7 @@ async fn undecodable(subscription: &mut Subscription<Step>) -> Box<rustok_iggy::
 /// back it is dead-lettered and the commit passes it.
 async fn a_decode_error_whose_dead_letter_fails_is_held(mut h: Harness) {
     let outage = DeadLetterOutage::new(Arc::clone(&h.connector));
-    let stream = h.stream("decodedown");
-    let transport = Transport::<Step>::new(
-        outage.clone(),
-        TransportOptions {
-            stream,
-            partitions: 1,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .expect("the topic is ready");
+    let transport = transport(outage.clone(), &mut h, "decodedown", 1).await;
     let mut headers = Headers::new();
     headers.insert_str("event_type", "not-a-step").unwrap();
     headers.insert_str("codec", "json").unwrap();
@@ -234,17 +240,7 @@ async fn a_decode_error_whose_dead_letter_fails_is_held(mut h: Harness) {
         .dead_letter(&dead_letters)
         .await
         .expect_err("the dead-letter write is refused");
-    assert!(
-        matches!(
-            &failed,
-            SettleError::DeadLetter(DeadLetterError::Connector(
-                ConnectorError::Connection { .. }
-            ))
-        ),
-        "{failed:?}"
-    );
-    assert_eq!(failed.kind(), ErrorKind::Transient);
-    assert_eq!(Error::from(failed).kind(), ErrorKind::Transient);
+    assert_refused_dead_letter(failed);
     later.ack().await.unwrap();
     subscription.commit().await.unwrap();
     assert_eq!(
@@ -289,17 +285,7 @@ async fn a_decode_error_whose_dead_letter_fails_is_held(mut h: Harness) {
 /// (kind `Fenced`, kept through `Error`), and nothing is stored for it; the
 /// delivery of the partition the member kept commits.
 async fn ack_and_commit_after_the_partition_moved_is_fenced(mut h: Harness) {
-    let stream = h.stream("fenced");
-    let transport = Transport::<Step>::new(
-        Arc::clone(&h.connector),
-        TransportOptions {
-            stream,
-            partitions: 2,
-            ..TransportOptions::default()
-        },
-    )
-    .await
-    .expect("the topic is ready");
+    let transport = transport(Arc::clone(&h.connector), &mut h, "fenced", 2).await;
     for partition in 0..2u32 {
         let tenant = (0..)
             .map(|i| format!("t{i}"))
@@ -355,16 +341,7 @@ async fn ack_and_commit_after_the_partition_moved_is_fenced(mut h: Harness) {
     )
     .await
     .expect("the member still owns it");
-    let offsets = within(
-        "committed offsets",
-        transport.connector().committed_offsets(
-            transport.stream(),
-            transport.topic(),
-            &GroupName::new("fenced").unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
+    let offsets = committed_offsets(&transport, "fenced").await;
     assert_eq!(offsets[kept as usize], Some(0), "{offsets:?}");
     assert_eq!(offsets[lost as usize], None, "{offsets:?}");
     within("the member leaves", member.leave()).await.unwrap();
