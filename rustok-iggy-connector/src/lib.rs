@@ -45,8 +45,9 @@ pub use connector::{
 pub use error::{ConnectorError, ErrorChain, ErrorKind, error_chain};
 pub use iggy_binary_protocol::WireError;
 pub use message::{
-    HeaderError, HeaderKind, HeaderValue, Headers, MAX_HEADER_FIELD_LENGTH, MAX_PAYLOAD_SIZE,
-    MalformedHeaders, ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage, ReceivedMessage,
+    HeaderError, HeaderKind, HeaderValue, HeaderValueRef, Headers, MAX_HEADER_FIELD_LENGTH,
+    MAX_PAYLOAD_SIZE, MalformedHeaders, ORIGINAL_TIMESTAMP_HEADER, OutgoingMessage,
+    ReceivedMessage,
 };
 pub use metrics::{Counter, HistogramHandle, Metrics, names as metric_names};
 pub use names::{GroupName, MAX_NAME_LENGTH, NameError, StreamName, TopicName, validate_name};

@@ -130,23 +130,79 @@ impl HeaderValue {
     /// The value as text, if it is a text value.
     #[must_use]
     pub fn as_str(&self) -> Option<&str> {
+        self.borrowed().as_str()
+    }
+
+    /// The value as a `u64`, if it is one.
+    #[must_use]
+    pub fn as_u64(&self) -> Option<u64> {
+        self.borrowed().as_u64()
+    }
+
+    /// The value as a borrowed view (what [`Headers::get`] returns).
+    #[must_use]
+    pub fn borrowed(&self) -> HeaderValueRef<'_> {
+        HeaderValueRef {
+            kind: self.kind,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.borrowed(), f)
+    }
+}
+
+/// A user-header value borrowed from its [`Headers`]: a kind and its bytes. Headers
+/// read from a record are looked up where they lie in it, so a lookup neither
+/// allocates nor copies.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeaderValueRef<'a> {
+    kind: HeaderKind,
+    bytes: &'a [u8],
+}
+
+impl<'a> HeaderValueRef<'a> {
+    /// The value's kind.
+    #[must_use]
+    pub fn kind(self) -> HeaderKind {
+        self.kind
+    }
+
+    /// The value's bytes as they travel on the wire.
+    #[must_use]
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The value as text, if it is a text value.
+    #[must_use]
+    pub fn as_str(self) -> Option<&'a str> {
         match self.kind {
-            HeaderKind::String => std::str::from_utf8(&self.bytes).ok(),
+            HeaderKind::String => std::str::from_utf8(self.bytes).ok(),
             _ => None,
         }
     }
 
     /// The value as a `u64`, if it is one.
     #[must_use]
-    pub fn as_u64(&self) -> Option<u64> {
+    pub fn as_u64(self) -> Option<u64> {
         match self.kind {
-            HeaderKind::Uint64 => Some(u64::from_le_bytes(self.bytes.as_ref().try_into().ok()?)),
+            HeaderKind::Uint64 => Some(u64::from_le_bytes(self.bytes.try_into().ok()?)),
             _ => None,
         }
     }
+
+    /// An owned copy of the value.
+    #[must_use]
+    pub fn to_value(self) -> HeaderValue {
+        HeaderValue::from_parts(self.kind, Bytes::copy_from_slice(self.bytes))
+    }
 }
 
-impl fmt::Debug for HeaderValue {
+impl fmt::Debug for HeaderValueRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.as_str() {
             Some(text) => fmt::Debug::fmt(text, f),
@@ -174,8 +230,10 @@ pub enum HeaderError {
 /// Keys and values are 1 to 255 bytes (a limit of the Iggy wire format). Setting an
 /// existing key replaces its value.
 ///
-/// Keys and values are [`Bytes`]: a static name costs no allocation, and headers read
-/// from a stored or polled record share that record's buffer (no copy per header).
+/// Keys and values are [`Bytes`]: a static name costs no allocation. Headers read
+/// from a stored or polled record stay the record's encoded bytes (one shared slice
+/// of its buffer, no list, no copy): a lookup reads them in place, and only a change
+/// turns them into a list.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     entries: Entries,
@@ -183,15 +241,121 @@ pub struct Headers {
 
 type Entry = (HeaderKey, HeaderValue);
 
-/// The entries: a list being built, or a list shared by its clones (a delivery and its
-/// copy of the headers, a publish and the copy kept for its retry, cost one reference
-/// count, not a copy).
+/// The entries: as read ([`Wire`]), or a [`List`].
+#[derive(Clone)]
+enum Entries {
+    List(List),
+    Wire(Wire),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Self::List(List::default())
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Entries {}
+
+impl Entries {
+    fn len(&self) -> usize {
+        match self {
+            Self::List(list) => list.as_slice().len(),
+            Self::Wire(wire) => wire.len,
+        }
+    }
+
+    fn iter(&self) -> Iter<'_> {
+        match self {
+            Self::List(list) => Iter::List(list.as_slice().iter()),
+            Self::Wire(wire) => Iter::Wire(iggy_binary_protocol::WireUserHeaderIterator::new(
+                &wire.bytes,
+            )),
+        }
+    }
+
+    /// The entries as a list, to change (headers as read are parsed into one first).
+    fn list(&mut self) -> &mut List {
+        if let Self::Wire(wire) = self {
+            let list = wire.to_list();
+            *self = Self::List(list);
+        }
+        match self {
+            Self::List(list) => list,
+            Self::Wire(_) => unreachable!("turned into a list above"),
+        }
+    }
+}
+
+/// Headers as read: their encoded bytes (validated, every key UTF-8), a slice of
+/// the record they came with.
+#[derive(Clone)]
+struct Wire {
+    bytes: Bytes,
+    len: usize,
+}
+
+impl Wire {
+    fn to_list(&self) -> List {
+        let owned = iggy_binary_protocol::WireUserHeaderIterator::new(&self.bytes)
+            .map(|entry| {
+                (
+                    HeaderKey(self.bytes.slice_ref(entry.key)),
+                    HeaderValue::from_parts(
+                        HeaderKind::from_code(entry.value_kind.0),
+                        self.bytes.slice_ref(entry.value),
+                    ),
+                )
+            })
+            .collect();
+        List {
+            owned,
+            shared: None,
+            len: 0,
+        }
+    }
+}
+
+/// The entries of [`Headers::iter`].
+enum Iter<'a> {
+    List(std::slice::Iter<'a, Entry>),
+    Wire(iggy_binary_protocol::WireUserHeaderIterator<'a>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, HeaderValueRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::List(entries) => entries.next().map(|(k, v)| (k.as_str(), v.borrowed())),
+            Self::Wire(entries) => entries.next().map(|entry| {
+                (
+                    // Every key of a `Wire` is UTF-8 (checked when it was read).
+                    std::str::from_utf8(entry.key).unwrap_or_default(),
+                    HeaderValueRef {
+                        kind: HeaderKind::from_code(entry.value_kind.0),
+                        bytes: entry.value,
+                    },
+                )
+            }),
+        }
+    }
+}
+
+/// A list being built, or a list shared by its clones (a delivery and its copy of the
+/// headers, a publish and the copy kept for its retry, cost one reference count, not
+/// a copy).
 ///
 /// A list made with a capacity ([`Headers::with_capacity`]) is one shared allocation
-/// from the start, filled in place while no clone shares it; a decoded list is one too.
-/// A change to a list a clone shares, or beyond its capacity, copies it first.
+/// from the start, filled in place while no clone shares it. A change to a list a
+/// clone shares, or beyond its capacity, copies it first.
 #[derive(Clone, Default)]
-struct Entries {
+struct List {
     /// The entries, while `shared` is not set.
     owned: Vec<Entry>,
     /// When set, the entries are its first `len` (and `owned` is empty); the rest are
@@ -199,14 +363,6 @@ struct Entries {
     shared: Option<Arc<[Entry]>>,
     len: usize,
 }
-
-impl PartialEq for Entries {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for Entries {}
 
 /// A free slot of a shared list.
 fn free_slot() -> Entry {
@@ -216,7 +372,7 @@ fn free_slot() -> Entry {
     )
 }
 
-impl Entries {
+impl List {
     /// An empty shared list with room for `capacity` entries: one allocation.
     fn with_capacity(capacity: usize) -> Self {
         if capacity == 0 {
@@ -227,15 +383,6 @@ impl Entries {
             owned: Vec::new(),
             shared: Some((0..capacity).map(|_| free_slot()).collect()),
             len: 0,
-        }
-    }
-
-    /// A full shared list.
-    fn shared(entries: Arc<[Entry]>) -> Self {
-        Self {
-            owned: Vec::new(),
-            len: entries.len(),
-            shared: Some(entries),
         }
     }
 
@@ -330,7 +477,7 @@ impl Headers {
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            entries: Entries::with_capacity(capacity),
+            entries: Entries::List(List::with_capacity(capacity)),
         }
     }
 
@@ -362,9 +509,10 @@ impl Headers {
                 });
             }
         }
-        match self.entries.as_slice().iter().position(|(k, _)| *k == key) {
-            Some(index) => self.entries.as_mut_slice()[index].1 = value,
-            None => self.entries.push((key, value)),
+        let list = self.entries.list();
+        match list.as_slice().iter().position(|(k, _)| *k == key) {
+            Some(index) => list.as_mut_slice()[index].1 = value,
+            None => list.push((key, value)),
         }
         Ok(())
     }
@@ -378,63 +526,79 @@ impl Headers {
         self.insert(key, HeaderValue::string(value))
     }
 
-    /// The value of `key`.
+    /// The value of `key` (read in place: no allocation, no copy).
     #[must_use]
-    pub fn get(&self, key: &str) -> Option<&HeaderValue> {
-        self.entries
-            .as_slice()
-            .iter()
-            .find(|(k, _)| k.is(key))
-            .map(|(_, v)| v)
+    pub fn get(&self, key: &str) -> Option<HeaderValueRef<'_>> {
+        match &self.entries {
+            Entries::List(list) => list
+                .as_slice()
+                .iter()
+                .find(|(k, _)| k.is(key))
+                .map(|(_, v)| v.borrowed()),
+            Entries::Wire(wire) => iggy_binary_protocol::WireUserHeaderIterator::new(&wire.bytes)
+                .find(|entry| entry.key == key.as_bytes())
+                .map(|entry| HeaderValueRef {
+                    kind: HeaderKind::from_code(entry.value_kind.0),
+                    bytes: entry.value,
+                }),
+        }
     }
 
     /// The text value of `key`, if it is text.
     #[must_use]
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(HeaderValue::as_str)
+        self.get(key).and_then(HeaderValueRef::as_str)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<HeaderValue> {
-        let index = self
-            .entries
-            .as_slice()
-            .iter()
-            .position(|(k, _)| k.is(key))?;
-        Some(self.entries.remove(index).1)
+        self.get(key)?;
+        let list = self.entries.list();
+        let index = list.as_slice().iter().position(|(k, _)| k.is(key))?;
+        Some(list.remove(index).1)
     }
 
     /// The entries in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
-        self.entries.as_slice().iter().map(|(k, v)| (k.as_str(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, HeaderValueRef<'_>)> {
+        self.entries.iter()
     }
 
     /// How many headers there are.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.as_slice().len()
+        self.entries.len()
     }
 
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.as_slice().is_empty()
+        self.len() == 0
     }
 
     /// Encodes the headers in the Iggy user-header TLV format:
     /// `[key_kind u8][key_len u32][key][value_kind u8][value_len u32][value]` per entry.
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        self.entries
-            .as_slice()
-            .iter()
-            .map(|(k, v)| 10 + k.0.len() + v.as_bytes().len())
-            .sum()
+        match &self.entries {
+            Entries::List(list) => list
+                .as_slice()
+                .iter()
+                .map(|(k, v)| 10 + k.0.len() + v.as_bytes().len())
+                .sum(),
+            Entries::Wire(wire) => wire.bytes.len(),
+        }
     }
 
     /// Appends the TLV encoding (see [`Headers::encoded_len`]) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        for (key, value) in self.entries.as_slice() {
+        let list = match &self.entries {
+            Entries::List(list) => list,
+            Entries::Wire(wire) => {
+                out.extend_from_slice(&wire.bytes);
+                return;
+            }
+        };
+        for (key, value) in list.as_slice() {
             out.push(HeaderKind::String.code());
             out.extend_from_slice(&(key.0.len() as u32).to_le_bytes());
             out.extend_from_slice(&key.0);
@@ -458,31 +622,26 @@ impl Headers {
     /// When `bytes` is not a part of `buffer`.
     pub fn decode_shared(buffer: &Bytes, bytes: &[u8]) -> Result<Self, crate::WireError> {
         let count = iggy_binary_protocol::validate_user_headers(bytes)?;
-        let mut wire = iggy_binary_protocol::WireUserHeaderIterator::new(bytes);
-        // A counted range: the shared list is allocated once, at its size. The
-        // validation counted the entries, so each step finds one (an empty entry
-        // would stand for a missing one).
-        let entries: Arc<[Entry]> = (0..count)
-            .map(|_| match wire.next() {
-                Some(entry) => {
-                    let key = match std::str::from_utf8(entry.key) {
-                        Ok(_) => buffer.slice_ref(entry.key),
-                        Err(_) => Bytes::from(String::from_utf8_lossy(entry.key).into_owned()),
-                    };
-                    let value = HeaderValue::from_parts(
-                        HeaderKind::from_code(entry.value_kind.0),
-                        buffer.slice_ref(entry.value),
-                    );
-                    (HeaderKey(key), value)
-                }
-                None => (
-                    HeaderKey(Bytes::new()),
-                    HeaderValue::from_parts(HeaderKind::Raw, Bytes::new()),
-                ),
-            })
-            .collect();
+        let wire = Wire {
+            bytes: buffer.slice_ref(bytes),
+            len: count as usize,
+        };
+        let text_keys = iggy_binary_protocol::WireUserHeaderIterator::new(bytes)
+            .all(|entry| std::str::from_utf8(entry.key).is_ok());
+        if text_keys {
+            return Ok(Self {
+                entries: Entries::Wire(wire),
+            });
+        }
+        // Keys that are not text are kept with their bytes read as lossy UTF-8.
+        let mut list = wire.to_list();
+        for (key, _) in &mut list.owned {
+            if std::str::from_utf8(&key.0).is_err() {
+                key.0 = Bytes::from(String::from_utf8_lossy(&key.0).into_owned());
+            }
+        }
         Ok(Self {
-            entries: Entries::shared(entries),
+            entries: Entries::List(list),
         })
     }
 }
@@ -610,7 +769,7 @@ impl ReceivedMessage {
     pub fn stored_at(&self) -> u64 {
         self.headers
             .get(ORIGINAL_TIMESTAMP_HEADER)
-            .and_then(HeaderValue::as_u64)
+            .and_then(HeaderValueRef::as_u64)
             .unwrap_or(self.timestamp)
     }
 
@@ -669,6 +828,13 @@ impl fmt::Debug for ReceivedMessage {
 mod tests {
     use super::*;
 
+    fn list_of(headers: &Headers) -> &[Entry] {
+        match &headers.entries {
+            Entries::List(list) => list.as_slice(),
+            Entries::Wire(_) => panic!("headers as read, not a list"),
+        }
+    }
+
     #[test]
     fn headers_roundtrip_through_the_wire_format() {
         let mut headers = Headers::new();
@@ -684,7 +850,7 @@ mod tests {
         assert_eq!(decoded, headers);
         assert_eq!(decoded.get_str("event_type"), Some("order.placed"));
         assert_eq!(
-            decoded.get("attempt").and_then(HeaderValue::as_u64),
+            decoded.get("attempt").and_then(HeaderValueRef::as_u64),
             Some(3)
         );
     }
@@ -740,7 +906,7 @@ mod tests {
             "a clone shares the values"
         );
         assert!(
-            std::ptr::eq(headers.entries.as_slice(), copy.entries.as_slice()),
+            std::ptr::eq(list_of(&headers), list_of(&copy)),
             "a clone shares the list"
         );
 

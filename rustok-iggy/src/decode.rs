@@ -7,7 +7,7 @@ use rustok_iggy_connector::ReceivedMessage;
 use crate::codec_impl::{Codec, CodecError};
 use crate::event_impl::IggyEvent;
 use crate::metadata::{EventHeaders, header};
-use crate::schema::{Fingerprint, schema_for};
+use crate::schema::{EventSchema, Fingerprint};
 use crate::upcast::Upcasters;
 
 /// Why a received message could not be decoded.
@@ -104,6 +104,7 @@ pub(crate) struct DecodedInfo {
 pub(crate) fn decode_message<E: IggyEvent>(
     message: &ReceivedMessage,
     upcasters: &Upcasters<E>,
+    schemas: Option<&'static [EventSchema]>,
 ) -> Result<(E, DecodedInfo), (DecodeFailure, Option<String>)> {
     if let Some(malformed) = &message.malformed_headers {
         return Err((
@@ -160,7 +161,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
         if let Some(expected) = upcasters.fingerprint(known.event_type, schema_version) {
             let check = |found: Fingerprint| found == expected;
             fingerprint_matches(
-                message,
+                &read,
                 codec,
                 known.event_type,
                 schema_version,
@@ -179,7 +180,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
                 })
             })?
     } else {
-        check_fingerprint::<E>(message, codec, known.event_type, schema_version).map_err(fail)?;
+        check_fingerprint(schemas, &read, codec, known.event_type, schema_version).map_err(fail)?;
         codec.decode_value::<E>(known.event_type, &message.payload)
     };
     let event = decoded.map_err(|e| fail(DecodeFailure::Codec(e)))?;
@@ -196,15 +197,21 @@ pub(crate) fn decode_message<E: IggyEvent>(
 /// `event_type` at `version` (and from the ones it declares compatible): Postcard is
 /// not self-describing, so another shape would decode into wrong values. A type that
 /// cannot be traced is decoded as before.
-fn check_fingerprint<E: IggyEvent>(
-    message: &ReceivedMessage,
+fn check_fingerprint(
+    schemas: Option<&'static [EventSchema]>,
+    read: &EventHeaders<'_>,
     codec: Codec,
     event_type: &str,
     version: u32,
 ) -> Result<(), DecodeFailure> {
-    match schema_for::<E>(event_type) {
+    let schema = schemas.and_then(|schemas| {
+        schemas
+            .iter()
+            .find(|schema| schema.event_type == event_type)
+    });
+    match schema {
         Some(schema) => fingerprint_matches(
-            message,
+            read,
             codec,
             event_type,
             version,
@@ -220,7 +227,7 @@ fn check_fingerprint<E: IggyEvent>(
 /// fields and are not checked; a message without the header (an older producer) is
 /// decoded as before.
 fn fingerprint_matches(
-    message: &ReceivedMessage,
+    read: &EventHeaders<'_>,
     codec: Codec,
     event_type: &str,
     version: u32,
@@ -230,7 +237,8 @@ fn fingerprint_matches(
     if codec != Codec::Postcard {
         return Ok(());
     }
-    let found = EventHeaders::fingerprint(&message.headers)
+    let found = read
+        .fingerprint()
         .map_err(|invalid| DecodeFailure::InvalidHeader { name: invalid.name })?;
     let Some(found) = found else {
         return Ok(());

@@ -4,7 +4,7 @@
 //! clients can read them, and they do not change between releases.
 
 use bytes::{Bytes, BytesMut};
-use rustok_iggy_connector::{HeaderError, HeaderValue, Headers};
+use rustok_iggy_connector::{HeaderError, HeaderValue, HeaderValueRef, Headers};
 use uuid::Uuid;
 
 use crate::codec_impl::Codec;
@@ -59,6 +59,8 @@ pub(crate) struct EventHeaders<'a> {
     pub(crate) schema_version: u32,
     /// The codec of the payload.
     pub(crate) codec: Codec,
+    /// The schema fingerprint header, unparsed (see [`EventHeaders::fingerprint`]).
+    fingerprint: Option<HeaderValueRef<'a>>,
 }
 
 impl<'a> EventHeaders<'a> {
@@ -71,36 +73,61 @@ impl<'a> EventHeaders<'a> {
     /// takes its default; a present one that does not parse (or is not text) is an
     /// error naming it.
     pub(crate) fn read(headers: &'a Headers) -> Result<Self, InvalidEventHeader> {
-        let schema_version = match text(headers, header::SCHEMA_VERSION)? {
+        // One pass over the headers (the first of a repeated name counts, as for
+        // `Headers::get`); the values are checked only for the names read here.
+        let (mut event_type, mut schema_version, mut codec, mut fingerprint) =
+            (None, None, None, None);
+        for (name, value) in headers.iter() {
+            let slot = match name {
+                header::EVENT_TYPE => &mut event_type,
+                header::SCHEMA_VERSION => &mut schema_version,
+                header::CODEC => &mut codec,
+                header::SCHEMA_FINGERPRINT => &mut fingerprint,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        let text = |value: Option<HeaderValueRef<'a>>, name: &'static str| {
+            value
+                .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
+                .transpose()
+        };
+        let schema_version = match text(schema_version, header::SCHEMA_VERSION)? {
             None => Self::DEFAULT_SCHEMA_VERSION,
             Some(text) => text.parse().map_err(|_| InvalidEventHeader {
                 name: header::SCHEMA_VERSION,
             })?,
         };
-        let codec = match text(headers, header::CODEC)? {
+        let codec = match text(codec, header::CODEC)? {
             None => Self::DEFAULT_CODEC,
             Some(text) => text.parse().map_err(|_| InvalidEventHeader {
                 name: header::CODEC,
             })?,
         };
         Ok(Self {
-            event_type: text(headers, header::EVENT_TYPE)?,
+            event_type: text(event_type, header::EVENT_TYPE)?,
             schema_version,
             codec,
+            fingerprint,
         })
     }
 
-    /// Reads the [`header::SCHEMA_FINGERPRINT`] of a received message: `None` when
-    /// absent (a producer that writes none). Read only where it is checked (Postcard
+    /// The [`header::SCHEMA_FINGERPRINT`] of the message: `None` when absent (a
+    /// producer that writes none). Parsed only where it is checked (Postcard
     /// payloads), so a message whose payload names its fields is not refused for it.
-    pub(crate) fn fingerprint(
-        headers: &Headers,
-    ) -> Result<Option<Fingerprint>, InvalidEventHeader> {
+    pub(crate) fn fingerprint(&self) -> Result<Option<Fingerprint>, InvalidEventHeader> {
         let invalid = InvalidEventHeader {
             name: header::SCHEMA_FINGERPRINT,
         };
-        text(headers, header::SCHEMA_FINGERPRINT)?
-            .map(|text| text.parse().map_err(|_| invalid))
+        self.fingerprint
+            .map(|value| {
+                value
+                    .as_str()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or(invalid)
+            })
             .transpose()
     }
 }
@@ -189,17 +216,6 @@ fn schema_version_text(version: u32) -> HeaderValue {
         Some(text) => HeaderValue::from_static(text),
         None => HeaderValue::string(version.to_string()),
     }
-}
-
-/// The text of header `name`, `None` when absent, an error when it is not text.
-fn text<'h>(
-    headers: &'h Headers,
-    name: &'static str,
-) -> Result<Option<&'h str>, InvalidEventHeader> {
-    headers
-        .get(name)
-        .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
-        .transpose()
 }
 
 /// A header of [`EventHeaders`] is present with a value that does not read.

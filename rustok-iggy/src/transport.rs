@@ -581,7 +581,10 @@ impl<E: IggyEvent> Transport<E> {
         until: ReplayUntil,
     ) -> Result<Replay<E>, Error> {
         let upcasters = Arc::clone(self.upcasters());
-        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
+        // The event's schemas are looked up once, not per message.
+        let schemas = crate::schema::schemas::<E>().ok();
+        let decoder: Decoder<E> =
+            Arc::new(move |message| decode_message(message, &upcasters, schemas));
         replay_with(
             self.connector(),
             self.stream(),

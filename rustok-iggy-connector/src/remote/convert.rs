@@ -196,7 +196,7 @@ mod tests {
             received
                 .headers
                 .get("attempt")
-                .and_then(HeaderValue::as_u64),
+                .and_then(crate::HeaderValueRef::as_u64),
             Some(2)
         );
     }

@@ -531,11 +531,14 @@ impl AckState {
         if inner.closed {
             return;
         }
-        let mut accepted = Vec::with_capacity(messages.len());
-        // (partition, first offset, length) of each contiguous run.
+        // Which messages are admitted, and the (partition, first offset, length) of
+        // each contiguous run of them: decided first, so that the messages then move
+        // once, straight into `out`.
+        let mut admitted = Vec::with_capacity(messages.len());
         let mut runs: Vec<(u32, u64, u32)> = Vec::new();
-        for message in messages {
+        for message in &messages {
             let (partition, offset) = (message.partition, message.offset);
+            admitted.push(false);
             if !owned.contains(&partition) {
                 continue;
             }
@@ -565,15 +568,21 @@ impl AckState {
                 }
                 _ => runs.push((partition, offset, 1)),
             }
-            accepted.push(message);
+            if let Some(last) = admitted.last_mut() {
+                *last = true;
+            }
         }
-        let mut accepted = accepted.into_iter();
+        let mut accepted = messages
+            .into_iter()
+            .zip(admitted)
+            .filter_map(|(message, admitted)| admitted.then_some(message));
         for (partition, first, len) in runs {
             let Some(track) = inner.tracks.get_mut(&partition) else {
                 continue;
             };
             let chunk = Arc::new(Chunk::new(Arc::clone(&track.flags), first, len));
             track.chunks.push_back((Arc::clone(&chunk), len));
+            out.reserve(len as usize);
             for index in 0..len {
                 if let Some(message) = accepted.next() {
                     out.push_back((

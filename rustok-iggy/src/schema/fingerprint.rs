@@ -41,18 +41,24 @@ impl FromStr for Fingerprint {
 
     /// Parses 16 lower-case hexadecimal digits.
     fn from_str(text: &str) -> Result<Self, InvalidFingerprint> {
-        let valid = text.len() == 16
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return Err(InvalidFingerprint {
-                text: text.chars().take(64).collect(),
-            });
+        // One pass (a consumer parses the header of every Postcard message).
+        let invalid = || InvalidFingerprint {
+            text: text.chars().take(64).collect(),
+        };
+        if text.len() != 16 {
+            return Err(invalid());
         }
-        u64::from_str_radix(text, 16)
+        text.bytes()
+            .try_fold(0u64, |value, b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(value << 4 | u64::from(digit))
+            })
             .map(Self)
-            .map_err(|_| InvalidFingerprint { text: text.into() })
+            .ok_or_else(invalid)
     }
 }
 

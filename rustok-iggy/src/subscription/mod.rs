@@ -102,6 +102,9 @@ pub struct Subscription<E> {
     topic: String,
     buffer: VecDeque<(ReceivedMessage, Ticket)>,
     fetch: Option<Fetch>,
+    /// Seeks made while `fetch` was in flight: what it returns of those partitions
+    /// may come from before the seek, so it is dropped and the seek made again.
+    stale: Vec<(u32, u64)>,
     /// Where fetches run (the runtime the subscription was opened on).
     runtime: tokio::runtime::Handle,
     /// Wakes the subscription when the next redelivery is due.
@@ -155,7 +158,10 @@ impl<E: IggyEvent> Subscription<E> {
         options: SubscriptionOptions,
         upcasters: Arc<Upcasters<E>>,
     ) -> Self {
-        let decoder: Decoder<E> = Arc::new(move |message| decode_message(message, &upcasters));
+        // The event's schemas are looked up once, not per message.
+        let schemas = crate::schema::schemas::<E>().ok();
+        let decoder: Decoder<E> =
+            Arc::new(move |message| decode_message(message, &upcasters, schemas));
         Self::with_decoder(topic, consumer, options, decoder)
     }
 }
@@ -270,6 +276,7 @@ impl<E: Send + 'static> Subscription<E> {
             topic,
             buffer: VecDeque::new(),
             fetch: None,
+            stale: Vec::new(),
             runtime,
             timer: None,
             next_due: None,
@@ -400,9 +407,48 @@ impl<E: Send + 'static> Subscription<E> {
     fn seek(&mut self, seeks: Vec<(u32, u64)>) {
         for (partition, offset) in seeks {
             self.core.consumer.seek(partition, offset);
+            if self.fetch.is_some() {
+                self.stale.push((partition, offset));
+            }
             self.buffer
                 .retain(|(m, _)| m.partition != partition || m.offset < offset);
         }
+    }
+
+    /// Drops what a fetch returned of partitions sought while it was in flight (it
+    /// may have been read before the seek took effect) and seeks them again: the
+    /// next fetch reads them from the sought offset.
+    fn drop_stale(&mut self, messages: &mut Vec<ReceivedMessage>) {
+        if self.stale.is_empty() {
+            return;
+        }
+        let stale = std::mem::take(&mut self.stale);
+        messages.retain(|m| !stale.iter().any(|&(partition, _)| partition == m.partition));
+        for (partition, offset) in stale {
+            self.core.consumer.seek(partition, offset);
+        }
+    }
+
+    /// Starts the next fetch while the buffered batch is handed out, when the
+    /// connector does not read ahead itself and the in-flight room holds both the
+    /// buffer and the fetch: the next batch is read (and its headers decoded) on
+    /// another worker meanwhile.
+    fn prefetch(&mut self, max: usize) {
+        if self.fetch.is_some() || self.core.consumer.reads_ahead() {
+            return;
+        }
+        let held = self.core.acks.in_flight() + self.buffer.len();
+        let room = max.saturating_sub(held);
+        if room == 0 {
+            return;
+        }
+        let batch =
+            u32::try_from(fetch_size(self.options.batch_size, room, false)).unwrap_or(u32::MAX);
+        self.fetch = Some(Fetch::spawn(
+            &self.runtime,
+            Arc::clone(&self.core.consumer),
+            batch,
+        ));
     }
 }
 
@@ -490,14 +536,18 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 Fetch::spawn(&this.runtime, Arc::clone(&this.core.consumer), batch)
             });
             match Pin::new(fetch).poll(cx) {
-                Poll::Ready(Ok(messages)) => {
+                Poll::Ready(Ok(mut messages)) => {
                     this.fetch = None;
                     this.failures = 0;
+                    this.drop_stale(&mut messages);
                     this.check_assignment();
                     this.core
                         .acks
                         .admit(messages, &this.owned, &mut this.buffer);
                     this.unreported.sample_age = true;
+                    if !this.buffer.is_empty() {
+                        this.prefetch(max);
+                    }
                 }
                 Poll::Ready(Err(ConnectorError::ShuttingDown)) => {
                     this.fetch = None;
@@ -505,6 +555,7 @@ impl<E: Send + 'static> Stream for Subscription<E> {
                 }
                 Poll::Ready(Err(e)) => {
                     this.fetch = None;
+                    this.drop_stale(&mut Vec::new());
                     this.failures += 1;
                     this.core.labels.errors.add(1);
                     this.check_assignment();

@@ -358,18 +358,21 @@ impl TestKit {
                 let Some(last) = batch.last() else { break };
                 from = last.offset + 1;
                 for message in batch {
-                    let (event, info) = decode_message(&message, transport.upcasters()).map_err(
-                        |(failure, event_type)| {
-                            Error::Decode(Box::new(DecodeError {
-                                topic: transport.topic().to_string(),
-                                partition,
-                                offset: message.offset,
-                                event_type,
-                                failure,
-                                delivery: None,
-                            }))
-                        },
-                    )?;
+                    let (event, info) = decode_message(
+                        &message,
+                        transport.upcasters(),
+                        crate::schema::schemas::<E>().ok(),
+                    )
+                    .map_err(|(failure, event_type)| {
+                        Error::Decode(Box::new(DecodeError {
+                            topic: transport.topic().to_string(),
+                            partition,
+                            offset: message.offset,
+                            event_type,
+                            failure,
+                            delivery: None,
+                        }))
+                    })?;
                     out.push(Published {
                         event,
                         partition,

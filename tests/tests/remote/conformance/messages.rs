@@ -59,7 +59,7 @@ pub(crate) async fn publish_and_consume_keep_the_order_of_each_key(mut h: Harnes
             assert_eq!(message.payload, format!("{key}:{seq}").into_bytes());
             assert_eq!(message.headers.get_str("key"), Some(*key));
             assert_eq!(
-                message.headers.get("seq").and_then(HeaderValue::as_u64),
+                message.headers.get("seq").and_then(|value| value.as_u64()),
                 Some(seq as u64)
             );
             assert!(message.timestamp > 0 && message.origin_timestamp > 0);
