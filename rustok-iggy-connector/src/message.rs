@@ -270,6 +270,33 @@ impl Entries {
         }
     }
 
+    /// The entries with their keys as bytes (no UTF-8 check per key).
+    fn raw_iter(&self) -> impl Iterator<Item = (&[u8], HeaderValueRef<'_>)> {
+        let (list, wire) = match self {
+            Self::List(list) => (Some(list.as_slice().iter()), None),
+            Self::Wire(wire) => (
+                None,
+                Some(iggy_binary_protocol::WireUserHeaderIterator::new(
+                    &wire.bytes,
+                )),
+            ),
+        };
+        let list = list
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (&k.0[..], v.borrowed()));
+        let wire = wire.into_iter().flatten().map(|entry| {
+            (
+                entry.key,
+                HeaderValueRef {
+                    kind: HeaderKind::from_code(entry.value_kind.0),
+                    bytes: entry.value,
+                },
+            )
+        });
+        list.chain(wire)
+    }
+
     fn iter(&self) -> Iter<'_> {
         match self {
             Self::List(list) => Iter::List(list.as_slice().iter()),
@@ -529,19 +556,30 @@ impl Headers {
     /// The value of `key` (read in place: no allocation, no copy).
     #[must_use]
     pub fn get(&self, key: &str) -> Option<HeaderValueRef<'_>> {
-        match &self.entries {
-            Entries::List(list) => list
-                .as_slice()
-                .iter()
-                .find(|(k, _)| k.is(key))
-                .map(|(_, v)| v.borrowed()),
-            Entries::Wire(wire) => iggy_binary_protocol::WireUserHeaderIterator::new(&wire.bytes)
-                .find(|entry| entry.key == key.as_bytes())
-                .map(|entry| HeaderValueRef {
-                    kind: HeaderKind::from_code(entry.value_kind.0),
-                    bytes: entry.value,
-                }),
+        self.entries
+            .raw_iter()
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, value)| value)
+    }
+
+    /// The values of several `keys` in one pass over the headers (the first entry of a
+    /// repeated key counts, as for [`Headers::get`]).
+    #[must_use]
+    pub fn get_many<const N: usize>(&self, keys: [&str; N]) -> [Option<HeaderValueRef<'_>>; N] {
+        let mut found = [None; N];
+        let mut missing = N;
+        for (key, value) in self.entries.raw_iter() {
+            if let Some(index) = keys.iter().position(|k| k.as_bytes() == key)
+                && found[index].is_none()
+            {
+                found[index] = Some(value);
+                missing -= 1;
+                if missing == 0 {
+                    break;
+                }
+            }
         }
+        found
     }
 
     /// The text value of `key`, if it is text.
@@ -888,6 +926,37 @@ mod tests {
         );
         assert_eq!(changed.len(), 1);
         assert_eq!(decoded.len(), 2);
+    }
+
+    #[test]
+    fn several_headers_are_read_in_one_pass_the_first_of_a_repeated_key_counting() {
+        // A block as another client may write it: a repeated key.
+        let mut bytes = Vec::new();
+        for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
+            bytes.push(HeaderKind::String.code());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.push(HeaderKind::String.code());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(value.as_bytes());
+        }
+        let read = Headers::decode(&bytes).unwrap();
+        assert!(matches!(read.entries, Entries::Wire(_)), "read in place");
+        let mut built = Headers::new();
+        built.insert_str("a", "1").unwrap();
+        built.insert_str("b", "2").unwrap();
+        for headers in [&read, &built] {
+            let [a, missing, b] = headers.get_many(["a", "c", "b"]);
+            assert_eq!(a.and_then(HeaderValueRef::as_str), Some("1"));
+            assert_eq!(missing, None);
+            assert_eq!(b.and_then(HeaderValueRef::as_str), Some("2"));
+            assert_eq!(headers.get_str("a"), Some("1"));
+        }
+        assert_eq!(read.len(), 3);
+        assert_eq!(read.encoded_len(), bytes.len());
+        let mut encoded = Vec::new();
+        read.encode_into(&mut encoded);
+        assert_eq!(encoded, bytes, "headers as read are written back unchanged");
     }
 
     #[test]

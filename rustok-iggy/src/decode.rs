@@ -95,6 +95,8 @@ pub(crate) struct DecodedInfo {
     /// Borrowed from `E::EVENT_TYPES` for typed events (no allocation per event).
     pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
+    /// The event id (see [`EventHeaders::event_id`]).
+    pub(crate) event_id: uuid::Uuid,
 }
 
 /// Decodes `message` as an `E`, checking the event type and schema version its
@@ -189,6 +191,7 @@ pub(crate) fn decode_message<E: IggyEvent>(
         DecodedInfo {
             event_type: Cow::Borrowed(known.event_type),
             schema_version,
+            event_id: read.event_id(message.id),
         },
     ))
 }

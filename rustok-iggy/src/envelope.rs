@@ -252,8 +252,9 @@ fn decode_envelope(
     }
     .map_err(|e| fail(DecodeFailure::Codec(e)))?;
     let metadata = EventMetadata::read(headers, message.id);
+    let id = read.event_id(message.id);
     let envelope = EventEnvelope {
-        id: crate::metadata::event_id(headers, message.id),
+        id,
         event_type: named.clone(),
         schema_version,
         tenant_id: metadata.tenant_id,
@@ -272,6 +273,7 @@ fn decode_envelope(
         DecodedInfo {
             event_type: named.into(),
             schema_version,
+            event_id: id,
         },
     ))
 }

@@ -61,6 +61,8 @@ pub(crate) struct EventHeaders<'a> {
     pub(crate) codec: Codec,
     /// The schema fingerprint header, unparsed (see [`EventHeaders::fingerprint`]).
     fingerprint: Option<HeaderValueRef<'a>>,
+    /// The event id header, unparsed (see [`EventHeaders::event_id`]).
+    event_id: Option<HeaderValueRef<'a>>,
 }
 
 impl<'a> EventHeaders<'a> {
@@ -73,22 +75,15 @@ impl<'a> EventHeaders<'a> {
     /// takes its default; a present one that does not parse (or is not text) is an
     /// error naming it.
     pub(crate) fn read(headers: &'a Headers) -> Result<Self, InvalidEventHeader> {
-        // One pass over the headers (the first of a repeated name counts, as for
-        // `Headers::get`); the values are checked only for the names read here.
-        let (mut event_type, mut schema_version, mut codec, mut fingerprint) =
-            (None, None, None, None);
-        for (name, value) in headers.iter() {
-            let slot = match name {
-                header::EVENT_TYPE => &mut event_type,
-                header::SCHEMA_VERSION => &mut schema_version,
-                header::CODEC => &mut codec,
-                header::SCHEMA_FINGERPRINT => &mut fingerprint,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        }
+        // One pass over the headers; the values are checked only for the names read
+        // here.
+        let [event_type, schema_version, codec, fingerprint, event_id] = headers.get_many([
+            header::EVENT_TYPE,
+            header::SCHEMA_VERSION,
+            header::CODEC,
+            header::SCHEMA_FINGERPRINT,
+            header::EVENT_ID,
+        ]);
         let text = |value: Option<HeaderValueRef<'a>>, name: &'static str| {
             value
                 .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
@@ -111,7 +106,14 @@ impl<'a> EventHeaders<'a> {
             schema_version,
             codec,
             fingerprint,
+            event_id,
         })
+    }
+
+    /// The event id: the [`header::EVENT_ID`] when it is a valid one, else
+    /// `message_id` (see [`event_id`]).
+    pub(crate) fn event_id(&self, message_id: u128) -> Uuid {
+        parse_event_id(self.event_id, message_id)
     }
 
     /// The [`header::SCHEMA_FINGERPRINT`] of the message: `None` when absent (a
@@ -368,8 +370,12 @@ impl EventMetadata {
 /// (a re-driven dead letter is a new message, with a message id of its own, of the
 /// same event), else its Iggy message id (what `Transport` sets the header to).
 pub(crate) fn event_id(headers: &Headers, message_id: u128) -> Uuid {
-    headers
-        .get_str(header::EVENT_ID)
+    parse_event_id(headers.get(header::EVENT_ID), message_id)
+}
+
+fn parse_event_id(header: Option<HeaderValueRef<'_>>, message_id: u128) -> Uuid {
+    header
+        .and_then(HeaderValueRef::as_str)
         .and_then(|text| Uuid::parse_str(text).ok())
         .unwrap_or_else(|| Uuid::from_u128(message_id))
 }

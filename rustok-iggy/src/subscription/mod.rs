@@ -347,11 +347,12 @@ impl<E: Send + 'static> Subscription<E> {
                 let DecodedInfo {
                     event_type,
                     schema_version,
+                    event_id,
                 } = decoded;
                 let info = DeliveryInfo {
                     partition: message.partition,
                     offset: message.offset,
-                    event_id: crate::metadata::event_id(&message.headers, message.id),
+                    event_id,
                     event_type,
                     schema_version,
                     timestamp: message.timestamp,
