@@ -30,9 +30,10 @@ pub struct SubscriptionOptions {
     /// Most deliveries handed out and not yet settled (acknowledged, nacked, dropped
     /// or decided); at the limit the subscription hands out nothing more and stops
     /// fetching until one is settled (backpressure). A hard limit. Messages read and
-    /// not delivered yet count too: the buffered batch, and on the remote connector
-    /// the next poll it reads ahead (so a fetch there asks for at most half the free
-    /// room, and at least one message).
+    /// not delivered yet count too: the buffered batch, the next fetch the
+    /// subscription starts while that batch is handed out (when the connector does not
+    /// read ahead itself), and on the remote connector the next poll it reads ahead (so
+    /// a fetch there asks for at most half the free room, and at least one message).
     pub max_in_flight: usize,
     /// What a dropped, undecided decode error does (held by default).
     pub undecided: Undecided,
