@@ -59,7 +59,6 @@ struct State {
 
 /// A group member serving `logs` from memory: a poll reads from each owned partition's
 /// cursor (seeks move the cursor) and reports what it read on a channel.
-#[derive(Debug)]
 struct MemberFake {
     group: GroupName,
     reads_ahead: bool,
@@ -67,6 +66,14 @@ struct MemberFake {
     /// New messages or a seek: a waiting poll looks again.
     wake: Notify,
     polled: mpsc::UnboundedSender<Polled>,
+    /// Run (once) by the next call of `assignment`.
+    on_assignment: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for MemberFake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberFake").finish_non_exhaustive()
+    }
 }
 
 impl MemberFake {
@@ -90,6 +97,7 @@ impl MemberFake {
             state: Mutex::new(state),
             wake: Notify::new(),
             polled,
+            on_assignment: Mutex::new(None),
         });
         (fake, events)
     }
@@ -153,6 +161,10 @@ impl GroupConsumer for MemberFake {
     }
 
     fn assignment(&self) -> Assignment {
+        let hook = self.on_assignment.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
         self.state.lock().unwrap().assignment.clone()
     }
 
@@ -442,4 +454,54 @@ async fn a_hold_that_ends_while_a_prefetch_is_in_flight_loses_nothing() {
         "commits past an unsettled event"
     );
     assert_eq!(fake.commits().last(), Some(&(0, 9)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_that_ends_just_before_a_fetch_is_admitted_loses_nothing() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 10)], false);
+    let open = fake.gate(2);
+    let failing = Arc::new(AtomicBool::new(true));
+    let mut subscription = subscription(
+        &fake,
+        options(3, 100),
+        decoder(Some((1, Arc::clone(&failing)))),
+    );
+    let zero = next(&mut subscription).await.unwrap();
+    fake.settled(0, 0);
+    zero.ack().await.unwrap();
+    assert_eq!(next_poll(&mut polls).await.read.len(), 3);
+    assert_eq!(
+        next_poll(&mut polls).await.read,
+        vec![(0, 3), (0, 4), (0, 5)]
+    );
+    let Err(Error::Decode(error)) = next(&mut subscription).await else {
+        panic!("offset 1 fails to decode");
+    };
+    failing.store(false, Ordering::SeqCst);
+    drop(error);
+    let again = next(&mut subscription).await.unwrap();
+    assert_eq!(again.info().offset, 1);
+    // The held event is acknowledged on another thread while the subscription
+    // handles the prefetch's result: after it looked for seeks, before it admits the
+    // result (the subscription reads the assignment in between).
+    fake.settled(0, 1);
+    *fake.on_assignment.lock().unwrap() = Some(Box::new(move || {
+        use futures::FutureExt;
+        again.ack().now_or_never().unwrap().unwrap();
+    }));
+    open.send(()).unwrap();
+
+    let delivered = ack_until(&fake, &mut subscription, 9).await;
+    assert!(fake.on_assignment.lock().unwrap().is_none(), "the hook ran");
+    assert_eq!(
+        delivered,
+        (2..10).collect::<Vec<_>>(),
+        "after the hold, every event once, in order"
+    );
+    subscription.commit().await.unwrap();
+    assert_eq!(
+        fake.early_commits(),
+        vec![],
+        "commits past an unsettled event"
+    );
 }
