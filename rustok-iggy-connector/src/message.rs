@@ -626,14 +626,18 @@ impl Headers {
             bytes: buffer.slice_ref(bytes),
             len: count as usize,
         };
-        let text_keys = iggy_binary_protocol::WireUserHeaderIterator::new(bytes)
-            .all(|entry| std::str::from_utf8(entry.key).is_ok());
+        // Kept as read only when they encode as their list would: every key a
+        // string (kind and bytes), as `encode_into` writes keys.
+        let text_keys = iggy_binary_protocol::WireUserHeaderIterator::new(bytes).all(|entry| {
+            entry.key_kind.0 == HeaderKind::String.code() && std::str::from_utf8(entry.key).is_ok()
+        });
         if text_keys {
             return Ok(Self {
                 entries: Entries::Wire(wire),
             });
         }
-        // Keys that are not text are kept with their bytes read as lossy UTF-8.
+        // Keys that are not text are kept with their bytes read as lossy UTF-8 (and
+        // every key is written back as a string).
         let mut list = wire.to_list();
         for (key, _) in &mut list.owned {
             if std::str::from_utf8(&key.0).is_err() {
@@ -1207,6 +1211,22 @@ mod tests {
         changed.insert_str("a", "1").unwrap();
         assert_eq!(changed.get_str("a"), Some("1"));
         assert!(read.is_empty());
+    }
+
+    #[test]
+    fn a_key_of_another_kind_encodes_as_the_list_would() {
+        // Keys are text to these headers: a list writes every key as a string (kind 2).
+        // Read headers that are equal to a list encode as it does, as they did when
+        // a read always made a list.
+        let mut bytes = Vec::new();
+        tlv(&mut bytes, 1, b"k", 2, b"v");
+        let read = Headers::decode(&bytes).unwrap();
+        let mut list = Headers::new();
+        list.insert_str("k", "v").unwrap();
+        assert_same(&read, &list, &["k"]);
+        let mut expected = Vec::new();
+        tlv(&mut expected, 2, b"k", 2, b"v");
+        assert_eq!(encoded(&read), expected);
     }
 
     #[test]
