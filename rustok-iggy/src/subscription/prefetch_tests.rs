@@ -505,3 +505,101 @@ async fn a_hold_that_ends_just_before_a_fetch_is_admitted_loses_nothing() {
         "commits past an unsettled event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_with_a_prefetched_batch_commits_only_what_was_settled() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 10)], false);
+    let mut subscription = subscription(&fake, options(3, 100), decoder(None));
+    for expected in 0..2 {
+        let delivery = next(&mut subscription).await.unwrap();
+        assert_eq!(delivery.info().offset, expected);
+        fake.settled(0, expected);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(next_poll(&mut polls).await.read.len(), 3);
+    // The prefetch has read 3..=5 and returned: its result waits in the fetch.
+    assert_eq!(
+        next_poll(&mut polls).await.read,
+        vec![(0, 3), (0, 4), (0, 5)]
+    );
+    subscription.close().await.unwrap();
+    assert_eq!(fake.commits().last(), Some(&(0, 1)));
+    assert_eq!(
+        fake.early_commits(),
+        vec![],
+        "commits past an unsettled event"
+    );
+
+    // Nothing is lost: the next member of the group starts after the commit.
+    fake.rebalance(&[0]);
+    let mut subscription = self::subscription(&fake, options(3, 100), decoder(None));
+    assert_eq!(
+        ack_until(&fake, &mut subscription, 9).await,
+        (2..10).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_with_a_prefetched_batch_commits_only_what_was_settled() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 10)], false);
+    let mut subscription = subscription(&fake, options(3, 100), decoder(None));
+    let delivery = next(&mut subscription).await.unwrap();
+    fake.settled(0, 0);
+    delivery.ack().await.unwrap();
+    // Taken, not settled: delivered again.
+    let taken = next(&mut subscription).await.unwrap();
+    assert_eq!(taken.info().offset, 1);
+    assert_eq!(next_poll(&mut polls).await.read.len(), 3);
+    assert_eq!(next_poll(&mut polls).await.read.len(), 3);
+    drop(subscription);
+    drop(taken);
+    assert_eq!(fake.commits(), vec![(0, 0)]);
+    fake.rebalance(&[0]);
+    let mut subscription = self::subscription(&fake, options(3, 100), decoder(None));
+    assert_eq!(
+        ack_until(&fake, &mut subscription, 9).await,
+        (1..10).collect::<Vec<_>>()
+    );
+    assert_eq!(fake.early_commits(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_while_a_prefetch_is_in_flight_drops_the_lost_partition_and_keeps_order() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 6), (1, 6)], false);
+    let open = fake.gate(2);
+    let mut subscription = subscription(&fake, options(4, 100), decoder(None));
+    let first = next(&mut subscription).await.unwrap();
+    assert_eq!(*first, (0, 0));
+    fake.settled(0, 0);
+    first.ack().await.unwrap();
+    assert_eq!(next_poll(&mut polls).await.read.len(), 4);
+    assert_eq!(
+        next_poll(&mut polls).await.read,
+        vec![(0, 4), (0, 5), (1, 0), (1, 1)],
+        "the prefetch read both partitions"
+    );
+    // Partition 1 goes to another member; partition 0 is read again after its
+    // commit. The prefetch returns what it read before.
+    fake.rebalance(&[0]);
+    open.send(()).unwrap();
+    let mut delivered = Vec::new();
+    loop {
+        let delivery = next(&mut subscription).await.unwrap();
+        let (partition, offset) = *delivery;
+        delivered.push((partition, offset));
+        fake.settled(partition, offset);
+        delivery.ack().await.unwrap();
+        if (partition, offset) == (0, 5) {
+            break;
+        }
+    }
+    assert_eq!(
+        delivered,
+        (1..6).map(|o| (0, o)).collect::<Vec<_>>(),
+        "partition 0 once and in order, nothing of the lost partition 1"
+    );
+    subscription.commit().await.unwrap();
+    assert_eq!(subscription.in_flight(), 0);
+    assert_eq!(fake.commits().last(), Some(&(0, 5)));
+    assert_eq!(fake.early_commits(), vec![]);
+}
