@@ -603,3 +603,54 @@ async fn a_rebalance_while_a_prefetch_is_in_flight_drops_the_lost_partition_and_
     assert_eq!(fake.commits().last(), Some(&(0, 5)));
     assert_eq!(fake.early_commits(), vec![]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_prefetch_keeps_what_it_read_of_the_partitions_not_sought() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 5), (1, 5)], false);
+    let open = fake.gate(2);
+    let failing = Arc::new(AtomicBool::new(true));
+    let mut subscription = subscription(
+        &fake,
+        options(3, 100),
+        decoder(Some((1, Arc::clone(&failing)))),
+    );
+    let zero = next(&mut subscription).await.unwrap();
+    fake.settled(0, 0);
+    zero.ack().await.unwrap();
+    assert_eq!(
+        next_poll(&mut polls).await.read,
+        vec![(0, 0), (0, 1), (0, 2)]
+    );
+    assert_eq!(
+        next_poll(&mut polls).await.read,
+        vec![(0, 3), (0, 4), (1, 0)]
+    );
+    let Err(Error::Decode(error)) = next(&mut subscription).await else {
+        panic!("offset 1 fails to decode");
+    };
+    failing.store(false, Ordering::SeqCst);
+    drop(error);
+    let again = next(&mut subscription).await.unwrap();
+    assert_eq!(*again, (0, 1));
+    fake.settled(0, 1);
+    again.ack().await.unwrap();
+    open.send(()).unwrap();
+
+    let mut delivered: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    while delivered.values().map(Vec::len).sum::<usize>() < 8 {
+        let delivery = next(&mut subscription).await.unwrap();
+        let (partition, offset) = *delivery;
+        delivered.entry(partition).or_default().push(offset);
+        fake.settled(partition, offset);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(delivered[&0], vec![2, 3, 4], "partition 0 from the seek");
+    assert_eq!(
+        delivered[&1],
+        vec![0, 1, 2, 3, 4],
+        "partition 1, not sought, keeps what the prefetch read"
+    );
+    subscription.commit().await.unwrap();
+    assert_eq!(fake.early_commits(), vec![]);
+    assert_eq!(subscription.in_flight(), 0);
+}
