@@ -664,14 +664,18 @@ impl Headers {
             bytes: buffer.slice_ref(bytes),
             len: count as usize,
         };
-        let text_keys = iggy_binary_protocol::WireUserHeaderIterator::new(bytes)
-            .all(|entry| std::str::from_utf8(entry.key).is_ok());
+        // Kept as read only when they encode as their list would: every key a
+        // string (kind and bytes), as `encode_into` writes keys.
+        let text_keys = iggy_binary_protocol::WireUserHeaderIterator::new(bytes).all(|entry| {
+            entry.key_kind.0 == HeaderKind::String.code() && std::str::from_utf8(entry.key).is_ok()
+        });
         if text_keys {
             return Ok(Self {
                 entries: Entries::Wire(wire),
             });
         }
-        // Keys that are not text are kept with their bytes read as lossy UTF-8.
+        // Keys that are not text are kept with their bytes read as lossy UTF-8 (and
+        // every key is written back as a string).
         let mut list = wire.to_list();
         for (key, _) in &mut list.owned {
             if std::str::from_utf8(&key.0).is_err() {
@@ -1046,6 +1050,321 @@ mod tests {
             malformed.error
         );
         assert_eq!(ReceivedMessage::read_headers(&[]), (Headers::new(), None));
+    }
+
+    /// One TLV entry: `[key_kind][key_len][key][value_kind][value_len][value]`.
+    fn tlv(out: &mut Vec<u8>, key_kind: u8, key: &[u8], value_kind: u8, value: &[u8]) {
+        out.push(key_kind);
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.push(value_kind);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    fn wire_of(headers: &Headers) -> Headers {
+        let mut out = Vec::new();
+        headers.encode_into(&mut out);
+        let decoded = Headers::decode(&out).unwrap();
+        assert!(
+            matches!(decoded.entries, Entries::Wire(_)),
+            "read headers stay their wire bytes"
+        );
+        decoded
+    }
+
+    fn encoded(headers: &Headers) -> Vec<u8> {
+        let mut out = Vec::new();
+        headers.encode_into(&mut out);
+        out
+    }
+
+    fn entries(headers: &Headers) -> Vec<(String, HeaderKind, Vec<u8>)> {
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.kind(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// Every read of `a` and `b` gives the same answer.
+    fn assert_same(a: &Headers, b: &Headers, keys: &[&str]) {
+        assert_eq!(a, b);
+        assert_eq!(b, a);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.is_empty(), b.is_empty());
+        assert_eq!(entries(a), entries(b));
+        assert_eq!(a.encoded_len(), b.encoded_len());
+        assert_eq!(encoded(a), encoded(b));
+        assert_eq!(encoded(a).len(), a.encoded_len());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        for key in keys {
+            assert_eq!(a.get(key), b.get(key), "{key}");
+            assert_eq!(a.get_str(key), b.get_str(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn headers_as_read_answer_as_the_list_they_were_written_from() {
+        let mut list = Headers::new();
+        list.insert_str("event_type", "order.placed").unwrap();
+        list.insert("attempt", HeaderValue::u64(3)).unwrap();
+        list.insert("blob", HeaderValue::raw(vec![0u8, 0xff, 2]))
+            .unwrap();
+        list.insert(
+            "odd",
+            HeaderValue::from_parts(HeaderKind::Other(200), Bytes::from_static(b"?")),
+        )
+        .unwrap();
+        list.insert_str("ключ", "значение").unwrap();
+        let wire = wire_of(&list);
+        let keys = [
+            "event_type",
+            "attempt",
+            "blob",
+            "odd",
+            "ключ",
+            "missing",
+            "",
+            "event_typ",
+        ];
+        assert_same(&wire, &list, &keys);
+        assert_eq!(
+            wire.get("attempt").and_then(HeaderValueRef::as_u64),
+            Some(3)
+        );
+        assert_eq!(wire.get_str("blob"), None, "not text");
+        assert_eq!(wire.get("odd").unwrap().kind(), HeaderKind::Other(200));
+        assert_eq!(wire.get_str("ключ"), Some("значение"));
+        // Owned copies of what is read are equal too.
+        assert_eq!(
+            wire.get("blob").unwrap().to_value(),
+            HeaderValue::raw(vec![0u8, 0xff, 2])
+        );
+
+        // Changes after the read: the same on both.
+        let (mut a, mut b) = (wire.clone(), list.clone());
+        for headers in [&mut a, &mut b] {
+            headers.insert_str("event_type", "order.shipped").unwrap();
+            headers.insert_str("tenant", "acme").unwrap();
+            assert_eq!(
+                headers.remove("blob").unwrap(),
+                HeaderValue::raw(vec![0u8, 0xff, 2])
+            );
+            assert_eq!(headers.remove("blob"), None);
+            assert_eq!(headers.remove("missing"), None);
+        }
+        assert_same(&a, &b, &keys);
+        assert_eq!(
+            entries(&a)
+                .into_iter()
+                .map(|(k, _, _)| k)
+                .collect::<Vec<_>>(),
+            ["event_type", "attempt", "odd", "ключ", "tenant"],
+            "a replaced key keeps its place"
+        );
+        assert_eq!(a.get_str("event_type"), Some("order.shipped"));
+        // The clone that was read is unchanged.
+        assert_same(&wire, &list, &keys);
+
+        // A failed insert changes nothing.
+        let mut c = wire.clone();
+        assert!(c.insert_str("k", "").is_err());
+        assert_same(&c, &list, &keys);
+        // Removing from headers as read that lack the key changes nothing either.
+        assert_eq!(c.remove("missing"), None);
+        assert!(
+            matches!(c.entries, Entries::Wire(_)),
+            "not turned into a list"
+        );
+    }
+
+    #[test]
+    fn a_clone_of_headers_as_read_is_not_changed_by_a_change_of_the_other() {
+        let mut list = Headers::new();
+        list.insert_str("a", "1").unwrap();
+        list.insert_str("b", "2").unwrap();
+        let read = wire_of(&list);
+        let mut changed = read.clone();
+        changed.insert_str("a", "one").unwrap();
+        assert_eq!(read.get_str("a"), Some("1"));
+        assert_eq!(changed.get_str("a"), Some("one"));
+        assert_ne!(read, changed);
+        let mut other = read.clone();
+        assert_eq!(other.remove("b").unwrap().as_str(), Some("2"));
+        assert_eq!(read.len(), 2);
+        assert_eq!(other.len(), 1);
+        assert_same(&read, &list, &["a", "b"]);
+    }
+
+    #[test]
+    fn a_repeated_key_as_read_answers_as_the_decoded_list_did() {
+        // Before headers as read stayed their bytes, a repeated key was decoded into
+        // a list with both entries: `get` found the first, `insert` replaced the
+        // first, `remove` removed the first (the second then answers).
+        let mut bytes = Vec::new();
+        tlv(&mut bytes, 2, b"k", 2, b"first");
+        tlv(&mut bytes, 2, b"x", 2, b"other");
+        tlv(&mut bytes, 2, b"k", 2, b"second");
+        let read = Headers::decode(&bytes).unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read.get_str("k"), Some("first"));
+        assert_eq!(
+            entries(&read)
+                .into_iter()
+                .map(|(k, _, v)| (k, String::from_utf8(v).unwrap()))
+                .collect::<Vec<_>>(),
+            [
+                ("k".into(), "first".into()),
+                ("x".into(), "other".into()),
+                ("k".into(), "second".into())
+            ]
+        );
+        assert_eq!(encoded(&read), bytes);
+        assert_eq!(read.encoded_len(), bytes.len());
+
+        let mut replaced = read.clone();
+        replaced.insert_str("k", "new").unwrap();
+        assert_eq!(replaced.len(), 3);
+        assert_eq!(replaced.get_str("k"), Some("new"));
+        let mut expected = Vec::new();
+        tlv(&mut expected, 2, b"k", 2, b"new");
+        tlv(&mut expected, 2, b"x", 2, b"other");
+        tlv(&mut expected, 2, b"k", 2, b"second");
+        assert_eq!(encoded(&replaced), expected);
+
+        let mut removed = read.clone();
+        assert_eq!(removed.remove("k").unwrap().as_str(), Some("first"));
+        assert_eq!(removed.get_str("k"), Some("second"));
+        assert_eq!(removed.remove("k").unwrap().as_str(), Some("second"));
+        assert_eq!(removed.get("k"), None);
+        assert_eq!(removed.len(), 1);
+        // The copy that was read still has both.
+        assert_eq!(read.get_str("k"), Some("first"));
+        assert_eq!(read.len(), 3);
+    }
+
+    #[test]
+    fn a_key_that_is_not_text_is_read_as_lossy_text() {
+        let mut bytes = Vec::new();
+        tlv(&mut bytes, 2, b"ok", 2, b"1");
+        tlv(&mut bytes, 2, b"k\xff", 2, b"2");
+        let read = Headers::decode(&bytes).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read.get_str("ok"), Some("1"));
+        assert_eq!(read.get_str("k\u{fffd}"), Some("2"));
+        let mut list = Headers::new();
+        list.insert_str("ok", "1").unwrap();
+        list.insert_str("k\u{fffd}", "2").unwrap();
+        assert_same(&read, &list, &["ok", "k\u{fffd}", "k"]);
+        let mut changed = read.clone();
+        changed.insert_str("ok", "one").unwrap();
+        assert_eq!(changed.get_str("k\u{fffd}"), Some("2"));
+        assert_eq!(read.get_str("ok"), Some("1"));
+    }
+
+    #[test]
+    fn an_empty_block_reads_as_no_headers() {
+        let read = Headers::decode(&[]).unwrap();
+        assert_same(&read, &Headers::new(), &["a"]);
+        assert!(read.is_empty());
+        assert_eq!(read.encoded_len(), 0);
+        assert!(encoded(&read).is_empty());
+        let shared = Bytes::from_static(b"record");
+        assert_same(
+            &Headers::decode_shared(&shared, &shared[6..]).unwrap(),
+            &Headers::new(),
+            &["a"],
+        );
+        let mut changed = read.clone();
+        assert_eq!(changed.remove("a"), None);
+        changed.insert_str("a", "1").unwrap();
+        assert_eq!(changed.get_str("a"), Some("1"));
+        assert!(read.is_empty());
+    }
+
+    #[test]
+    fn a_key_of_another_kind_encodes_as_the_list_would() {
+        // Keys are text to these headers: a list writes every key as a string (kind 2).
+        // Read headers that are equal to a list encode as it does, as they did when
+        // a read always made a list.
+        let mut bytes = Vec::new();
+        tlv(&mut bytes, 1, b"k", 2, b"v");
+        let read = Headers::decode(&bytes).unwrap();
+        let mut list = Headers::new();
+        list.insert_str("k", "v").unwrap();
+        assert_same(&read, &list, &["k"]);
+        let mut expected = Vec::new();
+        tlv(&mut expected, 2, b"k", 2, b"v");
+        assert_eq!(encoded(&read), expected);
+    }
+
+    #[test]
+    fn a_malformed_block_is_a_wire_error_never_a_panic() {
+        let mut valid = Vec::new();
+        tlv(&mut valid, 2, b"event_type", 2, b"order.placed");
+        tlv(&mut valid, 2, b"attempt", 12, &3u64.to_le_bytes());
+        let boundary = 10 + 10 + 12;
+        // Every truncation: whole entries read, anything else is refused.
+        for len in 1..valid.len() {
+            match Headers::decode(&valid[..len]) {
+                Ok(headers) => {
+                    assert_eq!(len, boundary, "only a whole entry reads");
+                    assert_eq!(headers.get_str("event_type"), Some("order.placed"));
+                    assert_eq!(headers.len(), 1);
+                }
+                Err(_) => assert_ne!(len, boundary),
+            }
+        }
+        // A kind of 0.
+        for at in [0, 15] {
+            let mut zero = valid.clone();
+            zero[at] = 0;
+            let error = Headers::decode(&zero).unwrap_err();
+            assert!(error.to_string().contains("kind is 0"), "{error}");
+        }
+        // A key without its value (an odd count of TLV entries).
+        let mut odd = valid.clone();
+        odd.push(2);
+        odd.extend_from_slice(&1u32.to_le_bytes());
+        odd.push(b'k');
+        let error = Headers::decode(&odd).unwrap_err();
+        assert!(error.to_string().contains("odd number"), "{error}");
+        // Lengths of 0 and past 255.
+        for bad in [0u32, 256, u32::MAX] {
+            let mut length = valid.clone();
+            length[1..5].copy_from_slice(&bad.to_le_bytes());
+            assert!(Headers::decode(&length).is_err(), "length {bad}");
+        }
+        // Pseudo-random blocks: decoded or refused, and what decodes reads and changes
+        // without a panic.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut block = valid.clone();
+            let flips = random() % 4;
+            for _ in 0..=flips {
+                let at = (random() as usize) % block.len();
+                block[at] = random() as u8;
+            }
+            block.truncate(block.len() - (random() as usize % 3));
+            if let Ok(mut headers) = Headers::decode(&block) {
+                let _ = (headers.len(), headers.encoded_len(), format!("{headers:?}"));
+                let keys: Vec<String> = headers.iter().map(|(k, _)| k.to_owned()).collect();
+                for key in &keys {
+                    assert!(headers.get(key).is_some());
+                }
+                assert_eq!(Headers::decode(&encoded(&headers)).unwrap(), headers);
+                if let Some(key) = keys.first() {
+                    headers.remove(key);
+                }
+                headers.insert_str("x", "y").unwrap();
+            }
+        }
     }
 
     #[test]

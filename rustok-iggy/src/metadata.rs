@@ -379,3 +379,137 @@ fn parse_event_id(header: Option<HeaderValueRef<'_>>, message_id: u128) -> Uuid 
         .and_then(|text| Uuid::parse_str(text).ok())
         .unwrap_or_else(|| Uuid::from_u128(message_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EventHeaders::read` and `EventHeaders::fingerprint` as they were before the
+    /// one-pass read: one `Headers::get` per name, in this order.
+    #[allow(clippy::type_complexity)]
+    fn read_before(
+        headers: &Headers,
+    ) -> Result<
+        (
+            Option<&str>,
+            u32,
+            Codec,
+            Result<Option<Fingerprint>, InvalidEventHeader>,
+        ),
+        InvalidEventHeader,
+    > {
+        let text = |name: &'static str| {
+            headers
+                .get(name)
+                .map(|value| value.as_str().ok_or(InvalidEventHeader { name }))
+                .transpose()
+        };
+        let schema_version = match text(header::SCHEMA_VERSION)? {
+            None => 1,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::SCHEMA_VERSION,
+            })?,
+        };
+        let codec = match text(header::CODEC)? {
+            None => Codec::Json,
+            Some(text) => text.parse().map_err(|_| InvalidEventHeader {
+                name: header::CODEC,
+            })?,
+        };
+        let event_type = text(header::EVENT_TYPE)?;
+        let fingerprint = text(header::SCHEMA_FINGERPRINT).and_then(|text| {
+            text.map(|text| {
+                text.parse().map_err(|_| InvalidEventHeader {
+                    name: header::SCHEMA_FINGERPRINT,
+                })
+            })
+            .transpose()
+        });
+        Ok((event_type, schema_version, codec, fingerprint))
+    }
+
+    fn tlv(out: &mut Vec<u8>, key: &[u8], kind: u8, value: &[u8]) {
+        out.push(2);
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.push(kind);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    /// (kind, bytes) values tried for each name: text that reads, text that does not,
+    /// the right text in a value that is not text, bytes that are not UTF-8.
+    fn values(name: &str) -> Vec<(u8, Vec<u8>)> {
+        let texts: &[&str] = match name {
+            header::EVENT_TYPE => &["order_placed", "other"],
+            header::SCHEMA_VERSION => &["2", "1", "x", "-1", "4294967296", " 2"],
+            header::CODEC => &["json", "postcard", "JSON", "cbor"],
+            _ => &[
+                "0123456789abcdef",
+                "fedcba9876543210",
+                "0123456789ABCDEF",
+                "0123",
+            ],
+        };
+        let mut values: Vec<(u8, Vec<u8>)> =
+            texts.iter().map(|t| (2, t.as_bytes().to_vec())).collect();
+        values.push((1, texts[0].as_bytes().to_vec()));
+        values.push((12, 2u64.to_le_bytes().to_vec()));
+        values.push((2, vec![0xff, 0xfe]));
+        values
+    }
+
+    #[test]
+    fn the_one_pass_read_answers_as_one_get_per_name_did() {
+        let names = [
+            header::EVENT_TYPE,
+            header::SCHEMA_VERSION,
+            header::CODEC,
+            header::SCHEMA_FINGERPRINT,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        let mut compared = 0;
+        for round in 0..20_000 {
+            // Each name absent, once or twice (a repeated name), among other headers,
+            // in a random order; some blocks also carry a key that is not UTF-8 (read
+            // as a list, not in place).
+            let mut entries: Vec<(Vec<u8>, u8, Vec<u8>)> = Vec::new();
+            for name in names {
+                let values = values(name);
+                for _ in 0..random(3) {
+                    let (kind, value) = values[random(values.len())].clone();
+                    entries.push((name.as_bytes().to_vec(), kind, value));
+                }
+            }
+            entries.push((b"tenant_id".to_vec(), 2, b"acme".to_vec()));
+            if round % 4 == 0 {
+                entries.push((b"k\xff".to_vec(), 2, b"v".to_vec()));
+            }
+            for i in (1..entries.len()).rev() {
+                entries.swap(i, random(i + 1));
+            }
+            let mut bytes = Vec::new();
+            for (key, kind, value) in &entries {
+                tlv(&mut bytes, key, *kind, value);
+            }
+            let headers = Headers::decode(&bytes).unwrap();
+            let now = EventHeaders::read(&headers).map(|read| {
+                (
+                    read.event_type,
+                    read.schema_version,
+                    read.codec,
+                    read.fingerprint(),
+                )
+            });
+            assert_eq!(now, read_before(&headers), "{headers:?}");
+            compared += 1;
+        }
+        assert_eq!(compared, 20_000);
+    }
+}

@@ -542,6 +542,11 @@ impl AckState {
             if !owned.contains(&partition) {
                 continue;
             }
+            if inner.seeks.iter().any(|&(p, _)| p == partition) {
+                // Its hold ended and its seek is not made yet: this was read before
+                // the seek (from past the held offset), and is read again after it.
+                continue;
+            }
             let track = inner
                 .tracks
                 .entry(partition)

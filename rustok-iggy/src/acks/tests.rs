@@ -170,3 +170,32 @@ fn slots_are_a_hard_limit() {
     acks.give_back_slot();
     assert!(acks.try_take_slot(2));
 }
+
+#[test]
+fn what_is_fetched_between_the_end_of_a_hold_and_its_seek_is_not_admitted() {
+    let acks = AckState::new("t-held-seek", "g", None);
+    let mut d = admit(&acks, &[(0, 0), (0, 1), (0, 2)]);
+    let (m1, t1) = d.remove(1);
+    acks.settle(&d[0].1);
+    acks.hold(m1, t1, 1, "undecided", Duration::ZERO);
+    assert!(admit(&acks, &[(0, 3)]).is_empty(), "held");
+    let held = acks.queue_work(None).unwrap().due.unwrap();
+    assert!(acks.try_take_slot(10));
+    // The hold ends; the subscription has not taken its seek yet when a fetch read
+    // while it was held (from past the held offset) comes back.
+    acks.settle(&held.ticket);
+    assert!(
+        admit(&acks, &[(0, 4), (0, 5)]).is_empty(),
+        "read before the seek: 2 and 3 would be skipped"
+    );
+    assert_eq!(points(&acks), vec![(0, 1)], "the commit stays before 2");
+    assert_eq!(acks.queue_work(None).unwrap().seeks, vec![(0, 2)]);
+    let again = admit(&acks, &[(0, 2), (0, 3), (0, 4)]);
+    assert_eq!(again.len(), 3);
+    for (_, ticket) in &again {
+        acks.settle(ticket);
+    }
+    acks.settle(&d[1].1);
+    assert_eq!(points(&acks), vec![(0, 4)]);
+    assert_eq!(acks.in_flight(), 0);
+}

@@ -68,3 +68,66 @@ impl FromStr for Fingerprint {
 pub struct InvalidFingerprint {
     text: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parse before the one-pass one: a check, then `from_str_radix`.
+    fn parse_before(text: &str) -> Option<u64> {
+        let valid = text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok()
+    }
+
+    #[test]
+    fn the_one_pass_parse_accepts_exactly_what_the_check_and_radix_parse_did() {
+        let mut texts: Vec<String> = [
+            "0123456789abcdef",
+            "ffffffffffffffff",
+            "0000000000000000",
+            "0123456789ABCDEF",
+            "0123456789abcdeF",
+            "+123456789abcdef",
+            "-123456789abcdef",
+            " 123456789abcdef",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "0x23456789abcdef",
+            "g123456789abcdef",
+            "é123456789abcde",
+            "0123456789abcd\u{e9}",
+            "",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every byte at every place of a valid fingerprint.
+        let base = b"0123456789abcdef";
+        for at in 0..16 {
+            for byte in 0..=127u8 {
+                let mut text = base.to_vec();
+                text[at] = byte;
+                texts.push(String::from_utf8(text).unwrap());
+            }
+        }
+        for text in &texts {
+            let parsed = text.parse::<Fingerprint>();
+            assert_eq!(
+                parsed.as_ref().ok().map(|f| f.0),
+                parse_before(text),
+                "{text:?}"
+            );
+            if let Ok(fingerprint) = parsed {
+                assert_eq!(&fingerprint.to_string(), text, "round trip");
+            } else {
+                let error = parsed.unwrap_err().to_string();
+                assert!(error.contains("not a schema fingerprint"), "{error}");
+            }
+        }
+    }
+}

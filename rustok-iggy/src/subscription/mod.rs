@@ -25,6 +25,8 @@ use crate::upcast::Upcasters;
 mod delivery;
 mod info;
 mod options;
+#[cfg(test)]
+mod prefetch_tests;
 
 pub(crate) use delivery::Terminal;
 use delivery::{AckHandle, Core, Labels, OnDrop};
