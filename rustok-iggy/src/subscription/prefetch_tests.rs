@@ -260,6 +260,7 @@ fn decoder(fail: Option<(u64, Arc<AtomicBool>)>) -> Decoder<(u32, u64)> {
             DecodedInfo {
                 event_type: Cow::Borrowed("test"),
                 schema_version: 1,
+                event_id: uuid::Uuid::from_u128(m.id),
             },
         ))
     })
