@@ -402,14 +402,19 @@ async fn ack_until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_that_ends_while_a_prefetch_is_in_flight_loses_nothing() {
-    let (fake, mut polls) = MemberFake::new(&[(0, 10)], false);
-    // The prefetch (poll 2) reads before the hold ends and returns after its seek.
-    let open = fake.gate(2);
+/// A subscription (batches of 3) whose first poll reads `first` and whose prefetch
+/// reads `second`: offset 0 of partition 0 is delivered and acknowledged, offset 1 fails
+/// to decode and is dropped undecided (a hold), then decodes and is delivered again.
+/// Returns the subscription and that second delivery of offset 1, not yet settled.
+async fn held_at_one(
+    fake: &Arc<MemberFake>,
+    polls: &mut mpsc::UnboundedReceiver<Polled>,
+    first: [(u32, u64); 3],
+    second: [(u32, u64); 3],
+) -> (Subscription<(u32, u64)>, super::Delivery<(u32, u64)>) {
     let failing = Arc::new(AtomicBool::new(true));
     let mut subscription = subscription(
-        &fake,
+        fake,
         options(3, 100),
         decoder(Some((1, Arc::clone(&failing)))),
     );
@@ -417,26 +422,34 @@ async fn a_hold_that_ends_while_a_prefetch_is_in_flight_loses_nothing() {
     assert_eq!(zero.info().offset, 0);
     fake.settled(0, 0);
     zero.ack().await.unwrap();
-    assert_eq!(
-        next_poll(&mut polls).await.read,
-        vec![(0, 0), (0, 1), (0, 2)]
-    );
-    assert_eq!(
-        next_poll(&mut polls).await.read,
-        vec![(0, 3), (0, 4), (0, 5)]
-    );
-
-    // Offset 1 does not decode; dropped undecided, it holds the partition.
+    assert_eq!(next_poll(polls).await.read, first);
+    assert_eq!(next_poll(polls).await.read, second);
     let Err(Error::Decode(error)) = next(&mut subscription).await else {
         panic!("offset 1 fails to decode");
     };
     assert_eq!(error.offset, 1);
     failing.store(false, Ordering::SeqCst);
     drop(error);
-    // Delivered again (it decodes now) and acknowledged: the hold ends, the partition
-    // is sought to 2 while the prefetch that read 3..=5 is still in flight.
     let again = next(&mut subscription).await.unwrap();
-    assert_eq!((again.info().offset, again.info().attempt), (1, 2));
+    assert_eq!(*again, (0, 1));
+    assert_eq!(again.info().attempt, 2);
+    (subscription, again)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_that_ends_while_a_prefetch_is_in_flight_loses_nothing() {
+    let (fake, mut polls) = MemberFake::new(&[(0, 10)], false);
+    // The prefetch (poll 2) reads before the hold ends and returns after its seek.
+    let open = fake.gate(2);
+    let (mut subscription, again) = held_at_one(
+        &fake,
+        &mut polls,
+        [(0, 0), (0, 1), (0, 2)],
+        [(0, 3), (0, 4), (0, 5)],
+    )
+    .await;
+    // Acknowledged: the hold ends, the partition is sought to 2 while the prefetch that
+    // read 3..=5 is still in flight.
     fake.settled(0, 1);
     again.ack().await.unwrap();
     assert!(subscription.held_partitions().is_empty());
@@ -609,30 +622,13 @@ async fn a_rebalance_while_a_prefetch_is_in_flight_drops_the_lost_partition_and_
 async fn a_stale_prefetch_keeps_what_it_read_of_the_partitions_not_sought() {
     let (fake, mut polls) = MemberFake::new(&[(0, 5), (1, 5)], false);
     let open = fake.gate(2);
-    let failing = Arc::new(AtomicBool::new(true));
-    let mut subscription = subscription(
+    let (mut subscription, again) = held_at_one(
         &fake,
-        options(3, 100),
-        decoder(Some((1, Arc::clone(&failing)))),
-    );
-    let zero = next(&mut subscription).await.unwrap();
-    fake.settled(0, 0);
-    zero.ack().await.unwrap();
-    assert_eq!(
-        next_poll(&mut polls).await.read,
-        vec![(0, 0), (0, 1), (0, 2)]
-    );
-    assert_eq!(
-        next_poll(&mut polls).await.read,
-        vec![(0, 3), (0, 4), (1, 0)]
-    );
-    let Err(Error::Decode(error)) = next(&mut subscription).await else {
-        panic!("offset 1 fails to decode");
-    };
-    failing.store(false, Ordering::SeqCst);
-    drop(error);
-    let again = next(&mut subscription).await.unwrap();
-    assert_eq!(*again, (0, 1));
+        &mut polls,
+        [(0, 0), (0, 1), (0, 2)],
+        [(0, 3), (0, 4), (1, 0)],
+    )
+    .await;
     fake.settled(0, 1);
     again.ack().await.unwrap();
     open.send(()).unwrap();
