@@ -28,6 +28,10 @@ pub(crate) fn first_after(committed: Option<u64>) -> u64 {
 /// deliveries are delivered again.
 #[derive(Debug)]
 pub(crate) struct Cursors<K> {
+    #[cfg_attr(
+        not(feature = "embedded"),
+        allow(dead_code, reason = "only the embedded member resets its cursors")
+    )]
     key: Option<K>,
     next: HashMap<u32, u64>,
     turn: usize,
@@ -45,12 +49,20 @@ impl<K> Default for Cursors<K> {
 
 impl<K: PartialEq> Cursors<K> {
     /// Whether the cursors were set for the assignment `key`.
+    #[cfg_attr(
+        not(feature = "embedded"),
+        allow(dead_code, reason = "only the embedded member resets its cursors")
+    )]
     pub(crate) fn is_for(&self, key: &K) -> bool {
         self.key.as_ref() == Some(key)
     }
 
     /// Sets the cursors for the assignment `key`: each owned partition, with the
     /// group's committed offset there, restarts after it.
+    #[cfg_attr(
+        not(feature = "embedded"),
+        allow(dead_code, reason = "only the embedded member resets its cursors")
+    )]
     pub(crate) fn reset(
         &mut self,
         key: K,
